@@ -1,0 +1,71 @@
+//! The payload contract: one typed, versioned argument struct per job kind.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Arguments of one job kind. The struct is what travels on the queue (as JSON), so it is
+/// the contract between producers and the handler: change it only by adding optional
+/// fields, or bump [`JobArgs::VERSION`] and keep reading the old shape.
+pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Stable name of the kind, e.g. `webhook.stripe`; the handler registry is keyed by it.
+    const KIND: &'static str;
+    /// Queue the kind is enqueued on unless the caller says otherwise.
+    const QUEUE: &'static str;
+    /// Version of the argument shape, stored with every job.
+    const VERSION: u16 = 1;
+    /// Attempts before the job goes to the dead set; `None` takes the supervisor's setting.
+    const MAX_ATTEMPTS: Option<u32> = None;
+}
+
+/// How a job is enqueued beyond its arguments.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// Queue override; `None` uses [`JobArgs::QUEUE`].
+    pub queue: Option<String>,
+    /// Caller-chosen job id (must be unique); `None` generates one.
+    pub id: Option<String>,
+    /// Earliest time the job may start; `None` means now.
+    pub run_at: Option<SystemTime>,
+    /// Dedupe key: while it lives, a second enqueue with the same key is suppressed and
+    /// answered with the first job's id.
+    pub unique: Option<(String, Duration)>,
+    /// Attempts override for this one job.
+    pub max_attempts: Option<u32>,
+}
+
+impl EnqueueOptions {
+    /// Run no earlier than `at`.
+    #[must_use]
+    pub fn run_at(mut self, at: SystemTime) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Run after `delay` from now.
+    #[must_use]
+    pub fn run_in(self, delay: Duration) -> Self {
+        self.run_at(SystemTime::now() + delay)
+    }
+
+    /// Suppress duplicates with `key` for `ttl`.
+    #[must_use]
+    pub fn unique(mut self, key: impl Into<String>, ttl: Duration) -> Self {
+        self.unique = Some((key.into(), ttl));
+        self
+    }
+
+    /// Put the job on `queue` instead of the kind's own queue.
+    #[must_use]
+    pub fn on_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Use `id` as the job id.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+}

@@ -1,0 +1,217 @@
+//! Operator commands: status, failed list/retry/forget, pause/continue, enqueue.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use clap::Subcommand;
+use serde_json::json;
+use switchboard_jobs::EnqueueOptions;
+
+use crate::{
+    app,
+    config::Settings,
+    queue::{Queues, admin::Selection},
+};
+
+/// `switchboard failed ...`
+#[derive(Debug, Subcommand)]
+pub enum FailedAction {
+    /// List dead jobs, newest first.
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead jobs back on their queue with fresh attempts.
+    Retry {
+        /// Job id (omit with --all).
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Delete dead jobs for good.
+    Forget {
+        /// Job id (omit with --all).
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        queue: Option<String>,
+    },
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Queues> {
+    Ok(app::connect(settings, false).await?.0)
+}
+
+/// Every queue worth showing: registered ones and the configured ones.
+async fn all_queues(settings: &Settings, queues: &Queues) -> anyhow::Result<Vec<String>> {
+    let mut names: BTreeSet<String> = queues.queue_names().await?.into_iter().collect();
+    names.extend(
+        settings
+            .fleet
+            .supervisors
+            .iter()
+            .flat_map(|s| s.queues.clone()),
+    );
+    Ok(names.into_iter().collect())
+}
+
+/// `status [--json]`.
+pub async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
+    let queues = connect(settings).await?;
+    let mut stats = Vec::new();
+    let mut workers = Vec::new();
+    for name in all_queues(settings, &queues).await? {
+        stats.push(queues.stats(&name).await?);
+        workers.extend(queues.workers(&name).await?);
+    }
+    if as_json {
+        println!("{}", json!({ "queues": stats, "workers": workers }));
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:>9} {:>8} {:>8} {:>7} {:>11} {:>8} {:>10}  paused",
+        "queue", "pending", "delayed", "running", "dead", "processed", "failed", "wait (s)"
+    );
+    for s in &stats {
+        println!(
+            "{:<16} {:>9} {:>8} {:>8} {:>7} {:>11} {:>8} {:>10.1}  {}",
+            s.name,
+            s.pending,
+            s.delayed,
+            s.running,
+            s.dead,
+            s.processed,
+            s.failed,
+            s.oldest_pending_secs,
+            if s.paused { "yes" } else { "no" }
+        );
+    }
+    println!("\n{} worker(s)", workers.len());
+    for w in &workers {
+        println!(
+            "  {}  queue={} leased={} lease_left={:.0}s",
+            w.id, w.queue, w.leased, w.lease_left_secs
+        );
+    }
+    Ok(())
+}
+
+/// `failed list|retry|forget`.
+pub async fn failed(settings: &Settings, action: FailedAction) -> anyhow::Result<()> {
+    let queues = connect(settings).await?;
+    let scope = |q: &Option<String>| {
+        let q = q.clone();
+        let queues = queues.clone();
+        async move {
+            match q {
+                Some(q) => Ok::<_, anyhow::Error>(vec![q]),
+                None => all_queues(settings, &queues).await,
+            }
+        }
+    };
+    match action {
+        FailedAction::List {
+            queue,
+            limit,
+            json: as_json,
+        } => {
+            let mut all = Vec::new();
+            for q in scope(&queue).await? {
+                for job in queues.dead_list(&q, limit).await? {
+                    all.push((q.clone(), job));
+                }
+            }
+            if as_json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|(q, j)| json!({"queue": q, "job": j}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else if all.is_empty() {
+                println!("no dead jobs");
+            } else {
+                for (q, j) in &all {
+                    println!(
+                        "{}  queue={} kind={} attempts={} error={}",
+                        j.id,
+                        q,
+                        j.kind,
+                        j.attempts,
+                        j.error.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        FailedAction::Retry { id, all, queue } => {
+            let which = selection(id, all)?;
+            let mut n = 0;
+            for q in scope(&queue).await? {
+                n += queues.dead_retry(&q, which.clone()).await?;
+            }
+            println!("retried {n} job(s)");
+        }
+        FailedAction::Forget { id, all, queue } => {
+            let which = selection(id, all)?;
+            let mut n = 0;
+            for q in scope(&queue).await? {
+                n += queues.dead_forget(&q, which.clone()).await?;
+            }
+            println!("forgot {n} job(s)");
+        }
+    }
+    Ok(())
+}
+
+fn selection(id: Option<String>, all: bool) -> anyhow::Result<Selection> {
+    match (id, all) {
+        (Some(id), false) => Ok(Selection::Ids(vec![id])),
+        (None, true) => Ok(Selection::All),
+        _ => anyhow::bail!("give either a job id or --all"),
+    }
+}
+
+/// `pause QUEUE` / `continue QUEUE`.
+pub async fn pause(settings: &Settings, queue: &str, paused: bool) -> anyhow::Result<()> {
+    let queues = connect(settings).await?;
+    if paused {
+        queues.pause(queue).await?;
+        println!("paused {queue}");
+    } else {
+        queues.resume(queue).await?;
+        println!("continued {queue}");
+    }
+    Ok(())
+}
+
+/// `enqueue QUEUE KIND JSON`.
+pub async fn enqueue(
+    settings: &Settings,
+    queue: &str,
+    kind: &str,
+    args: &str,
+    delay_secs: Option<u64>,
+    unique: Option<String>,
+) -> anyhow::Result<()> {
+    let parsed: serde_json::Value = serde_json::from_str(args)
+        .map_err(|e| anyhow::anyhow!("the job arguments are not valid JSON: {e}"))?;
+    let queues = connect(settings).await?;
+    queues.register_queue(queue).await?;
+    let mut options = EnqueueOptions::default();
+    if let Some(secs) = delay_secs {
+        options = options.run_in(Duration::from_secs(secs));
+    }
+    if let Some(key) = unique {
+        options = options.unique(key, Duration::from_secs(86_400));
+    }
+    let out = queues
+        .enqueue_json(kind, 1, parsed.to_string(), queue, options)
+        .await?;
+    println!("{}", json!({"id": out.id, "duplicate": out.duplicate}));
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The composition root: all wiring happens here. Roles are flags; tests start the same
+//! [`run`] with their own settings, a listener on port 0 and a shutdown future.
+
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use switchboard_jobs::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Settings,
+    embedded,
+    fleet::{Fleet, Observer},
+    http,
+    maintenance::{Gauges, Promoter, Pruner, Rescuer},
+    queue::Queues,
+    telemetry,
+};
+
+/// Which roles this process runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Roles {
+    /// Supervisors and workers.
+    pub fleet: bool,
+    /// Promoter, rescuer, pruner, gauges.
+    pub maintenance: bool,
+    /// HTTP: health, readiness, metrics.
+    pub http: bool,
+    /// Start a private Redis when none answers (serve's embedded default).
+    pub embedded_redis: bool,
+}
+
+impl Roles {
+    /// Everything in one process: `switchboard serve`.
+    pub fn serve(settings: &Settings) -> Self {
+        Self {
+            fleet: true,
+            maintenance: true,
+            http: true,
+            embedded_redis: settings.redis.embedded,
+        }
+    }
+
+    /// The fleet alone (with the maintenance it needs): `switchboard work`.
+    pub fn work() -> Self {
+        Self {
+            fleet: true,
+            maintenance: true,
+            http: false,
+            embedded_redis: false,
+        }
+    }
+}
+
+/// Extra wiring for tests and benchmarks.
+#[derive(Default)]
+pub struct Hooks {
+    /// A bound listener to serve HTTP on instead of `http.listen`.
+    pub listener: Option<TcpListener>,
+    /// Called as each job starts.
+    pub observer: Option<Observer>,
+    /// The handler registry; the built-in one when `None`.
+    pub registry: Option<Registry>,
+}
+
+/// Connect to Redis, with serve's embedded fallback when asked.
+pub async fn connect(
+    settings: &Settings,
+    embedded_redis: bool,
+) -> anyhow::Result<(Queues, Option<tokio::process::Child>)> {
+    let child = if embedded_redis {
+        embedded::ensure_redis(&settings.redis.url, &PathBuf::from("var")).await?
+    } else {
+        None
+    };
+    let queues = Queues::connect(&settings.redis.url, settings.queue.clone())
+        .await
+        .with_context(|| format!("connecting to Redis at {}", redact(&settings.redis.url)))?;
+    Ok((queues, child))
+}
+
+/// Run `roles` until `shutdown` resolves, then stop gracefully.
+pub async fn run(
+    settings: Settings,
+    roles: Roles,
+    hooks: Hooks,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = telemetry::init_metrics();
+    let (queues, _redis_child) = connect(&settings, roles.embedded_redis).await?;
+    let token = CancellationToken::new();
+    let mut services = Vec::new();
+
+    let names: Vec<String> = settings
+        .fleet
+        .supervisors
+        .iter()
+        .flat_map(|s| s.queues.clone())
+        .collect();
+    if roles.maintenance {
+        let m = &settings.maintenance;
+        services.push(tokio::spawn(
+            Promoter::new(queues.clone(), names.clone(), m).run(token.clone()),
+        ));
+        services.push(tokio::spawn(
+            Rescuer::new(queues.clone(), names.clone(), m).run(token.clone()),
+        ));
+        services.push(tokio::spawn(
+            Pruner::new(queues.clone(), names.clone(), m).run(token.clone()),
+        ));
+        services.push(tokio::spawn(
+            Gauges::new(queues.clone(), Duration::from_secs(5)).run(token.clone()),
+        ));
+    }
+    if roles.http {
+        let listener = match hooks.listener {
+            Some(l) => l,
+            None => TcpListener::bind(&settings.http.listen)
+                .await
+                .with_context(|| format!("binding http.listen {}", settings.http.listen))?,
+        };
+        tracing::info!(addr = %listener.local_addr()?, "http listening");
+        let router = http::router(queues.clone(), metrics);
+        let stop = token.clone();
+        services.push(tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }));
+    }
+    let fleet = if roles.fleet {
+        let registry = Arc::new(hooks.registry.unwrap_or_else(switchboard_jobs::registry));
+        Some(Fleet::start(&queues, registry, &settings.fleet, hooks.observer).await?)
+    } else {
+        None
+    };
+
+    shutdown.await;
+    tracing::info!("shutdown requested");
+    if let Some(fleet) = fleet {
+        fleet.stop().await;
+    }
+    token.cancel();
+    for s in services {
+        let _ = s.await;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// A URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}

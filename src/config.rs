@@ -1,0 +1,356 @@
+//! One typed configuration tree, layered as `config/default.toml` documents, validated at
+//! start-up with one clear line per problem.
+
+use std::{collections::HashSet, fmt, path::Path};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// The embedded defaults (the documented file itself).
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub telemetry: TelemetrySettings,
+    pub queue: QueueSettings,
+    pub maintenance: MaintenanceSettings,
+    pub fleet: FleetSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub embedded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: String,
+    pub log_level: String,
+}
+
+/// See `[queue]` in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub prefix: String,
+    pub lease_secs: u64,
+    pub block_timeout_ms: u64,
+    pub fetch_batch: usize,
+    pub completed_retention_secs: u64,
+    pub completed_max: u64,
+    pub dead_retention_secs: u64,
+    pub dead_max: u64,
+}
+
+/// See `[maintenance]` in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    pub promote_max_interval_ms: u64,
+    pub rescue_interval_secs: u64,
+    pub prune_interval_secs: u64,
+}
+
+/// See `[fleet]` in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSettings {
+    pub shutdown_timeout_secs: u64,
+    pub supervisors: Vec<SupervisorSettings>,
+}
+
+/// One `[[fleet.supervisors]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorSettings {
+    pub name: String,
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    #[serde(default = "one")]
+    pub workers: usize,
+    #[serde(default)]
+    pub prefetch: Option<usize>,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+    pub backoff: BackoffSettings,
+}
+
+const fn one() -> usize {
+    1
+}
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSettings {
+    pub base_ms: u64,
+    pub cap_ms: u64,
+}
+
+/// Configuration that failed to load or validate: one line per problem.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Load the layers (defaults, `<dir>/<env>.toml`, an explicit file, environment) and validate.
+    pub fn load(config_dir: &Path, extra_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = std::env::var("SWITCHBOARD_ENV").unwrap_or_else(|_| "development".to_owned());
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::file(config_dir.join(format!("{env}.toml"))));
+        if let Some(file) = extra_file {
+            if !file.exists() {
+                return Err(ConfigError(vec![format!(
+                    "config file {} does not exist",
+                    file.display()
+                )]));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("SWITCHBOARD_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            figment = figment.merge(Serialized::default("redis.url", url));
+        }
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            figment = figment.merge(Serialized::default("database.url", url));
+        }
+        let settings: Self = figment
+            .extract()
+            .map_err(|e| ConfigError(e.into_iter().map(|e| e.to_string()).collect()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The embedded defaults alone (tests and tools start from these).
+    pub fn defaults() -> Self {
+        Figment::from(Toml::string(DEFAULT_TOML))
+            .extract()
+            .expect("the embedded defaults parse")
+    }
+
+    /// Check every field and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, msg: String| {
+            if !ok {
+                problems.push(msg);
+            }
+        };
+        let q = &self.queue;
+        check(
+            ["redis://", "rediss://", "unix://", "redis+unix://"]
+                .iter()
+                .any(|s| self.redis.url.starts_with(s)),
+            format!(
+                "redis.url {:?} must start with redis://, rediss:// or unix://",
+                self.redis.url
+            ),
+        );
+        check(
+            crate::queue::validate_name(&q.prefix).is_ok(),
+            format!(
+                "queue.prefix {:?} must be letters, digits, '-', '_' or '.'",
+                q.prefix
+            ),
+        );
+        check(
+            q.lease_secs >= 3,
+            format!("queue.lease_secs = {} must be at least 3", q.lease_secs),
+        );
+        check(
+            (50..=q.lease_secs * 1000 / 3).contains(&q.block_timeout_ms),
+            format!(
+                "queue.block_timeout_ms = {} must be between 50 and a third of the lease ({} ms)",
+                q.block_timeout_ms,
+                q.lease_secs * 1000 / 3
+            ),
+        );
+        check(
+            (1..=1000).contains(&q.fetch_batch),
+            format!(
+                "queue.fetch_batch = {} must be between 1 and 1000",
+                q.fetch_batch
+            ),
+        );
+        check(
+            q.completed_max >= 1,
+            "queue.completed_max must be at least 1".into(),
+        );
+        check(q.dead_max >= 1, "queue.dead_max must be at least 1".into());
+        check(
+            ["text", "json"].contains(&self.telemetry.log_format.as_str()),
+            format!(
+                "telemetry.log_format {:?} must be \"text\" or \"json\"",
+                self.telemetry.log_format
+            ),
+        );
+        check(
+            self.http.listen.parse::<std::net::SocketAddr>().is_ok(),
+            format!(
+                "http.listen {:?} is not an address like 127.0.0.1:8080",
+                self.http.listen
+            ),
+        );
+        let m = &self.maintenance;
+        check(
+            m.promote_max_interval_ms >= 10,
+            "maintenance.promote_max_interval_ms must be at least 10".into(),
+        );
+        check(
+            m.rescue_interval_secs >= 1,
+            "maintenance.rescue_interval_secs must be at least 1".into(),
+        );
+        check(
+            m.prune_interval_secs >= 1,
+            "maintenance.prune_interval_secs must be at least 1".into(),
+        );
+        check(
+            self.fleet.shutdown_timeout_secs >= 1,
+            "fleet.shutdown_timeout_secs must be at least 1".into(),
+        );
+        let mut names = HashSet::new();
+        for (i, s) in self.fleet.supervisors.iter().enumerate() {
+            let at = format!("fleet.supervisors[{i}] ({})", s.name);
+            check(!s.name.is_empty(), format!("{at}: name must not be empty"));
+            check(
+                names.insert(s.name.clone()),
+                format!("{at}: name is used twice"),
+            );
+            check(
+                !s.queues.is_empty(),
+                format!("{at}: queues must name at least one queue"),
+            );
+            for queue in &s.queues {
+                check(
+                    crate::queue::validate_name(queue).is_ok(),
+                    format!("{at}: queue {queue:?} must be letters, digits, '-', '_' or '.'"),
+                );
+            }
+            check(
+                (1..=10_000).contains(&s.concurrency),
+                format!("{at}: concurrency = {} must be 1..=10000", s.concurrency),
+            );
+            check(
+                (1..=64).contains(&s.workers),
+                format!("{at}: workers = {} must be 1..=64", s.workers),
+            );
+            check(
+                s.max_attempts >= 1,
+                format!("{at}: max_attempts must be at least 1"),
+            );
+            check(
+                s.timeout_secs >= 1,
+                format!("{at}: timeout_secs must be at least 1"),
+            );
+            check(
+                s.timeout_secs < q.lease_secs,
+                format!(
+                    "{at}: timeout_secs = {} must be shorter than queue.lease_secs = {}",
+                    s.timeout_secs, q.lease_secs
+                ),
+            );
+            check(
+                s.backoff.base_ms >= 1 && s.backoff.base_ms <= s.backoff.cap_ms,
+                format!(
+                    "{at}: backoff needs 1 <= base_ms ({}) <= cap_ms ({})",
+                    s.backoff.base_ms, s.backoff.cap_ms
+                ),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+impl SupervisorSettings {
+    /// Jobs leased ahead of free slots (defaults to `concurrency`).
+    pub fn prefetch(&self) -> usize {
+        self.prefetch.unwrap_or(self.concurrency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_name_the_five_queues() {
+        let s = Settings::defaults();
+        s.validate().unwrap();
+        let queues: Vec<_> = s
+            .fleet
+            .supervisors
+            .iter()
+            .flat_map(|s| s.queues.clone())
+            .collect();
+        assert_eq!(
+            queues,
+            [
+                "webhooks",
+                "calendar",
+                "billing",
+                "notifications",
+                "maintenance"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_gets_its_own_line() {
+        let mut s = Settings::defaults();
+        s.queue.lease_secs = 10;
+        s.queue.fetch_batch = 0;
+        s.fleet.supervisors[0].timeout_secs = 20;
+        s.fleet.supervisors[1].name = "webhooks".into();
+        let err = s.validate().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("fetch_batch = 0"), "{text}");
+        assert!(
+            text.contains("timeout_secs = 20 must be shorter than queue.lease_secs = 10"),
+            "{text}"
+        );
+        assert!(text.contains("name is used twice"), "{text}");
+        assert!(err.0.len() >= 4, "{text}");
+    }
+}

@@ -1,0 +1,84 @@
+//! The worker's service: looks up the job kind's handler and runs it.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use apalis_core::task::Task;
+use futures::{FutureExt, future::BoxFuture};
+use switchboard_jobs::{Enqueuer, JobContext, JobError, JobMeta, Registry};
+use tower_service::Service;
+
+use crate::queue::Job;
+
+/// Called as each job starts (benchmarks count runs per job id with it).
+pub type Observer = Arc<dyn Fn(&Job) + Send + Sync>;
+
+/// Routes each job to its kind's handler. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    registry: Arc<Registry>,
+    enqueuer: Arc<dyn Enqueuer>,
+    observer: Option<Observer>,
+    busy: metrics::Gauge,
+}
+
+impl Dispatcher {
+    /// A dispatcher for `supervisor`'s workers.
+    pub fn new(
+        registry: Arc<Registry>,
+        enqueuer: Arc<dyn Enqueuer>,
+        observer: Option<Observer>,
+        supervisor: &str,
+    ) -> Self {
+        let busy = metrics::gauge!(crate::telemetry::metric::WORKERS_BUSY, "supervisor" => supervisor.to_owned());
+        Self {
+            registry,
+            enqueuer,
+            observer,
+            busy,
+        }
+    }
+}
+
+impl Service<Task<Job>> for Dispatcher {
+    type Response = ();
+    type Error = JobError;
+    type Future = BoxFuture<'static, Result<(), JobError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, task: Task<Job>) -> Self::Future {
+        let job = &task.args;
+        if let Some(observe) = &self.observer {
+            observe(job);
+        }
+        let kind = job.envelope.kind.as_str();
+        let Some(handler) = self.registry.get(kind) else {
+            let err =
+                JobError::permanent(format!("no handler is registered for job kind {kind:?}"));
+            return futures::future::ready(Err(err)).boxed();
+        };
+        let meta = JobMeta {
+            id: job.id.to_string(),
+            queue: job.queue.to_string(),
+            kind: kind.to_owned(),
+            attempt: job.envelope.attempt + 1,
+        };
+        let run = handler(
+            job.envelope.args.get(),
+            JobContext::new(meta, Arc::clone(&self.enqueuer)),
+        );
+        let busy = self.busy.clone();
+        busy.increment(1.0);
+        async move {
+            let result = run.await;
+            busy.decrement(1.0);
+            result
+        }
+        .boxed()
+    }
+}

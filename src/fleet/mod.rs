@@ -1,0 +1,197 @@
+//! The worker fleet: supervisors run apalis workers over the Redis queues.
+//!
+//! Each supervisor (Horizon's term) runs `workers` worker loops per queue it names; each
+//! loop is one apalis worker with the configured concurrency, timeout and panic catching,
+//! fed by its own [`RedisBackend`]. Shutdown: stop fetching everywhere, let apalis finish
+//! running jobs (the backend hands unstarted ones back as it closes), and when the deadline
+//! passes, hand back whatever is still running so another worker takes it.
+
+mod dispatch;
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::layers::{WorkerBuilderExt, catch_panic::CatchPanicLayer};
+use apalis_core::{error::WorkerError, worker::builder::WorkerBuilder};
+use switchboard_jobs::{Enqueuer, Registry};
+use tokio_util::sync::CancellationToken;
+
+pub use dispatch::{Dispatcher, Observer};
+
+use crate::{
+    config::{FleetSettings, SupervisorSettings},
+    queue::{
+        QueueEnqueuer, Queues,
+        ack::RetryPolicy,
+        backend::{RedisBackend, WorkerHandle, WorkerOptions},
+    },
+    telemetry::metric,
+};
+
+/// A running fleet.
+pub struct Fleet {
+    workers: Vec<(WorkerHandle, tokio::task::JoinHandle<()>)>,
+    stop: CancellationToken,
+    shutdown_timeout: Duration,
+}
+
+/// How the shutdown went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Workers that finished their running jobs in time.
+    pub clean: usize,
+    /// Workers whose running jobs overstayed the deadline and were handed back.
+    pub abandoned: usize,
+    /// Jobs handed back at the deadline.
+    pub jobs_handed_back: u64,
+}
+
+impl Fleet {
+    /// Start every supervisor's workers. Needs a tokio runtime.
+    pub async fn start(
+        queues: &Queues,
+        registry: Arc<Registry>,
+        settings: &FleetSettings,
+        observer: Option<Observer>,
+    ) -> Result<Self, crate::queue::QueueError> {
+        let enqueuer: Arc<dyn Enqueuer> = Arc::new(QueueEnqueuer(Arc::new(queues.clone())));
+        let stop = CancellationToken::new();
+        let mut workers = Vec::new();
+        for sup in &settings.supervisors {
+            let dispatcher = Dispatcher::new(
+                Arc::clone(&registry),
+                Arc::clone(&enqueuer),
+                observer.clone(),
+                &sup.name,
+            );
+            metrics::gauge!(metric::WORKERS_TOTAL, "supervisor" => sup.name.clone())
+                .set((sup.concurrency * sup.workers * sup.queues.len()) as f64);
+            for queue in &sup.queues {
+                queues.register_queue(queue).await?;
+                for n in 0..sup.workers {
+                    workers.push(start_worker(
+                        queues,
+                        sup,
+                        queue,
+                        n,
+                        dispatcher.clone(),
+                        &stop,
+                    )?);
+                }
+            }
+        }
+        tracing::info!(workers = workers.len(), "fleet started");
+        Ok(Self {
+            workers,
+            stop,
+            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+        })
+    }
+
+    /// Ids of the running workers.
+    pub fn worker_ids(&self) -> Vec<String> {
+        self.workers
+            .iter()
+            .map(|(h, _)| h.id().to_owned())
+            .collect()
+    }
+
+    /// Run until `shutdown` resolves, then stop gracefully.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Stopped {
+        shutdown.await;
+        self.stop().await
+    }
+
+    /// Stop gracefully: see the module documentation.
+    pub async fn stop(self) -> Stopped {
+        tracing::info!(
+            timeout_secs = self.shutdown_timeout.as_secs(),
+            "fleet stopping"
+        );
+        for (handle, _) in &self.workers {
+            handle.stop_fetching();
+        }
+        self.stop.cancel();
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let mut stopped = Stopped::default();
+        for (handle, mut join) in self.workers {
+            match tokio::time::timeout_at(deadline, &mut join).await {
+                Ok(_) => stopped.clean += 1,
+                Err(_) => {
+                    join.abort();
+                    stopped.abandoned += 1;
+                    match handle.abandon().await {
+                        Ok(n) => stopped.jobs_handed_back += n,
+                        Err(e) => {
+                            tracing::error!(worker = handle.id(), error = %e, "could not hand jobs back; the rescuer will after the lease")
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(?stopped, "fleet stopped");
+        stopped
+    }
+}
+
+fn start_worker(
+    queues: &Queues,
+    sup: &SupervisorSettings,
+    queue: &str,
+    n: usize,
+    dispatcher: Dispatcher,
+    stop: &CancellationToken,
+) -> Result<(WorkerHandle, tokio::task::JoinHandle<()>), crate::queue::QueueError> {
+    let worker_id = worker_id(&sup.name, queue, n);
+    let options = WorkerOptions {
+        worker_id: worker_id.clone(),
+        queue: queue.to_owned(),
+        concurrency: sup.concurrency,
+        prefetch: sup.prefetch(),
+        retry: RetryPolicy {
+            max_attempts: sup.max_attempts,
+            base: Duration::from_millis(sup.backoff.base_ms),
+            cap: Duration::from_millis(sup.backoff.cap_ms),
+        },
+    };
+    let (backend, handle) = RedisBackend::start(queues.clone(), options)?;
+    let worker = WorkerBuilder::new(worker_id.as_str())
+        .backend(backend)
+        .layer(CatchPanicLayer::with_panic_handler(on_panic))
+        .timeout(Duration::from_secs(sup.timeout_secs))
+        .concurrency(sup.concurrency)
+        .build(dispatcher);
+    let stop = stop.clone();
+    let join = tokio::spawn(async move {
+        let signal = async move {
+            stop.cancelled().await;
+            Ok::<(), WorkerError>(())
+        };
+        if let Err(e) = worker.run_until(signal).await {
+            tracing::error!(worker = %worker_id, error = %e, "worker ended with an error");
+        }
+    });
+    Ok((handle, join))
+}
+
+/// A panicking handler fails its attempt like an error does (it may be transient).
+#[allow(clippy::borrowed_box)]
+fn on_panic(payload: &Box<dyn std::any::Any + Send>) -> switchboard_jobs::JobError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".to_owned());
+    switchboard_jobs::JobError::retry(format!("handler panicked: {message}"))
+}
+
+/// `<host>:<pid>:<supervisor>:<queue>:<n>:<random>`: unique across hosts and restarts.
+fn worker_id(supervisor: &str, queue: &str, n: usize) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    let nonce: u32 = rand::random();
+    format!(
+        "{host}:{}:{supervisor}:{queue}:{n}:{nonce:08x}",
+        std::process::id()
+    )
+}

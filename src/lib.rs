@@ -1,0 +1,23 @@
+//! Switchboard: AskProAI's background job engine.
+//!
+//! Layout (see `ARCHITECTURE.md` in the shared docs for the why):
+//! * [`app`]: the composition root; builds Redis, roles and runs them until shutdown.
+//! * [`config`]: the typed, validated settings tree.
+//! * [`queue`]: Switchboard's Redis queue and its apalis backend.
+//! * [`fleet`]: supervisors and workers.
+//! * [`maintenance`]: promoter, rescuer, pruner, gauges.
+//! * [`admin`] and [`bench`]: what the CLI's operator and benchmark commands do.
+//! * [`telemetry`]: logs and metric names.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod bench;
+pub mod config;
+mod embedded;
+pub mod fleet;
+mod http;
+pub mod maintenance;
+pub mod queue;
+pub mod telemetry;

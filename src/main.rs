@@ -1,0 +1,133 @@
+//! The `switchboard` command line: parse, load configuration, call the app.
+
+#![forbid(unsafe_code)]
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use switchboard::{
+    admin::{self, FailedAction},
+    app::{self, Hooks, Roles},
+    bench::{self, BenchCommand},
+    config::Settings,
+    telemetry,
+};
+
+/// Switchboard: AskProAI's background job engine.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Extra configuration file, applied over config/<env>.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Directory holding <env>.toml overrides.
+    #[arg(long, global = true, default_value = "config")]
+    config_dir: PathBuf,
+    /// Redis URL (overrides redis.url and REDIS_URL).
+    #[arg(long, global = true)]
+    redis_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process (fleet, maintenance, HTTP), with embedded defaults.
+    Serve {
+        /// HTTP listen address (overrides http.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run the worker fleet (and queue maintenance) only.
+    Work,
+    /// Show queues and workers.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and act on dead (failed) jobs.
+    Failed {
+        #[command(subcommand)]
+        action: FailedAction,
+    },
+    /// Stop workers fetching from QUEUE.
+    Pause { queue: String },
+    /// Let workers fetch from QUEUE again.
+    Continue { queue: String },
+    /// Enqueue a job: QUEUE KIND JSON-ARGS.
+    Enqueue {
+        queue: String,
+        kind: String,
+        args: String,
+        /// Run no earlier than this many seconds from now.
+        #[arg(long)]
+        delay_secs: Option<u64>,
+        /// Dedupe key (kept for 24 h).
+        #[arg(long)]
+        unique: Option<String>,
+    },
+    /// Benchmarks of the production code path; each prints one JSON line.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(&cli.config_dir, cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(url) = cli.redis_url {
+        settings.redis.url = url;
+    }
+    telemetry::init_logging(&settings.telemetry);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { listen } => {
+                if let Some(listen) = listen {
+                    settings.http.listen = listen;
+                }
+                let roles = Roles::serve(&settings);
+                app::run(settings, roles, Hooks::default(), app::shutdown_signal()).await
+            }
+            Command::Work => {
+                app::run(
+                    settings,
+                    Roles::work(),
+                    Hooks::default(),
+                    app::shutdown_signal(),
+                )
+                .await
+            }
+            Command::Status { json } => admin::status(&settings, json).await,
+            Command::Failed { action } => admin::failed(&settings, action).await,
+            Command::Pause { queue } => admin::pause(&settings, &queue, true).await,
+            Command::Continue { queue } => admin::pause(&settings, &queue, false).await,
+            Command::Enqueue {
+                queue,
+                kind,
+                args,
+                delay_secs,
+                unique,
+            } => admin::enqueue(&settings, &queue, &kind, &args, delay_secs, unique).await,
+            Command::Bench { which } => bench::run(&settings, which).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

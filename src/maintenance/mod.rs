@@ -1,0 +1,230 @@
+//! Background services that keep the queues healthy. Each has one shape: `new`,
+//! `run_once(now)` returning counts, and `run(shutdown)`, a thin loop with one log line per
+//! round that did something. All are idempotent, so every process may run them.
+//!
+//! * [`Promoter`]: moves due scheduled jobs and retries to pending.
+//! * [`Rescuer`]: re-queues the jobs of workers whose lease expired.
+//! * [`Pruner`]: trims completed records and old dead jobs (Horizon's trim).
+//! * [`Gauges`]: publishes queue depths and waits as metrics.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::MaintenanceSettings,
+    queue::{QueueError, Queues, job::now_ms, upkeep::PROMOTE_CHUNK},
+    telemetry::metric,
+};
+
+/// Promotes due delayed jobs; sleeps until the next due time (at most `max_interval`).
+pub struct Promoter {
+    queues: Queues,
+    names: Vec<String>,
+    max_interval: Duration,
+}
+
+/// What a promote round did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PromoteOutcome {
+    /// Jobs moved to pending.
+    pub moved: u64,
+    /// Earliest next due time over all queues.
+    pub next_due_ms: Option<u64>,
+}
+
+impl Promoter {
+    /// A promoter over `names`.
+    pub fn new(queues: Queues, names: Vec<String>, settings: &MaintenanceSettings) -> Self {
+        Self {
+            queues,
+            names,
+            max_interval: Duration::from_millis(settings.promote_max_interval_ms),
+        }
+    }
+
+    /// Promote everything due at `now_ms`, in chunks.
+    pub async fn run_once(&self, now_ms: u64) -> Result<PromoteOutcome, QueueError> {
+        let mut out = PromoteOutcome::default();
+        for name in &self.names {
+            loop {
+                let p = self.queues.promote(name, now_ms).await?;
+                out.moved += p.moved;
+                if p.moved < PROMOTE_CHUNK as u64 {
+                    out.next_due_ms = match (out.next_due_ms, p.next_due_ms) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loop until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let now = now_ms();
+            let wait = match self.run_once(now).await {
+                Ok(o) => {
+                    if o.moved > 0 {
+                        tracing::debug!(moved = o.moved, "promoted due jobs");
+                    }
+                    o.next_due_ms
+                        .map_or(self.max_interval, |due| {
+                            Duration::from_millis(due.saturating_sub(now))
+                        })
+                        .min(self.max_interval)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "promote failed");
+                    self.max_interval
+                }
+            };
+            if sleep_or_stop(&shutdown, wait).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Returns dead workers' jobs to their queues.
+pub struct Rescuer {
+    queues: Queues,
+    names: Vec<String>,
+    interval: Duration,
+}
+
+impl Rescuer {
+    /// A rescuer over `names`.
+    pub fn new(queues: Queues, names: Vec<String>, settings: &MaintenanceSettings) -> Self {
+        Self {
+            queues,
+            names,
+            interval: Duration::from_secs(settings.rescue_interval_secs),
+        }
+    }
+
+    /// Rescue the jobs of every worker whose lease expired before `now_ms`.
+    pub async fn run_once(&self, now_ms: u64) -> Result<u64, QueueError> {
+        let mut total = 0;
+        for name in &self.names {
+            let n = self.queues.rescue(name, now_ms).await?;
+            if n > 0 {
+                metrics::counter!(metric::JOBS_RESCUED, "queue" => name.clone()).increment(n);
+            }
+            total += n;
+        }
+        Ok(total)
+    }
+
+    /// Loop until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.run_once(now_ms()).await {
+                tracing::error!(error = %e, "rescue failed");
+            }
+            if sleep_or_stop(&shutdown, self.interval).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Trims completed records and dead jobs past retention.
+pub struct Pruner {
+    queues: Queues,
+    names: Vec<String>,
+    interval: Duration,
+}
+
+impl Pruner {
+    /// A pruner over `names`.
+    pub fn new(queues: Queues, names: Vec<String>, settings: &MaintenanceSettings) -> Self {
+        Self {
+            queues,
+            names,
+            interval: Duration::from_secs(settings.prune_interval_secs),
+        }
+    }
+
+    /// Trim everything past retention at `now_ms`; returns (completed, dead) removed.
+    pub async fn run_once(&self, now_ms: u64) -> Result<(u64, u64), QueueError> {
+        let (mut completed, mut dead) = (0, 0);
+        for name in &self.names {
+            let p = self.queues.prune(name, now_ms).await?;
+            completed += p.completed;
+            dead += p.dead;
+        }
+        Ok((completed, dead))
+    }
+
+    /// Loop until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.run_once(now_ms()).await {
+                Ok((c, d)) if c + d > 0 => tracing::info!(completed = c, dead = d, "pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "prune failed"),
+            }
+            if sleep_or_stop(&shutdown, self.interval).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Publishes queue stats as gauges for Prometheus.
+pub struct Gauges {
+    queues: Queues,
+    interval: Duration,
+}
+
+impl Gauges {
+    /// Gauges refreshed every `interval`.
+    pub fn new(queues: Queues, interval: Duration) -> Self {
+        Self { queues, interval }
+    }
+
+    /// Read every registered queue's stats once and set the gauges.
+    pub async fn run_once(&self) -> Result<usize, QueueError> {
+        let names = self.queues.queue_names().await?;
+        for name in &names {
+            let s = self.queues.stats(name).await?;
+            for (state, v) in [
+                ("pending", s.pending),
+                ("delayed", s.delayed),
+                ("running", s.running),
+                ("dead", s.dead),
+            ] {
+                metrics::gauge!(metric::QUEUE_DEPTH, "queue" => name.clone(), "state" => state)
+                    .set(v as f64);
+            }
+            metrics::gauge!(metric::QUEUE_OLDEST, "queue" => name.clone())
+                .set(s.oldest_pending_secs);
+        }
+        Ok(names.len())
+    }
+
+    /// Loop until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.run_once().await {
+                metrics::counter!(metric::REDIS_ERRORS, "component" => "gauges").increment(1);
+                tracing::error!(error = %e, "reading queue stats failed");
+            }
+            if sleep_or_stop(&shutdown, self.interval).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Sleep for `d` unless `stop` fires first; true when stopped.
+pub async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,310 @@
+//! What operators read and change: stats, pause/continue, the dead set, workers.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{
+    QueueError, Queues,
+    job::{self, Envelope},
+    keys, scripts,
+};
+
+/// The numbers of one queue, each read in O(1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    /// Queue name.
+    pub name: String,
+    /// Ready jobs waiting for a worker.
+    pub pending: u64,
+    /// Scheduled jobs and retries waiting for their time.
+    pub delayed: u64,
+    /// Jobs leased to workers right now.
+    pub running: u64,
+    /// Jobs in the dead set.
+    pub dead: u64,
+    /// Jobs completed successfully, ever.
+    pub processed: u64,
+    /// Attempts that ended in failure, ever.
+    pub failed: u64,
+    /// Seconds the oldest pending job has waited (0 when none is pending).
+    pub oldest_pending_secs: f64,
+    /// Whether fetching is paused.
+    pub paused: bool,
+}
+
+/// A dead job as listed to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadJob {
+    /// Job id.
+    pub id: String,
+    /// Kind name.
+    pub kind: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: Option<String>,
+    /// When it died, ms since the epoch.
+    pub died_at_ms: u64,
+    /// When it was enqueued, ms since the epoch.
+    pub enqueued_at_ms: u64,
+    /// Its arguments as JSON.
+    pub args: serde_json::Value,
+}
+
+/// A worker registered on a queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    /// Worker id: `<host>:<pid>:<supervisor>:<queue>:<n>:<random>`.
+    pub id: String,
+    /// Queue it fetches from.
+    pub queue: String,
+    /// Jobs it holds now.
+    pub leased: u64,
+    /// Seconds until its lease expires without a heartbeat (negative: expired).
+    pub lease_left_secs: f64,
+}
+
+/// Which dead jobs an operation applies to.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// These ids.
+    Ids(Vec<String>),
+    /// Every dead job of the queue.
+    All,
+}
+
+impl Queues {
+    /// Remember `queue` in the registry so `status` lists it even when idle.
+    pub async fn register_queue(&self, queue: &str) -> Result<(), QueueError> {
+        self.keys(queue)?;
+        let mut conn = self.conn();
+        let () = redis::cmd("SADD")
+            .arg(keys::registry_key(&self.settings.prefix))
+            .arg(queue)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Every registered queue name, sorted.
+    pub async fn queue_names(&self) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn();
+        let mut names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::registry_key(&self.settings.prefix))
+            .query_async(&mut conn)
+            .await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// The stats of `queue` in one round trip.
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let (pending, delayed, dead, counters, oldest, paused): (
+            u64,
+            u64,
+            u64,
+            HashMap<String, i64>,
+            Option<String>,
+            bool,
+        ) = redis::pipe()
+            .llen(&k.pending)
+            .zcard(&k.delayed)
+            .zcard(&k.dead_at)
+            .hgetall(&k.stats)
+            .lindex(&k.pending, -1)
+            .exists(&k.paused)
+            .query_async(&mut conn)
+            .await?;
+        let counter = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
+        let oldest_pending_secs = oldest
+            .as_deref()
+            .and_then(|item| job::decode(item).ok())
+            .map_or(0.0, |(_, env)| {
+                job::now_us().saturating_sub(env.ready_at_us()) as f64 / 1e6
+            });
+        Ok(QueueStats {
+            name: queue.to_owned(),
+            pending,
+            delayed,
+            running: counter("running"),
+            dead,
+            processed: counter("processed"),
+            failed: counter("failed"),
+            oldest_pending_secs,
+            paused,
+        })
+    }
+
+    /// Stop workers from fetching `queue` (running jobs finish; nothing is lost).
+    pub async fn pause(&self, queue: &str) -> Result<(), QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let () = redis::cmd("SET")
+            .arg(&k.paused)
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Let workers fetch `queue` again.
+    pub async fn resume(&self, queue: &str) -> Result<(), QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let () = redis::cmd("DEL")
+            .arg(&k.paused)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Dead jobs of `queue`, newest first, at most `limit`.
+    pub async fn dead_list(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let ids: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&k.dead_at)
+            .arg(0)
+            .arg(limit.saturating_sub(1) as i64)
+            .arg("REV")
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&k.dead)
+            .arg(ids.iter().map(|(id, _)| id).collect::<Vec<_>>())
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for ((id, died), item) in ids.into_iter().zip(items) {
+            let Some(item) = item else { continue };
+            let (_, env) = job::decode(&item)?;
+            out.push(DeadJob {
+                id,
+                kind: env.kind.clone(),
+                attempts: env.attempt,
+                error: env.err.clone(),
+                died_at_ms: died as u64,
+                enqueued_at_ms: env.enq_us / 1000,
+                args: serde_json::from_str(env.args.get()).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Put dead jobs back on the queue with fresh attempts; returns how many.
+    pub async fn dead_retry(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let mut total = 0;
+        loop {
+            let ids = self.dead_chunk(&k.dead_at, &which).await?;
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            let items: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&k.dead)
+                .arg(&ids)
+                .query_async(&mut conn)
+                .await?;
+            let mut invocation = scripts::REVIVE.prepare_invoke();
+            invocation.key(&k.dead).key(&k.dead_at).key(&k.pending);
+            for (id, item) in ids.iter().zip(items) {
+                let Some(item) = item else { continue };
+                let (_, env) = job::decode(&item)?;
+                invocation.arg(id).arg(job::encode(id, &revived(env)));
+            }
+            let n: u64 = invocation.invoke_async(&mut conn).await?;
+            total += n;
+            if matches!(which, Selection::Ids(_)) || n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Delete dead jobs for good; returns how many.
+    pub async fn dead_forget(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let mut total = 0;
+        loop {
+            let ids = self.dead_chunk(&k.dead_at, &which).await?;
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            let (n, _): (u64, u64) = redis::pipe()
+                .atomic()
+                .hdel(&k.dead, &ids)
+                .zrem(&k.dead_at, &ids)
+                .query_async(&mut conn)
+                .await?;
+            total += n;
+            if matches!(which, Selection::Ids(_)) || n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn dead_chunk(
+        &self,
+        dead_at: &str,
+        which: &Selection,
+    ) -> Result<Vec<String>, QueueError> {
+        match which {
+            Selection::Ids(ids) => Ok(ids.clone()),
+            Selection::All => {
+                let mut conn = self.conn();
+                Ok(redis::cmd("ZRANGE")
+                    .arg(dead_at)
+                    .arg(0)
+                    .arg(499)
+                    .query_async(&mut conn)
+                    .await?)
+            }
+        }
+    }
+
+    /// Workers registered on `queue`, with what they hold.
+    pub async fn workers(&self, queue: &str) -> Result<Vec<WorkerInfo>, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&k.workers)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        for (id, _) in &entries {
+            pipe.hlen(k.leased(id));
+        }
+        let leased: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let now = job::now_ms() as f64;
+        Ok(entries
+            .into_iter()
+            .zip(leased)
+            .map(|((id, expiry), leased)| WorkerInfo {
+                id,
+                queue: queue.to_owned(),
+                leased,
+                lease_left_secs: (expiry - now) / 1000.0,
+            })
+            .collect())
+    }
+}
+
+/// A dead job made fresh for another round: attempts reset, error kept out of the way.
+fn revived(mut env: Envelope) -> Envelope {
+    env.attempt = 0;
+    env.run_at = None;
+    env.err = None;
+    env.failed_at = None;
+    env
+}

@@ -1,0 +1,176 @@
+//! Typed enqueue: single, batched, delayed and unique.
+
+use std::{sync::Arc, time::UNIX_EPOCH};
+
+use futures::{FutureExt, future::BoxFuture};
+use serde_json::value::RawValue;
+use switchboard_jobs::{EnqueueError, EnqueueOptions, Enqueuer, JobArgs};
+
+use super::{
+    QueueError, Queues,
+    job::{self, Envelope},
+    scripts,
+};
+
+/// The result of an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The job's id; for a suppressed duplicate, the id of the job that holds the key.
+    pub id: String,
+    /// True when a unique key suppressed this push.
+    pub duplicate: bool,
+}
+
+/// Items per LPUSH in a batched enqueue: large enough to amortize round trips, small
+/// enough that one command never stalls Redis.
+const BATCH_CHUNK: usize = 1000;
+
+impl Queues {
+    /// Enqueue typed arguments on their kind's queue (or `options.queue`).
+    pub async fn enqueue<A: JobArgs>(
+        &self,
+        args: &A,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
+        let json = serde_json::to_string(args)?;
+        let queue = options.queue.clone().unwrap_or_else(|| A::QUEUE.to_owned());
+        self.enqueue_json(A::KIND, A::VERSION, json, &queue, options)
+            .await
+    }
+
+    /// Enqueue arguments already serialized to JSON. The JSON must be valid.
+    pub async fn enqueue_json(
+        &self,
+        kind: &str,
+        version: u16,
+        args_json: String,
+        queue: &str,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
+        let keys = self.keys(queue)?;
+        let args = RawValue::from_string(args_json)?;
+        let run_at = options.run_at.map(|t| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        });
+        let envelope = Envelope {
+            kind: kind.to_owned(),
+            v: version,
+            args,
+            attempt: 0,
+            max: options.max_attempts,
+            enq_us: job::now_us(),
+            run_at,
+            unique: options.unique.as_ref().map(|(k, _)| k.clone()),
+            err: None,
+            failed_at: None,
+        };
+        let id = options.id.unwrap_or_else(job::new_id);
+        let item = job::encode(&id, &envelope);
+        let mut conn = self.conn();
+
+        if let Some((key, ttl)) = &options.unique {
+            let (pushed, first): (i64, String) = scripts::ENQUEUE_UNIQUE
+                .key(keys.unique(key))
+                .key(&keys.pending)
+                .key(&keys.delayed)
+                .arg(&id)
+                .arg(ttl.as_millis().max(1) as u64)
+                .arg(&item)
+                .arg(run_at.map(|t| t.to_string()).unwrap_or_default())
+                .invoke_async(&mut conn)
+                .await?;
+            return Ok(Enqueued {
+                id: first,
+                duplicate: pushed == 0,
+            });
+        }
+
+        match run_at {
+            Some(at) if at > job::now_ms() => {
+                let () = redis::cmd("ZADD")
+                    .arg(&keys.delayed)
+                    .arg(at)
+                    .arg(&item)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            _ => {
+                let () = redis::cmd("LPUSH")
+                    .arg(&keys.pending)
+                    .arg(&item)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(Enqueued {
+            id,
+            duplicate: false,
+        })
+    }
+
+    /// Enqueue many jobs of one kind in pipelined chunks of LPUSH; returns their ids in order.
+    /// Ids may be supplied by the caller (`ids`), else they are generated.
+    pub async fn enqueue_many<A: JobArgs>(
+        &self,
+        queue: &str,
+        args: &[A],
+        ids: Option<&[String]>,
+    ) -> Result<Vec<String>, QueueError> {
+        let keys = self.keys(queue)?;
+        let mut out = Vec::with_capacity(args.len());
+        let mut pipe = redis::pipe();
+        for (chunk_no, chunk) in args.chunks(BATCH_CHUNK).enumerate() {
+            let enq_us = job::now_us();
+            let mut items = Vec::with_capacity(chunk.len());
+            for (i, a) in chunk.iter().enumerate() {
+                let id =
+                    ids.map_or_else(job::new_id, |ids| ids[chunk_no * BATCH_CHUNK + i].clone());
+                let envelope = Envelope {
+                    kind: A::KIND.to_owned(),
+                    v: A::VERSION,
+                    args: serde_json::value::to_raw_value(a)?,
+                    attempt: 0,
+                    max: None,
+                    enq_us,
+                    run_at: None,
+                    unique: None,
+                    err: None,
+                    failed_at: None,
+                };
+                items.push(job::encode(&id, &envelope));
+                out.push(id);
+            }
+            pipe.cmd("LPUSH").arg(&keys.pending).arg(items).ignore();
+        }
+        let mut conn = self.conn();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(out)
+    }
+}
+
+/// Handlers enqueue follow-up work through the queue without knowing it is Redis.
+#[derive(Clone)]
+pub struct QueueEnqueuer(pub Arc<Queues>);
+
+impl Enqueuer for QueueEnqueuer {
+    fn enqueue_json(
+        &self,
+        kind: &str,
+        version: u16,
+        args_json: String,
+        queue: &str,
+        options: EnqueueOptions,
+    ) -> BoxFuture<'_, Result<String, EnqueueError>> {
+        let kind = kind.to_owned();
+        let queue = queue.to_owned();
+        async move {
+            self.0
+                .enqueue_json(&kind, version, args_json, &queue, options)
+                .await
+                .map(|e| e.id)
+                .map_err(|e| EnqueueError(e.to_string()))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,96 @@
+//! Key names. Every key of one queue carries the hash tag `{<prefix>:<queue>}`, so a queue
+//! lives in one Redis Cluster slot and its Lua scripts touch only that slot.
+
+/// The keys of one queue.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    /// The queue's name, e.g. `webhooks`.
+    pub name: String,
+    tag: String,
+    /// LIST of ready items; producers LPUSH, workers pop from the right (FIFO).
+    pub pending: String,
+    /// ZSET item -> due time (ms): scheduled jobs and retries waiting for their time.
+    pub delayed: String,
+    /// HASH id -> item of jobs that failed for good, with their last error.
+    pub dead: String,
+    /// ZSET id -> time of death (ms); orders and trims `dead`.
+    pub dead_at: String,
+    /// ZSET id -> finish time (ms) of recently completed jobs, trimmed by window and count.
+    pub completed: String,
+    /// HASH of counters: running, processed, failed, retried, dead, rescued.
+    pub stats: String,
+    /// STRING present while the queue is paused.
+    pub paused: String,
+    /// ZSET worker id -> lease expiry (ms) of the workers fetching from this queue.
+    pub workers: String,
+}
+
+impl QueueKeys {
+    /// Keys of `queue` under `prefix` (the prefix isolates deployments and tests).
+    pub fn new(prefix: &str, queue: &str) -> Self {
+        let tag = format!("{{{prefix}:{queue}}}");
+        let key = |name: &str| format!("{tag}:{name}");
+        Self {
+            name: queue.to_owned(),
+            pending: key("pending"),
+            delayed: key("delayed"),
+            dead: key("dead"),
+            dead_at: key("dead_at"),
+            completed: key("completed"),
+            stats: key("stats"),
+            paused: key("paused"),
+            workers: key("workers"),
+            tag,
+        }
+    }
+
+    /// HASH id -> item of the jobs `worker` holds.
+    pub fn leased(&self, worker: &str) -> String {
+        format!("{}:leased:{worker}", self.tag)
+    }
+
+    /// LIST where `worker`'s blocking fetch lands a job before it is leased.
+    pub fn inbox(&self, worker: &str) -> String {
+        format!("{}:inbox:{worker}", self.tag)
+    }
+
+    /// STRING dedupe key -> first job id.
+    pub fn unique(&self, key: &str) -> String {
+        format!("{}:unique:{key}", self.tag)
+    }
+
+    /// Pattern matching every key of this queue (for SCAN in tests and tools).
+    pub fn pattern(&self) -> String {
+        // `{` and `}` are not glob specials, `[` and `]` would be; queue names exclude them.
+        format!("{}:*", self.tag)
+    }
+}
+
+/// The set of queue names known under a prefix, so `status` can list queues nobody works.
+pub fn registry_key(prefix: &str) -> String {
+    format!("{prefix}:queues")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_shares_the_hash_tag() {
+        let k = QueueKeys::new("sb", "webhooks");
+        for key in [
+            &k.pending,
+            &k.delayed,
+            &k.dead,
+            &k.dead_at,
+            &k.completed,
+            &k.stats,
+            &k.paused,
+            &k.workers,
+        ] {
+            assert!(key.starts_with("{sb:webhooks}:"), "{key}");
+        }
+        assert_eq!(k.leased("w1"), "{sb:webhooks}:leased:w1");
+        assert_eq!(k.unique("evt_1"), "{sb:webhooks}:unique:evt_1");
+    }
+}

@@ -1,0 +1,69 @@
+-- ack: settle a batch of one worker's leased jobs.
+--
+-- KEYS[1] leased     HASH id -> item held by the worker
+-- KEYS[2] stats      HASH counters: running, processed, failed, retried, dead
+-- KEYS[3] completed  ZSET id -> finish time (ms), trimmed to ARGV[2] members
+-- KEYS[4] delayed    ZSET item -> due time (ms)
+-- KEYS[5] dead       HASH id -> item with its last error
+-- KEYS[6] dead_at    ZSET id -> death time (ms), trimmed to ARGV[3] members
+-- KEYS[7] pending    LIST of ready items
+-- ARGV[1] now (ms)   ARGV[2] completed cap   ARGV[3] dead cap
+-- ARGV[4..] groups of four: op, id, score, item
+--   op 'c' completed (score, item unused)
+--   op 'r' retry: item (rewritten, attempt counted) goes to delayed at score
+--   op 's' snooze: item goes to delayed at score, no failure counted
+--   op 'f' failed for good: item (with its error) goes to the dead set
+--   op 'x' release unstarted: item goes back to the head of pending
+-- A job whose lease is gone (a rescuer already re-queued it) is skipped: the re-queued copy
+-- runs again, which is what at-least-once means.
+-- Returns {settled, skipped}. Complexity: O(B log M) for B ops, M the size of a sorted set.
+local leased, stats, completed, delayed, dead, dead_at, pending =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local now = ARGV[1]
+local done, failed, retried, died, settled, skipped = {}, 0, 0, 0, 0, 0
+
+for i = 4, #ARGV, 4 do
+  local op, id, score, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if redis.call('HDEL', leased, id) == 1 then
+    settled = settled + 1
+    if op == 'c' then
+      done[#done + 1] = now
+      done[#done + 1] = id
+    elseif op == 'r' then
+      redis.call('ZADD', delayed, score, item)
+      retried = retried + 1
+      failed = failed + 1
+    elseif op == 's' then
+      redis.call('ZADD', delayed, score, item)
+    elseif op == 'f' then
+      redis.call('HSET', dead, id, item)
+      redis.call('ZADD', dead_at, now, id)
+      failed = failed + 1
+      died = died + 1
+    elseif op == 'x' then
+      redis.call('RPUSH', pending, item)
+    end
+  else
+    skipped = skipped + 1
+  end
+end
+
+if settled > 0 then redis.call('HINCRBY', stats, 'running', -settled) end
+if #done > 0 then
+  redis.call('ZADD', completed, unpack(done))
+  redis.call('HINCRBY', stats, 'processed', #done / 2)
+  local extra = redis.call('ZCARD', completed) - tonumber(ARGV[2])
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', completed, 0, extra - 1) end
+end
+if failed > 0 then redis.call('HINCRBY', stats, 'failed', failed) end
+if retried > 0 then redis.call('HINCRBY', stats, 'retried', retried) end
+if died > 0 then
+  redis.call('HINCRBY', stats, 'dead', died)
+  local extra = redis.call('ZCARD', dead_at) - tonumber(ARGV[3])
+  if extra > 0 then
+    local oldest = redis.call('ZRANGE', dead_at, 0, extra - 1)
+    redis.call('ZREM', dead_at, unpack(oldest))
+    redis.call('HDEL', dead, unpack(oldest))
+  end
+end
+return {settled, skipped}
