@@ -87,12 +87,9 @@ impl Fleet {
         })
     }
 
-    /// Ids of the running workers.
-    pub fn worker_ids(&self) -> Vec<String> {
-        self.workers
-            .iter()
-            .map(|(h, _)| h.id().to_owned())
-            .collect()
+    /// Handles of the running workers.
+    pub fn workers(&self) -> Vec<WorkerHandle> {
+        self.workers.iter().map(|(h, _)| h.clone()).collect()
     }
 
     /// Run until `shutdown` resolves, then stop gracefully.

@@ -13,7 +13,10 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -61,8 +64,21 @@ pub(crate) struct Shared {
     /// Cancelled when the worker must stop fetching.
     stop: CancellationToken,
     pub(crate) acks: mpsc::UnboundedSender<AckOp>,
+    /// What the fetcher has done, for tests and diagnostics.
+    pub(crate) counters: FetchCounters,
     /// The fetcher task, awaited when the worker retires.
     fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Counts of fetch rounds by result.
+#[derive(Debug, Default)]
+pub struct FetchCounters {
+    /// Fetches that leased at least one job.
+    pub leased: AtomicU64,
+    /// Fetches that found the queue empty.
+    pub empty: AtomicU64,
+    /// Fetches refused because the queue is paused.
+    pub paused: AtomicU64,
 }
 
 /// One worker's backend. Create it with [`RedisBackend::start`] inside a tokio runtime.
@@ -93,6 +109,11 @@ impl WorkerHandle {
     pub fn id(&self) -> &str {
         &self.0.worker_id
     }
+
+    /// What the fetcher has done so far.
+    pub fn counters(&self) -> &FetchCounters {
+        &self.0.counters
+    }
 }
 
 impl RedisBackend {
@@ -114,6 +135,7 @@ impl RedisBackend {
             credits: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
             stop: CancellationToken::new(),
             acks: acks_tx,
+            counters: FetchCounters::default(),
             fetcher: Mutex::default(),
         });
         let fetcher = tokio::spawn(fetch_loop(Arc::clone(&shared), jobs_tx));
@@ -183,6 +205,12 @@ async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<Job>) {
             Ok(Fetched::Jobs(items)) => {
                 failures = 0;
                 let got = items.len();
+                let counter = if got > 0 {
+                    &shared.counters.leased
+                } else {
+                    &shared.counters.empty
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 shared.credits.add_permits(n - got);
                 for item in items {
                     deliver(&shared, &jobs, item);
@@ -192,6 +220,7 @@ async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<Job>) {
                 }
             }
             Ok(Fetched::Paused) => {
+                shared.counters.paused.fetch_add(1, Ordering::Relaxed);
                 shared.credits.add_permits(n);
                 if sleep_or_stop(&shared.stop, block).await {
                     return;
@@ -311,6 +340,9 @@ async fn wait_for_job(
             .await?;
         *blocking = Some((conn, id));
     }
+    if shared.stop.is_cancelled() {
+        return Ok(());
+    }
     let (conn, client_id) = blocking.as_mut().expect("set above");
     let mut cmd = redis::cmd("BLMOVE");
     cmd.arg(&shared.keys.pending)
@@ -323,10 +355,16 @@ async fn wait_for_job(
     tokio::select! {
         res = &mut wait => { res?; }
         () = shared.stop.cancelled() => {
+            // UNBLOCK may overtake a BLMOVE still in flight on the other socket: repeat it
+            // until the blocked call returns. Whatever BLMOVE moved is in the inbox, which
+            // `retire` hands back.
             let mut unblocker = shared.queues.conn();
-            let _: Result<i64, _> = redis::cmd("CLIENT").arg("UNBLOCK").arg(*client_id).query_async(&mut unblocker).await;
-            // Whatever BLMOVE moved is in the inbox, which `retire` hands back.
-            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+            for _ in 0..100 {
+                let _: Result<i64, _> = redis::cmd("CLIENT").arg("UNBLOCK").arg(*client_id).query_async(&mut unblocker).await;
+                if tokio::time::timeout(Duration::from_millis(20), &mut wait).await.is_ok() {
+                    break;
+                }
+            }
         }
     }
     Ok(())

@@ -1,0 +1,94 @@
+//! Job kinds used only by tests, with shared state the test controls.
+
+#![allow(dead_code)]
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+};
+
+use serde::{Deserialize, Serialize};
+use switchboard_jobs::{JobArgs, JobError, Registry};
+use tokio::sync::Semaphore;
+
+/// Fails with "boom" while `Switches::failing` is set.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Flaky {}
+
+impl JobArgs for Flaky {
+    const KIND: &'static str = "test.flaky";
+    const QUEUE: &'static str = "flaky";
+}
+
+/// Counts its start, then waits for a permit of `Switches::gate` before finishing.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Gated {}
+
+impl JobArgs for Gated {
+    const KIND: &'static str = "test.gated";
+    const QUEUE: &'static str = "gated";
+}
+
+/// Fails permanently (a poisoned job).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Poison {}
+
+impl JobArgs for Poison {
+    const KIND: &'static str = "test.poison";
+    const QUEUE: &'static str = "poison";
+}
+
+/// What the test jobs read and report.
+#[derive(Debug)]
+pub struct Switches {
+    pub failing: AtomicBool,
+    pub started: AtomicUsize,
+    pub finished: AtomicUsize,
+    pub gate: Semaphore,
+}
+
+impl Switches {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            failing: AtomicBool::new(true),
+            started: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            gate: Semaphore::new(0),
+        })
+    }
+
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+}
+
+/// The built-in registry plus the test kinds, wired to `switches`.
+pub fn registry(switches: &Arc<Switches>) -> Registry {
+    let mut registry = switchboard_jobs::registry();
+    let s = Arc::clone(switches);
+    registry.register::<Flaky, _, _>(move |_, _| {
+        let s = Arc::clone(&s);
+        async move {
+            s.started.fetch_add(1, Ordering::SeqCst);
+            if s.failing.load(Ordering::SeqCst) {
+                Err(JobError::retry("boom"))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    let s = Arc::clone(switches);
+    registry.register::<Gated, _, _>(move |_, _| {
+        let s = Arc::clone(&s);
+        async move {
+            s.started.fetch_add(1, Ordering::SeqCst);
+            s.gate.acquire().await.expect("gate open").forget();
+            s.finished.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    registry.register::<Poison, _, _>(|_, _| async {
+        Err(JobError::permanent("payload can never work"))
+    });
+    registry
+}

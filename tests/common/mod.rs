@@ -1,0 +1,179 @@
+//! Shared test set-up: a real Redis, a key prefix of the test's own, and waiting helpers that
+//! poll state with a deadline instead of sleeping.
+
+#![allow(dead_code)]
+
+pub mod jobs;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use switchboard::{
+    config::{BackoffSettings, FleetSettings, Settings, SupervisorSettings},
+    fleet::{Fleet, Observer},
+    queue::{Queues, admin::QueueStats},
+};
+use switchboard_jobs::Registry;
+
+/// The Redis the suite runs against.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// One test's isolated world: its own key prefix in the shared Redis.
+pub struct Harness {
+    pub settings: Settings,
+    pub queues: Queues,
+}
+
+impl Harness {
+    /// Defaults tuned for tests: a short lease and block timeout so crash recovery is quick.
+    pub async fn new() -> Self {
+        let mut settings = Settings::defaults();
+        settings.redis.url = redis_url();
+        settings.queue.prefix = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());
+        settings.queue.lease_secs = 3;
+        settings.queue.block_timeout_ms = 200;
+        settings.maintenance.promote_max_interval_ms = 20;
+        settings.maintenance.rescue_interval_secs = 1;
+        settings.fleet.shutdown_timeout_secs = 5;
+        let queues = Queues::connect(&settings.redis.url, settings.queue.clone())
+            .await
+            .expect("tests need Redis at REDIS_URL (default redis://127.0.0.1:6379)");
+        Self { settings, queues }
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.settings.queue.prefix
+    }
+
+    /// One supervisor over `queue`.
+    pub fn fleet_settings(
+        &self,
+        queue: &str,
+        concurrency: usize,
+        prefetch: usize,
+        max_attempts: u32,
+    ) -> FleetSettings {
+        FleetSettings {
+            shutdown_timeout_secs: self.settings.fleet.shutdown_timeout_secs,
+            supervisors: vec![SupervisorSettings {
+                name: "test".into(),
+                queues: vec![queue.into()],
+                concurrency,
+                workers: 1,
+                prefetch: Some(prefetch),
+                max_attempts,
+                timeout_secs: 2,
+                backoff: BackoffSettings {
+                    base_ms: 5,
+                    cap_ms: 20,
+                },
+            }],
+        }
+    }
+
+    /// Start a fleet over `fleet` with `registry`.
+    pub async fn fleet(
+        &self,
+        fleet: &FleetSettings,
+        registry: Registry,
+        observer: Option<Observer>,
+    ) -> Fleet {
+        Fleet::start(&self.queues, Arc::new(registry), fleet, observer)
+            .await
+            .expect("fleet starts")
+    }
+
+    /// Stats of `queue`.
+    pub async fn stats(&self, queue: &str) -> QueueStats {
+        self.queues.stats(queue).await.expect("stats")
+    }
+
+    /// Poll `check` every few ms until it holds; fail the test after `limit`.
+    pub async fn wait_for<F, Fut>(&self, what: &str, limit: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Wait until `queue` has processed `n` jobs.
+    pub async fn wait_processed(&self, queue: &str, n: u64, limit: Duration) {
+        let queues = self.queues.clone();
+        self.wait_for(&format!("{n} processed on {queue}"), limit, || {
+            let queues = queues.clone();
+            async move {
+                queues
+                    .stats(queue)
+                    .await
+                    .map(|s| s.processed >= n)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+    }
+
+    /// A raw connection for checking Redis directly.
+    pub fn conn(&self) -> redis::aio::ConnectionManager {
+        self.queues.conn()
+    }
+
+    /// Every key under this test's prefix.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut conn = self.conn();
+        let mut out = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("*{}*", self.prefix()))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            out.extend(keys);
+            if next == 0 {
+                return out;
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Best-effort cleanup with a blocking client (Drop cannot await).
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let pattern = format!("*{}*", self.settings.queue.prefix);
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query(&mut conn)
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: Result<(), _> = redis::cmd("UNLINK").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+/// Wait for `fut` at most `limit`, failing the test past it.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?}: {what}"))
+}
