@@ -104,9 +104,7 @@ impl Fleet {
             timeout_secs = self.shutdown_timeout.as_secs(),
             "fleet stopping"
         );
-        for (handle, _) in &self.workers {
-            handle.stop_fetching();
-        }
+        futures::future::join_all(self.workers.iter().map(|(h, _)| h.stop_fetching())).await;
         self.stop.cancel();
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let mut stopped = Stopped::default();

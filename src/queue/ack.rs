@@ -66,6 +66,8 @@ pub enum AckOp {
         due_ms: u64,
         item: String,
     },
+    /// Leased but never started: back to the head of pending.
+    Release { id: Arc<str>, item: Arc<str> },
     /// Failed for good; the item carries its last error.
     Dead { id: String, item: String },
     /// Reply once everything sent before has been written.
@@ -305,6 +307,11 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
                 invocation.arg("s").arg(id.as_ref()).arg(*due_ms).arg(item)
             }
             AckOp::Dead { id, item } => invocation.arg("f").arg(id).arg("").arg(item),
+            AckOp::Release { id, item } => invocation
+                .arg("x")
+                .arg(id.as_ref())
+                .arg("")
+                .arg(item.as_ref()),
             AckOp::Flush(_) | AckOp::Shutdown => unreachable!("control messages are not batched"),
         };
     }

@@ -281,6 +281,9 @@ impl Queues {
             .arg("WITHSCORES")
             .query_async(&mut conn)
             .await?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for (id, _) in &entries {
             pipe.hlen(k.leased(id));

@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     /// Cancelled when the worker must stop fetching.
     stop: CancellationToken,
     pub(crate) acks: mpsc::UnboundedSender<AckOp>,
+    /// Leased jobs not yet handed to apalis. Shared with the handle so a stop can hand
+    /// them back to the queue at once instead of after the running jobs finish.
+    unstarted: Mutex<mpsc::UnboundedReceiver<Job>>,
     /// What the fetcher has done, for tests and diagnostics.
     pub(crate) counters: FetchCounters,
     /// The fetcher task, awaited when the worker retires.
@@ -84,7 +87,6 @@ pub struct FetchCounters {
 /// One worker's backend. Create it with [`RedisBackend::start`] inside a tokio runtime.
 pub struct RedisBackend {
     shared: Arc<Shared>,
-    jobs: mpsc::UnboundedReceiver<Job>,
     closing: Option<Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send>>>,
 }
 
@@ -93,9 +95,23 @@ pub struct RedisBackend {
 pub struct WorkerHandle(Arc<Shared>);
 
 impl WorkerHandle {
-    /// Stop fetching (the backend hands back what it had not started when apalis closes it).
-    pub fn stop_fetching(&self) {
+    /// Stop fetching and hand every leased job not yet started back to the head of the
+    /// queue at once. Running jobs go on; apalis is told to stop separately.
+    pub async fn stop_fetching(&self) {
         self.0.stop.cancel();
+        let unstarted: Vec<Job> = {
+            let mut rx = self.0.unstarted.lock().expect("unstarted lock");
+            rx.close();
+            std::iter::from_fn(|| rx.try_recv().ok()).collect()
+        };
+        let n = unstarted.len();
+        for job in unstarted {
+            self.0.release(job);
+        }
+        ack::flush(&self.0).await;
+        if n > 0 {
+            tracing::info!(queue = %self.0.queue_name, worker = %self.0.worker_id, jobs = n, "handed unstarted jobs back");
+        }
     }
 
     /// Give every job this worker still holds back to the queue and deregister it. Used when
@@ -135,6 +151,7 @@ impl RedisBackend {
             credits: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
             stop: CancellationToken::new(),
             acks: acks_tx,
+            unstarted: Mutex::new(jobs_rx),
             counters: FetchCounters::default(),
             fetcher: Mutex::default(),
         });
@@ -145,7 +162,6 @@ impl RedisBackend {
         Ok((
             Self {
                 shared,
-                jobs: jobs_rx,
                 closing: None,
             },
             handle,
@@ -158,8 +174,17 @@ impl Shared {
         job::now_ms() + self.queues.settings().lease_secs * 1000
     }
 
+    /// Give a leased, unstarted job back to the head of the queue (through the acker, so it
+    /// is ordered after earlier settlements).
+    fn release(&self, job: Job) {
+        let _ = self.acks.send(AckOp::Release {
+            id: job.id,
+            item: job.item,
+        });
+    }
+
     /// Stop fetching, wait for the fetcher, flush acks, then hand every job still leased
-    /// (fetched but not started) back to the head of the queue and deregister.
+    /// back to the head of the queue and deregister.
     async fn retire(&self) -> Result<(), QueueError> {
         self.stop.cancel();
         let fetcher = self.fetcher.lock().expect("fetcher lock").take();
@@ -309,10 +334,8 @@ fn deliver(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>, item: String) {
                 item: Arc::from(item),
             };
             if let Err(returned) = jobs.send(job) {
-                // The backend is gone (worker closing): the job stays leased and is handed
-                // back by `retire`; only the credit needs returning.
-                drop(returned);
-                shared.credits.add_permits(1);
+                // The worker is stopping: give the job straight back.
+                shared.release(returned.0);
             }
         }
         Err(e) => {
@@ -399,7 +422,13 @@ impl Backend for RedisBackend {
         cx: &mut Context<'_>,
         _: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
-        match self.jobs.poll_recv(cx) {
+        match self
+            .shared
+            .unstarted
+            .lock()
+            .expect("unstarted lock")
+            .poll_recv(cx)
+        {
             Poll::Ready(Some(job)) => Poll::Ready(Some(Ok(Task::new(job)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -414,8 +443,10 @@ impl Backend for RedisBackend {
         if self.closing.is_none() {
             // Jobs still in the channel were leased but never started; dropping them here is
             // safe because `retire` re-queues everything the worker still holds in Redis.
-            self.jobs.close();
-            while self.jobs.try_recv().is_ok() {}
+            let mut rx = self.shared.unstarted.lock().expect("unstarted lock");
+            rx.close();
+            while rx.try_recv().is_ok() {}
+            drop(rx);
             let shared = Arc::clone(&self.shared);
             self.closing = Some(Box::pin(async move { shared.retire().await }));
         }

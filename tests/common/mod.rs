@@ -28,6 +28,11 @@ pub struct Harness {
 impl Harness {
     /// Defaults tuned for tests: a short lease and block timeout so crash recovery is quick.
     pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Like [`Harness::new`], with `tune` applied to the settings first.
+    pub async fn with(tune: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = Settings::defaults();
         settings.redis.url = redis_url();
         settings.queue.prefix = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());
@@ -36,6 +41,7 @@ impl Harness {
         settings.maintenance.promote_max_interval_ms = 20;
         settings.maintenance.rescue_interval_secs = 1;
         settings.fleet.shutdown_timeout_secs = 5;
+        tune(&mut settings);
         let queues = Queues::connect(&settings.redis.url, settings.queue.clone())
             .await
             .expect("tests need Redis at REDIS_URL (default redis://127.0.0.1:6379)");

@@ -1,0 +1,358 @@
+//! Fleet behaviour against a real Redis: graceful shutdown, crash recovery after SIGKILL, a
+//! large backlog, and Redis memory after the trim window.
+
+mod common;
+
+use std::{
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
+
+use common::{Harness, jobs};
+use switchboard::{
+    fleet::Observer,
+    maintenance::{Pruner, Rescuer},
+    queue::job::{Job, now_ms},
+};
+use switchboard_jobs::noop::Noop;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn graceful_shutdown_hands_back_unstarted_jobs_and_finishes_running_ones() {
+    let h = Harness::new().await;
+    let switches = jobs::Switches::new();
+    // 2 run at once, 10 more are leased ahead: 12 held by the worker, 8 left pending.
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("gated", 2, 10, 3),
+            jobs::registry(&switches),
+            None,
+        )
+        .await;
+    h.queues
+        .enqueue_many("gated", &vec![jobs::Gated::default(); 20], None)
+        .await
+        .unwrap();
+    let queues = h.queues.clone();
+    h.wait_for("2 running and 12 leased", Duration::from_secs(10), || {
+        let (queues, started) = (queues.clone(), switches.started());
+        async move { started == 2 && queues.stats("gated").await.unwrap().running == 12 }
+    })
+    .await;
+
+    let stopping = tokio::spawn(fleet.stop());
+    // Unstarted jobs go back at once, while the two running ones are still held.
+    h.wait_for(
+        "10 unstarted jobs handed back",
+        Duration::from_secs(10),
+        || {
+            let queues = queues.clone();
+            async move {
+                let s = queues.stats("gated").await.unwrap();
+                s.pending == 18 && s.running == 2
+            }
+        },
+    )
+    .await;
+    assert!(!stopping.is_finished(), "shutdown waits for running jobs");
+    assert_eq!(switches.finished.load(Ordering::SeqCst), 0);
+
+    switches.gate.add_permits(2);
+    let stopped = common::within(Duration::from_secs(10), "fleet stop", stopping)
+        .await
+        .unwrap();
+    assert_eq!((stopped.clean, stopped.abandoned), (1, 0));
+    assert_eq!(
+        switches.finished.load(Ordering::SeqCst),
+        2,
+        "running jobs finished"
+    );
+    assert_eq!(switches.started(), 2, "no job started after the stop");
+    let s = h.stats("gated").await;
+    assert_eq!((s.pending, s.running, s.processed), (18, 0, 2));
+    assert!(
+        h.queues.workers("gated").await.unwrap().is_empty(),
+        "worker deregistered"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_deadline_hands_overdue_running_jobs_back() {
+    let h = Harness::new().await;
+    let switches = jobs::Switches::new();
+    let mut settings = h.fleet_settings("gated", 1, 0, 3);
+    settings.shutdown_timeout_secs = 1;
+    let fleet = h.fleet(&settings, jobs::registry(&switches), None).await;
+    h.queues
+        .enqueue_many("gated", &[jobs::Gated::default()], None)
+        .await
+        .unwrap();
+    h.wait_for("the job running", Duration::from_secs(10), || {
+        let n = switches.started();
+        async move { n == 1 }
+    })
+    .await;
+    let stopped = common::within(Duration::from_secs(10), "fleet stop", fleet.stop()).await;
+    assert_eq!(
+        (stopped.clean, stopped.abandoned, stopped.jobs_handed_back),
+        (0, 1, 1)
+    );
+    let s = h.stats("gated").await;
+    assert_eq!(
+        (s.pending, s.running, s.processed),
+        (1, 0, 0),
+        "the overdue job is back in the queue"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_drain_loses_nothing() {
+    let h = Harness::with(|s| s.queue.completed_max = 1_000_000).await;
+    const N: usize = 20_000;
+    let ids: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    let args = vec![
+        Noop {
+            fail: None,
+            sleep_ms: Some(1)
+        };
+        N
+    ];
+    h.queues
+        .enqueue_many("drain", &args, Some(&ids))
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("crash.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[queue]
+prefix = "{prefix}"
+lease_secs = 3
+block_timeout_ms = 200
+completed_max = 1000000
+
+[[fleet.supervisors]]
+name = "drain"
+queues = ["drain"]
+concurrency = 32
+prefetch = 64
+max_attempts = 3
+timeout_secs = 2
+backoff = {{ base_ms = 10, cap_ms = 100 }}
+"#,
+            prefix = h.prefix()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--redis-url", &h.settings.redis.url, "--config"])
+        .arg(&config)
+        .arg("work")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    h.wait_processed("drain", 2_000, Duration::from_secs(60))
+        .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = h.stats("drain").await;
+    assert!(
+        at_kill.processed < N as u64,
+        "killed mid-drain ({} processed)",
+        at_kill.processed
+    );
+    assert!(at_kill.running > 0, "the dead worker held leased jobs");
+
+    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..N).map(|_| AtomicU8::new(0)).collect());
+    let counter = Arc::clone(&runs);
+    let observer: Observer = Arc::new(move |job: &Job| {
+        let i: usize = job.id.strip_prefix('k').unwrap().parse().unwrap();
+        counter[i].fetch_add(1, Ordering::Relaxed);
+    });
+    let token = CancellationToken::new();
+    tokio::spawn(
+        Rescuer::new(
+            h.queues.clone(),
+            vec!["drain".into()],
+            &h.settings.maintenance,
+        )
+        .run(token.clone()),
+    );
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("drain", 32, 32, 3),
+            switchboard_jobs::registry(),
+            Some(observer),
+        )
+        .await;
+    h.wait_processed("drain", N as u64, Duration::from_secs(60))
+        .await;
+    fleet.stop().await;
+    token.cancel();
+
+    let s = h.stats("drain").await;
+    assert_eq!(
+        (s.pending, s.running, s.delayed, s.dead, s.processed),
+        (0, 0, 0, 0, N as u64)
+    );
+    let keys = h.queues.keys("drain").unwrap();
+    let mut conn = h.conn();
+    let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+        .arg(&keys.completed)
+        .arg(&ids)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let missing: Vec<_> = ids
+        .iter()
+        .zip(&scores)
+        .filter(|(_, s)| s.is_none())
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} jobs never completed, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let rescued: u64 = redis::cmd("HGET")
+        .arg(&keys.stats)
+        .arg("rescued")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        rescued > 0,
+        "the dead worker's jobs came back through the rescuer"
+    );
+    // Every job this fleet did not run had been completed by the killed worker before it died.
+    let rerun = runs
+        .iter()
+        .filter(|r| r.load(Ordering::Relaxed) > 0)
+        .count() as u64;
+    assert!(rerun >= N as u64 - at_kill.processed);
+}
+
+#[tokio::test]
+async fn a_backlog_of_200k_jobs_drains_completely() {
+    let h = Harness::new().await;
+    const N: usize = 200_000;
+    let ids: Vec<String> = (0..N).map(|i| format!("b{i}")).collect();
+    for (ids, args) in ids
+        .chunks(20_000)
+        .zip(vec![Noop::default(); N].chunks(20_000))
+    {
+        h.queues
+            .enqueue_many("backlog", args, Some(ids))
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.stats("backlog").await.pending, N as u64);
+
+    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..N).map(|_| AtomicU8::new(0)).collect());
+    let counter = Arc::clone(&runs);
+    let observer: Observer = Arc::new(move |job: &Job| {
+        let i: usize = job.id.strip_prefix('b').unwrap().parse().unwrap();
+        counter[i].fetch_add(1, Ordering::Relaxed);
+    });
+    let mut settings = h.fleet_settings("backlog", 64, 64, 3);
+    settings.supervisors[0].workers = 2;
+    let fleet = h
+        .fleet(&settings, switchboard_jobs::registry(), Some(observer))
+        .await;
+    h.wait_processed("backlog", N as u64, Duration::from_secs(300))
+        .await;
+    fleet.stop().await;
+
+    let never = runs
+        .iter()
+        .filter(|r| r.load(Ordering::Relaxed) == 0)
+        .count();
+    let twice = runs
+        .iter()
+        .filter(|r| r.load(Ordering::Relaxed) > 1)
+        .count();
+    assert_eq!((never, twice), (0, 0));
+    let s = h.stats("backlog").await;
+    assert_eq!(
+        (s.pending, s.running, s.processed, s.failed),
+        (0, 0, N as u64, 0)
+    );
+}
+
+async fn memory_of(h: &Harness) -> (u64, Vec<String>) {
+    let mut conn = h.conn();
+    let keys = h.keys().await;
+    let mut total = 0;
+    for k in &keys {
+        let bytes: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        total += bytes.unwrap_or(0);
+    }
+    (total, keys)
+}
+
+#[tokio::test]
+async fn redis_memory_returns_to_baseline_after_drain_and_trim() {
+    let h = Harness::new().await;
+    h.queues.register_queue("trim").await.unwrap();
+    let (baseline, _) = memory_of(&h).await;
+
+    const N: usize = 20_000;
+    h.queues
+        .enqueue_many("trim", &vec![Noop::default(); N], None)
+        .await
+        .unwrap();
+    let (loaded, _) = memory_of(&h).await;
+    assert!(
+        loaded > baseline + 1_000_000,
+        "20k jobs occupy memory ({loaded} bytes)"
+    );
+
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("trim", 64, 64, 3),
+            switchboard_jobs::registry(),
+            None,
+        )
+        .await;
+    h.wait_processed("trim", N as u64, Duration::from_secs(60))
+        .await;
+    fleet.stop().await;
+    let (drained, _) = memory_of(&h).await;
+    assert!(
+        drained > baseline + 100_000,
+        "completed records kept within the window ({drained} bytes)"
+    );
+
+    // The trim window passes (the pruner is asked about a time past it).
+    let pruner = Pruner::new(
+        h.queues.clone(),
+        vec!["trim".into()],
+        &h.settings.maintenance,
+    );
+    let later = now_ms() + (h.settings.queue.completed_retention_secs + 1) * 1000;
+    let (completed, dead) = pruner.run_once(later).await.unwrap();
+    assert_eq!(
+        (completed, dead),
+        (h.settings.queue.completed_max.min(N as u64), 0)
+    );
+    let (after, keys) = memory_of(&h).await;
+    assert!(
+        after <= baseline + 1024,
+        "memory {after} bytes vs baseline {baseline}; keys left: {keys:?}"
+    );
+}
