@@ -262,15 +262,25 @@ async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<Job>) {
                 continue;
             }
         }
-        // The queue is empty: block until a job arrives, the timeout passes or we stop.
-        match wait_for_job(&shared, &mut blocking, block).await {
-            Ok(()) => failures = 0,
-            Err(e) => {
-                blocking = None;
-                failures += 1;
-                tracing::error!(queue = %shared.queue_name, error = %e, "blocking fetch failed");
-                if sleep_or_stop(&shared.stop, backoff(failures)).await {
-                    return;
+        // The queue is empty: block until a job arrives, the timeout passes or we stop. An
+        // idle worker repeats only the blocking call (one command per block timeout); its
+        // lease is kept alive by the acker's heartbeat.
+        loop {
+            match wait_for_job(&shared, &mut blocking, block).await {
+                Ok(true) => {
+                    failures = 0;
+                    break;
+                }
+                Ok(false) if shared.stop.is_cancelled() => return,
+                Ok(false) => failures = 0,
+                Err(e) => {
+                    blocking = None;
+                    failures += 1;
+                    tracing::error!(queue = %shared.queue_name, error = %e, "blocking fetch failed");
+                    if sleep_or_stop(&shared.stop, backoff(failures)).await {
+                        return;
+                    }
+                    break;
                 }
             }
         }
@@ -354,7 +364,7 @@ async fn wait_for_job(
     shared: &Shared,
     blocking: &mut Option<(redis::aio::MultiplexedConnection, i64)>,
     block: Duration,
-) -> Result<(), QueueError> {
+) -> Result<bool, QueueError> {
     if blocking.is_none() {
         let mut conn = shared.queues.dedicated().await?;
         let id: i64 = redis::cmd("CLIENT")
@@ -364,7 +374,7 @@ async fn wait_for_job(
         *blocking = Some((conn, id));
     }
     if shared.stop.is_cancelled() {
-        return Ok(());
+        return Ok(false);
     }
     let (conn, client_id) = blocking.as_mut().expect("set above");
     let mut cmd = redis::cmd("BLMOVE");
@@ -376,7 +386,7 @@ async fn wait_for_job(
     let wait = cmd.query_async::<Option<String>>(conn);
     tokio::pin!(wait);
     tokio::select! {
-        res = &mut wait => { res?; }
+        res = &mut wait => Ok(res?.is_some()),
         () = shared.stop.cancelled() => {
             // UNBLOCK may overtake a BLMOVE still in flight on the other socket: repeat it
             // until the blocked call returns. Whatever BLMOVE moved is in the inbox, which
@@ -388,9 +398,9 @@ async fn wait_for_job(
                     break;
                 }
             }
+            Ok(false)
         }
     }
-    Ok(())
 }
 
 /// Sleep for `d` unless stopped first; true when stopped.
