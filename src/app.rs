@@ -19,6 +19,7 @@ use crate::{
 };
 
 /// Which roles this process runs.
+#[allow(clippy::struct_excessive_bools)] // roles are independent flags
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Roles {
     /// Supervisors and workers.

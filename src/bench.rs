@@ -175,10 +175,9 @@ async fn drain(
             .id
             .strip_prefix('b')
             .and_then(|n| n.parse::<usize>().ok())
+            && let Some(slot) = counter.get(i)
         {
-            if let Some(slot) = counter.get(i) {
-                slot.fetch_add(1, Ordering::Relaxed);
-            }
+            slot.fetch_add(1, Ordering::Relaxed);
         }
     });
     let start = Instant::now();

@@ -167,6 +167,7 @@ impl Settings {
     }
 
     /// Check every field and the relations between them.
+    #[allow(clippy::too_many_lines)] // one flat list of checks reads best
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let mut check = |ok: bool, msg: String| {

@@ -1,4 +1,4 @@
-//! Switchboard: AskProAI's background job engine.
+//! Switchboard: `AskProAI`'s background job engine.
 //!
 //! Layout (see `ARCHITECTURE.md` in the shared docs for the why):
 //! * [`app`]: the composition root; builds Redis, roles and runs them until shutdown.

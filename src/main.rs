@@ -13,7 +13,7 @@ use switchboard::{
     telemetry,
 };
 
-/// Switchboard: AskProAI's background job engine.
+/// Switchboard: `AskProAI`'s background job engine.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -23,7 +23,7 @@ struct Cli {
     /// Directory holding <env>.toml overrides.
     #[arg(long, global = true, default_value = "config")]
     config_dir: PathBuf,
-    /// Redis URL (overrides redis.url and REDIS_URL).
+    /// Redis URL (overrides redis.url and `REDIS_URL`).
     #[arg(long, global = true)]
     redis_url: Option<String>,
     #[command(subcommand)]

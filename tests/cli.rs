@@ -24,7 +24,12 @@ fn switchboard(h: &Harness, args: &[&str]) -> Output {
 }
 
 fn ok_stdout(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
@@ -32,21 +37,52 @@ fn ok_stdout(out: &Output) -> String {
 async fn enqueue_pause_and_status_json() {
     let h = Harness::new().await;
     for _ in 0..3 {
-        let out: Value = serde_json::from_str(&ok_stdout(&switchboard(&h, &["enqueue", "cli", "noop", "{}"]))).unwrap();
+        let out: Value = serde_json::from_str(&ok_stdout(&switchboard(
+            &h,
+            &["enqueue", "cli", "noop", "{}"],
+        )))
+        .unwrap();
         assert_eq!(out["duplicate"], false);
         assert!(out["id"].as_str().is_some_and(|id| id.len() == 26));
     }
-    ok_stdout(&switchboard(&h, &["enqueue", "cli", "noop", "{}", "--delay-secs", "3600"]));
+    ok_stdout(&switchboard(
+        &h,
+        &["enqueue", "cli", "noop", "{}", "--delay-secs", "3600"],
+    ));
     ok_stdout(&switchboard(&h, &["pause", "cli"]));
 
-    let status: Value = serde_json::from_str(&ok_stdout(&switchboard(&h, &["status", "--json"]))).unwrap();
+    let status: Value =
+        serde_json::from_str(&ok_stdout(&switchboard(&h, &["status", "--json"]))).unwrap();
     let queues = status["queues"].as_array().unwrap();
-    let cli = queues.iter().find(|q| q["name"] == "cli").expect("the cli queue is listed");
-    for key in ["name", "pending", "delayed", "running", "dead", "processed", "failed", "oldest_pending_secs", "paused"] {
+    let cli = queues
+        .iter()
+        .find(|q| q["name"] == "cli")
+        .expect("the cli queue is listed");
+    for key in [
+        "name",
+        "pending",
+        "delayed",
+        "running",
+        "dead",
+        "processed",
+        "failed",
+        "oldest_pending_secs",
+        "paused",
+    ] {
         assert!(cli.get(key).is_some(), "status lacks {key}: {cli}");
     }
-    assert_eq!((cli["pending"].as_u64(), cli["delayed"].as_u64(), cli["paused"].as_bool()), (Some(3), Some(1), Some(true)));
-    assert!(queues.iter().any(|q| q["name"] == "webhooks"), "configured queues are listed too");
+    assert_eq!(
+        (
+            cli["pending"].as_u64(),
+            cli["delayed"].as_u64(),
+            cli["paused"].as_bool()
+        ),
+        (Some(3), Some(1), Some(true))
+    );
+    assert!(
+        queues.iter().any(|q| q["name"] == "webhooks"),
+        "configured queues are listed too"
+    );
     assert!(status["workers"].is_array());
 
     ok_stdout(&switchboard(&h, &["continue", "cli"]));
@@ -61,9 +97,18 @@ async fn enqueue_pause_and_status_json() {
 async fn failed_list_retry_and_forget() {
     let h = Harness::new().await;
     // A kind nobody handles fails permanently: two dead jobs.
-    let fleet = h.fleet(&h.fleet_settings("ops", 2, 2, 3), switchboard_jobs::registry(), None).await;
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("ops", 2, 2, 3),
+            switchboard_jobs::registry(),
+            None,
+        )
+        .await;
     for _ in 0..2 {
-        ok_stdout(&switchboard(&h, &["enqueue", "ops", "no.such.kind", r#"{"a":1}"#]));
+        ok_stdout(&switchboard(
+            &h,
+            &["enqueue", "ops", "no.such.kind", r#"{"a":1}"#],
+        ));
     }
     let queues = h.queues.clone();
     h.wait_for("two dead jobs", Duration::from_secs(10), || {
@@ -73,23 +118,45 @@ async fn failed_list_retry_and_forget() {
     .await;
     fleet.stop().await;
 
-    let listed: Value = serde_json::from_str(&ok_stdout(&switchboard(&h, &["failed", "list", "--queue", "ops", "--json"]))).unwrap();
+    let listed: Value = serde_json::from_str(&ok_stdout(&switchboard(
+        &h,
+        &["failed", "list", "--queue", "ops", "--json"],
+    )))
+    .unwrap();
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0]["job"]["kind"], "no.such.kind");
-    assert!(listed[0]["job"]["error"].as_str().unwrap().contains("no handler"));
+    assert!(
+        listed[0]["job"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no handler")
+    );
     assert_eq!(listed[0]["job"]["args"]["a"], 1);
     let id = listed[0]["job"]["id"].as_str().unwrap().to_owned();
 
     let text = ok_stdout(&switchboard(&h, &["failed", "list"]));
     assert!(text.contains(&id) && text.contains("queue=ops"), "{text}");
 
-    assert_eq!(ok_stdout(&switchboard(&h, &["failed", "retry", &id, "--queue", "ops"])).trim(), "retried 1 job(s)");
+    assert_eq!(
+        ok_stdout(&switchboard(
+            &h,
+            &["failed", "retry", &id, "--queue", "ops"]
+        ))
+        .trim(),
+        "retried 1 job(s)"
+    );
     let s = h.stats("ops").await;
     assert_eq!((s.dead, s.pending), (1, 1));
-    assert_eq!(ok_stdout(&switchboard(&h, &["failed", "forget", "--all"])).trim(), "forgot 1 job(s)");
+    assert_eq!(
+        ok_stdout(&switchboard(&h, &["failed", "forget", "--all"])).trim(),
+        "forgot 1 job(s)"
+    );
     assert_eq!(h.stats("ops").await.dead, 0);
-    assert!(!switchboard(&h, &["failed", "retry"]).status.success(), "an id or --all is required");
+    assert!(
+        !switchboard(&h, &["failed", "retry"]).status.success(),
+        "an id or --all is required"
+    );
 }
 
 #[tokio::test]
@@ -104,13 +171,20 @@ async fn invalid_configuration_names_every_problem() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("queue.fetch_batch = 5000 must be between 1 and 1000"), "{err}");
+    assert!(
+        err.contains("queue.fetch_batch = 5000 must be between 1 and 1000"),
+        "{err}"
+    );
     assert!(err.contains("fleet.supervisors[0] (webhooks): timeout_secs = 20 must be shorter than queue.lease_secs = 5"), "{err}");
     assert!(err.lines().count() >= 6, "one line per problem: {err}");
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -129,7 +203,13 @@ fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
     let (redis_port, http_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .current_dir(dir.path())
-        .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}"), "serve", "--listen", &format!("127.0.0.1:{http_port}")])
+        .args([
+            "--redis-url",
+            &format!("redis://127.0.0.1:{redis_port}"),
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{http_port}"),
+        ])
         .env("SWITCHBOARD_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -145,25 +225,45 @@ fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(ready, 200);
-    assert!(dir.path().join("var/redis").is_dir(), "the private Redis lives under var/");
+    assert!(
+        dir.path().join("var/redis").is_dir(),
+        "the private Redis lives under var/"
+    );
     let (code, body) = http_get(http_port, "/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("switchboard_workers_total"), "{body}");
     assert_eq!(http_get(http_port, "/healthz").unwrap().0, 200);
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "serve did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(status.success(), "exit {status:?}\n{log}");
-    assert!(log.contains("started a private redis-server"), "says so: {log}");
-    assert!(TcpStream::connect(("127.0.0.1", redis_port)).is_err(), "the private Redis stopped with serve");
+    assert!(
+        log.contains("started a private redis-server"),
+        "says so: {log}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", redis_port)).is_err(),
+        "the private Redis stopped with serve"
+    );
 }

@@ -21,6 +21,13 @@ use switchboard::{
 use switchboard_jobs::noop::Noop;
 use tokio_util::sync::CancellationToken;
 
+/// Jobs in the crash test.
+const N_CRASH: usize = 20_000;
+/// Jobs in the backlog test.
+const N_BACKLOG: usize = 200_000;
+/// Jobs in the memory test.
+const N_TRIM: usize = 20_000;
+
 #[tokio::test]
 async fn graceful_shutdown_hands_back_unstarted_jobs_and_finishes_running_ones() {
     let h = Harness::new().await;
@@ -109,25 +116,9 @@ async fn shutdown_deadline_hands_overdue_running_jobs_back() {
     );
 }
 
-#[tokio::test]
-async fn a_worker_killed_mid_drain_loses_nothing() {
-    let h = Harness::with(|s| s.queue.completed_max = 1_000_000).await;
-    const N: usize = 20_000;
-    let ids: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
-    let args = vec![
-        Noop {
-            fail: None,
-            sleep_ms: Some(1)
-        };
-        N
-    ];
-    h.queues
-        .enqueue_many("drain", &args, Some(&ids))
-        .await
-        .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("crash.toml");
+/// A config file for a separate `switchboard work` process draining queue `drain`.
+fn write_worker_config(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
+    let config = dir.join("crash.toml");
     std::fs::write(
         &config,
         format!(
@@ -146,11 +137,31 @@ prefetch = 64
 max_attempts = 3
 timeout_secs = 2
 backoff = {{ base_ms = 10, cap_ms = 100 }}
-"#,
-            prefix = h.prefix()
+"#
         ),
     )
     .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_drain_loses_nothing() {
+    let h = Harness::with(|s| s.queue.completed_max = 1_000_000).await;
+    let ids: Vec<String> = (0..N_CRASH).map(|i| format!("k{i}")).collect();
+    let args = vec![
+        Noop {
+            fail: None,
+            sleep_ms: Some(1)
+        };
+        N_CRASH
+    ];
+    h.queues
+        .enqueue_many("drain", &args, Some(&ids))
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_worker_config(dir.path(), h.prefix());
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["--redis-url", &h.settings.redis.url, "--config"])
         .arg(&config)
@@ -166,13 +177,13 @@ backoff = {{ base_ms = 10, cap_ms = 100 }}
     child.wait().unwrap();
     let at_kill = h.stats("drain").await;
     assert!(
-        at_kill.processed < N as u64,
+        at_kill.processed < N_CRASH as u64,
         "killed mid-drain ({} processed)",
         at_kill.processed
     );
     assert!(at_kill.running > 0, "the dead worker held leased jobs");
 
-    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..N).map(|_| AtomicU8::new(0)).collect());
+    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..N_CRASH).map(|_| AtomicU8::new(0)).collect());
     let counter = Arc::clone(&runs);
     let observer: Observer = Arc::new(move |job: &Job| {
         let i: usize = job.id.strip_prefix('k').unwrap().parse().unwrap();
@@ -194,7 +205,7 @@ backoff = {{ base_ms = 10, cap_ms = 100 }}
             Some(observer),
         )
         .await;
-    h.wait_processed("drain", N as u64, Duration::from_secs(60))
+    h.wait_processed("drain", N_CRASH as u64, Duration::from_secs(60))
         .await;
     fleet.stop().await;
     token.cancel();
@@ -202,7 +213,7 @@ backoff = {{ base_ms = 10, cap_ms = 100 }}
     let s = h.stats("drain").await;
     assert_eq!(
         (s.pending, s.running, s.delayed, s.dead, s.processed),
-        (0, 0, 0, 0, N as u64)
+        (0, 0, 0, 0, N_CRASH as u64)
     );
     let keys = h.queues.keys("drain").unwrap();
     let mut conn = h.conn();
@@ -239,26 +250,25 @@ backoff = {{ base_ms = 10, cap_ms = 100 }}
         .iter()
         .filter(|r| r.load(Ordering::Relaxed) > 0)
         .count() as u64;
-    assert!(rerun >= N as u64 - at_kill.processed);
+    assert!(rerun >= N_CRASH as u64 - at_kill.processed);
 }
 
 #[tokio::test]
 async fn a_backlog_of_200k_jobs_drains_completely() {
     let h = Harness::new().await;
-    const N: usize = 200_000;
-    let ids: Vec<String> = (0..N).map(|i| format!("b{i}")).collect();
+    let ids: Vec<String> = (0..N_BACKLOG).map(|i| format!("b{i}")).collect();
     for (ids, args) in ids
         .chunks(20_000)
-        .zip(vec![Noop::default(); N].chunks(20_000))
+        .zip(vec![Noop::default(); N_BACKLOG].chunks(20_000))
     {
         h.queues
             .enqueue_many("backlog", args, Some(ids))
             .await
             .unwrap();
     }
-    assert_eq!(h.stats("backlog").await.pending, N as u64);
+    assert_eq!(h.stats("backlog").await.pending, N_BACKLOG as u64);
 
-    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..N).map(|_| AtomicU8::new(0)).collect());
+    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..N_BACKLOG).map(|_| AtomicU8::new(0)).collect());
     let counter = Arc::clone(&runs);
     let observer: Observer = Arc::new(move |job: &Job| {
         let i: usize = job.id.strip_prefix('b').unwrap().parse().unwrap();
@@ -269,7 +279,7 @@ async fn a_backlog_of_200k_jobs_drains_completely() {
     let fleet = h
         .fleet(&settings, switchboard_jobs::registry(), Some(observer))
         .await;
-    h.wait_processed("backlog", N as u64, Duration::from_secs(300))
+    h.wait_processed("backlog", N_BACKLOG as u64, Duration::from_secs(300))
         .await;
     fleet.stop().await;
 
@@ -285,7 +295,7 @@ async fn a_backlog_of_200k_jobs_drains_completely() {
     let s = h.stats("backlog").await;
     assert_eq!(
         (s.pending, s.running, s.processed, s.failed),
-        (0, 0, N as u64, 0)
+        (0, 0, N_BACKLOG as u64, 0)
     );
 }
 
@@ -311,9 +321,8 @@ async fn redis_memory_returns_to_baseline_after_drain_and_trim() {
     h.queues.register_queue("trim").await.unwrap();
     let (baseline, _) = memory_of(&h).await;
 
-    const N: usize = 20_000;
     h.queues
-        .enqueue_many("trim", &vec![Noop::default(); N], None)
+        .enqueue_many("trim", &vec![Noop::default(); N_TRIM], None)
         .await
         .unwrap();
     let (loaded, _) = memory_of(&h).await;
@@ -329,7 +338,7 @@ async fn redis_memory_returns_to_baseline_after_drain_and_trim() {
             None,
         )
         .await;
-    h.wait_processed("trim", N as u64, Duration::from_secs(60))
+    h.wait_processed("trim", N_TRIM as u64, Duration::from_secs(60))
         .await;
     fleet.stop().await;
     let (drained, _) = memory_of(&h).await;
@@ -348,7 +357,7 @@ async fn redis_memory_returns_to_baseline_after_drain_and_trim() {
     let (completed, dead) = pruner.run_once(later).await.unwrap();
     assert_eq!(
         (completed, dead),
-        (h.settings.queue.completed_max.min(N as u64), 0)
+        (h.settings.queue.completed_max.min(N_TRIM as u64), 0)
     );
     let (after, keys) = memory_of(&h).await;
     assert!(

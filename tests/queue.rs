@@ -274,7 +274,7 @@ async fn delayed_job_never_runs_before_its_time() {
     assert_eq!(h.stats("later").await.delayed, 3);
     h.wait_processed("later", 4, SECS).await;
 
-    let started = started.lock().unwrap();
+    let started = started.lock().unwrap().clone();
     assert!(started.contains_key(&immediate.id));
     for (id, due_ms) in due {
         let at = started[&id];

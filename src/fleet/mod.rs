@@ -109,16 +109,15 @@ impl Fleet {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let mut stopped = Stopped::default();
         for (handle, mut join) in self.workers {
-            match tokio::time::timeout_at(deadline, &mut join).await {
-                Ok(_) => stopped.clean += 1,
-                Err(_) => {
-                    join.abort();
-                    stopped.abandoned += 1;
-                    match handle.abandon().await {
-                        Ok(n) => stopped.jobs_handed_back += n,
-                        Err(e) => {
-                            tracing::error!(worker = handle.id(), error = %e, "could not hand jobs back; the rescuer will after the lease")
-                        }
+            if tokio::time::timeout_at(deadline, &mut join).await.is_ok() {
+                stopped.clean += 1;
+            } else {
+                join.abort();
+                stopped.abandoned += 1;
+                match handle.abandon().await {
+                    Ok(n) => stopped.jobs_handed_back += n,
+                    Err(e) => {
+                        tracing::error!(worker = handle.id(), error = %e, "could not hand jobs back; the rescuer will after the lease");
                     }
                 }
             }
@@ -182,8 +181,7 @@ fn on_panic(payload: &Box<dyn std::any::Any + Send>) -> switchboard_jobs::JobErr
 /// `<host>:<pid>:<supervisor>:<queue>:<n>:<random>`: unique across hosts and restarts.
 fn worker_id(supervisor: &str, queue: &str, n: usize) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".to_owned());
+        .map_or_else(|_| "host".to_owned(), |h| h.trim().to_owned());
     let nonce: u32 = rand::random();
     format!(
         "{host}:{}:{supervisor}:{queue}:{n}:{nonce:08x}",

@@ -84,10 +84,12 @@ pub struct FetchCounters {
     pub paused: AtomicU64,
 }
 
+type Closing = Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send>>;
+
 /// One worker's backend. Create it with [`RedisBackend::start`] inside a tokio runtime.
 pub struct RedisBackend {
     shared: Arc<Shared>,
-    closing: Option<Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send>>>,
+    closing: Option<Closing>,
 }
 
 /// A handle the fleet keeps to stop a worker and, past the deadline, abandon its jobs.
@@ -299,11 +301,11 @@ async fn take_credits(shared: &Shared, batch: usize) -> Option<usize> {
     };
     first.forget();
     let extra = shared.credits.available_permits().min(batch - 1);
-    if extra > 0 {
-        if let Ok(p) = shared.credits.try_acquire_many(extra as u32) {
-            p.forget();
-            return Some(1 + extra);
-        }
+    if extra > 0
+        && let Ok(p) = shared.credits.try_acquire_many(extra as u32)
+    {
+        p.forget();
+        return Some(1 + extra);
     }
     Some(1)
 }

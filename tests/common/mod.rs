@@ -117,13 +117,7 @@ impl Harness {
         let queues = self.queues.clone();
         self.wait_for(&format!("{n} processed on {queue}"), limit, || {
             let queues = queues.clone();
-            async move {
-                queues
-                    .stats(queue)
-                    .await
-                    .map(|s| s.processed >= n)
-                    .unwrap_or(false)
-            }
+            async move { queues.stats(queue).await.is_ok_and(|s| s.processed >= n) }
         })
         .await;
     }
