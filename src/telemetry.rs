@@ -61,6 +61,11 @@ pub mod metric {
     /// Counter: Redis errors by component.
     pub const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
 
+    /// A Redis call of `component` failed.
+    pub fn redis_error(component: &'static str) {
+        metrics::counter!(REDIS_ERRORS, "component" => component).increment(1);
+    }
+
     /// A job started after waiting `waited_us`.
     pub fn job_started(queue: &str, kind: &str, waited_us: u64) {
         metrics::histogram!(JOB_WAIT, "queue" => queue.to_owned(), "kind" => kind.to_owned())

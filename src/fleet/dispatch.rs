@@ -9,6 +9,7 @@ use apalis_core::task::Task;
 use futures::{FutureExt, future::BoxFuture};
 use switchboard_jobs::{Enqueuer, JobContext, JobError, JobMeta, Registry};
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::queue::Job;
 
@@ -72,6 +73,8 @@ impl Service<Task<Job>> for Dispatcher {
             job.envelope.args.get(),
             JobContext::new(meta, Arc::clone(&self.enqueuer)),
         );
+        // Every log line a handler writes carries the job's id, kind, queue and attempt.
+        let span = tracing::info_span!("job", id = %job.id, kind, queue = %job.queue, attempt = job.envelope.attempt + 1);
         let busy = self.busy.clone();
         busy.increment(1.0);
         async move {
@@ -79,6 +82,7 @@ impl Service<Task<Job>> for Dispatcher {
             busy.decrement(1.0);
             result
         }
+        .instrument(span)
         .boxed()
     }
 }

@@ -211,7 +211,7 @@ impl Gauges {
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             if let Err(e) = self.run_once().await {
-                metrics::counter!(metric::REDIS_ERRORS, "component" => "gauges").increment(1);
+                metric::redis_error("gauges");
                 tracing::error!(error = %e, "reading queue stats failed");
             }
             if sleep_or_stop(&shutdown, self.interval).await {

@@ -270,6 +270,7 @@ pub(crate) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                     .query_async(&mut conn)
                     .await;
                 if let Err(e) = beat {
+                    metric::redis_error("heartbeat");
                     tracing::error!(worker = %shared.worker_id, error = %e, "heartbeat failed");
                 }
             }
@@ -328,6 +329,7 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
             }
             Err(e) => {
                 failures += 1;
+                metric::redis_error("ack");
                 tracing::error!(worker = %shared.worker_id, error = %e, failures, "ack failed; retrying");
                 tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(2_000)))
                     .await;

@@ -184,7 +184,19 @@ impl Queues {
         let mut out = Vec::with_capacity(ids.len());
         for ((id, died), item) in ids.into_iter().zip(items) {
             let Some(item) = item else { continue };
-            let (_, env) = job::decode(&item)?;
+            let Ok((_, env)) = job::decode(&item) else {
+                // An item that never decoded was sent here as is; show it rather than fail.
+                out.push(DeadJob {
+                    id,
+                    kind: "<malformed>".into(),
+                    attempts: 0,
+                    error: Some(format!("malformed queue item: {item}")),
+                    died_at_ms: died as u64,
+                    enqueued_at_ms: 0,
+                    args: serde_json::Value::Null,
+                });
+                continue;
+            };
             out.push(DeadJob {
                 id,
                 kind: env.kind.clone(),

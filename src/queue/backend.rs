@@ -29,6 +29,8 @@ use apalis_core::{
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::metric;
+
 use super::{
     QueueError, QueueKeys, Queues,
     ack::{self, AckLayer, AckOp, RetryPolicy},
@@ -257,6 +259,7 @@ async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<Job>) {
             Err(e) => {
                 shared.credits.add_permits(n);
                 failures += 1;
+                metric::redis_error("fetch");
                 tracing::error!(queue = %shared.queue_name, error = %e, "fetch failed");
                 if sleep_or_stop(&shared.stop, backoff(failures)).await {
                     return;
@@ -278,6 +281,7 @@ async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<Job>) {
                 Err(e) => {
                     blocking = None;
                     failures += 1;
+                    metric::redis_error("fetch");
                     tracing::error!(queue = %shared.queue_name, error = %e, "blocking fetch failed");
                     if sleep_or_stop(&shared.stop, backoff(failures)).await {
                         return;
