@@ -13,6 +13,7 @@ use crate::{
     embedded,
     fleet::{Fleet, Observer},
     http,
+    ingest::{self, Clock, WebhookSecrets},
     maintenance::{Gauges, Promoter, Pruner, Rescuer},
     queue::Queues,
     telemetry,
@@ -28,6 +29,8 @@ pub struct Roles {
     pub maintenance: bool,
     /// HTTP: health, readiness, metrics.
     pub http: bool,
+    /// The webhook endpoint (on the HTTP listener).
+    pub ingest: bool,
     /// Start a private Redis when none answers (serve's embedded default).
     pub embedded_redis: bool,
 }
@@ -39,7 +42,17 @@ impl Roles {
             fleet: true,
             maintenance: true,
             http: true,
+            ingest: true,
             embedded_redis: settings.redis.embedded,
+        }
+    }
+
+    /// The webhook endpoint alone: `switchboard ingest`.
+    pub fn ingest() -> Self {
+        Self {
+            http: true,
+            ingest: true,
+            ..Self::default()
         }
     }
 
@@ -48,8 +61,7 @@ impl Roles {
         Self {
             fleet: true,
             maintenance: true,
-            http: false,
-            embedded_redis: false,
+            ..Self::default()
         }
     }
 }
@@ -63,6 +75,10 @@ pub struct Hooks {
     pub observer: Option<Observer>,
     /// The handler registry; the built-in one when `None`.
     pub registry: Option<Registry>,
+    /// Webhook secrets; read from the environment when `None`.
+    pub secrets: Option<WebhookSecrets>,
+    /// Clock for signature windows; the system clock when `None`.
+    pub clock: Option<Clock>,
 }
 
 /// Connect to Redis, with serve's embedded fallback when asked.
@@ -122,7 +138,18 @@ pub async fn run(
                 .with_context(|| format!("binding http.listen {}", settings.http.listen))?,
         };
         tracing::info!(addr = %listener.local_addr()?, "http listening");
-        let router = http::router(queues.clone(), metrics);
+        let mut router = http::router(queues.clone(), metrics);
+        if roles.ingest {
+            queues.register_queue(&settings.ingest.queue).await?;
+            let secrets = hooks.secrets.unwrap_or_else(WebhookSecrets::from_env);
+            let clock = hooks.clock.unwrap_or_else(ingest::system_clock);
+            router = router.merge(ingest::router(
+                queues.clone(),
+                secrets,
+                settings.ingest.clone(),
+                clock,
+            ));
+        }
         let stop = token.clone();
         services.push(tokio::spawn(async move {
             let served = axum::serve(listener, router)

@@ -19,6 +19,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
+    pub ingest: IngestSettings,
     pub telemetry: TelemetrySettings,
     pub queue: QueueSettings,
     pub maintenance: MaintenanceSettings,
@@ -42,6 +43,16 @@ pub struct DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: String,
+}
+
+/// See `[ingest]` in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub max_body_bytes: usize,
+    pub dedupe_ttl_secs: u64,
+    pub queue: String,
+    pub enqueue_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,6 +239,35 @@ impl Settings {
             format!(
                 "http.listen {:?} is not an address like 127.0.0.1:8080",
                 self.http.listen
+            ),
+        );
+        let i = &self.ingest;
+        check(
+            (1024..=64 << 20).contains(&i.max_body_bytes),
+            format!(
+                "ingest.max_body_bytes = {} must be between 1 KiB and 64 MiB",
+                i.max_body_bytes
+            ),
+        );
+        check(
+            i.dedupe_ttl_secs >= 60,
+            format!(
+                "ingest.dedupe_ttl_secs = {} must be at least 60",
+                i.dedupe_ttl_secs
+            ),
+        );
+        check(
+            crate::queue::validate_name(&i.queue).is_ok(),
+            format!(
+                "ingest.queue {:?} must be letters, digits, '-', '_' or '.'",
+                i.queue
+            ),
+        );
+        check(
+            (10..=30_000).contains(&i.enqueue_timeout_ms),
+            format!(
+                "ingest.enqueue_timeout_ms = {} must be between 10 and 30000",
+                i.enqueue_timeout_ms
             ),
         );
         let m = &self.maintenance;

@@ -4,6 +4,7 @@
 //! * [`app`]: the composition root; builds Redis, roles and runs them until shutdown.
 //! * [`config`]: the typed, validated settings tree.
 //! * [`queue`]: Switchboard's Redis queue and its apalis backend.
+//! * [`ingest`]: the webhook endpoint: verify, dedupe, enqueue.
 //! * [`fleet`]: supervisors and workers.
 //! * [`maintenance`]: promoter, rescuer, pruner, gauges.
 //! * [`admin`] and [`bench`]: what the CLI's operator and benchmark commands do.
@@ -18,6 +19,7 @@ pub mod config;
 mod embedded;
 pub mod fleet;
 mod http;
+pub mod ingest;
 pub mod maintenance;
 pub mod queue;
 pub mod telemetry;

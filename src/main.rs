@@ -38,6 +38,12 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run the webhook ingest endpoint only (with /healthz, /readyz, /metrics).
+    Ingest {
+        /// Listen address (overrides http.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Run the worker fleet (and queue maintenance) only.
     Work,
     /// Show queues and workers.
@@ -99,6 +105,18 @@ fn main() -> ExitCode {
                 }
                 let roles = Roles::serve(&settings);
                 app::run(settings, roles, Hooks::default(), app::shutdown_signal()).await
+            }
+            Command::Ingest { listen } => {
+                if let Some(listen) = listen {
+                    settings.http.listen = listen;
+                }
+                app::run(
+                    settings,
+                    Roles::ingest(),
+                    Hooks::default(),
+                    app::shutdown_signal(),
+                )
+                .await
             }
             Command::Work => {
                 app::run(

@@ -58,6 +58,8 @@ pub mod metric {
     pub const WORKERS_BUSY: &str = "switchboard_workers_busy";
     /// Counter: jobs returned to the queue from dead workers, by queue.
     pub const JOBS_RESCUED: &str = "switchboard_jobs_rescued_total";
+    /// Counter: webhook deliveries by provider and HTTP status.
+    pub const INGEST_REQUESTS: &str = "switchboard_ingest_requests_total";
     /// Counter: Redis errors by component.
     pub const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
 

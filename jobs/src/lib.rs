@@ -12,6 +12,7 @@ mod context;
 mod error;
 pub mod noop;
 mod registry;
+pub mod webhook;
 
 pub use args::{EnqueueOptions, JobArgs};
 pub use context::{EnqueueError, Enqueuer, JobContext, JobMeta};

@@ -1,0 +1,79 @@
+//! Webhook secrets, from the environment only. A variable may hold a comma-separated list so
+//! secrets can be rotated: any one matching secret passes. Never printed.
+
+use std::fmt;
+
+/// One provider's accepted secrets. `Debug` shows only how many there are.
+#[derive(Clone, Default)]
+pub struct SecretList(Vec<String>);
+
+impl SecretList {
+    /// Split a comma-separated list, dropping blanks.
+    pub fn parse(raw: &str) -> Self {
+        Self(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// The secrets in order.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+
+    /// True when no secret is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretList({} secret(s), redacted)", self.0.len())
+    }
+}
+
+/// The secrets of all three providers; `None` means the provider is not configured (its
+/// route answers 404).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSecrets {
+    pub retell: Option<SecretList>,
+    pub calcom: Option<SecretList>,
+    pub stripe: Option<SecretList>,
+}
+
+impl WebhookSecrets {
+    /// Read `RETELL_WEBHOOK_KEY`, `CALCOM_WEBHOOK_SECRET` and `STRIPE_WEBHOOK_SECRET`.
+    pub fn from_env() -> Self {
+        let read = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| SecretList::parse(&v))
+                .filter(|l| !l.is_empty())
+        };
+        Self {
+            retell: read("RETELL_WEBHOOK_KEY"),
+            calcom: read("CALCOM_WEBHOOK_SECRET"),
+            stripe: read("STRIPE_WEBHOOK_SECRET"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_split_and_never_print() {
+        let l = SecretList::parse(" new_secret , old_secret,, ");
+        assert_eq!(
+            l.iter().cloned().collect::<Vec<_>>(),
+            ["new_secret", "old_secret"]
+        );
+        assert_eq!(format!("{l:?}"), "SecretList(2 secret(s), redacted)");
+        assert!(SecretList::parse(" , ").is_empty());
+    }
+}
