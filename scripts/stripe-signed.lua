@@ -240,6 +240,18 @@ function request()
   return wrk.format("POST", path, headers, body)
 end
 
+-- Fixed-rate mode: LOAD_RATE requests/s spread over LOAD_CONNECTIONS connections; each
+-- connection waits connections/rate seconds between requests (wrk's latency excludes the
+-- wait). The achieved rate is a little below LOAD_RATE by the answer time; it is reported.
+local rate = tonumber(os.getenv("LOAD_RATE") or "")
+local conns = tonumber(os.getenv("LOAD_CONNECTIONS") or "")
+if rate and rate > 0 and conns and conns > 0 then
+  local pause_ms = conns * 1000 / rate
+  function delay()
+    return pause_ms
+  end
+end
+
 if os.getenv("LOAD_COUNT_STATUS") == "1" then
   statuses = {}
   function response(status, _headers, _body)
