@@ -4,7 +4,12 @@
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use switchboard_jobs::Registry;
+use switchboard_jobs::{
+    Registry,
+    clients::{mail::Mailer, sms::SmsClient},
+    services::Services,
+    store::{Dialect, Store},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +112,7 @@ pub async fn run(
     let metrics = telemetry::init_metrics();
     let (queues, _redis_child) = connect(&settings, roles.embedded_redis).await?;
     let token = CancellationToken::new();
-    let mut services = Vec::new();
+    let mut tasks = Vec::new();
 
     let names: Vec<String> = settings
         .fleet
@@ -117,19 +122,31 @@ pub async fn run(
         .collect();
     if roles.maintenance {
         let m = &settings.maintenance;
-        services.push(tokio::spawn(
+        tasks.push(tokio::spawn(
             Promoter::new(queues.clone(), names.clone(), m).run(token.clone()),
         ));
-        services.push(tokio::spawn(
+        tasks.push(tokio::spawn(
             Rescuer::new(queues.clone(), names.clone(), m).run(token.clone()),
         ));
-        services.push(tokio::spawn(
+        tasks.push(tokio::spawn(
             Pruner::new(queues.clone(), names.clone(), m).run(token.clone()),
         ));
-        services.push(tokio::spawn(
+        tasks.push(tokio::spawn(
             Gauges::new(queues.clone(), Duration::from_secs(5)).run(token.clone()),
         ));
     }
+    // The fleet starts before HTTP, so a ready endpoint means the whole process is up.
+    let fleet = if roles.fleet {
+        let registry = match hooks.registry {
+            Some(r) => r,
+            None => switchboard_jobs::domain_registry(&build_services(&settings).await?),
+        };
+        let registry = Arc::new(registry);
+        Some(Fleet::start(&queues, registry, &settings.fleet, hooks.observer).await?)
+    } else {
+        None
+    };
+
     if roles.http {
         let listener = match hooks.listener {
             Some(l) => l,
@@ -151,7 +168,7 @@ pub async fn run(
             ));
         }
         let stop = token.clone();
-        services.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
@@ -160,22 +177,59 @@ pub async fn run(
             }
         }));
     }
-    let fleet = if roles.fleet {
-        let registry = Arc::new(hooks.registry.unwrap_or_else(switchboard_jobs::registry));
-        Some(Fleet::start(&queues, registry, &settings.fleet, hooks.observer).await?)
-    } else {
-        None
-    };
-
     shutdown.await;
     tracing::info!("shutdown requested");
     if let Some(fleet) = fleet {
         fleet.stop().await;
     }
     token.cancel();
-    for s in services {
+    for s in tasks {
         let _ = s.await;
     }
+    Ok(())
+}
+
+/// The handlers' dependencies: the database (the embedded SQLite is migrated here; a
+/// MariaDB/MySQL database with `switchboard migrate`), mail and SMS transports.
+pub async fn build_services(settings: &Settings) -> anyhow::Result<Arc<Services>> {
+    let store = Store::connect(&settings.database.url)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the database at {}",
+                redact(&settings.database.url)
+            )
+        })?;
+    if store.dialect() == Dialect::Sqlite {
+        store
+            .migrate()
+            .await
+            .context("migrating the embedded SQLite database")?;
+    }
+    let mailer = Mailer::new(&settings.mail).map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
+    let sms = SmsClient::from_env(&settings.sms);
+    if sms.is_none() {
+        tracing::warn!("SMS_ACCOUNT_SID / SMS_AUTH_TOKEN are not set: SMS notifications will fail");
+    }
+    Ok(Arc::new(Services { store, mailer, sms }))
+}
+
+/// `switchboard migrate`: apply the migrations of the configured database.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database.url)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the database at {}",
+                redact(&settings.database.url)
+            )
+        })?;
+    store.migrate().await.context("applying migrations")?;
+    println!(
+        "migrated {} ({:?})",
+        redact(&settings.database.url),
+        store.dialect()
+    );
     Ok(())
 }
 

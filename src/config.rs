@@ -24,6 +24,8 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub maintenance: MaintenanceSettings,
     pub fleet: FleetSettings,
+    pub mail: switchboard_jobs::clients::mail::MailSettings,
+    pub sms: switchboard_jobs::clients::sms::SmsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

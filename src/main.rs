@@ -46,6 +46,8 @@ enum Command {
     },
     /// Run the worker fleet (and queue maintenance) only.
     Work,
+    /// Apply the database migrations (MariaDB/MySQL or SQLite, by database.url).
+    Migrate,
     /// Show queues and workers.
     Status {
         /// Print JSON instead of a table.
@@ -127,6 +129,7 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Migrate => app::migrate(&settings).await,
             Command::Status { json } => admin::status(&settings, json).await,
             Command::Failed { action } => admin::failed(&settings, action).await,
             Command::Pause { queue } => admin::pause(&settings, &queue, true).await,

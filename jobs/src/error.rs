@@ -8,6 +8,10 @@ pub enum JobError {
     /// A transient failure: retry with backoff while attempts remain, then dead.
     #[error("{0}")]
     Retry(String),
+    /// A transient failure with a server-given wait (HTTP 429/503 `Retry-After`): retry after
+    /// that long (counts as an attempt).
+    #[error("{0} (retry after {1:?})")]
+    RetryAfter(String, Duration),
     /// The job can never succeed (bad payload, unknown business): dead at once.
     #[error("{0}")]
     Permanent(String),

@@ -8,10 +8,17 @@
 #![forbid(unsafe_code)]
 
 mod args;
+pub mod billing;
+pub mod calendar;
+pub mod clients;
 mod context;
 mod error;
 pub mod noop;
+pub mod notify;
+pub mod notify_send;
 mod registry;
+pub mod services;
+pub mod store;
 pub mod webhook;
 
 pub use args::{EnqueueOptions, JobArgs};
@@ -19,9 +26,37 @@ pub use context::{EnqueueError, Enqueuer, JobContext, JobMeta};
 pub use error::JobError;
 pub use registry::{Handler, Registry};
 
-/// The registry of every job kind this build knows, with its handler.
+/// The built-in kinds that need no services (`noop`): benchmarks and queue tests use these.
 pub fn registry() -> Registry {
     let mut registry = Registry::default();
     registry.register::<noop::Noop, _, _>(noop::run);
+    registry
+}
+
+/// Every job kind with a handler in this build, wired to `services`.
+pub fn domain_registry(services: &std::sync::Arc<services::Services>) -> Registry {
+    use std::sync::Arc;
+
+    let mut registry = registry();
+    let s = Arc::clone(services);
+    registry.register::<webhook::RetellWebhook, _, _>(move |args, ctx| {
+        webhook::retell::run(Arc::clone(&s), args, ctx)
+    });
+    let s = Arc::clone(services);
+    registry.register::<webhook::CalcomWebhook, _, _>(move |args, ctx| {
+        webhook::calcom::run(Arc::clone(&s), args, ctx)
+    });
+    let s = Arc::clone(services);
+    registry.register::<webhook::StripeWebhook, _, _>(move |args, ctx| {
+        webhook::stripe::run(Arc::clone(&s), args, ctx)
+    });
+    let s = Arc::clone(services);
+    registry.register::<notify_send::NotifyEmail, _, _>(move |args, _| {
+        notify_send::run_email(Arc::clone(&s), args)
+    });
+    let s = Arc::clone(services);
+    registry.register::<notify_send::NotifySms, _, _>(move |args, _| {
+        notify_send::run_sms(Arc::clone(&s), args)
+    });
     registry
 }

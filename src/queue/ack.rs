@@ -185,7 +185,11 @@ fn settle(
         };
     }
     metric::job_finished(queue, &envelope.kind, "retried", ran);
-    let due_ms = now + shared.retry.delay(attempt).as_millis() as u64;
+    let delay = match find_job_error(error) {
+        Some(JobError::RetryAfter(_, after)) => *after,
+        _ => shared.retry.delay(attempt),
+    };
+    let due_ms = now + delay.as_millis() as u64;
     envelope.run_at = Some(due_ms);
     let item = job::encode(&id, &envelope);
     AckOp::Retry { id, due_ms, item }

@@ -1,0 +1,183 @@
+//! `companies`, `branches` and `phone_numbers`: who a call, booking or invoice belongs to.
+//! The AskProAI app owns these rows; Switchboard reads them (the inserts serve set-up and tests).
+
+use sqlx::{Row, any::AnyRow};
+
+use super::{RowExt, Store, StoreError, now_ms};
+
+/// A company as the jobs need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Company {
+    pub id: i64,
+    pub name: String,
+    /// `de` or `en` (notifications are written in it).
+    pub locale: String,
+    pub timezone: String,
+    pub admin_email: Option<String>,
+    pub admin_phone: Option<String>,
+    pub billing_status: String,
+}
+
+/// A company and the branch a number or event type belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Business {
+    pub company: Company,
+    pub branch_id: i64,
+}
+
+const COMPANY_COLUMNS: &str =
+    "c.id, c.name, c.locale, c.timezone, c.admin_email, c.admin_phone, c.billing_status";
+
+fn company(row: &AnyRow) -> Result<Company, sqlx::Error> {
+    Ok(Company {
+        id: row.try_get(0)?,
+        name: row.text(1)?,
+        locale: row.text(2)?,
+        timezone: row.text(3)?,
+        admin_email: row.opt_text(4)?,
+        admin_phone: row.opt_text(5)?,
+        billing_status: row.text(6)?,
+    })
+}
+
+fn business(row: &AnyRow) -> Result<Business, sqlx::Error> {
+    Ok(Business {
+        company: company(row)?,
+        branch_id: row.try_get(7)?,
+    })
+}
+
+/// The business that owns the called number.
+pub async fn by_phone_number(store: &Store, number: &str) -> Result<Option<Business>, StoreError> {
+    let sql = format!(
+        "SELECT {COMPANY_COLUMNS}, b.id FROM phone_numbers p \
+         JOIN branches b ON b.id = p.branch_id JOIN companies c ON c.id = b.company_id \
+         WHERE p.number = ?"
+    );
+    let row = sqlx::query(&sql)
+        .bind(number)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.as_ref().map(business).transpose()?)
+}
+
+/// The business whose branch books through Cal.com event type `event_type_id`.
+pub async fn by_calcom_event_type(
+    store: &Store,
+    event_type_id: i64,
+) -> Result<Option<Business>, StoreError> {
+    let sql = format!(
+        "SELECT {COMPANY_COLUMNS}, b.id FROM branches b JOIN companies c ON c.id = b.company_id \
+         WHERE b.calcom_event_type_id = ?"
+    );
+    let row = sqlx::query(&sql)
+        .bind(event_type_id)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.as_ref().map(business).transpose()?)
+}
+
+/// The company billed as Stripe customer `customer_id`.
+pub async fn by_stripe_customer(
+    store: &Store,
+    customer_id: &str,
+) -> Result<Option<Company>, StoreError> {
+    let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies c WHERE c.stripe_customer_id = ?");
+    let row = sqlx::query(&sql)
+        .bind(customer_id)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.as_ref().map(company).transpose()?)
+}
+
+/// A company by id.
+pub async fn get(store: &Store, id: i64) -> Result<Option<Company>, StoreError> {
+    let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies c WHERE c.id = ?");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.as_ref().map(company).transpose()?)
+}
+
+/// Set the company's billing status (`active`, `past_due`, `canceled`, ...).
+pub async fn set_billing_status(store: &Store, id: i64, status: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE companies SET billing_status = ? WHERE id = ?")
+        .bind(status)
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// A company to insert.
+#[derive(Debug, Clone, Default)]
+pub struct NewCompany {
+    pub name: String,
+    pub locale: String,
+    pub timezone: String,
+    pub admin_email: Option<String>,
+    pub admin_phone: Option<String>,
+    pub stripe_customer_id: Option<String>,
+}
+
+/// Insert a company; returns its id.
+pub async fn insert_company(store: &Store, c: &NewCompany) -> Result<i64, StoreError> {
+    let insert = sqlx::query(
+        "INSERT INTO companies (name, locale, timezone, admin_email, admin_phone, stripe_customer_id, billing_status, created_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
+    )
+    .bind(&c.name)
+    .bind(&c.locale)
+    .bind(&c.timezone)
+    .bind(&c.admin_email)
+    .bind(&c.admin_phone)
+    .bind(&c.stripe_customer_id)
+    .bind(now_ms());
+    insert_returning_id(store, insert).await
+}
+
+/// Insert a branch; returns its id.
+pub async fn insert_branch(
+    store: &Store,
+    company_id: i64,
+    name: &str,
+    calcom_event_type_id: Option<i64>,
+    timezone: &str,
+) -> Result<i64, StoreError> {
+    let insert = sqlx::query("INSERT INTO branches (company_id, name, calcom_event_type_id, timezone) VALUES (?, ?, ?, ?)")
+        .bind(company_id)
+        .bind(name)
+        .bind(calcom_event_type_id)
+        .bind(timezone);
+    insert_returning_id(store, insert).await
+}
+
+/// Attach a phone number to a branch.
+pub async fn insert_phone_number(
+    store: &Store,
+    branch_id: i64,
+    number: &str,
+) -> Result<i64, StoreError> {
+    let insert = sqlx::query("INSERT INTO phone_numbers (branch_id, number) VALUES (?, ?)")
+        .bind(branch_id)
+        .bind(number);
+    insert_returning_id(store, insert).await
+}
+
+/// Run `insert` and read the new row's id on the same connection.
+async fn insert_returning_id<'q>(
+    store: &Store,
+    insert: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> Result<i64, StoreError> {
+    let mut conn = store.pool().acquire().await?;
+    insert.execute(&mut *conn).await?;
+    let last = store
+        .dialect()
+        .pick("SELECT LAST_INSERT_ID()", "SELECT last_insert_rowid()");
+    let row = sqlx::query(last).fetch_one(&mut *conn).await?;
+    // MySQL reports an unsigned BIGINT; read it as whatever integer the driver gives.
+    Ok(row
+        .try_get::<i64, _>(0)
+        .or_else(|_| row.try_get::<i32, _>(0).map(i64::from))?)
+}

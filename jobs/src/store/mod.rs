@@ -1,0 +1,214 @@
+//! The database, through sqlx: MariaDB/MySQL in production, SQLite as the embedded default.
+//!
+//! One repository module per table holds all SQL for that table; values are always bound,
+//! never spliced into SQL. Where the dialects differ (upserts), a repository carries both
+//! statements side by side and [`Dialect`] picks one.
+
+pub mod appointments;
+pub mod calls;
+pub mod companies;
+pub mod customers;
+pub mod invoices;
+pub mod notifications;
+pub mod usage_events;
+pub mod webhook_events;
+
+use std::time::Duration;
+
+use sqlx::{
+    AnyPool,
+    any::{AnyPoolOptions, install_default_drivers},
+    migrate::Migrator,
+};
+
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/mysql");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Which SQL dialect the pool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    MySql,
+    Sqlite,
+}
+
+impl Dialect {
+    /// The dialect of a sqlx URL.
+    pub fn of(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            Ok(Self::MySql)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            Err(StoreError::Config(format!(
+                "database.url must start with mysql:// or sqlite:, not {:?}",
+                scheme(url)
+            )))
+        }
+    }
+
+    /// Pick the statement for this dialect.
+    pub const fn pick(self, mysql: &'static str, sqlite: &'static str) -> &'static str {
+        match self {
+            Self::MySql => mysql,
+            Self::Sqlite => sqlite,
+        }
+    }
+}
+
+fn scheme(url: &str) -> &str {
+    url.split_once(':').map_or(url, |(s, _)| s)
+}
+
+/// Database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused a statement.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A pool and its dialect. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Connect to `url`. A SQLite file's directory is created when missing.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let dialect = Dialect::of(url)?;
+        if dialect == Dialect::Sqlite {
+            if let Some(dir) = sqlite_dir(url) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Config(format!("creating {dir}: {e}")))?;
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // Concurrent writers wait for each other instead of failing at once.
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Self { pool, dialect })
+    }
+
+    /// Apply the migrations of this dialect.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.dialect {
+            Dialect::MySql => &MYSQL_MIGRATIONS,
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+}
+
+/// The directory of a `sqlite://path/file.db?...` URL, if it has one.
+fn sqlite_dir(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    path.rsplit_once('/')
+        .map(|(dir, _)| dir)
+        .filter(|d| !d.is_empty())
+}
+
+/// Reading text columns the same way on both dialects: through the Any driver, MariaDB
+/// reports `TEXT` columns as blobs, so text is read as a string or as UTF-8 bytes.
+pub(crate) trait RowExt {
+    /// A non-null text column.
+    fn text(&self, index: usize) -> Result<String, sqlx::Error>;
+    /// A nullable text column.
+    fn opt_text(&self, index: usize) -> Result<Option<String>, sqlx::Error>;
+}
+
+impl RowExt for sqlx::any::AnyRow {
+    fn text(&self, index: usize) -> Result<String, sqlx::Error> {
+        self.opt_text(index)?
+            .ok_or_else(|| sqlx::Error::ColumnDecode {
+                index: index.to_string(),
+                source: "unexpected NULL in a text column".into(),
+            })
+    }
+
+    fn opt_text(&self, index: usize) -> Result<Option<String>, sqlx::Error> {
+        use sqlx::Row;
+        match self.try_get::<Option<String>, _>(index) {
+            Ok(v) => Ok(v),
+            Err(_) => self
+                .try_get::<Option<Vec<u8>>, _>(index)?
+                .map(String::from_utf8)
+                .transpose()
+                .map_err(|e| sqlx::Error::ColumnDecode {
+                    index: index.to_string(),
+                    source: Box::new(e),
+                }),
+        }
+    }
+}
+
+/// Now in ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialects_and_sqlite_dirs() {
+        assert_eq!(
+            Dialect::of("mysql://root@localhost/test").unwrap(),
+            Dialect::MySql
+        );
+        assert_eq!(
+            Dialect::of("sqlite://var/x.db?mode=rwc").unwrap(),
+            Dialect::Sqlite
+        );
+        assert!(Dialect::of("postgres://x").is_err());
+        assert_eq!(
+            sqlite_dir("sqlite://var/switchboard.db?mode=rwc"),
+            Some("var")
+        );
+        assert_eq!(sqlite_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_dir("sqlite://x.db"), None);
+    }
+}

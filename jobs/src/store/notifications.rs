@@ -1,0 +1,155 @@
+//! `notifications`: the outbox that makes customer messages at-most-once.
+//!
+//! A notification is identified by its unique key. Sending goes through states:
+//! `pending` (row written) -> `sending` (claimed by exactly one attempt, written *before*
+//! the message leaves) -> `sent` (after the provider accepted it). A classified failure that
+//! proves the message was not accepted puts it back to `retry`; a permanent one to `failed`.
+//! An attempt that finds `sent` does nothing; one that finds `sending` knows a previous
+//! attempt died between claiming and marking, so delivery is in doubt and it must not send.
+
+use sqlx::Row;
+
+use super::{RowExt, Store, StoreError, now_ms};
+
+/// What a send attempt may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This attempt owns the send (attempt number given).
+    Send { attempts: i64 },
+    /// Already sent: do nothing.
+    AlreadySent,
+    /// A previous attempt died mid-send: do not send again.
+    InDoubt,
+    /// Failed for good earlier.
+    Failed,
+}
+
+/// A notification to record.
+#[derive(Debug, Clone)]
+pub struct NewNotification<'a> {
+    pub unique_key: &'a str,
+    /// `email` or `sms`.
+    pub channel: &'a str,
+    pub recipient: &'a str,
+    pub template: &'a str,
+    pub locale: &'a str,
+}
+
+const INSERT_MYSQL: &str = "INSERT IGNORE INTO notifications (unique_key, channel, recipient, template, locale, status, attempts, created_at_ms) \
+     VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)";
+const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO notifications (unique_key, channel, recipient, template, locale, status, attempts, created_at_ms) \
+     VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)";
+
+/// Write the outbox row if new, then try to claim the send. The claim is one conditional
+/// UPDATE, so of two concurrent attempts exactly one gets `Send`.
+pub async fn claim(store: &Store, n: &NewNotification<'_>) -> Result<Claim, StoreError> {
+    sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
+        .bind(n.unique_key)
+        .bind(n.channel)
+        .bind(n.recipient)
+        .bind(n.template)
+        .bind(n.locale)
+        .bind(now_ms())
+        .execute(store.pool())
+        .await?;
+    let claimed = sqlx::query(
+        "UPDATE notifications SET status = 'sending', attempts = attempts + 1 \
+         WHERE unique_key = ? AND status IN ('pending', 'retry')",
+    )
+    .bind(n.unique_key)
+    .execute(store.pool())
+    .await?;
+    let row = sqlx::query("SELECT status, attempts FROM notifications WHERE unique_key = ?")
+        .bind(n.unique_key)
+        .fetch_one(store.pool())
+        .await?;
+    let status: String = row.text(0)?;
+    let attempts: i64 = row.try_get(1)?;
+    Ok(match (claimed.rows_affected(), status.as_str()) {
+        (1, _) => Claim::Send { attempts },
+        (_, "sent") => Claim::AlreadySent,
+        (_, "failed") => Claim::Failed,
+        _ => Claim::InDoubt,
+    })
+}
+
+/// The provider accepted the message.
+pub async fn mark_sent(
+    store: &Store,
+    unique_key: &str,
+    message_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE notifications SET status = 'sent', message_id = ?, sent_at_ms = ?, last_error = NULL WHERE unique_key = ?")
+        .bind(message_id)
+        .bind(now_ms())
+        .bind(unique_key)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// The provider refused it in a way that proves it was not accepted: another attempt may send.
+pub async fn mark_retry(store: &Store, unique_key: &str, error: &str) -> Result<(), StoreError> {
+    set_status(store, unique_key, "retry", error).await
+}
+
+/// It can never be sent.
+pub async fn mark_failed(store: &Store, unique_key: &str, error: &str) -> Result<(), StoreError> {
+    set_status(store, unique_key, "failed", error).await
+}
+
+async fn set_status(
+    store: &Store,
+    unique_key: &str,
+    status: &str,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE notifications SET status = ?, last_error = ? WHERE unique_key = ?")
+        .bind(status)
+        .bind(error)
+        .bind(unique_key)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// A stored notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub unique_key: String,
+    pub channel: String,
+    pub recipient: String,
+    pub template: String,
+    pub locale: String,
+    pub status: String,
+    pub attempts: i64,
+    pub message_id: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Every notification whose key starts with `prefix`, by key.
+pub async fn list(store: &Store, prefix: &str) -> Result<Vec<Notification>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT unique_key, channel, recipient, template, locale, status, attempts, message_id, last_error \
+         FROM notifications WHERE unique_key LIKE ? ORDER BY unique_key",
+    )
+    .bind(format!("{prefix}%"))
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Notification {
+                unique_key: r.text(0)?,
+                channel: r.text(1)?,
+                recipient: r.text(2)?,
+                template: r.text(3)?,
+                locale: r.text(4)?,
+                status: r.text(5)?,
+                attempts: r.try_get(6)?,
+                message_id: r.opt_text(7)?,
+                last_error: r.opt_text(8)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}

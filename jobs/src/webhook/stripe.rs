@@ -1,0 +1,144 @@
+//! `webhook.stripe`: `invoice.paid` and `invoice.payment_failed` update `invoices` and the
+//! company's billing status (a failure notifies the company's admin);
+//! `customer.subscription.updated` sets the billing status from the subscription.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{Handled, StripeWebhook, invalid, record, transient};
+use crate::{
+    JobContext, JobError,
+    notify::templates::{MessageVars, Template},
+    notify_send::{self, Message},
+    services::Services,
+    store::{
+        companies,
+        invoices::{self, Invoice},
+    },
+};
+
+#[derive(Deserialize)]
+struct Body {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: Data,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    object: Object,
+}
+
+#[derive(Deserialize)]
+struct Object {
+    id: String,
+    customer: Option<String>,
+    status: Option<String>,
+    amount_due: Option<i64>,
+    amount_paid: Option<i64>,
+    currency: Option<String>,
+    hosted_invoice_url: Option<String>,
+}
+
+/// The handler.
+pub async fn run(
+    services: Arc<Services>,
+    args: StripeWebhook,
+    ctx: JobContext,
+) -> Result<(), JobError> {
+    let event = args.0;
+    record(&services, &event, process(&services, &event.body, &ctx)).await
+}
+
+async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Handled, JobError> {
+    let body: Body = serde_json::from_str(body).map_err(|e| invalid("stripe", &e))?;
+    if !matches!(
+        body.kind.as_str(),
+        "invoice.paid" | "invoice.payment_failed" | "customer.subscription.updated"
+    ) {
+        return Ok(Handled::Ignored);
+    }
+    let o = body.data.object;
+    let store = &services.store;
+    let customer = o.customer.as_deref().ok_or_else(|| {
+        JobError::permanent(format!(
+            "stripe event {} ({}) names no customer",
+            body.id, body.kind
+        ))
+    })?;
+    let company = companies::by_stripe_customer(store, customer)
+        .await
+        .map_err(transient)?
+        .ok_or_else(|| {
+            JobError::permanent(format!(
+                "no company is Stripe customer {customer} (event {})",
+                body.id
+            ))
+        })?;
+    if body.kind == "customer.subscription.updated" {
+        let status = o.status.as_deref().ok_or_else(|| {
+            JobError::permanent(format!(
+                "stripe subscription {} has no status (event {})",
+                o.id, body.id
+            ))
+        })?;
+        companies::set_billing_status(store, company.id, status)
+            .await
+            .map_err(transient)?;
+        return Ok(Handled::Processed);
+    }
+    let failed = body.kind == "invoice.payment_failed";
+    let invoice = Invoice {
+        stripe_invoice_id: o.id.clone(),
+        company_id: company.id,
+        status: if failed {
+            "payment_failed".into()
+        } else {
+            "paid".into()
+        },
+        amount_due: o.amount_due.unwrap_or(0),
+        amount_paid: o.amount_paid.unwrap_or(0),
+        currency: o.currency.clone().unwrap_or_else(|| "usd".into()),
+        hosted_invoice_url: o.hosted_invoice_url.clone(),
+    };
+    invoices::upsert(store, &invoice).await.map_err(transient)?;
+    companies::set_billing_status(
+        store,
+        company.id,
+        if failed { "past_due" } else { "active" },
+    )
+    .await
+    .map_err(transient)?;
+    if failed {
+        let Some(admin) = company.admin_email.clone() else {
+            tracing::warn!(
+                company = company.id,
+                "payment failed but the company has no admin email"
+            );
+            return Ok(Handled::Processed);
+        };
+        let amount = format!(
+            "{:.2} {}",
+            invoice.amount_due as f64 / 100.0,
+            invoice.currency.to_uppercase()
+        );
+        let message = Message {
+            key: format!("invoice:{}:payment_failed:{}", o.id, body.id),
+            to: admin,
+            to_name: None,
+            template: Template::PaymentFailed,
+            locale: company.locale.clone(),
+            vars: MessageVars {
+                recipient_name: company.name.clone(),
+                company_name: company.name.clone(),
+                amount: Some(amount),
+                invoice_url: o.hosted_invoice_url.clone(),
+                ..MessageVars::default()
+            },
+        };
+        notify_send::email(ctx, message).await?;
+    }
+    Ok(Handled::Processed)
+}

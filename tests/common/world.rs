@@ -1,0 +1,307 @@
+//! A complete processing world for domain tests: a database of either dialect (a SQLite file
+//! or a MariaDB database of the test's own), a seeded business, a real SMTP sink, a wiremock
+//! SMS gateway, and a fleet running the domain handlers over the test's own Redis prefix.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use switchboard::{
+    config::{BackoffSettings, FleetSettings, SupervisorSettings},
+    fleet::Fleet,
+    maintenance::Promoter,
+};
+use switchboard_jobs::{
+    clients::{
+        mail::{MailSettings, Mailer},
+        sms::{SmsClient, SmsSettings},
+    },
+    services::Services,
+    store::{Store, companies},
+};
+use tokio_util::sync::CancellationToken;
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+
+use crate::common::Harness;
+
+/// The called number, Cal.com event type and Stripe customer of the seeded business.
+pub const NUMBER: &str = "+14155550987";
+pub const EVENT_TYPE: i64 = 90211;
+pub const STRIPE_CUSTOMER: &str = "cus_T8xHarborDental";
+pub const ADMIN_EMAIL: &str = "owner@harbordental.example";
+
+/// A real SMTP server (Python aiosmtpd) writing each message to a directory.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    pub fn start(fail_first: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--port", "0", "--fail-first", &fail_first.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("sink said {line:?}"));
+        Self { child, port, dir }
+    }
+
+    /// The messages received so far, as raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the test's database lives.
+pub enum Db {
+    Sqlite(tempfile::TempDir),
+    MariaDb { admin_url: String, name: String },
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::MariaDb { name, .. } = self {
+            let _ = Command::new("mariadb")
+                .args([
+                    "-uroot",
+                    "-h127.0.0.1",
+                    "-e",
+                    &format!("DROP DATABASE IF EXISTS `{name}`"),
+                ])
+                .status();
+        }
+    }
+}
+
+/// MariaDB server URL without a database (tests create their own databases on it).
+pub fn mariadb_url() -> String {
+    std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+}
+
+/// A fresh, migrated database of `dialect` ("sqlite" or "mysql").
+pub async fn database(dialect: &str) -> (Store, Db) {
+    let (url, db) = if dialect == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        (
+            format!("sqlite://{}/switchboard.db?mode=rwc", dir.path().display()),
+            Db::Sqlite(dir),
+        )
+    } else {
+        let name = format!("sbt_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let admin = mariadb_url();
+        let status = Command::new("mariadb")
+            .args([
+                "-uroot",
+                "-h127.0.0.1",
+                "-e",
+                &format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"),
+            ])
+            .status()
+            .expect("the mariadb client");
+        assert!(
+            status.success(),
+            "MariaDB must run on 127.0.0.1:3306 (root, no password)"
+        );
+        (
+            format!("{admin}/{name}"),
+            Db::MariaDb {
+                admin_url: admin,
+                name,
+            },
+        )
+    };
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, db)
+}
+
+/// Everything a processing test needs.
+pub struct World {
+    pub h: Harness,
+    pub store: Store,
+    pub db: Db,
+    pub sink: SmtpSink,
+    pub sms: MockServer,
+    pub company_id: i64,
+    pub branch_id: i64,
+    pub fleet: Option<Fleet>,
+    promoter: CancellationToken,
+}
+
+impl World {
+    /// A world with a business whose notifications are in `locale`; the SMTP sink refuses the
+    /// first `smtp_fail_first` messages.
+    pub async fn new(dialect: &str, locale: &str, smtp_fail_first: u32) -> Self {
+        let h = Harness::new().await;
+        let (store, db) = database(dialect).await;
+        let company_id = companies::insert_company(
+            &store,
+            &companies::NewCompany {
+                name: "Harbor Dental".into(),
+                locale: locale.into(),
+                timezone: "America/Los_Angeles".into(),
+                admin_email: Some(ADMIN_EMAIL.into()),
+                admin_phone: None,
+                stripe_customer_id: Some(STRIPE_CUSTOMER.into()),
+            },
+        )
+        .await
+        .unwrap();
+        let branch_id = companies::insert_branch(
+            &store,
+            company_id,
+            "Pier St",
+            Some(EVENT_TYPE),
+            "America/Los_Angeles",
+        )
+        .await
+        .unwrap();
+        companies::insert_phone_number(&store, branch_id, NUMBER)
+            .await
+            .unwrap();
+
+        let sink = SmtpSink::start(smtp_fail_first);
+        let sms = MockServer::start().await;
+        Mock::given(matchers::method("POST"))
+            .and(matchers::path("/2010-04-01/Accounts/ACtest/Messages.json"))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_json(serde_json::json!({"sid": "SMtest", "status": "queued"})),
+            )
+            .mount(&sms)
+            .await;
+        let mailer = Mailer::new(&mail_settings(sink.port)).unwrap();
+        let sms_client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
+        let services = Arc::new(Services {
+            store: store.clone(),
+            mailer,
+            sms: Some(sms_client),
+        });
+
+        let promoter = CancellationToken::new();
+        let names = vec!["webhooks".to_owned(), "notifications".to_owned()];
+        tokio::spawn(
+            Promoter::new(h.queues.clone(), names.clone(), &h.settings.maintenance)
+                .run(promoter.clone()),
+        );
+        let fleet = FleetSettings {
+            shutdown_timeout_secs: 5,
+            supervisors: vec![SupervisorSettings {
+                name: "domain".into(),
+                queues: names,
+                concurrency: 4,
+                workers: 1,
+                prefetch: Some(4),
+                max_attempts: 3,
+                timeout_secs: 2,
+                backoff: BackoffSettings {
+                    base_ms: 5,
+                    cap_ms: 20,
+                },
+            }],
+        };
+        let fleet = Fleet::start(
+            &h.queues,
+            Arc::new(switchboard_jobs::domain_registry(&services)),
+            &fleet,
+            None,
+        )
+        .await
+        .unwrap();
+        Self {
+            h,
+            store,
+            db,
+            sink,
+            sms,
+            company_id,
+            branch_id,
+            fleet: Some(fleet),
+            promoter,
+        }
+    }
+
+    /// Wait until `queue` has settled `n` jobs (completed or dead) and nothing is left running
+    /// or waiting on it.
+    pub async fn settled(&self, queue: &str, n: u64) {
+        let queues = self.h.queues.clone();
+        self.h
+            .wait_for(
+                &format!("{n} jobs settled on {queue}"),
+                Duration::from_secs(20),
+                || {
+                    let queues = queues.clone();
+                    async move {
+                        let s = queues.stats(queue).await.unwrap();
+                        s.processed + s.dead >= n && s.pending + s.running + s.delayed == 0
+                    }
+                },
+            )
+            .await;
+        for dead in self.h.queues.dead_list(queue, 20).await.unwrap() {
+            eprintln!(
+                "dead on {queue}: {} {} {:?}",
+                dead.id, dead.kind, dead.error
+            );
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.stop().await;
+        }
+        self.promoter.cancel();
+    }
+}
+
+fn mail_settings(port: u16) -> MailSettings {
+    serde_json::from_value(serde_json::json!({
+        "transport": "smtp", "host": "127.0.0.1", "port": port, "tls": "none",
+        "from": "AskProAI <noreply@askproai.example>", "file_dir": "var/mail", "timeout_secs": 5
+    }))
+    .unwrap()
+}
+
+fn sms_settings(base: &str) -> SmsSettings {
+    serde_json::from_value(
+        serde_json::json!({ "base_url": base, "from": "+15550000000", "timeout_secs": 5 }),
+    )
+    .unwrap()
+}
