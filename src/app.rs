@@ -189,7 +189,7 @@ pub async fn run(
     Ok(())
 }
 
-/// The handlers' dependencies: the database (the embedded SQLite is migrated here; a
+/// The handlers' dependencies: the database (the embedded `SQLite` is migrated here; a
 /// MariaDB/MySQL database with `switchboard migrate`), mail and SMS transports.
 pub async fn build_services(settings: &Settings) -> anyhow::Result<Arc<Services>> {
     let store = Store::connect(&settings.database.url)

@@ -46,7 +46,7 @@ enum Command {
     },
     /// Run the worker fleet (and queue maintenance) only.
     Work,
-    /// Apply the database migrations (MariaDB/MySQL or SQLite, by database.url).
+    /// Apply the database migrations (MariaDB/MySQL or `SQLite`, by database.url).
     Migrate,
     /// Show queues and workers.
     Status {

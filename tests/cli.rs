@@ -267,3 +267,29 @@ fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
         "the private Redis stopped with serve"
     );
 }
+
+#[test]
+fn migrate_applies_the_schema_once_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/m.db?mode=rwc", dir.path().display());
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("migrated"));
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://x/y")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must start with mysql:// or sqlite:"));
+}

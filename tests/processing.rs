@@ -1,4 +1,4 @@
-//! Webhook processing and notifications, on MariaDB and on SQLite: fixtures into rows,
+//! Webhook processing and notifications, on `MariaDB` and on `SQLite`: fixtures into rows,
 //! out-of-order Retell events, duplicates, unknown events and businesses, emails into a real
 //! SMTP sink, SMS into a wiremock gateway, and SMTP failures retried without duplicates.
 

@@ -470,3 +470,54 @@ async fn stats_equal_what_is_in_redis() {
     assert_eq!((s.pending, s.running, s.oldest_pending_secs), (0, 0, 0.0));
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_retry_after_from_the_job_sets_the_next_attempt_time() {
+    let h = Harness::new().await;
+    let switches = jobs::Switches::new();
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("throttled", 2, 2, 5),
+            jobs::registry(&switches),
+            None,
+        )
+        .await;
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    let out = h
+        .queues
+        .enqueue(&jobs::Throttled::default(), EnqueueOptions::default())
+        .await
+        .unwrap();
+    let queues = h.queues.clone();
+    h.wait_for("the job waiting for its retry", SECS, || {
+        let queues = queues.clone();
+        async move { queues.stats("throttled").await.unwrap().delayed == 1 }
+    })
+    .await;
+    let k = h.queues.keys("throttled").unwrap();
+    let mut conn = h.conn();
+    let due: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(&k.delayed)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(due[0].0.starts_with(&out.id));
+    let wait = due[0].1 - before;
+    assert!(
+        (59_000.0..=61_000.0).contains(&wait),
+        "retry due {wait} ms later, not the 60 s the job asked for"
+    );
+    assert!(
+        due[0].0.contains("rate limited"),
+        "the error is kept: {}",
+        due[0].0
+    );
+    assert_eq!(h.stats("throttled").await.failed, 1);
+    fleet.stop().await;
+}

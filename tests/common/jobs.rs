@@ -38,6 +38,15 @@ impl JobArgs for Poison {
     const QUEUE: &'static str = "poison";
 }
 
+/// Fails asking to be retried after a minute (as an HTTP 429 with Retry-After would).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Throttled {}
+
+impl JobArgs for Throttled {
+    const KIND: &'static str = "test.throttled";
+    const QUEUE: &'static str = "throttled";
+}
+
 /// What the test jobs read and report.
 #[derive(Debug)]
 pub struct Switches {
@@ -86,6 +95,12 @@ pub fn registry(switches: &Arc<Switches>) -> Registry {
             s.finished.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
+    });
+    registry.register::<Throttled, _, _>(|_, _| async {
+        Err(JobError::RetryAfter(
+            "rate limited".into(),
+            std::time::Duration::from_secs(60),
+        ))
     });
     registry.register::<Poison, _, _>(|_, _| async {
         Err(JobError::permanent("payload can never work"))

@@ -1,5 +1,5 @@
-//! A complete processing world for domain tests: a database of either dialect (a SQLite file
-//! or a MariaDB database of the test's own), a seeded business, a real SMTP sink, a wiremock
+//! A complete processing world for domain tests: a database of either dialect (a `SQLite` file
+//! or a `MariaDB` database of the test's own), a seeded business, a real SMTP sink, a wiremock
 //! SMS gateway, and a fleet running the domain handlers over the test's own Redis prefix.
 
 #![allow(dead_code)]
@@ -110,7 +110,7 @@ impl Drop for Db {
     }
 }
 
-/// MariaDB server URL without a database (tests create their own databases on it).
+/// `MariaDB` server URL without a database (tests create their own databases on it).
 pub fn mariadb_url() -> String {
     std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
 }

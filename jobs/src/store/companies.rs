@@ -1,5 +1,5 @@
 //! `companies`, `branches` and `phone_numbers`: who a call, booking or invoice belongs to.
-//! The AskProAI app owns these rows; Switchboard reads them (the inserts serve set-up and tests).
+//! The `AskProAI` app owns these rows; Switchboard reads them (the inserts serve set-up and tests).
 
 use sqlx::{Row, any::AnyRow};
 

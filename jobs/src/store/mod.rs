@@ -1,4 +1,4 @@
-//! The database, through sqlx: MariaDB/MySQL in production, SQLite as the embedded default.
+//! The database, through sqlx: MariaDB/MySQL in production, `SQLite` as the embedded default.
 //!
 //! One repository module per table holds all SQL for that table; values are always bound,
 //! never spliced into SQL. Where the dialects differ (upserts), a repository carries both
@@ -81,15 +81,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connect to `url`. A SQLite file's directory is created when missing.
+    /// Connect to `url`. A `SQLite` file's directory is created when missing.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let dialect = Dialect::of(url)?;
-        if dialect == Dialect::Sqlite {
-            if let Some(dir) = sqlite_dir(url) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Config(format!("creating {dir}: {e}")))?;
-            }
+        if dialect == Dialect::Sqlite
+            && let Some(dir) = sqlite_dir(url)
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("creating {dir}: {e}")))?;
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
@@ -148,7 +148,7 @@ fn sqlite_dir(url: &str) -> Option<&str> {
         .filter(|d| !d.is_empty())
 }
 
-/// Reading text columns the same way on both dialects: through the Any driver, MariaDB
+/// Reading text columns the same way on both dialects: through the Any driver, `MariaDB`
 /// reports `TEXT` columns as blobs, so text is read as a string or as UTF-8 bytes.
 pub(crate) trait RowExt {
     /// A non-null text column.

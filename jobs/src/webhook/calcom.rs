@@ -138,12 +138,12 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     appointments::upsert(store, &appointment)
         .await
         .map_err(transient)?;
-    if template == Template::Reschedule {
-        if let Some(old) = &p.reschedule_uid {
-            appointments::set_status(store, old, "rescheduled")
-                .await
-                .map_err(transient)?;
-        }
+    if template == Template::Reschedule
+        && let Some(old) = &p.reschedule_uid
+    {
+        appointments::set_status(store, old, "rescheduled")
+            .await
+            .map_err(transient)?;
     }
 
     let vars = MessageVars {

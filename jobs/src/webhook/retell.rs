@@ -26,6 +26,7 @@ struct Body {
 }
 
 #[derive(Deserialize)]
+#[allow(clippy::struct_field_names)] // Retell's own field names
 struct Call {
     call_id: String,
     from_number: Option<String>,
@@ -38,6 +39,7 @@ struct Call {
 }
 
 #[derive(Deserialize, serde::Serialize)]
+#[allow(clippy::struct_field_names)] // Retell's own field names
 struct Analysis {
     call_summary: Option<String>,
     user_sentiment: Option<String>,
@@ -100,12 +102,6 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
-    let flag = |key: &str| {
-        custom
-            .and_then(|c| c.get(key))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
     let customer_id = if from.is_empty() {
         None
     } else {
@@ -141,6 +137,49 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     .await
     .map_err(transient)?;
 
+    follow_ups(
+        services,
+        ctx,
+        &call,
+        stage,
+        company_id,
+        business.branch_id,
+        customer_id,
+        &from,
+    )
+    .await?;
+    Ok(Handled::Processed)
+}
+
+/// Usage for an ended call; a booking request for an analysis that asks for one.
+#[allow(clippy::too_many_arguments)]
+async fn follow_ups(
+    services: &Services,
+    ctx: &JobContext,
+    call: &Call,
+    stage: i64,
+    company_id: i64,
+    branch_id: i64,
+    customer_id: Option<i64>,
+    from: &str,
+) -> Result<(), JobError> {
+    let store = &services.store;
+    let custom = call
+        .call_analysis
+        .as_ref()
+        .and_then(|a| a.custom_analysis_data.as_ref());
+    let text = |key: &str| {
+        custom
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let flag = |key: &str| {
+        custom
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
     if stage == STAGE_ENDED {
         let duration_ms = call
             .duration_ms
@@ -171,17 +210,17 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         let book = CalendarBook {
             call_id: call.call_id.clone(),
             company_id,
-            branch_id: business.branch_id,
+            branch_id,
             customer_id,
             service: text("service"),
             preferred_start: text("preferred_start"),
             customer_name: text("customer_name"),
             customer_email: text("customer_email"),
-            customer_phone: Some(from).filter(|f| !f.is_empty()),
+            customer_phone: Some(from.to_owned()).filter(|f| !f.is_empty()),
         };
         let options =
             EnqueueOptions::default().unique(format!("book:{}", call.call_id), FOLLOW_UP_UNIQUE);
         ctx.enqueue(&book, options).await.map_err(JobError::retry)?;
     }
-    Ok(Handled::Processed)
+    Ok(())
 }
