@@ -12,15 +12,43 @@ the "250" reply, so a client that got its "250" finds the complete file.
 --fail-first N   answer the first N DATA commands with "451 4.3.0 try again later"
 --reject-rcpt A  answer RCPT TO:<A> with "550 5.1.1 mailbox unavailable" (repeatable)
 
-Needs aiosmtpd (tested with 1.4.6): pip install aiosmtpd
+Needs aiosmtpd (tested with 1.4.6); when it is missing, the sink installs it with pip first
+(under a file lock, so parallel tests install it once).
 """
 
 import argparse
 import asyncio
+import fcntl
 import os
+import subprocess
 import sys
+import tempfile
 
-from aiosmtpd.smtp import SMTP
+
+def ensure_aiosmtpd():
+    try:
+        import aiosmtpd  # noqa: F401
+        return
+    except ImportError:
+        pass
+    lock_path = os.path.join(tempfile.gettempdir(), "switchboard-aiosmtpd.lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            import aiosmtpd  # noqa: F401
+        except ImportError:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "-q", "aiosmtpd==1.4.6"],
+                check=True,
+                stdout=sys.stderr,
+            )
+            import importlib
+            importlib.invalidate_caches()
+
+
+ensure_aiosmtpd()
+
+from aiosmtpd.smtp import SMTP  # noqa: E402
 
 
 class Sink:
