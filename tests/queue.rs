@@ -521,3 +521,34 @@ async fn a_retry_after_from_the_job_sets_the_next_attempt_time() {
     assert_eq!(h.stats("throttled").await.failed, 1);
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn the_rate_limit_holds_across_limiters_sharing_redis() {
+    use switchboard::queue::{Queues, rate_limit::RedisRateLimiter};
+    use switchboard_jobs::RateLimiter;
+
+    let h = Harness::new().await;
+    // Three limiters with their own connections stand for three processes.
+    let mut limiters = Vec::new();
+    for _ in 0..3 {
+        let queues = Queues::connect(&h.settings.redis.url, h.settings.queue.clone()).await.unwrap();
+        limiters.push(Arc::new(RedisRateLimiter::new(queues)));
+    }
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let limiter = Arc::clone(&limiters[i % 3]);
+        tasks.push(tokio::spawn(async move {
+            limiter.acquire("calcom:key_A", 10, Duration::from_secs(60)).await.unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            None => granted += 1,
+            Some(wait) => assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60), "{wait:?}"),
+        }
+    }
+    assert_eq!(granted, 10, "exactly the limit is granted across all limiters");
+    // Another key has its own window.
+    assert_eq!(limiters[0].acquire("calcom:key_B", 10, Duration::from_secs(60)).await.unwrap(), None);
+}

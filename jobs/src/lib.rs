@@ -13,6 +13,7 @@ pub mod calendar;
 pub mod clients;
 mod context;
 mod error;
+mod limiter;
 pub mod noop;
 pub mod notify;
 pub mod notify_send;
@@ -24,6 +25,7 @@ pub mod webhook;
 pub use args::{EnqueueOptions, JobArgs};
 pub use context::{EnqueueError, Enqueuer, JobContext, JobMeta};
 pub use error::JobError;
+pub use limiter::RateLimiter;
 pub use registry::{Handler, Registry};
 
 /// The built-in kinds that need no services (`noop`): benchmarks and queue tests use these.

@@ -27,6 +27,7 @@ pub mod backend;
 mod enqueue;
 pub mod job;
 pub mod keys;
+pub mod rate_limit;
 mod scripts;
 pub mod upkeep;
 

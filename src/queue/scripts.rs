@@ -17,3 +17,4 @@ script!(PROMOTE, "promote.lua");
 script!(RESCUE, "rescue.lua");
 script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
 script!(REVIVE, "revive.lua");
+script!(RATE_LIMIT, "rate_limit.lua");
