@@ -6,8 +6,8 @@ use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use switchboard_jobs::{
     Registry,
-    clients::{mail::Mailer, sms::SmsClient},
-    services::Services,
+    clients::{mail::Mailer, sms::SmsClient, stripe::StripeClient},
+    services::{CalendarAccess, Services},
     store::{Dialect, Store},
 };
 use tokio::net::TcpListener;
@@ -20,7 +20,7 @@ use crate::{
     http,
     ingest::{self, Clock, WebhookSecrets},
     maintenance::{Gauges, Promoter, Pruner, Rescuer},
-    queue::Queues,
+    queue::{Queues, rate_limit::RedisRateLimiter},
     telemetry,
 };
 
@@ -139,7 +139,7 @@ pub async fn run(
     let fleet = if roles.fleet {
         let registry = match hooks.registry {
             Some(r) => r,
-            None => switchboard_jobs::domain_registry(&build_services(&settings).await?),
+            None => switchboard_jobs::domain_registry(&build_services(&settings, &queues).await?),
         };
         let registry = Arc::new(registry);
         Some(Fleet::start(&queues, registry, &settings.fleet, hooks.observer).await?)
@@ -191,7 +191,7 @@ pub async fn run(
 
 /// The handlers' dependencies: the database (the embedded `SQLite` is migrated here; a
 /// MariaDB/MySQL database with `switchboard migrate`), mail and SMS transports.
-pub async fn build_services(settings: &Settings) -> anyhow::Result<Arc<Services>> {
+pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Result<Arc<Services>> {
     let store = Store::connect(&settings.database.url)
         .await
         .with_context(|| {
@@ -211,7 +211,26 @@ pub async fn build_services(settings: &Settings) -> anyhow::Result<Arc<Services>
     if sms.is_none() {
         tracing::warn!("SMS_ACCOUNT_SID / SMS_AUTH_TOKEN are not set: SMS notifications will fail");
     }
-    Ok(Arc::new(Services { store, mailer, sms }))
+    let stripe = StripeClient::from_env(&settings.stripe);
+    if stripe.is_none() {
+        tracing::warn!("STRIPE_SECRET_KEY is not set: usage reports will fail");
+    }
+    let calendar = CalendarAccess {
+        settings: settings.calcom_settings(),
+        default_key: std::env::var("CALCOM_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
+        requests_per_minute: settings.calcom.requests_per_minute,
+    };
+    let limiter = Arc::new(RedisRateLimiter::new(queues.clone()));
+    Ok(Arc::new(Services {
+        store,
+        mailer,
+        sms,
+        calendar,
+        stripe,
+        limiter,
+    }))
 }
 
 /// `switchboard migrate`: apply the migrations of the configured database.

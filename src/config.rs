@@ -26,6 +26,17 @@ pub struct Settings {
     pub fleet: FleetSettings,
     pub mail: switchboard_jobs::clients::mail::MailSettings,
     pub sms: switchboard_jobs::clients::sms::SmsSettings,
+    pub calcom: CalcomConfig,
+    pub stripe: switchboard_jobs::clients::stripe::StripeSettings,
+}
+
+/// See `[calcom]` in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalcomConfig {
+    pub base_url: String,
+    pub timeout_secs: u64,
+    pub requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -342,6 +353,16 @@ impl Settings {
             Ok(())
         } else {
             Err(ConfigError(problems))
+        }
+    }
+}
+
+impl Settings {
+    /// The Cal.com client settings.
+    pub fn calcom_settings(&self) -> switchboard_jobs::clients::calcom::CalcomSettings {
+        switchboard_jobs::clients::calcom::CalcomSettings {
+            base_url: self.calcom.base_url.clone(),
+            timeout_secs: self.calcom.timeout_secs,
         }
     }
 }

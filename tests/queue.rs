@@ -531,24 +531,41 @@ async fn the_rate_limit_holds_across_limiters_sharing_redis() {
     // Three limiters with their own connections stand for three processes.
     let mut limiters = Vec::new();
     for _ in 0..3 {
-        let queues = Queues::connect(&h.settings.redis.url, h.settings.queue.clone()).await.unwrap();
+        let queues = Queues::connect(&h.settings.redis.url, h.settings.queue.clone())
+            .await
+            .unwrap();
         limiters.push(Arc::new(RedisRateLimiter::new(queues)));
     }
     let mut tasks = Vec::new();
     for i in 0..60 {
         let limiter = Arc::clone(&limiters[i % 3]);
         tasks.push(tokio::spawn(async move {
-            limiter.acquire("calcom:key_A", 10, Duration::from_secs(60)).await.unwrap()
+            limiter
+                .acquire("calcom:key_A", 10, Duration::from_secs(60))
+                .await
+                .unwrap()
         }));
     }
     let mut granted = 0;
     for t in tasks {
         match t.await.unwrap() {
             None => granted += 1,
-            Some(wait) => assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60), "{wait:?}"),
+            Some(wait) => assert!(
+                wait > Duration::ZERO && wait <= Duration::from_secs(60),
+                "{wait:?}"
+            ),
         }
     }
-    assert_eq!(granted, 10, "exactly the limit is granted across all limiters");
+    assert_eq!(
+        granted, 10,
+        "exactly the limit is granted across all limiters"
+    );
     // Another key has its own window.
-    assert_eq!(limiters[0].acquire("calcom:key_B", 10, Duration::from_secs(60)).await.unwrap(), None);
+    assert_eq!(
+        limiters[0]
+            .acquire("calcom:key_B", 10, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        None
+    );
 }

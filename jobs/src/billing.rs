@@ -1,9 +1,18 @@
-//! Billing jobs. `billing.report_usage` reports an ended call's minutes to Stripe (its Stripe
-//! side is the billing issue's work); the minutes are in `usage_events`.
+//! Billing jobs. `billing.report_usage` reports an ended call's minutes to Stripe as a meter
+//! event. It never bills twice: the event's `identifier` is the call id (Stripe deduplicates
+//! it) and its `Idempotency-Key` is derived from it, so every retry sends the same request;
+//! `usage_events.reported_at_ms` records the outcome and a reported call is not sent again.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::JobArgs;
+use crate::{
+    JobArgs, JobError,
+    clients::stripe::{MeterEvent, usage_idempotency_key},
+    services::Services,
+    store::{companies, now_ms, usage_events},
+};
 
 /// Arguments of `billing.report_usage`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,4 +25,49 @@ pub struct ReportUsage {
 impl JobArgs for ReportUsage {
     const KIND: &'static str = "billing.report_usage";
     const QUEUE: &'static str = "billing";
+}
+
+/// Handler of `billing.report_usage`.
+pub async fn run_report_usage(services: Arc<Services>, args: ReportUsage) -> Result<(), JobError> {
+    let store = &services.store;
+    let (seconds, reported) = usage_events::get(store, &args.call_id)
+        .await
+        .map_err(JobError::retry)?
+        .ok_or_else(|| {
+            JobError::permanent(format!("call {} has no usage recorded", args.call_id))
+        })?;
+    if reported.is_some() {
+        return Ok(());
+    }
+    let company = companies::get(store, args.company_id)
+        .await
+        .map_err(JobError::retry)?
+        .ok_or_else(|| {
+            JobError::permanent(format!("company {} does not exist", args.company_id))
+        })?;
+    let customer = company.stripe_customer_id.clone().ok_or_else(|| {
+        JobError::permanent(format!(
+            "company {} ({}) has no Stripe customer",
+            company.id, company.name
+        ))
+    })?;
+    let stripe = services.stripe.as_ref().ok_or_else(|| {
+        JobError::permanent("STRIPE_SECRET_KEY is not set: usage cannot be reported")
+    })?;
+    let event = MeterEvent {
+        stripe_customer_id: customer,
+        // Billable minutes, started minutes count.
+        value: (seconds + 59) / 60,
+        identifier: args.call_id.clone(),
+        timestamp: now_ms() / 1000,
+        idempotency_key: usage_idempotency_key(&args.call_id),
+    };
+    stripe
+        .report_meter_event(&event)
+        .await
+        .map_err(JobError::from)?;
+    usage_events::mark_reported(store, &args.call_id)
+        .await
+        .map_err(JobError::retry)?;
+    Ok(())
 }

@@ -53,6 +53,22 @@ pub fn domain_registry(services: &std::sync::Arc<services::Services>) -> Registr
         webhook::stripe::run(Arc::clone(&s), args, ctx)
     });
     let s = Arc::clone(services);
+    registry.register::<calendar::CalendarBook, _, _>(move |args, ctx| {
+        calendar::run_book(Arc::clone(&s), args, ctx)
+    });
+    let s = Arc::clone(services);
+    registry.register::<calendar::CalendarReschedule, _, _>(move |args, ctx| {
+        calendar::run_reschedule(Arc::clone(&s), args, ctx)
+    });
+    let s = Arc::clone(services);
+    registry.register::<calendar::CalendarCancel, _, _>(move |args, ctx| {
+        calendar::run_cancel(Arc::clone(&s), args, ctx)
+    });
+    let s = Arc::clone(services);
+    registry.register::<billing::ReportUsage, _, _>(move |args, _| {
+        billing::run_report_usage(Arc::clone(&s), args)
+    });
+    let s = Arc::clone(services);
     registry.register::<notify_send::NotifyEmail, _, _>(move |args, _| {
         notify_send::run_email(Arc::clone(&s), args)
     });

@@ -9,5 +9,10 @@ use futures::future::BoxFuture;
 pub trait RateLimiter: Send + Sync {
     /// Take one slot. `Ok(None)`: granted. `Ok(Some(wait))`: the limit is reached; a slot
     /// frees after `wait`. `Err`: the limiter could not be asked.
-    fn acquire(&self, name: &str, limit: u32, window: Duration) -> BoxFuture<'_, Result<Option<Duration>, String>>;
+    fn acquire(
+        &self,
+        name: &str,
+        limit: u32,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<Option<Duration>, String>>;
 }

@@ -1,9 +1,17 @@
-//! What the domain handlers use: the database and the outbound message transports. Built
-//! once by the runtime and shared by every handler.
+//! What the domain handlers use: the database, the outbound clients and the fleet-wide rate
+//! limiter. Built once by the runtime and shared by every handler.
+
+use std::sync::Arc;
 
 use crate::{
-    clients::{mail::Mailer, sms::SmsClient},
-    store::Store,
+    RateLimiter,
+    clients::{
+        calcom::{CalcomClient, CalcomSettings},
+        mail::Mailer,
+        sms::SmsClient,
+        stripe::StripeClient,
+    },
+    store::{Store, companies::Company},
 };
 
 /// Shared dependencies of the handlers.
@@ -14,4 +22,32 @@ pub struct Services {
     pub mailer: Mailer,
     /// SMS gateway; `None` when no credentials are configured (SMS jobs then fail for good).
     pub sms: Option<SmsClient>,
+    /// Cal.com access.
+    pub calendar: CalendarAccess,
+    /// Stripe; `None` when `STRIPE_SECRET_KEY` is not set (usage reports then fail for good).
+    pub stripe: Option<StripeClient>,
+    /// Provider rate limits shared by the whole fleet.
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+/// How to reach Cal.com for a company.
+pub struct CalendarAccess {
+    pub settings: CalcomSettings,
+    /// `CALCOM_API_KEY`: used for companies without a key of their own.
+    pub default_key: Option<String>,
+    /// Requests per minute allowed per API key, across the fleet.
+    pub requests_per_minute: u32,
+}
+
+impl CalendarAccess {
+    /// The client and the rate-limit name for `company`, or `None` when no key is known.
+    pub fn client_for(&self, company: &Company) -> Option<(CalcomClient, String)> {
+        let key = company
+            .calcom_api_key
+            .as_ref()
+            .map(|k| k.0.clone())
+            .or_else(|| self.default_key.clone())?;
+        let limit_name = format!("calcom:{key}");
+        Some((CalcomClient::new(&self.settings, key), limit_name))
+    }
 }

@@ -24,12 +24,21 @@ impl RedisRateLimiter {
     fn key(&self, name: &str) -> String {
         // Names may embed credentials (an API key): only a digest reaches Redis.
         let digest = Sha256::digest(name.as_bytes());
-        format!("{{{}:ratelimit}}:{}", self.queues.settings().prefix, hex::encode(&digest[..12]))
+        format!(
+            "{{{}:ratelimit}}:{}",
+            self.queues.settings().prefix,
+            hex::encode(&digest[..12])
+        )
     }
 }
 
 impl RateLimiter for RedisRateLimiter {
-    fn acquire(&self, name: &str, limit: u32, window: Duration) -> BoxFuture<'_, Result<Option<Duration>, String>> {
+    fn acquire(
+        &self,
+        name: &str,
+        limit: u32,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<Option<Duration>, String>> {
         let key = self.key(name);
         async move {
             let mut conn = self.queues.conn();

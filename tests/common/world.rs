@@ -16,13 +16,15 @@ use switchboard::{
     config::{BackoffSettings, FleetSettings, SupervisorSettings},
     fleet::Fleet,
     maintenance::Promoter,
+    queue::rate_limit::RedisRateLimiter,
 };
 use switchboard_jobs::{
     clients::{
         mail::{MailSettings, Mailer},
         sms::{SmsClient, SmsSettings},
+        stripe::StripeClient,
     },
-    services::Services,
+    services::{CalendarAccess, Services},
     store::{Store, companies},
 };
 use tokio_util::sync::CancellationToken;
@@ -35,6 +37,7 @@ pub const NUMBER: &str = "+14155550987";
 pub const EVENT_TYPE: i64 = 90211;
 pub const STRIPE_CUSTOMER: &str = "cus_T8xHarborDental";
 pub const ADMIN_EMAIL: &str = "owner@harbordental.example";
+pub const CALCOM_KEY: &str = "cal_live_test_key";
 
 /// A real SMTP server (Python aiosmtpd) writing each message to a directory.
 pub struct SmtpSink {
@@ -159,6 +162,10 @@ pub struct World {
     pub db: Db,
     pub sink: SmtpSink,
     pub sms: MockServer,
+    /// Cal.com stand-in (base URL `<uri>/v2`).
+    pub calcom: MockServer,
+    /// Stripe stand-in.
+    pub stripe: MockServer,
     pub company_id: i64,
     pub branch_id: i64,
     pub fleet: Option<Fleet>,
@@ -169,6 +176,22 @@ impl World {
     /// A world with a business whose notifications are in `locale`; the SMTP sink refuses the
     /// first `smtp_fail_first` messages.
     pub async fn new(dialect: &str, locale: &str, smtp_fail_first: u32) -> Self {
+        Self::with_queues(
+            dialect,
+            locale,
+            smtp_fail_first,
+            &["webhooks", "notifications"],
+        )
+        .await
+    }
+
+    /// Like [`World::new`], with workers on `queues`.
+    pub async fn with_queues(
+        dialect: &str,
+        locale: &str,
+        smtp_fail_first: u32,
+        queues: &[&str],
+    ) -> Self {
         let h = Harness::new().await;
         let (store, db) = database(dialect).await;
         let company_id = companies::insert_company(
@@ -180,6 +203,7 @@ impl World {
                 admin_email: Some(ADMIN_EMAIL.into()),
                 admin_phone: None,
                 stripe_customer_id: Some(STRIPE_CUSTOMER.into()),
+                calcom_api_key: None,
             },
         )
         .await
@@ -198,6 +222,8 @@ impl World {
             .unwrap();
 
         let sink = SmtpSink::start(smtp_fail_first);
+        let calcom = MockServer::start().await;
+        let stripe = MockServer::start().await;
         let sms = MockServer::start().await;
         Mock::given(matchers::method("POST"))
             .and(matchers::path("/2010-04-01/Accounts/ACtest/Messages.json"))
@@ -209,14 +235,29 @@ impl World {
             .await;
         let mailer = Mailer::new(&mail_settings(sink.port)).unwrap();
         let sms_client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
+        let calendar = CalendarAccess {
+            settings: serde_json::from_value(
+                serde_json::json!({"base_url": format!("{}/v2", calcom.uri()), "timeout_secs": 1}),
+            )
+            .unwrap(),
+            default_key: Some(CALCOM_KEY.into()),
+            requests_per_minute: 120,
+        };
+        let stripe_settings = serde_json::from_value(serde_json::json!({
+            "base_url": stripe.uri(), "meter_event_name": "call_minutes", "timeout_secs": 5
+        }))
+        .unwrap();
         let services = Arc::new(Services {
             store: store.clone(),
             mailer,
             sms: Some(sms_client),
+            calendar,
+            stripe: Some(StripeClient::new(&stripe_settings, "sk_test_world".into())),
+            limiter: Arc::new(RedisRateLimiter::new(h.queues.clone())),
         });
 
         let promoter = CancellationToken::new();
-        let names = vec!["webhooks".to_owned(), "notifications".to_owned()];
+        let names: Vec<String> = queues.iter().map(|q| (*q).to_owned()).collect();
         tokio::spawn(
             Promoter::new(h.queues.clone(), names.clone(), &h.settings.maintenance)
                 .run(promoter.clone()),
@@ -251,6 +292,8 @@ impl World {
             db,
             sink,
             sms,
+            calcom,
+            stripe,
             company_id,
             branch_id,
             fleet: Some(fleet),

@@ -1,6 +1,7 @@
-//! Outbound message transports: email ([`mail`]) and SMS ([`sms`]).
+//! Outbound message transports, email ([`mail`]) and SMS ([`sms`]), usage reports to
+//! Stripe ([`stripe`]) and bookings in Cal.com ([`calcom`]).
 //!
-//! Both answer with the same [`SendError`], split by what a retry can achieve: a transient
+//! All answer with the same [`SendError`], split by what a retry can achieve: a transient
 //! failure (the provider is down, slow, rate-limiting or said "try later") may succeed on a
 //! later attempt; a permanent one (bad address, rejected message, bad credentials) never
 //! will, so the job goes to the dead set at once. Credentials come from the environment and
@@ -10,8 +11,10 @@ use std::time::Duration;
 
 use crate::JobError;
 
+pub mod calcom;
 pub mod mail;
 pub mod sms;
+pub mod stripe;
 
 /// Why a message was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

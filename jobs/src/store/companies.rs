@@ -16,6 +16,29 @@ pub struct Company {
     pub admin_email: Option<String>,
     pub admin_phone: Option<String>,
     pub billing_status: String,
+    pub stripe_customer_id: Option<String>,
+    /// The company's own Cal.com API key, if it has one.
+    pub calcom_api_key: Option<ApiKey>,
+}
+
+/// A credential read from the database; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(redacted)")
+    }
+}
+
+/// A branch and how it books.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    pub id: i64,
+    pub company_id: i64,
+    pub name: String,
+    pub calcom_event_type_id: Option<i64>,
+    pub timezone: String,
 }
 
 /// A company and the branch a number or event type belongs to.
@@ -25,8 +48,7 @@ pub struct Business {
     pub branch_id: i64,
 }
 
-const COMPANY_COLUMNS: &str =
-    "c.id, c.name, c.locale, c.timezone, c.admin_email, c.admin_phone, c.billing_status";
+const COMPANY_COLUMNS: &str = "c.id, c.name, c.locale, c.timezone, c.admin_email, c.admin_phone, c.billing_status, c.stripe_customer_id, c.calcom_api_key";
 
 fn company(row: &AnyRow) -> Result<Company, sqlx::Error> {
     Ok(Company {
@@ -37,13 +59,15 @@ fn company(row: &AnyRow) -> Result<Company, sqlx::Error> {
         admin_email: row.opt_text(4)?,
         admin_phone: row.opt_text(5)?,
         billing_status: row.text(6)?,
+        stripe_customer_id: row.opt_text(7)?,
+        calcom_api_key: row.opt_text(8)?.map(ApiKey),
     })
 }
 
 fn business(row: &AnyRow) -> Result<Business, sqlx::Error> {
     Ok(Business {
         company: company(row)?,
-        branch_id: row.try_get(7)?,
+        branch_id: row.try_get(9)?,
     })
 }
 
@@ -100,6 +124,27 @@ pub async fn get(store: &Store, id: i64) -> Result<Option<Company>, StoreError> 
     Ok(row.as_ref().map(company).transpose()?)
 }
 
+/// A branch by id.
+pub async fn branch(store: &Store, id: i64) -> Result<Option<Branch>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, company_id, name, calcom_event_type_id, timezone FROM branches WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?;
+    Ok(row
+        .map(|r| {
+            Ok::<_, sqlx::Error>(Branch {
+                id: r.try_get(0)?,
+                company_id: r.try_get(1)?,
+                name: r.text(2)?,
+                calcom_event_type_id: r.try_get(3)?,
+                timezone: r.text(4)?,
+            })
+        })
+        .transpose()?)
+}
+
 /// Set the company's billing status (`active`, `past_due`, `canceled`, ...).
 pub async fn set_billing_status(store: &Store, id: i64, status: &str) -> Result<(), StoreError> {
     sqlx::query("UPDATE companies SET billing_status = ? WHERE id = ?")
@@ -119,13 +164,14 @@ pub struct NewCompany {
     pub admin_email: Option<String>,
     pub admin_phone: Option<String>,
     pub stripe_customer_id: Option<String>,
+    pub calcom_api_key: Option<String>,
 }
 
 /// Insert a company; returns its id.
 pub async fn insert_company(store: &Store, c: &NewCompany) -> Result<i64, StoreError> {
     let insert = sqlx::query(
-        "INSERT INTO companies (name, locale, timezone, admin_email, admin_phone, stripe_customer_id, billing_status, created_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
+        "INSERT INTO companies (name, locale, timezone, admin_email, admin_phone, stripe_customer_id, calcom_api_key, billing_status, created_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?)",
     )
     .bind(&c.name)
     .bind(&c.locale)
@@ -133,6 +179,7 @@ pub async fn insert_company(store: &Store, c: &NewCompany) -> Result<i64, StoreE
     .bind(&c.admin_email)
     .bind(&c.admin_phone)
     .bind(&c.stripe_customer_id)
+    .bind(&c.calcom_api_key)
     .bind(now_ms());
     insert_returning_id(store, insert).await
 }

@@ -35,3 +35,15 @@ pub async fn get(store: &Store, call_id: &str) -> Result<Option<(i64, Option<i64
         .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
         .transpose()?)
 }
+
+/// Record that the call's usage reached Stripe.
+pub async fn mark_reported(store: &Store, call_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE usage_events SET reported_at_ms = ? WHERE call_id = ? AND reported_at_ms IS NULL",
+    )
+    .bind(now_ms())
+    .bind(call_id)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,736 @@
+//! Cal.com API v2: free slots, and creating, rescheduling, cancelling and listing bookings.
+//!
+//! Every request carries `Authorization: Bearer <key>` (each company has its own key) and the
+//! `cal-api-version` its endpoint is documented for: `2024-09-04` for `/slots`, `2024-08-13`
+//! for `/bookings`. Answers are `{"status": "success", "data": ...}`; refusals are
+//! `{"status": "error", "error": {"code", "message"}}` and are classified like the other
+//! clients ([`SendError`]). The key is never printed: not by `Debug`, not in an error (an
+//! answer that echoes it is redacted), and it travels as a sensitive header.
+//!
+//! Times: Cal.com wants UTC. Starts that parse as RFC 3339 with an offset are converted to
+//! UTC before they are sent, and slot times (which Cal.com gives in the requested time zone)
+//! come back as UTC, e.g. `2026-09-29T16:30:00.000Z`.
+//!
+//! A write whose answer cannot be read (create, reschedule) is a permanent failure: Cal.com
+//! may have made the booking, and a blind retry could make a second one.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use reqwest::{
+    StatusCode, Url,
+    header::{HeaderMap, RETRY_AFTER},
+};
+use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
+use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
+
+use super::{ConfigError, SendError, error_chain};
+
+const API_VERSION: &str = "cal-api-version";
+const BOOKINGS_VERSION: &str = "2024-08-13";
+const SLOTS_VERSION: &str = "2024-09-04";
+/// Bookings per page of `GET /bookings`.
+const PAGE_SIZE: usize = 100;
+/// Pages `list_bookings` reads before it gives up rather than answer with a partial list.
+const MAX_PAGES: usize = 50;
+/// Longest wait a rate-limit answer may impose; longer values are taken as broken headers.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Refusal bodies are cut to this many characters.
+const MAX_DETAIL: usize = 300;
+
+/// The `[calcom]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CalcomSettings {
+    /// API root including the version, `https://api.cal.com/v2`; tests point it at a mock.
+    pub base_url: String,
+    /// Limit on each whole request; keep it below the job timeout.
+    pub timeout_secs: u64,
+}
+
+impl Default for CalcomSettings {
+    fn default() -> Self {
+        CalcomSettings {
+            base_url: "https://api.cal.com/v2".into(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl CalcomSettings {
+    /// The first problem that would stop Cal.com calls from working.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.base_url.trim();
+        let usable = Url::parse(url).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.has_host() && u.query().is_none()
+        });
+        if !usable {
+            return Err(ConfigError(format!(
+                "calcom.base_url {url:?} is not an http(s) URL without a query"
+            )));
+        }
+        if self.timeout_secs == 0 {
+            return Err(ConfigError("calcom.timeout_secs must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One company's way into Cal.com. Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct CalcomClient {
+    http: reqwest::Client,
+    /// `base_url` without a trailing slash.
+    base_url: String,
+    /// Never printed; redacted from anything Cal.com echoes back.
+    api_key: String,
+}
+
+/// A booking to make. Serialised as Cal.com's create-booking body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBooking {
+    /// RFC 3339; sent as UTC.
+    pub start: String,
+    pub event_type_id: i64,
+    pub attendee: Attendee,
+    /// At most 50 keys (40 characters) with values of up to 500 characters (Cal.com's limits).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Who a booking is for. Lenient when read: missing or null fields are empty.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Attendee {
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(deserialize_with = "nullable")]
+    pub email: String,
+    /// IANA name, e.g. `Europe/Berlin`.
+    #[serde(deserialize_with = "nullable")]
+    pub time_zone: String,
+    /// E.164.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+}
+
+/// A booking as Cal.com reports it (the fields the jobs use).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Booking {
+    pub id: i64,
+    pub uid: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// UTC, in the form of [`utc`].
+    #[serde(deserialize_with = "utc_time")]
+    pub start: String,
+    #[serde(deserialize_with = "utc_time")]
+    pub end: String,
+    /// `accepted`, `cancelled`, `pending`, `rejected`, ...
+    pub status: String,
+    #[serde(default)]
+    pub event_type_id: Option<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub attendees: Vec<Attendee>,
+    /// Non-string values arrive as their JSON text (`42`, `true`, `{"a":1}`).
+    #[serde(default, deserialize_with = "metadata")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Filters of [`CalcomClient::list_bookings`]; `None` leaves a filter out.
+#[derive(Debug, Clone, Default)]
+pub struct BookingQuery {
+    pub event_type_id: Option<i64>,
+    pub attendee_email: Option<String>,
+    /// Bookings starting at or after this time (Cal.com `afterStart`).
+    pub after_start: Option<String>,
+    /// Bookings ending at or before this time (Cal.com `beforeEnd`).
+    pub before_end: Option<String>,
+    /// `upcoming`, `recurring`, `past`, `cancelled` or `unconfirmed`; several comma-separated.
+    pub status: Option<String>,
+}
+
+/// `{"status": "success", "data": ...}`.
+#[derive(Deserialize)]
+struct Answer<T> {
+    data: T,
+}
+
+/// A page of `GET /bookings`.
+#[derive(Deserialize)]
+struct BookingPage {
+    data: Vec<Booking>,
+    #[serde(default)]
+    pagination: Option<Pagination>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Pagination {
+    has_next_page: Option<bool>,
+}
+
+/// One slot; the `range` format and seated slots add fields we do not need.
+#[derive(Deserialize)]
+struct Slot {
+    start: String,
+}
+
+/// `{"status": "error", "error": {"code": "BadRequestException", "message": "..."}}`.
+#[derive(Deserialize)]
+struct Refusal {
+    error: RefusalDetail,
+}
+
+#[derive(Deserialize)]
+struct RefusalDetail {
+    code: Option<serde_json::Value>,
+    message: Option<serde_json::Value>,
+}
+
+impl CalcomClient {
+    /// A client for `settings` acting with `api_key`.
+    pub fn new(settings: &CalcomSettings, api_key: String) -> CalcomClient {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
+            .build()
+            // Fails only when the TLS backend cannot initialise, as `reqwest::Client::new`
+            // (which panics then too); nothing could be called anyway.
+            .expect("the HTTP client's TLS backend initialises");
+        CalcomClient {
+            http,
+            base_url: settings.base_url.trim().trim_end_matches('/').to_owned(),
+            api_key: api_key.trim().to_owned(),
+        }
+    }
+
+    /// The same client acting with another company's key, sharing the connection pool.
+    pub fn with_api_key(&self, api_key: String) -> CalcomClient {
+        CalcomClient {
+            api_key: api_key.trim().to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Free slot start times (UTC, RFC 3339, sorted) for an event type in [start, end).
+    ///
+    /// `start` and `end` are RFC 3339 times (or dates, which Cal.com reads as the start and
+    /// end of that day); `time_zone` is passed on (it decides which day a slot is listed
+    /// under) but the answer is UTC either way.
+    pub async fn free_slots(
+        &self,
+        event_type_id: i64,
+        start: &str,
+        end: &str,
+        time_zone: &str,
+    ) -> Result<Vec<String>, SendError> {
+        const OP: &str = "free slots";
+        let (from, until) = (instant(start), instant(end));
+        let mut query = vec![
+            ("eventTypeId", event_type_id.to_string()),
+            (
+                "start",
+                from.map_or_else(|| start.trim().to_owned(), format_utc),
+            ),
+            (
+                "end",
+                until.map_or_else(|| end.trim().to_owned(), format_utc),
+            ),
+        ];
+        if !time_zone.trim().is_empty() {
+            query.push(("timeZone", time_zone.trim().to_owned()));
+        }
+        let request = self.http.get(self.url(&["slots"])?).query(&query);
+        let response = self.send(OP, request, SLOTS_VERSION).await?;
+        let days: BTreeMap<String, Vec<Slot>> =
+            data(OP, response).await.map_err(SendError::transient)?;
+        let mut starts = Vec::new();
+        for slot in days.into_values().flatten() {
+            let at = instant(&slot.start).ok_or_else(|| {
+                SendError::transient(format!(
+                    "Cal.com {OP}: slot start {:?} is not an RFC 3339 time",
+                    slot.start
+                ))
+            })?;
+            // Cal.com's `end` may include a slot starting exactly at it; ours does not.
+            if from.is_none_or(|f| at >= f) && until.is_none_or(|u| at < u) {
+                starts.push(at);
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        Ok(starts.into_iter().map(format_utc).collect())
+    }
+
+    /// Book `request.attendee` into `request.event_type_id` at `request.start`.
+    pub async fn create_booking(&self, request: &CreateBooking) -> Result<Booking, SendError> {
+        const OP: &str = "create booking";
+        let body = CreateBooking {
+            start: to_utc(&request.start),
+            ..request.clone()
+        };
+        let request = self.http.post(self.url(&["bookings"])?).json(&body);
+        let response = self.send(OP, request, BOOKINGS_VERSION).await?;
+        let created: serde_json::Value = data(OP, response)
+            .await
+            .map_err(|e| unreadable_write(OP, &e))?;
+        // A recurring event type answers with its occurrences; the first is the one booked.
+        let created = match created {
+            serde_json::Value::Array(occurrences) => occurrences.into_iter().next(),
+            one => Some(one),
+        };
+        let booking = created.map(serde_json::from_value::<Booking>);
+        match booking {
+            Some(Ok(booking)) => Ok(booking),
+            Some(Err(e)) => Err(unreadable_write(OP, &format!("Cal.com {OP}: {e}"))),
+            None => Err(unreadable_write(
+                OP,
+                &format!("Cal.com {OP}: no booking in the answer"),
+            )),
+        }
+    }
+
+    /// Move booking `uid` to `start`. Cal.com answers with the booking at its new time,
+    /// which may carry a new uid (the old one is then cancelled).
+    pub async fn reschedule(
+        &self,
+        uid: &str,
+        start: &str,
+        reason: Option<&str>,
+    ) -> Result<Booking, SendError> {
+        const OP: &str = "reschedule";
+        let mut body = serde_json::json!({ "start": to_utc(start) });
+        if let Some(reason) = reason {
+            body["reschedulingReason"] = reason.into();
+        }
+        let url = self.booking_url(OP, uid, "reschedule")?;
+        let response = self
+            .send(OP, self.http.post(url).json(&body), BOOKINGS_VERSION)
+            .await?;
+        data(OP, response)
+            .await
+            .map_err(|e| unreadable_write(OP, &e))
+    }
+
+    /// Cancel booking `uid`.
+    pub async fn cancel(&self, uid: &str, reason: Option<&str>) -> Result<(), SendError> {
+        const OP: &str = "cancel";
+        let mut body = serde_json::json!({});
+        if let Some(reason) = reason {
+            body["cancellationReason"] = reason.into();
+        }
+        let url = self.booking_url(OP, uid, "cancel")?;
+        self.send(OP, self.http.post(url).json(&body), BOOKINGS_VERSION)
+            .await?;
+        Ok(())
+    }
+
+    /// Bookings matching `query`, earliest start first, read page by page (`take`/`skip`).
+    ///
+    /// Cal.com filters on start ≥ `after_start` and end ≤ `before_end`. More than
+    /// 5,000 matches is an error rather than a partial list.
+    pub async fn list_bookings(&self, query: &BookingQuery) -> Result<Vec<Booking>, SendError> {
+        const OP: &str = "list bookings";
+        let url = self.url(&["bookings"])?;
+        let filters = [
+            ("eventTypeId", query.event_type_id.map(|id| id.to_string())),
+            ("attendeeEmail", query.attendee_email.clone()),
+            ("afterStart", query.after_start.clone()),
+            ("beforeEnd", query.before_end.clone()),
+            ("status", query.status.clone()),
+            ("sortStart", Some("asc".to_owned())),
+        ];
+        let filters: Vec<_> = filters
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        let mut bookings = Vec::new();
+        let mut seen = HashSet::new();
+        let mut skip = 0;
+        for _ in 0..MAX_PAGES {
+            let request = self
+                .http
+                .get(url.clone())
+                .query(&filters)
+                .query(&[("take", PAGE_SIZE), ("skip", skip)]);
+            let response = self.send(OP, request, BOOKINGS_VERSION).await?;
+            let page: BookingPage = body(OP, response).await.map_err(SendError::transient)?;
+            let n = page.data.len();
+            // Offset paging over a changing list can repeat a booking across pages.
+            bookings.extend(page.data.into_iter().filter(|b| seen.insert(b.uid.clone())));
+            // Cal.com may cap `take`; its `hasNextPage`, when given, is the better signal.
+            let more = page
+                .pagination
+                .and_then(|p| p.has_next_page)
+                .unwrap_or(n >= PAGE_SIZE);
+            if !more || n == 0 {
+                return Ok(bookings);
+            }
+            skip += n;
+        }
+        Err(SendError::Permanent(format!(
+            "Cal.com {OP}: more than {MAX_PAGES} pages of bookings match; narrow the query"
+        )))
+    }
+
+    /// `{base_url}/{segments...}`, each segment percent-encoded.
+    fn url(&self, segments: &[&str]) -> Result<Url, SendError> {
+        let broken = || SendError::Permanent("Cal.com base_url is not a usable URL".into());
+        let mut url = Url::parse(&self.base_url).map_err(|_| broken())?;
+        url.path_segments_mut()
+            .map_err(|()| broken())?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn booking_url(&self, op: &str, uid: &str, action: &str) -> Result<Url, SendError> {
+        if uid.trim().is_empty() {
+            return Err(SendError::Permanent(format!(
+                "Cal.com {op}: empty booking uid"
+            )));
+        }
+        self.url(&["bookings", uid.trim(), action])
+    }
+
+    /// Send with the key and API version; any non-2xx answer becomes a [`SendError`].
+    async fn send(
+        &self,
+        op: &str,
+        request: reqwest::RequestBuilder,
+        version: &str,
+    ) -> Result<reqwest::Response, SendError> {
+        let response = request
+            .bearer_auth(&self.api_key)
+            .header(API_VERSION, version)
+            .send()
+            .await
+            .map_err(|e| self.redact(request_failed(op, e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(status, response.headers());
+        let text = response.text().await.unwrap_or_default();
+        Err(self.redact(classify(op, status, retry_after, &text)))
+    }
+
+    /// `e` with every occurrence of the key replaced. Keys shorter than 8 characters are not
+    /// real keys (and replacing them would mangle the message).
+    fn redact(&self, e: SendError) -> SendError {
+        if self.api_key.len() < 8 {
+            return e;
+        }
+        let clean = |s: String| s.replace(&self.api_key, "[redacted]");
+        match e {
+            SendError::Transient {
+                reason,
+                retry_after,
+            } => SendError::Transient {
+                reason: clean(reason),
+                retry_after,
+            },
+            SendError::Permanent(reason) => SendError::Permanent(clean(reason)),
+        }
+    }
+}
+
+impl fmt::Debug for CalcomClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CalcomClient")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole answer as `T`, or why not.
+async fn body<T: DeserializeOwned>(op: &str, response: reqwest::Response) -> Result<T, String> {
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| {
+        format!(
+            "Cal.com {op}: reading the answer: {}",
+            error_chain(&e.without_url())
+        )
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("Cal.com {op}: unexpected answer ({status}): {e}"))
+}
+
+/// The answer's `data` as `T`, or why not.
+async fn data<T: DeserializeOwned>(op: &str, response: reqwest::Response) -> Result<T, String> {
+    body::<Answer<T>>(op, response).await.map(|a| a.data)
+}
+
+fn unreadable_write(op: &str, why: &str) -> SendError {
+    SendError::Permanent(format!(
+        "{why} (Cal.com {op} succeeded, so the booking may have changed: check before retrying)"
+    ))
+}
+
+/// No answer: may be retried. A request that cannot even be built never will. No URL in the
+/// message: its query holds attendee emails.
+fn request_failed(op: &str, e: reqwest::Error) -> SendError {
+    let permanent = e.is_builder();
+    let reason = format!("Cal.com {op}: {}", error_chain(&e.without_url()));
+    if permanent {
+        SendError::Permanent(reason)
+    } else {
+        SendError::transient(reason)
+    }
+}
+
+/// The wait a refusal asks for, in seconds: `Retry-After` (429 and 503), else for 429 the
+/// largest of Cal.com's `X-RateLimit-Reset-<name>` headers (seconds until that limit's block
+/// ends; all of them are blocked when Cal.com refuses, and a retry that is refused again
+/// costs an attempt). A value above 10^9 is read as a Unix time (Cal.com's API v1 form).
+fn retry_after(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    let seconds = |v: &reqwest::header::HeaderValue| -> Option<u64> {
+        let n = v.to_str().ok()?.trim().parse::<u64>().ok()?;
+        if n < 1_000_000_000 {
+            return Some(n);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+        Some(n.saturating_sub(now))
+    };
+    let wait = match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            headers.get(RETRY_AFTER).and_then(seconds)
+        }
+        _ => None,
+    };
+    let wait = wait.or_else(|| {
+        (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| {
+                headers
+                    .iter()
+                    .filter(|(name, _)| name.as_str().starts_with("x-ratelimit-reset"))
+                    .filter_map(|(_, v)| seconds(v))
+                    .max()
+            })
+            .flatten()
+    });
+    wait.map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+}
+
+/// 429, 408 and 5xx may pass later; any other refusal is about this request or this key
+/// and will not.
+fn classify(op: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> SendError {
+    let text = |v: serde_json::Value| match v {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
+    let detail = match serde_json::from_str::<Refusal>(body) {
+        Ok(Refusal {
+            error:
+                RefusalDetail {
+                    message: Some(m),
+                    code,
+                },
+        }) => match code.map(text) {
+            Some(c) if !c.is_empty() => format!("{} ({c})", text(m)),
+            _ => text(m),
+        },
+        _ => body.trim().to_owned(),
+    };
+    let detail: String = detail.chars().take(MAX_DETAIL).collect();
+    let reason = format!("Cal.com {op} answered {status}: {detail}");
+    match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => SendError::Transient {
+            reason,
+            retry_after,
+        },
+        StatusCode::REQUEST_TIMEOUT => SendError::transient(reason),
+        s if s.is_server_error() => SendError::transient(reason),
+        _ => SendError::Permanent(reason),
+    }
+}
+
+/// `null` read as the type's default.
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Any JSON object; non-string values as their JSON text.
+fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?;
+    Ok(map
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
+
+/// `time` (RFC 3339) as the UTC form this client sends and returns,
+/// `2026-09-29T16:30:00.000Z`; `None` when it is not an RFC 3339 time (dates included).
+/// Compare booking and slot times in this form (or as instants), never as given.
+pub fn utc(time: &str) -> Option<String> {
+    instant(time).map(format_utc)
+}
+
+/// `time` in UTC when it is an RFC 3339 time, else as given (Cal.com will say what is wrong).
+fn to_utc(time: &str) -> String {
+    utc(time).unwrap_or_else(|| time.to_owned())
+}
+
+fn instant(time: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(time.trim(), &Rfc3339)
+        .ok()
+        .map(|t| t.to_offset(UtcOffset::UTC))
+}
+
+/// `t` (in UTC) as `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form Cal.com itself answers with.
+fn format_utc(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// A booking time in the UTC form of [`utc`] (as given when it is not RFC 3339).
+fn utc_time<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|t| to_utc(&t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_become_utc() {
+        let cases = [
+            ("2026-09-29T18:30:00+02:00", "2026-09-29T16:30:00.000Z"),
+            ("2026-09-29T16:30:00Z", "2026-09-29T16:30:00.000Z"),
+            ("2026-09-29T16:30:00.5Z", "2026-09-29T16:30:00.500Z"),
+            (" 2026-09-29T16:30:00.123456Z ", "2026-09-29T16:30:00.123Z"),
+            ("2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00.000Z"),
+            ("2024-02-28T23:00:00-05:00", "2024-02-29T04:00:00.000Z"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(utc(given).as_deref(), Some(expected), "{given}");
+        }
+        for bad in [
+            "2026-09-29",
+            "2026-02-29T10:00:00Z",
+            "2026-09-29T10:00:00",
+            "soon",
+        ] {
+            assert_eq!(utc(bad), None, "{bad}");
+            assert_eq!(to_utc(bad), bad);
+        }
+    }
+
+    #[test]
+    fn answers_are_classified_by_what_a_retry_can_do() {
+        let wait = Some(Duration::from_secs(3));
+        for status in [429, 503] {
+            let e = classify("x", StatusCode::from_u16(status).unwrap(), wait, "");
+            assert!(matches!(e, SendError::Transient { retry_after, .. } if retry_after == wait));
+        }
+        for status in [408, 500, 502, 504] {
+            let e = classify("x", StatusCode::from_u16(status).unwrap(), wait, "");
+            let none = matches!(
+                e,
+                SendError::Transient {
+                    retry_after: None,
+                    ..
+                }
+            );
+            assert!(none, "{status}");
+        }
+        for status in [400, 401, 403, 404, 409, 422] {
+            let e = classify(
+                "x",
+                StatusCode::from_u16(status).unwrap(),
+                None,
+                "<b>nope</b>",
+            );
+            assert!(
+                matches!(&e, SendError::Permanent(r) if r.contains("nope")),
+                "{status}"
+            );
+        }
+        let e = classify("x", StatusCode::BAD_REQUEST, None, &"x".repeat(10_000));
+        assert!(e.to_string().len() < MAX_DETAIL + 60, "bodies are cut");
+        let listed =
+            r#"{"status":"error","error":{"code":"BadRequestException","message":["a","b"]}}"#;
+        let e = classify("x", StatusCode::BAD_REQUEST, None, listed);
+        assert!(
+            e.to_string().ends_with(": a; b (BadRequestException)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rate_limit_resets_are_read_in_seconds_or_as_unix_times() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-reset-default", "12".parse().unwrap());
+        headers.insert("x-ratelimit-reset-long", "40".parse().unwrap());
+        let too_many = StatusCode::TOO_MANY_REQUESTS;
+        assert_eq!(
+            retry_after(too_many, &headers),
+            Some(Duration::from_secs(40))
+        );
+        assert_eq!(retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers), None);
+        headers.insert(RETRY_AFTER, "5".parse().unwrap());
+        assert_eq!(
+            retry_after(too_many, &headers),
+            Some(Duration::from_secs(5))
+        );
+
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-reset", (now + 30).to_string().parse().unwrap());
+        let wait = retry_after(too_many, &headers).unwrap();
+        assert!((Duration::from_secs(28)..=Duration::from_secs(30)).contains(&wait));
+        headers.insert("x-ratelimit-reset", "999999999".parse().unwrap());
+        assert_eq!(retry_after(too_many, &headers), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let ok = CalcomSettings::default();
+        assert_eq!(ok.validate(), Ok(()));
+        for base_url in [
+            "api.cal.com/v2",
+            "ftp://api.cal.com",
+            "https://x/v2?k=1",
+            "",
+        ] {
+            let bad = CalcomSettings {
+                base_url: base_url.into(),
+                ..ok.clone()
+            };
+            assert!(bad.validate().is_err(), "{base_url}");
+        }
+        let bad = CalcomSettings {
+            timeout_secs: 0,
+            ..ok.clone()
+        };
+        assert!(bad.validate().is_err());
+        let parsed: CalcomSettings = serde_json::from_str(r#"{"timeout_secs": 3}"#).unwrap();
+        assert_eq!(parsed.base_url, "https://api.cal.com/v2");
+        assert!(serde_json::from_str::<CalcomSettings>(r#"{"api_key": "k"}"#).is_err());
+    }
+}
