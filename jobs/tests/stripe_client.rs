@@ -244,39 +244,126 @@ async fn a_key_in_use_by_a_running_request_is_transient() {
 }
 
 #[tokio::test]
-async fn no_answer_is_transient() {
+async fn no_connection_is_transient() {
     // A port nothing listens on (it was free a moment ago).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let settings = StripeSettings {
+    let closed = StripeSettings {
         base_url: format!("http://127.0.0.1:{port}"),
         ..StripeSettings::default()
     };
-    let e = StripeClient::new(&settings, KEY.into())
+    let e = StripeClient::new(&closed, KEY.into())
         .report_meter_event(&event())
         .await
         .unwrap_err();
     assert!(matches!(e, SendError::Transient { .. }), "{e:?}");
+}
 
-    // An answer later than the timeout (1 s, the least there is).
+#[tokio::test]
+async fn a_late_answer_is_transient() {
+    // Later than the timeout (1 s, the least there is); the client gives up, nothing sleeps.
     let server = stripe_answering(
         ResponseTemplate::new(200)
             .set_body_json(recorded())
             .set_delay(Duration::from_secs(30)),
     )
     .await;
-    let settings = StripeSettings {
+    let impatient = StripeSettings {
         timeout_secs: 1,
         ..settings(&server)
     };
-    let e = StripeClient::new(&settings, KEY.into())
+    let e = StripeClient::new(&impatient, KEY.into())
         .report_meter_event(&event())
         .await
         .unwrap_err();
-    assert!(matches!(e, SendError::Transient { .. }), "{e:?}");
+    assert!(
+        matches!(&e, SendError::Transient { reason, .. } if reason.contains("timed out")),
+        "{e:?}"
+    );
+}
+
+/// How `answer` is classified, as `Ok(None)` for a receipt without details, `Ok(Some(_))` for
+/// a full one, or the error.
+async fn outcome(answer: ResponseTemplate) -> Result<Option<i64>, SendError> {
+    let server = stripe_answering(answer).await;
+    let receipt = client(&server).report_meter_event(&event()).await?;
+    Ok(receipt.created)
+}
+
+#[tokio::test]
+async fn answers_are_classified_by_what_a_retry_can_do() {
+    let wait = Some(Duration::from_secs(3));
+    let plain = |status: u16| ResponseTemplate::new(status).set_body_string("nope");
+    for status in [408, 409, 429, 500, 502, 503, 504] {
+        let e = outcome(plain(status).insert_header("Retry-After", "3")).await;
+        assert!(
+            matches!(&e, Err(SendError::Transient { retry_after, .. }) if *retry_after == wait),
+            "{status}: {e:?}"
+        );
+    }
+    for status in [400, 401, 402, 403, 404] {
+        let e = outcome(plain(status)).await;
+        assert!(
+            matches!(&e, Err(SendError::Permanent(r)) if r.contains("nope")),
+            "{status}: {e:?}"
+        );
+    }
+    // Busy, whatever the status: Stripe's own libraries retry these.
+    for code in ["lock_timeout", "idempotency_key_in_use"] {
+        let body = stripe_error("invalid_request_error", Some(code), "busy");
+        let e = outcome(ResponseTemplate::new(400).set_body_json(body)).await;
+        assert!(
+            matches!(e, Err(SendError::Transient { .. })),
+            "{code}: {e:?}"
+        );
+    }
+    // Stripe's `Stripe-Should-Retry` advice wins over the guess from a 4xx status.
+    let advised =
+        |status: u16, retry: &str| plain(status).insert_header("Stripe-Should-Retry", retry);
+    let e = outcome(advised(409, "false")).await;
+    assert!(matches!(e, Err(SendError::Permanent(_))), "{e:?}");
+    let e = outcome(advised(400, "true")).await;
+    assert!(matches!(e, Err(SendError::Transient { .. })), "{e:?}");
+    // Long bodies are cut.
+    let e = outcome(ResponseTemplate::new(400).set_body_string("x".repeat(10_000))).await;
+    assert!(e.unwrap_err().to_string().len() < 300);
+}
+
+#[tokio::test]
+async fn only_an_identifier_refusal_counts_as_reported() {
+    let refused = |code: Option<&str>, message: &str| {
+        ResponseTemplate::new(400).set_body_json(stripe_error(
+            "invalid_request_error",
+            code,
+            message,
+        ))
+    };
+    let e = outcome(refused(Some("duplicate_meter_event"), "Duplicate event.")).await;
+    assert!(matches!(e, Ok(None)), "{e:?}");
+    for message in [
+        "No such customer: 'cus_x'",
+        "Timestamp must be within the past 35 days.",
+    ] {
+        let e = outcome(refused(None, message)).await;
+        assert!(
+            matches!(e, Err(SendError::Permanent(_))),
+            "{message}: {e:?}"
+        );
+    }
+    // The same words on a server error are not Stripe's duplicate refusal.
+    let body = stripe_error(
+        "api_error",
+        None,
+        "An event already exists with identifier x.",
+    );
+    let e = outcome(ResponseTemplate::new(500).set_body_json(body)).await;
+    assert!(matches!(e, Err(SendError::Transient { .. })), "{e:?}");
+    // A success whose body does not parse still means Stripe has the event.
+    let e = outcome(ResponseTemplate::new(200).set_body_string("{}")).await;
+    assert!(matches!(e, Ok(None)), "{e:?}");
 }
 
 #[tokio::test]
@@ -341,6 +428,16 @@ fn usage_keys_are_stable_and_fit_stripes_limit() {
     assert!(key.starts_with("switchboard-usage-"), "{key}");
     assert_eq!(key, usage_idempotency_key(&long), "stable");
     assert_ne!(key, usage_idempotency_key(&"c".repeat(1_001)));
+    // Pinned: a key that changed between releases would let a retry after a deploy bill twice
+    // (FNV-1a 128 of the id, computed independently).
+    assert_eq!(
+        key,
+        "switchboard-usage-fnv128-1f23cae0c4ed9b0d10aa65b9c54ce335"
+    );
+    assert_eq!(
+        usage_idempotency_key("anruf-müller"),
+        "switchboard-usage-fnv128-ffb101ed43e5434cefdf04b1b2c34c71"
+    );
     // The longest id kept as it is, and the first one hashed.
     let fits = "c".repeat(255 - "switchboard-usage-".len());
     assert_eq!(usage_idempotency_key(&fits).len(), 255);

@@ -155,6 +155,32 @@ pub async fn database(dialect: &str) -> (Store, Db) {
     (store, db)
 }
 
+/// How a [`World`] is set up.
+pub struct Options {
+    /// The company's locale.
+    pub locale: &'static str,
+    /// SMTP sink refuses this many messages first.
+    pub smtp_fail_first: u32,
+    /// Queues the fleet works.
+    pub queues: &'static [&'static str],
+    /// Cal.com requests per minute per key, fleet-wide.
+    pub calcom_per_minute: u32,
+    /// Worker loops per queue.
+    pub workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            locale: "en",
+            smtp_fail_first: 0,
+            queues: &["webhooks", "notifications"],
+            calcom_per_minute: 120,
+            workers: 1,
+        }
+    }
+}
+
 /// Everything a processing test needs.
 pub struct World {
     pub h: Harness,
@@ -175,23 +201,27 @@ pub struct World {
 impl World {
     /// A world with a business whose notifications are in `locale`; the SMTP sink refuses the
     /// first `smtp_fail_first` messages.
-    pub async fn new(dialect: &str, locale: &str, smtp_fail_first: u32) -> Self {
-        Self::with_queues(
+    pub async fn new(dialect: &str, locale: &'static str, smtp_fail_first: u32) -> Self {
+        Self::with(
             dialect,
-            locale,
-            smtp_fail_first,
-            &["webhooks", "notifications"],
+            Options {
+                locale,
+                smtp_fail_first,
+                ..Options::default()
+            },
         )
         .await
     }
 
-    /// Like [`World::new`], with workers on `queues`.
-    pub async fn with_queues(
-        dialect: &str,
-        locale: &str,
-        smtp_fail_first: u32,
-        queues: &[&str],
-    ) -> Self {
+    /// A world set up as `options` say.
+    pub async fn with(dialect: &str, options: Options) -> Self {
+        let Options {
+            locale,
+            smtp_fail_first,
+            queues,
+            calcom_per_minute,
+            workers,
+        } = options;
         let h = Harness::new().await;
         let (store, db) = database(dialect).await;
         let company_id = companies::insert_company(
@@ -241,7 +271,7 @@ impl World {
             )
             .unwrap(),
             default_key: Some(CALCOM_KEY.into()),
-            requests_per_minute: 120,
+            requests_per_minute: calcom_per_minute,
         };
         let stripe_settings = serde_json::from_value(serde_json::json!({
             "base_url": stripe.uri(), "meter_event_name": "call_minutes", "timeout_secs": 5
@@ -268,7 +298,7 @@ impl World {
                 name: "domain".into(),
                 queues: names,
                 concurrency: 4,
-                workers: 1,
+                workers,
                 prefetch: Some(4),
                 max_attempts: 3,
                 timeout_secs: 2,

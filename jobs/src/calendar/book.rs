@@ -132,10 +132,11 @@ fn attendee_email(args: &CalendarBook) -> Result<String, JobError> {
     Ok(format!("{digits}@phone.askproai.invalid"))
 }
 
-/// The search window: from the preferred start (not before now) for [`SEARCH_DAYS`].
+/// The search window around the preferred start: a day before it (not before now) to
+/// [`SEARCH_DAYS`] after it. Slots and the idempotency lookup use the same window.
 fn window(preferred: Option<&str>) -> Result<(String, String), JobError> {
     let now = OffsetDateTime::now_utc();
-    let start = match preferred {
+    let target = match preferred {
         Some(p) => OffsetDateTime::parse(p, &Rfc3339)
             .map_err(|e| {
                 JobError::permanent(format!("preferred_start {p:?} is not RFC 3339: {e}"))
@@ -143,8 +144,9 @@ fn window(preferred: Option<&str>) -> Result<(String, String), JobError> {
             .max(now),
         None => now,
     };
+    let start = (target - Span::days(1)).max(now);
     let fmt = |t: OffsetDateTime| t.format(&Rfc3339).map_err(JobError::permanent);
-    Ok((fmt(start)?, fmt(start + Span::days(SEARCH_DAYS))?))
+    Ok((fmt(start)?, fmt(target + Span::days(SEARCH_DAYS))?))
 }
 
 /// The slot closest to `preferred` (the earliest when there is no preference).
