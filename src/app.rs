@@ -84,6 +84,8 @@ pub struct Hooks {
     pub secrets: Option<WebhookSecrets>,
     /// Clock for signature windows; the system clock when `None`.
     pub clock: Option<Clock>,
+    /// The handlers' dependencies; built from the settings and environment when `None`.
+    pub services: Option<Arc<Services>>,
 }
 
 /// Connect to Redis, with serve's embedded fallback when asked.
@@ -139,7 +141,13 @@ pub async fn run(
     let fleet = if roles.fleet {
         let registry = match hooks.registry {
             Some(r) => r,
-            None => switchboard_jobs::domain_registry(&build_services(&settings, &queues).await?),
+            None => {
+                let services = match hooks.services {
+                    Some(s) => s,
+                    None => build_services(&settings, &queues).await?,
+                };
+                switchboard_jobs::domain_registry(&services)
+            }
         };
         let registry = Arc::new(registry);
         Some(Fleet::start(&queues, registry, &settings.fleet, hooks.observer).await?)

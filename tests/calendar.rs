@@ -501,6 +501,7 @@ async fn usage_is_reported_once_with_a_stable_identifier(dialect: &str) {
             world::STRIPE_CUSTOMER
         );
     }
+    assert_eq!(field(&forms[0], "timestamp"), field(&forms[1], "timestamp"), "the same parameters on the retry");
     let keys: Vec<_> = requests
         .iter()
         .map(|r| {

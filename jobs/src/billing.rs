@@ -54,12 +54,18 @@ pub async fn run_report_usage(services: Arc<Services>, args: ReportUsage) -> Res
     let stripe = services.stripe.as_ref().ok_or_else(|| {
         JobError::permanent("STRIPE_SECRET_KEY is not set: usage cannot be reported")
     })?;
+    // Every attempt must send the same parameters under its Idempotency-Key, so the time is
+    // the recording time of the usage, not "now".
+    let recorded_ms = usage_events::recorded_at(store, &args.call_id)
+        .await
+        .map_err(JobError::retry)?
+        .unwrap_or_else(now_ms);
     let event = MeterEvent {
         stripe_customer_id: customer,
         // Billable minutes, started minutes count.
         value: (seconds + 59) / 60,
         identifier: args.call_id.clone(),
-        timestamp: now_ms() / 1000,
+        timestamp: recorded_ms / 1000,
         idempotency_key: usage_idempotency_key(&args.call_id),
     };
     stripe

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde_json::{Value, json};
 use switchboard_jobs::clients::{
     SendError,
-    calcom::{Attendee, Booking, BookingQuery, CalcomClient, CalcomSettings, CreateBooking},
+    calcom::{Attendee, Booking, BookingQuery, CalcomClient, CalcomSettings, CreateBooking, utc},
 };
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
@@ -557,4 +557,169 @@ async fn the_key_never_shows() {
     assert!(matches!(&e, SendError::Permanent(_)), "{e:?}");
     assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn answers_are_classified_by_what_a_retry_can_do() {
+    let (server, client) = calcom().await;
+    let listed = json!({"status": "error", "error": {"code": "BadRequestException", "message": ["start: must be a date", "eventTypeId: required"]}});
+    let cases = [
+        (408, None, Value::Null, true),
+        (502, None, Value::Null, true),
+        (503, Some("7"), Value::Null, true),
+        (504, None, Value::Null, true),
+        (
+            401,
+            None,
+            json!({"status": "error", "error": {"code": "UnauthorizedException", "message": "Invalid API key"}}),
+            false,
+        ),
+        (403, None, Value::Null, false),
+        (404, None, Value::Null, false),
+        (409, None, Value::Null, false),
+        (422, None, listed, false),
+    ];
+    for (status, retry_after, body, transient) in cases {
+        server.reset().await;
+        let mut answer = ResponseTemplate::new(status);
+        if body.is_null() {
+            answer = answer.set_body_string("x".repeat(10_000));
+        } else {
+            answer = answer.set_body_json(&body);
+        }
+        if let Some(wait) = retry_after {
+            answer = answer.insert_header("Retry-After", wait);
+        }
+        Mock::given(matchers::any())
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        let e = client.cancel("uid-1", None).await.unwrap_err();
+        match (&e, transient) {
+            (
+                SendError::Transient {
+                    retry_after: wait, ..
+                },
+                true,
+            ) => {
+                let expected = retry_after.map(|s| Duration::from_secs(s.parse().unwrap()));
+                assert_eq!(*wait, expected, "{status}");
+            }
+            (SendError::Permanent(_), false) => {}
+            _ => panic!("{status}: {e:?}"),
+        }
+        let reason = e.to_string();
+        assert!(reason.contains(&status.to_string()), "{reason}");
+        assert!(
+            reason.chars().count() < 400,
+            "{status}: bodies are cut to 300 characters"
+        );
+    }
+    let e = client.cancel("uid-1", None).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with(": start: must be a date; eventTypeId: required (BadRequestException)"),
+        "{e}"
+    );
+}
+
+/// The wait a 429 without `Retry-After` asks for through these headers.
+async fn wait_for(headers: &[(&str, String)]) -> Option<Duration> {
+    let (server, client) = calcom().await;
+    let mut limited = ResponseTemplate::new(429);
+    for (name, value) in headers {
+        limited = limited.insert_header(*name, value.as_str());
+    }
+    Mock::given(matchers::any())
+        .respond_with(limited)
+        .mount(&server)
+        .await;
+    match client.cancel("uid-1", None).await {
+        Err(SendError::Transient { retry_after, .. }) => retry_after,
+        other => panic!("a 429 is transient, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_resets_are_seconds_or_unix_times() {
+    // Several named limits: all are blocked when Cal.com refuses; wait for the longest.
+    let named = [
+        ("X-RateLimit-Reset-Short", "2".to_owned()),
+        ("X-RateLimit-Reset-Long", "45".to_owned()),
+    ];
+    assert_eq!(wait_for(&named).await, Some(Duration::from_secs(45)));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let unix = [("X-RateLimit-Reset", (now + 30).to_string())];
+    let wait = wait_for(&unix).await.unwrap();
+    assert!(
+        (Duration::from_secs(25)..=Duration::from_secs(30)).contains(&wait),
+        "{wait:?}"
+    );
+    let absurd = [("X-RateLimit-Reset-Default", "999999999".to_owned())];
+    assert_eq!(
+        wait_for(&absurd).await,
+        Some(Duration::from_secs(3600)),
+        "capped"
+    );
+    assert_eq!(wait_for(&[]).await, None);
+}
+
+#[test]
+fn settings_are_checked() {
+    let ok = CalcomSettings::default();
+    assert_eq!(ok.base_url, "https://api.cal.com/v2");
+    assert_eq!(ok.validate(), Ok(()));
+    for base_url in [
+        "api.cal.com/v2",
+        "ftp://api.cal.com",
+        "https://x/v2?k=1",
+        "",
+    ] {
+        let bad = CalcomSettings {
+            base_url: base_url.into(),
+            ..ok.clone()
+        };
+        assert!(bad.validate().is_err(), "{base_url}");
+    }
+    let bad = CalcomSettings {
+        timeout_secs: 0,
+        ..ok.clone()
+    };
+    assert!(bad.validate().is_err());
+    let parsed: CalcomSettings = serde_json::from_str(r#"{"timeout_secs": 3}"#).unwrap();
+    assert_eq!(
+        parsed.base_url, ok.base_url,
+        "missing keys take their defaults"
+    );
+    let unknown = serde_json::from_str::<CalcomSettings>(r#"{"api_key": "k"}"#);
+    assert!(unknown.is_err(), "no key in settings");
+}
+
+#[test]
+fn times_have_one_utc_form() {
+    let cases = [
+        ("2026-09-29T18:30:00+02:00", "2026-09-29T16:30:00.000Z"),
+        ("2026-09-29T16:30:00Z", "2026-09-29T16:30:00.000Z"),
+        ("2026-09-29T16:30:00.5Z", "2026-09-29T16:30:00.500Z"),
+        (
+            " 2026-09-29T16:30:00.123456789Z ",
+            "2026-09-29T16:30:00.123Z",
+        ),
+        ("2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00.000Z"),
+        ("2024-02-28T23:00:00-05:00", "2024-02-29T04:00:00.000Z"),
+    ];
+    for (given, expected) in cases {
+        assert_eq!(utc(given).as_deref(), Some(expected), "{given}");
+    }
+    for bad in [
+        "2026-09-29",
+        "2026-02-29T10:00:00Z",
+        "2026-09-29T10:00:00",
+        "soon",
+    ] {
+        assert_eq!(utc(bad), None, "{bad}");
+    }
 }

@@ -167,6 +167,8 @@ pub struct Options {
     pub calcom_per_minute: u32,
     /// Worker loops per queue.
     pub workers: usize,
+    /// Start the world's own fleet (off when the test runs `serve` itself).
+    pub fleet: bool,
 }
 
 impl Default for Options {
@@ -177,6 +179,7 @@ impl Default for Options {
             queues: &["webhooks", "notifications"],
             calcom_per_minute: 120,
             workers: 1,
+            fleet: true,
         }
     }
 }
@@ -195,6 +198,8 @@ pub struct World {
     pub company_id: i64,
     pub branch_id: i64,
     pub fleet: Option<Fleet>,
+    /// The handlers' dependencies, wired to the stand-ins.
+    pub services: Arc<Services>,
     promoter: CancellationToken,
 }
 
@@ -221,6 +226,7 @@ impl World {
             queues,
             calcom_per_minute,
             workers,
+            fleet: own_fleet,
         } = options;
         let h = Harness::new().await;
         let (store, db) = database(dialect).await;
@@ -308,14 +314,20 @@ impl World {
                 },
             }],
         };
-        let fleet = Fleet::start(
-            &h.queues,
-            Arc::new(switchboard_jobs::domain_registry(&services)),
-            &fleet,
-            None,
-        )
-        .await
-        .unwrap();
+        let fleet = if own_fleet {
+            Some(
+                Fleet::start(
+                    &h.queues,
+                    Arc::new(switchboard_jobs::domain_registry(&services)),
+                    &fleet,
+                    None,
+                )
+                .await
+                .unwrap(),
+            )
+        } else {
+            None
+        };
         Self {
             h,
             store,
@@ -326,7 +338,8 @@ impl World {
             stripe,
             company_id,
             branch_id,
-            fleet: Some(fleet),
+            fleet,
+            services,
             promoter,
         }
     }

@@ -200,45 +200,61 @@ impl StripeClient {
             .await
             .map_err(request_failed)?;
         let status = response.status();
-        let recorded = || MeterEventReceipt {
-            identifier: event.identifier.clone(),
-            created: None,
-            livemode: None,
-        };
-        if status.is_success() {
-            return match response.json::<MeterEventReceipt>().await {
-                Ok(receipt) => Ok(receipt),
-                // Stripe took the event; a retry would only meet the duplicate refusal.
-                Err(e) => {
-                    tracing::warn!(%status, identifier = %event.identifier,
-                        error = %error_chain(&e.without_url()),
-                        "Stripe recorded the meter event, but its answer did not parse");
-                    Ok(recorded())
-                }
-            };
+        if !status.is_success() {
+            return self.refused(response, event).await;
         }
+        match response.json::<MeterEventReceipt>().await {
+            Ok(receipt) => Ok(receipt),
+            // Stripe took the event; a retry would only meet the duplicate refusal.
+            Err(e) => {
+                tracing::warn!(%status, identifier = %event.identifier,
+                    error = %error_chain(&e.without_url()),
+                    "Stripe recorded the meter event, but its answer did not parse");
+                Ok(already_recorded(event))
+            }
+        }
+    }
+
+    /// An error answer: Stripe already having the event is success, anything else an error.
+    async fn refused(
+        &self,
+        response: reqwest::Response,
+        event: &MeterEvent,
+    ) -> Result<MeterEventReceipt, SendError> {
+        let status = response.status();
         let headers = response.headers();
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let should_retry = match headers.get("stripe-should-retry").map(|v| v.as_bytes()) {
-            Some(b"true") => Some(true),
-            Some(b"false") => Some(false),
-            _ => None,
-        };
-        let text = response.text().await.unwrap_or_default();
-        let text = text.replace(self.secret_key.as_str(), "[redacted]");
+        // `true` or `false` when Stripe knows whether a retry can help.
+        let should_retry = headers
+            .get("stripe-should-retry")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<bool>().ok());
+        let mut text = response.text().await.unwrap_or_default();
+        if !self.secret_key.is_empty() {
+            text = text.replace(self.secret_key.as_str(), "[redacted]");
+        }
         let error = serde_json::from_str::<ErrorBody>(&text)
             .unwrap_or_default()
             .error;
         if status == StatusCode::BAD_REQUEST && is_duplicate(&error) {
             tracing::info!(identifier = %event.identifier,
                 "Stripe already has this meter event; counted as reported");
-            return Ok(recorded());
+            return Ok(already_recorded(event));
         }
         Err(classify(status, retry_after, should_retry, &error, &text))
+    }
+}
+
+/// A receipt for an event Stripe has, without the details of its answer.
+fn already_recorded(event: &MeterEvent) -> MeterEventReceipt {
+    MeterEventReceipt {
+        identifier: event.identifier.clone(),
+        created: None,
+        livemode: None,
     }
 }
 

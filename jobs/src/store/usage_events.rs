@@ -47,3 +47,13 @@ pub async fn mark_reported(store: &Store, call_id: &str) -> Result<(), StoreErro
     .await?;
     Ok(())
 }
+
+/// When the call's usage was recorded (ms since the epoch): a stable time for the meter
+/// event, the same on every retry.
+pub async fn recorded_at(store: &Store, call_id: &str) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query("SELECT created_at_ms FROM usage_events WHERE call_id = ?")
+        .bind(call_id)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}

@@ -180,16 +180,19 @@ async fn follow_ups(
             .and_then(Value::as_bool)
             .unwrap_or(false)
     };
-    if stage == STAGE_ENDED {
-        let duration_ms = call
-            .duration_ms
-            .or_else(|| Some(call.end_timestamp? - call.start_timestamp?))
-            .ok_or_else(|| {
-                JobError::permanent(format!(
-                    "retell call {} ended without a duration",
-                    call.call_id
-                ))
-            })?;
+    // `call_ended` must carry the duration; `call_analyzed` (which repeats the whole call)
+    // records it too when present, so usage is not lost when `call_ended` never arrives.
+    // Both are deduplicated by the call id.
+    let duration_ms = call
+        .duration_ms
+        .or_else(|| Some(call.end_timestamp? - call.start_timestamp?));
+    if stage == STAGE_ENDED && duration_ms.is_none() {
+        return Err(JobError::permanent(format!(
+            "retell call {} ended without a duration",
+            call.call_id
+        )));
+    }
+    if let Some(duration_ms) = duration_ms.filter(|_| stage >= STAGE_ENDED) {
         let seconds = (duration_ms.max(0) + 999) / 1000;
         usage_events::record(store, &call.call_id, company_id, seconds)
             .await
