@@ -6,7 +6,11 @@ use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use switchboard_jobs::{
     Registry,
-    clients::{mail::Mailer, sms::SmsClient, stripe::StripeClient},
+    clients::{
+        mail::Mailer,
+        sms::{SmsClient, SmsSettings},
+        stripe::{StripeClient, StripeSettings},
+    },
     services::{CalendarAccess, Services},
     store::{Dialect, Store},
 };
@@ -15,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
-    embedded,
+    dev, embedded,
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
@@ -139,15 +143,14 @@ pub async fn run(
     }
     // The fleet starts before HTTP, so a ready endpoint means the whole process is up.
     let fleet = if roles.fleet {
-        let registry = match hooks.registry {
-            Some(r) => r,
-            None => {
-                let services = match hooks.services {
-                    Some(s) => s,
-                    None => build_services(&settings, &queues).await?,
-                };
-                switchboard_jobs::domain_registry(&services)
-            }
+        let registry = if let Some(r) = hooks.registry {
+            r
+        } else {
+            let services = match hooks.services {
+                Some(s) => s,
+                None => build_services(&settings, &queues).await?,
+            };
+            switchboard_jobs::domain_registry(&services)
         };
         let registry = Arc::new(registry);
         Some(Fleet::start(&queues, registry, &settings.fleet, hooks.observer).await?)
@@ -164,9 +167,21 @@ pub async fn run(
         };
         tracing::info!(addr = %listener.local_addr()?, "http listening");
         let mut router = http::router(queues.clone(), metrics);
+        if settings.dev.stand_ins {
+            tracing::warn!(
+                "development stand-ins for Cal.com, Stripe and SMS are served under /dev/ (dev.stand_ins)"
+            );
+            router = router.merge(dev::router());
+        }
         if roles.ingest {
             queues.register_queue(&settings.ingest.queue).await?;
-            let secrets = hooks.secrets.unwrap_or_else(WebhookSecrets::from_env);
+            let secrets = hooks.secrets.unwrap_or_else(|| {
+                let mut s = WebhookSecrets::from_env();
+                if settings.dev.stand_ins {
+                    s.with_dev_defaults(dev::RETELL_KEY, dev::CALCOM_SECRET, dev::STRIPE_SECRET);
+                }
+                s
+            });
             let clock = hooks.clock.unwrap_or_else(ingest::system_clock);
             router = router.merge(ingest::router(
                 queues.clone(),
@@ -215,19 +230,50 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
             .context("migrating the embedded SQLite database")?;
     }
     let mailer = Mailer::new(&settings.mail).map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
-    let sms = SmsClient::from_env(&settings.sms);
+    let stand_ins = settings
+        .dev
+        .stand_ins
+        .then(|| dev::base_url(&settings.http.listen));
+    let mut sms = SmsClient::from_env(&settings.sms);
+    let mut stripe = StripeClient::from_env(&settings.stripe);
+    let mut calcom_settings = settings.calcom_settings();
+    let mut calcom_key = std::env::var("CALCOM_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    if let Some(base) = &stand_ins {
+        if sms.is_none() {
+            let s = SmsSettings {
+                base_url: format!("{base}/sms"),
+                ..settings.sms.clone()
+            };
+            sms = Some(SmsClient::new(&s, "ACdev".into(), "dev".into()));
+            tracing::warn!(
+                "SMS goes to the development stand-in (no SMS_ACCOUNT_SID / SMS_AUTH_TOKEN)"
+            );
+        }
+        if stripe.is_none() {
+            let s = StripeSettings {
+                base_url: format!("{base}/stripe"),
+                ..settings.stripe.clone()
+            };
+            stripe = Some(StripeClient::new(&s, "sk_dev".into()));
+            tracing::warn!("Stripe usage goes to the development stand-in (no STRIPE_SECRET_KEY)");
+        }
+        if calcom_key.is_none() {
+            calcom_settings.base_url = format!("{base}/calcom/v2");
+            calcom_key = Some("cal_dev".into());
+            tracing::warn!("Cal.com calls go to the development stand-in (no CALCOM_API_KEY)");
+        }
+    }
     if sms.is_none() {
         tracing::warn!("SMS_ACCOUNT_SID / SMS_AUTH_TOKEN are not set: SMS notifications will fail");
     }
-    let stripe = StripeClient::from_env(&settings.stripe);
     if stripe.is_none() {
         tracing::warn!("STRIPE_SECRET_KEY is not set: usage reports will fail");
     }
     let calendar = CalendarAccess {
-        settings: settings.calcom_settings(),
-        default_key: std::env::var("CALCOM_API_KEY")
-            .ok()
-            .filter(|k| !k.is_empty()),
+        settings: calcom_settings,
+        default_key: calcom_key,
         requests_per_minute: settings.calcom.requests_per_minute,
     };
     let limiter = Arc::new(RedisRateLimiter::new(queues.clone()));

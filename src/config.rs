@@ -28,6 +28,14 @@ pub struct Settings {
     pub sms: switchboard_jobs::clients::sms::SmsSettings,
     pub calcom: CalcomConfig,
     pub stripe: switchboard_jobs::clients::stripe::StripeSettings,
+    pub dev: DevSettings,
+}
+
+/// See `[dev]` in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSettings {
+    pub stand_ins: bool,
 }
 
 /// See `[calcom]` in `config/default.toml`.

@@ -16,6 +16,8 @@ pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod demo;
+pub mod dev;
 mod embedded;
 pub mod fleet;
 mod http;

@@ -46,6 +46,12 @@ enum Command {
     },
     /// Run the worker fleet (and queue maintenance) only.
     Work,
+    /// Post the sample webhooks to a running `serve` and show the whole path complete.
+    Demo {
+        /// Base URL of the running server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Apply the database migrations (MariaDB/MySQL or `SQLite`, by database.url).
     Migrate,
     /// Show queues and workers.
@@ -130,6 +136,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Migrate => app::migrate(&settings).await,
+            Command::Demo { url } => switchboard::demo::run(&settings, &url).await,
             Command::Status { json } => admin::status(&settings, json).await,
             Command::Failed { action } => admin::failed(&settings, action).await,
             Command::Pause { queue } => admin::pause(&settings, &queue, true).await,

@@ -1,5 +1,5 @@
-//! Calendar and billing jobs against stand-ins of Cal.com and Stripe (wiremock), on MariaDB
-//! and SQLite: booking the nearest slot once even when the first response is lost, the
+//! Calendar and billing jobs against stand-ins of Cal.com and Stripe (wiremock), on `MariaDB`
+//! and `SQLite`: booking the nearest slot once even when the first response is lost, the
 //! fleet-wide Cal.com rate limit, 429 snoozes, 4xx to the dead set, and meter events that
 //! never bill twice.
 
@@ -269,6 +269,7 @@ async fn a_lost_create_response_does_not_book_twice(dialect: &str) {
     w.stop().await;
 }
 
+#[allow(clippy::too_many_lines)] // two worlds: the limit, then a 429
 async fn a_full_fleet_wide_limit_and_a_429_snooze_without_failing(dialect: &str) {
     // Three worker loops share a limit of 4 Cal.com requests per minute.
     let w = World::with(
@@ -501,7 +502,11 @@ async fn usage_is_reported_once_with_a_stable_identifier(dialect: &str) {
             world::STRIPE_CUSTOMER
         );
     }
-    assert_eq!(field(&forms[0], "timestamp"), field(&forms[1], "timestamp"), "the same parameters on the retry");
+    assert_eq!(
+        field(&forms[0], "timestamp"),
+        field(&forms[1], "timestamp"),
+        "the same parameters on the retry"
+    );
     let keys: Vec<_> = requests
         .iter()
         .map(|r| {

@@ -1,5 +1,5 @@
-//! The whole path through a running `serve` (every role in one process), on MariaDB and on
-//! SQLite: a signed Retell `call_analyzed` asking for an appointment -> the call row -> a
+//! The whole path through a running `serve` (every role in one process), on `MariaDB` and on
+//! `SQLite`: a signed Retell `call_analyzed` asking for an appointment -> the call row -> a
 //! Cal.com booking (stand-in) -> the appointment row -> the confirmation email in a real SMTP
 //! sink and the SMS at the gateway stand-in -> a Stripe meter event for the call's minutes.
 
@@ -83,6 +83,7 @@ async fn stand_ins(w: &World, slot: &str) {
         .await;
 }
 
+#[allow(clippy::too_many_lines)] // one walk down the whole path
 async fn the_whole_path(dialect: &str) {
     let w = World::with(
         dialect,

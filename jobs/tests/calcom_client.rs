@@ -39,7 +39,9 @@ fn authed(method: &str, path: &str, version: &str) -> wiremock::MockBuilder {
 }
 
 fn success(status: u16, data: Value) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(json!({"status": "success", "data": data}))
+    let mut body = json!({"status": "success"});
+    body["data"] = data;
+    ResponseTemplate::new(status).set_body_json(body)
 }
 
 fn booking_json(id: i64, start: &str) -> Value {

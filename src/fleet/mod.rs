@@ -151,8 +151,9 @@ fn start_worker(
     let worker = WorkerBuilder::new(worker_id.as_str())
         .backend(backend)
         .layer(CatchPanicLayer::with_panic_handler(on_panic))
-        .timeout(Duration::from_secs(sup.timeout_secs))
+        // The limit wraps the timeout, so waiting for a free slot never eats a job's time.
         .concurrency(sup.concurrency)
+        .timeout(Duration::from_secs(sup.timeout_secs))
         .build(dispatcher);
     let stop = stop.clone();
     let join = tokio::spawn(async move {

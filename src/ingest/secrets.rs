@@ -62,6 +62,24 @@ impl WebhookSecrets {
     }
 }
 
+impl WebhookSecrets {
+    /// Fill unset providers with development secrets (only with dev stand-ins on).
+    pub fn with_dev_defaults(&mut self, retell: &str, calcom: &str, stripe: &str) {
+        for (slot, secret, var) in [
+            (&mut self.retell, retell, "RETELL_WEBHOOK_KEY"),
+            (&mut self.calcom, calcom, "CALCOM_WEBHOOK_SECRET"),
+            (&mut self.stripe, stripe, "STRIPE_WEBHOOK_SECRET"),
+        ] {
+            if slot.is_none() {
+                tracing::warn!(
+                    "{var} is not set: using the published development secret (dev.stand_ins)"
+                );
+                *slot = Some(SecretList::parse(secret));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -219,6 +219,7 @@ impl World {
     }
 
     /// A world set up as `options` say.
+    #[allow(clippy::too_many_lines)] // one linear set-up of every part
     pub async fn with(dialect: &str, options: Options) -> Self {
         let Options {
             locale,

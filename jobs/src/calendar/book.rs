@@ -73,39 +73,36 @@ pub async fn run_book(
         status: None,
     };
     let existing = cal.call(client.list_bookings(&query)).await?;
-    let booking = match existing.into_iter().find(|b| carries(b, &request_id)) {
-        Some(b) => {
-            tracing::info!(call = %args.call_id, uid = %b.uid, "booking already exists: an earlier attempt created it");
-            b
-        }
-        None => {
-            let slots = cal
-                .call(client.free_slots(event_type, &from, &to, &branch.timezone))
-                .await?;
-            let start = nearest(&slots, args.preferred_start.as_deref()).ok_or_else(|| {
-                JobError::permanent(format!(
-                    "no free slot for event type {event_type} between {from} and {to}"
-                ))
-            })?;
-            let request = CreateBooking {
-                start,
-                event_type_id: event_type,
-                attendee: Attendee {
-                    name: args
-                        .customer_name
-                        .clone()
-                        .unwrap_or_else(|| "Caller".into()),
-                    email: email.clone(),
-                    time_zone: branch.timezone.clone(),
-                    phone_number: args.customer_phone.clone(),
-                },
-                metadata: BTreeMap::from([
-                    ("switchboard_request".to_owned(), request_id.clone()),
-                    ("retell_call_id".to_owned(), args.call_id.clone()),
-                ]),
-            };
-            cal.call(client.create_booking(&request)).await?
-        }
+    let booking = if let Some(b) = existing.into_iter().find(|b| carries(b, &request_id)) {
+        tracing::info!(call = %args.call_id, uid = %b.uid, "booking already exists: an earlier attempt created it");
+        b
+    } else {
+        let slots = cal
+            .call(client.free_slots(event_type, &from, &to, &branch.timezone))
+            .await?;
+        let start = nearest(&slots, args.preferred_start.as_deref()).ok_or_else(|| {
+            JobError::permanent(format!(
+                "no free slot for event type {event_type} between {from} and {to}"
+            ))
+        })?;
+        let request = CreateBooking {
+            start,
+            event_type_id: event_type,
+            attendee: Attendee {
+                name: args
+                    .customer_name
+                    .clone()
+                    .unwrap_or_else(|| "Caller".into()),
+                email: email.clone(),
+                time_zone: branch.timezone.clone(),
+                phone_number: args.customer_phone.clone(),
+            },
+            metadata: BTreeMap::from([
+                ("switchboard_request".to_owned(), request_id.clone()),
+                ("retell_call_id".to_owned(), args.call_id.clone()),
+            ]),
+        };
+        cal.call(client.create_booking(&request)).await?
     };
     store_and_confirm(&services, &ctx, &args, &company, &booking, &email).await
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{CalendarCancel, CalendarReschedule, book::Calendar};
 use crate::{
     JobContext, JobError,
-    clients::calcom::BookingQuery,
+    clients::calcom::{self, BookingQuery},
     services::Services,
     store::{
         appointments::{self, Appointment},
@@ -87,7 +87,7 @@ pub async fn run_reschedule(
             .await?
             .into_iter()
             .find(|b| {
-                b.start == args.start
+                Some(&b.start) == calcom::utc(&args.start).as_ref()
                     && b.uid != args.uid
                     && !b.status.eq_ignore_ascii_case("cancelled")
             }),

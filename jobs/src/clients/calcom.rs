@@ -97,7 +97,7 @@ pub struct CreateBooking {
     pub start: String,
     pub event_type_id: i64,
     pub attendee: Attendee,
-    /// At most 50 keys (40 characters) with values of up to 500 characters (Cal.com's limits).
+    /// Stored with the booking and returned by every read; Cal.com limits key count and sizes.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }
@@ -205,14 +205,15 @@ impl CalcomClient {
         CalcomClient {
             http,
             base_url: settings.base_url.trim().trim_end_matches('/').to_owned(),
-            api_key: api_key.trim().to_owned(),
+            api_key: trim_key(api_key),
         }
     }
 
     /// The same client acting with another company's key, sharing the connection pool.
+    #[must_use]
     pub fn with_api_key(&self, api_key: String) -> CalcomClient {
         CalcomClient {
-            api_key: api_key.trim().to_owned(),
+            api_key: trim_key(api_key),
             ..self.clone()
         }
     }
@@ -445,6 +446,15 @@ impl fmt::Debug for CalcomClient {
         f.debug_struct("CalcomClient")
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
+    }
+}
+
+/// `key` without the whitespace a pasted key often brings.
+fn trim_key(key: String) -> String {
+    if key.trim().len() == key.len() {
+        key
+    } else {
+        key.trim().to_owned()
     }
 }
 

@@ -117,3 +117,15 @@ pub async fn get(store: &Store, uid: &str) -> Result<Option<Appointment>, StoreE
         .await?;
     Ok(row.as_ref().map(appointment).transpose()?)
 }
+
+/// The latest booking made for a call.
+pub async fn find_by_call(store: &Store, call_id: &str) -> Result<Option<Appointment>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM appointments WHERE call_id = ? AND status = 'booked' ORDER BY id DESC"
+    );
+    let row = sqlx::query(&sql)
+        .bind(call_id)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.as_ref().map(appointment).transpose()?)
+}
