@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use switchboard_jobs::{
     EnqueueOptions,
     billing::ReportUsage,
-    calendar::{CalendarBook, CalendarCancel},
+    calendar::{CalendarBook, CalendarCancel, CalendarReschedule},
     store::{appointments, notifications, usage_events},
 };
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
@@ -186,6 +186,7 @@ on_both_databases!(
     a_lost_create_response_does_not_book_twice,
     a_full_fleet_wide_limit_and_a_429_snooze_without_failing,
     cal_com_4xx_goes_to_the_dead_set_with_its_message,
+    a_lost_reschedule_response_does_not_move_twice,
     usage_is_reported_once_with_a_stable_identifier,
 );
 
@@ -536,5 +537,125 @@ async fn usage_is_reported_once_with_a_stable_identifier(dialect: &str) {
         .unwrap();
     w.settled("billing", 2).await;
     assert_eq!(w.stripe.received_requests().await.unwrap().len(), 2);
+    w.stop().await;
+}
+
+/// The reschedule stand-in: moves the booking (a new uid at the new start) and answers too
+/// slowly the first time, as a lost response would look.
+struct RescheduleResponder {
+    moved: Arc<std::sync::Mutex<Option<Value>>>,
+    slow_first: Arc<AtomicBool>,
+}
+
+impl Respond for RescheduleResponder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let b = booking("bk_moved", body["start"].as_str().unwrap(), "");
+        *self.moved.lock().unwrap() = Some(b.clone());
+        let answer =
+            ResponseTemplate::new(201).set_body_json(json!({"status": "success", "data": b}));
+        if self.slow_first.swap(false, Ordering::SeqCst) {
+            answer.set_delay(std::time::Duration::from_secs(3))
+        } else {
+            answer
+        }
+    }
+}
+
+async fn a_lost_reschedule_response_does_not_move_twice(dialect: &str) {
+    let w = World::with(
+        dialect,
+        Options {
+            queues: QUEUES,
+            ..Options::default()
+        },
+    )
+    .await;
+    let moved = Arc::new(std::sync::Mutex::new(None));
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/v2/bookings/bk_old/reschedule"))
+        .respond_with(RescheduleResponder {
+            moved: Arc::clone(&moved),
+            slow_first: Arc::new(AtomicBool::new(true)),
+        })
+        .mount(&w.calcom)
+        .await;
+    Mock::given(matchers::method("GET"))
+        .and(matchers::path("/v2/bookings"))
+        .respond_with(ListResponder {
+            created: Arc::clone(&moved),
+        })
+        .mount(&w.calcom)
+        .await;
+    let old = appointments::Appointment {
+        uid: "bk_old".into(),
+        company_id: w.company_id,
+        branch_id: w.branch_id,
+        status: "booked".into(),
+        start_at: "2026-12-01T10:00:00Z".into(),
+        end_at: "2026-12-01T10:30:00Z".into(),
+        attendee_email: Some("dana.ruiz@example.com".into()),
+        ..Default::default()
+    };
+    appointments::upsert(&w.store, &old).await.unwrap();
+    let job = CalendarReschedule {
+        uid: "bk_old".into(),
+        start: "2026-12-02T15:00:00Z".into(),
+        reason: Some("caller asked".into()),
+    };
+    w.h.queues
+        .enqueue(&job, EnqueueOptions::default())
+        .await
+        .unwrap();
+    w.settled("calendar", 1).await;
+    let posts = w
+        .calcom
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(
+        posts, 1,
+        "the retry found the moved booking instead of moving it again"
+    );
+    assert_eq!(
+        w.h.stats("calendar").await.failed,
+        1,
+        "the first attempt timed out"
+    );
+    assert_eq!(
+        appointments::get(&w.store, "bk_old")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "rescheduled"
+    );
+    let new = appointments::get(&w.store, "bk_moved")
+        .await
+        .unwrap()
+        .expect("the moved booking is stored");
+    assert_eq!(
+        (new.status.as_str(), new.rescheduled_from_uid.as_deref()),
+        ("booked", Some("bk_old"))
+    );
+    // Once more: nothing left to do, no request.
+    w.h.queues
+        .enqueue(&job, EnqueueOptions::default())
+        .await
+        .unwrap();
+    w.settled("calendar", 2).await;
+    assert_eq!(
+        w.calcom
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.method.as_str() == "POST")
+            .count(),
+        1
+    );
     w.stop().await;
 }
