@@ -167,7 +167,10 @@ pub async fn run(
         };
         tracing::info!(addr = %listener.local_addr()?, "http listening");
         let mut router = http::router(queues.clone(), metrics);
-        if settings.dev.stand_ins {
+        // Stand-ins (and their development webhook secrets) serve the whole path of `serve`;
+        // `ingest` alone keeps the plain rule: a provider without a secret answers 404.
+        let stand_ins = settings.dev.stand_ins && roles.fleet;
+        if stand_ins {
             tracing::warn!(
                 "development stand-ins for Cal.com, Stripe and SMS are served under /dev/ (dev.stand_ins)"
             );
@@ -177,7 +180,7 @@ pub async fn run(
             queues.register_queue(&settings.ingest.queue).await?;
             let secrets = hooks.secrets.unwrap_or_else(|| {
                 let mut s = WebhookSecrets::from_env();
-                if settings.dev.stand_ins {
+                if stand_ins {
                     s.with_dev_defaults(dev::RETELL_KEY, dev::CALCOM_SECRET, dev::STRIPE_SECRET);
                 }
                 s
