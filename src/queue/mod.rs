@@ -77,7 +77,11 @@ pub struct Queues {
 impl Queues {
     /// Connect to the Redis at `url`. Fails when Redis does not answer.
     pub async fn connect(url: &str, settings: QueueSettings) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url)?;
+        // Small request/response pairs on loopback: Nagle's algorithm would hold writes back
+        // waiting for ACKs, adding latency to every round trip.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
