@@ -4,6 +4,7 @@
 //! never bill twice.
 
 mod common;
+#[macro_use]
 #[path = "common/world.rs"]
 mod world;
 
@@ -156,6 +157,20 @@ impl Calcom {
     }
 }
 
+/// A booked appointment `uid` of the world's business.
+fn booked(w: &World, uid: &str) -> appointments::Appointment {
+    appointments::Appointment {
+        uid: uid.into(),
+        company_id: w.company_id,
+        branch_id: w.branch_id,
+        status: "booked".into(),
+        start_at: "2026-12-01T10:00:00Z".into(),
+        end_at: "2026-12-01T10:30:00Z".into(),
+        attendee_email: Some("dana.ruiz@example.com".into()),
+        ..Default::default()
+    }
+}
+
 async fn creates(w: &World) -> usize {
     w.calcom
         .received_requests()
@@ -164,21 +179,6 @@ async fn creates(w: &World) -> usize {
         .iter()
         .filter(|r| r.method.as_str() == "POST")
         .count()
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name("sqlite").await;
-            }
-            #[tokio::test]
-            async fn mariadb() {
-                super::$name("mysql").await;
-            }
-        }
-    )*};
 }
 
 on_both_databases!(
@@ -292,15 +292,7 @@ async fn a_full_fleet_wide_limit_and_a_429_snooze_without_failing(dialect: &str)
         .await;
     for i in 0..10 {
         let uid = format!("bk_{i}");
-        let a = appointments::Appointment {
-            uid: uid.clone(),
-            company_id: w.company_id,
-            branch_id: w.branch_id,
-            status: "booked".into(),
-            start_at: "2026-12-01T10:00:00Z".into(),
-            end_at: "2026-12-01T10:30:00Z".into(),
-            ..Default::default()
-        };
+        let a = booked(&w, &uid);
         appointments::upsert(&w.store, &a).await.unwrap();
         w.h.queues
             .enqueue(
@@ -358,15 +350,7 @@ async fn a_full_fleet_wide_limit_and_a_429_snooze_without_failing(dialect: &str)
         )
         .mount(&w.calcom)
         .await;
-    let a = appointments::Appointment {
-        uid: "bk_429".into(),
-        company_id: w.company_id,
-        branch_id: w.branch_id,
-        status: "booked".into(),
-        start_at: "2026-12-01T10:00:00Z".into(),
-        end_at: "2026-12-01T10:30:00Z".into(),
-        ..Default::default()
-    };
+    let a = booked(&w, "bk_429");
     appointments::upsert(&w.store, &a).await.unwrap();
     let started = std::time::Instant::now();
     w.h.queues
@@ -587,16 +571,7 @@ async fn a_lost_reschedule_response_does_not_move_twice(dialect: &str) {
         })
         .mount(&w.calcom)
         .await;
-    let old = appointments::Appointment {
-        uid: "bk_old".into(),
-        company_id: w.company_id,
-        branch_id: w.branch_id,
-        status: "booked".into(),
-        start_at: "2026-12-01T10:00:00Z".into(),
-        end_at: "2026-12-01T10:30:00Z".into(),
-        attendee_email: Some("dana.ruiz@example.com".into()),
-        ..Default::default()
-    };
+    let old = booked(&w, "bk_old");
     appointments::upsert(&w.store, &old).await.unwrap();
     let job = CalendarReschedule {
         uid: "bk_old".into(),

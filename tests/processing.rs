@@ -3,6 +3,7 @@
 //! SMTP sink, SMS into a wiremock gateway, and SMTP failures retried without duplicates.
 
 mod common;
+#[macro_use]
 #[path = "common/world.rs"]
 mod world;
 
@@ -66,21 +67,6 @@ async fn stripe(w: &World, name: &str, kind: &str) {
         .enqueue(&StripeWebhook(e), EnqueueOptions::default())
         .await
         .unwrap();
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name("sqlite").await;
-            }
-            #[tokio::test]
-            async fn mariadb() {
-                super::$name("mysql").await;
-            }
-        }
-    )*};
 }
 
 on_both_databases!(

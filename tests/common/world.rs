@@ -4,6 +4,23 @@
 
 #![allow(dead_code)]
 
+/// For each name, a module with a `sqlite` and a `mariadb` test calling `super::name(dialect)`.
+#[allow(unused_macros)]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name("sqlite").await;
+            }
+            #[tokio::test]
+            async fn mariadb() {
+                super::$name("mysql").await;
+            }
+        }
+    )*};
+}
+
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,

@@ -11,28 +11,9 @@ pub const STAGE_STARTED: i64 = 1;
 pub const STAGE_ENDED: i64 = 2;
 pub const STAGE_ANALYZED: i64 = 3;
 
-/// What one event knows about a call; `None` leaves a column as it is.
+/// A call: as stored, or as one event knows it for [`upsert`] (where `None` leaves a column
+/// as it is).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallUpsert {
-    pub call_id: String,
-    pub company_id: i64,
-    pub branch_id: i64,
-    pub customer_id: Option<i64>,
-    pub from_number: String,
-    pub to_number: String,
-    pub stage: i64,
-    pub started_at_ms: Option<i64>,
-    pub ended_at_ms: Option<i64>,
-    pub duration_ms: Option<i64>,
-    pub disconnection_reason: Option<String>,
-    pub summary: Option<String>,
-    pub sentiment: Option<String>,
-    pub successful: Option<bool>,
-    pub analysis_json: Option<String>,
-}
-
-/// A stored call.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub call_id: String,
     pub company_id: i64,
@@ -77,7 +58,7 @@ const UPSERT_SQLITE: &str = "INSERT INTO calls (call_id, company_id, branch_id, 
      analysis_json = COALESCE(calls.analysis_json, excluded.analysis_json), updated_at_ms = excluded.updated_at_ms";
 
 /// Insert or merge one event's view of a call.
-pub async fn upsert(store: &Store, c: &CallUpsert) -> Result<(), StoreError> {
+pub async fn upsert(store: &Store, c: &Call) -> Result<(), StoreError> {
     sqlx::query(store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE))
         .bind(&c.call_id)
         .bind(c.company_id)

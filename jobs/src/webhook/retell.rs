@@ -14,7 +14,7 @@ use crate::{
     calendar::CalendarBook,
     services::Services,
     store::{
-        calls::{self, CallUpsert, STAGE_ANALYZED, STAGE_ENDED, STAGE_STARTED},
+        calls::{self, Call as CallRow, STAGE_ANALYZED, STAGE_ENDED, STAGE_STARTED},
         companies, customers, usage_events,
     },
 };
@@ -116,7 +116,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     let analysis = call.call_analysis.as_ref();
     calls::upsert(
         store,
-        &CallUpsert {
+        &CallRow {
             call_id: call.call_id.clone(),
             company_id,
             branch_id: business.branch_id,
