@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{CalendarCancel, CalendarReschedule, book::Calendar};
 use crate::{
     JobContext, JobError,
-    clients::calcom::{self, BookingQuery},
+    clients::calcom::{self, BookingQuery, CalcomClient},
     services::Services,
     store::{
         appointments::{self, Appointment},
@@ -14,21 +14,30 @@ use crate::{
     },
 };
 
+/// The appointment `uid` and a Cal.com client for its company, or `None` when the
+/// appointment is already `done` (a repeat has nothing left to do).
 async fn load(
     services: &Services,
     uid: &str,
-) -> Result<(Appointment, companies::Company), JobError> {
+    done: &str,
+) -> Result<Option<(Appointment, CalcomClient, String)>, JobError> {
     let appointment = appointments::get(&services.store, uid)
         .await
         .map_err(JobError::retry)?
         .ok_or_else(|| JobError::permanent(format!("no appointment with uid {uid}")))?;
+    if appointment.status == done {
+        return Ok(None);
+    }
     let company = companies::get(&services.store, appointment.company_id)
         .await
         .map_err(JobError::retry)?
         .ok_or_else(|| {
             JobError::permanent(format!("company {} does not exist", appointment.company_id))
         })?;
-    Ok((appointment, company))
+    let (client, limit_name) = services.calendar.client_for(&company).ok_or_else(|| {
+        JobError::permanent(format!("no Cal.com API key for company {}", company.id))
+    })?;
+    Ok(Some((appointment, client, limit_name)))
 }
 
 /// Handler of `calendar.cancel`.
@@ -37,13 +46,9 @@ pub async fn run_cancel(
     args: CalendarCancel,
     _ctx: JobContext,
 ) -> Result<(), JobError> {
-    let (appointment, company) = load(&services, &args.uid).await?;
-    if appointment.status == "cancelled" {
+    let Some((_, client, limit_name)) = load(&services, &args.uid, "cancelled").await? else {
         return Ok(());
-    }
-    let (client, limit_name) = services.calendar.client_for(&company).ok_or_else(|| {
-        JobError::permanent(format!("no Cal.com API key for company {}", company.id))
-    })?;
+    };
     let cal = Calendar {
         services: &services,
         limit_name: &limit_name,
@@ -63,13 +68,10 @@ pub async fn run_reschedule(
     args: CalendarReschedule,
     _ctx: JobContext,
 ) -> Result<(), JobError> {
-    let (appointment, company) = load(&services, &args.uid).await?;
-    if appointment.status == "rescheduled" {
+    let Some((appointment, client, limit_name)) = load(&services, &args.uid, "rescheduled").await?
+    else {
         return Ok(());
-    }
-    let (client, limit_name) = services.calendar.client_for(&company).ok_or_else(|| {
-        JobError::permanent(format!("no Cal.com API key for company {}", company.id))
-    })?;
+    };
     let cal = Calendar {
         services: &services,
         limit_name: &limit_name,
