@@ -60,12 +60,20 @@ pub mod metric {
     pub const JOBS_RESCUED: &str = "switchboard_jobs_rescued_total";
     /// Counter: webhook deliveries by provider and HTTP status.
     pub const INGEST_REQUESTS: &str = "switchboard_ingest_requests_total";
+    /// Counter: scheduler ticks by schedule and outcome (enqueued, duplicate, missed, failed).
+    pub const SCHEDULER_FIRES: &str = "switchboard_scheduler_fires_total";
     /// Counter: Redis errors by component.
     pub const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
 
     /// A Redis call of `component` failed.
     pub fn redis_error(component: &'static str) {
         metrics::counter!(REDIS_ERRORS, "component" => component).increment(1);
+    }
+
+    /// The scheduler handled a tick of `schedule` with `outcome`.
+    pub fn scheduler_fired(schedule: &str, outcome: &'static str, n: u64) {
+        metrics::counter!(SCHEDULER_FIRES, "schedule" => schedule.to_owned(), "outcome" => outcome)
+            .increment(n);
     }
 
     /// A job started after waiting `waited_us`.

@@ -1,6 +1,6 @@
 //! What a handler receives besides its arguments.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
@@ -38,18 +38,38 @@ pub trait Enqueuer: Send + Sync {
     ) -> BoxFuture<'_, Result<String, EnqueueError>>;
 }
 
-/// Everything a handler may use: job facts and the enqueue capability.
+/// Everything a handler may use: job facts, the enqueue capability and a slot for the
+/// job's result (what operators read back, e.g. a reconciliation's counts).
 #[derive(Clone)]
 pub struct JobContext {
     /// The running job.
     pub meta: JobMeta,
     enqueuer: Arc<dyn Enqueuer>,
+    result: Arc<Mutex<Option<serde_json::Value>>>,
 }
 
 impl JobContext {
     /// A context for the job described by `meta`.
     pub fn new(meta: JobMeta, enqueuer: Arc<dyn Enqueuer>) -> Self {
-        Self { meta, enqueuer }
+        Self {
+            meta,
+            enqueuer,
+            result: Arc::default(),
+        }
+    }
+
+    /// Record the job's result; the runtime stores it with the completed job when the
+    /// handler succeeds (kept for the completed-jobs window). A second call replaces it.
+    pub fn set_result(&self, value: serde_json::Value) {
+        *self.result.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
+    }
+
+    /// The result recorded so far, if any.
+    pub fn result(&self) -> Option<serde_json::Value> {
+        self.result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Enqueue typed follow-up work.

@@ -11,7 +11,7 @@ use switchboard_jobs::{Enqueuer, JobContext, JobError, JobMeta, Registry};
 use tower_service::Service;
 use tracing::Instrument;
 
-use crate::queue::Job;
+use crate::queue::{Job, Queues};
 
 /// Called as each job starts (benchmarks count runs per job id with it).
 pub type Observer = Arc<dyn Fn(&Job) + Send + Sync>;
@@ -21,6 +21,7 @@ pub type Observer = Arc<dyn Fn(&Job) + Send + Sync>;
 pub struct Dispatcher {
     registry: Arc<Registry>,
     enqueuer: Arc<dyn Enqueuer>,
+    queues: Queues,
     observer: Option<Observer>,
     busy: metrics::Gauge,
 }
@@ -30,6 +31,7 @@ impl Dispatcher {
     pub fn new(
         registry: Arc<Registry>,
         enqueuer: Arc<dyn Enqueuer>,
+        queues: Queues,
         observer: Option<Observer>,
         supervisor: &str,
     ) -> Self {
@@ -37,6 +39,7 @@ impl Dispatcher {
         Self {
             registry,
             enqueuer,
+            queues,
             observer,
             busy,
         }
@@ -69,17 +72,24 @@ impl Service<Task<Job>> for Dispatcher {
             kind: kind.to_owned(),
             attempt: job.envelope.attempt + 1,
         };
-        let run = handler(
-            job.envelope.args.get(),
-            JobContext::new(meta, Arc::clone(&self.enqueuer)),
-        );
+        let ctx = JobContext::new(meta, Arc::clone(&self.enqueuer));
+        let run = handler(job.envelope.args.get(), ctx.clone());
         // Every log line a handler writes carries the job's id, kind, queue and attempt.
         let span = tracing::info_span!("job", id = %job.id, kind, queue = %job.queue, attempt = job.envelope.attempt + 1);
         let busy = self.busy.clone();
+        let queues = self.queues.clone();
         busy.increment(1.0);
         async move {
             let result = run.await;
             busy.decrement(1.0);
+            if result.is_ok()
+                && let Some(value) = ctx.result()
+            {
+                // A result is a report, not the job's effect: failing to keep it is logged.
+                if let Err(e) = queues.store_result(&ctx.meta.queue, &ctx.meta.id, &value).await {
+                    tracing::warn!(error = %e, "keeping the job's result failed");
+                }
+            }
             result
         }
         .instrument(span)

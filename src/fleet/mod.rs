@@ -60,6 +60,7 @@ impl Fleet {
             let dispatcher = Dispatcher::new(
                 Arc::clone(&registry),
                 Arc::clone(&enqueuer),
+                queues.clone(),
                 observer.clone(),
                 &sup.name,
             );

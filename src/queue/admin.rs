@@ -87,6 +87,40 @@ impl Queues {
         Ok(())
     }
 
+    /// Keep the result job `id` recorded, for the completed-jobs window.
+    pub async fn store_result(
+        &self,
+        queue: &str,
+        id: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let () = redis::cmd("SET")
+            .arg(k.result(id))
+            .arg(value.to_string())
+            .arg("EX")
+            .arg(self.settings.completed_retention_secs.max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The result completed job `id` recorded, while the completed window keeps it.
+    pub async fn job_result(
+        &self,
+        queue: &str,
+        id: &str,
+    ) -> Result<Option<serde_json::Value>, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(k.result(id))
+            .query_async(&mut conn)
+            .await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
     /// Every registered queue name, sorted.
     pub async fn queue_names(&self) -> Result<Vec<String>, QueueError> {
         let mut conn = self.conn();

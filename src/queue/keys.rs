@@ -54,6 +54,11 @@ impl QueueKeys {
         format!("{}:inbox:{worker}", self.tag)
     }
 
+    /// STRING: the JSON result a completed job recorded, expiring with the completed window.
+    pub fn result(&self, id: &str) -> String {
+        format!("{}:result:{id}", self.tag)
+    }
+
     /// STRING dedupe key -> first job id.
     pub fn unique(&self, key: &str) -> String {
         format!("{}:unique:{key}", self.tag)
