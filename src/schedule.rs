@@ -67,7 +67,9 @@ pub async fn run(settings: Settings, action: Option<ScheduleAction>) -> anyhow::
                 println!("enqueued {} (schedule {name})", enqueued.id);
                 Ok(())
             }
-            None => anyhow::bail!("no schedule is named {name:?} (see `switchboard schedule list`)"),
+            None => {
+                anyhow::bail!("no schedule is named {name:?} (see `switchboard schedule list`)")
+            }
         },
     }
 }

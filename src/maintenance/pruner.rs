@@ -46,9 +46,7 @@ impl Pruner {
             names,
             interval: Duration::from_secs(settings.prune_interval_secs),
             store: None,
-            webhook_events_retention: Duration::from_secs(
-                settings.webhook_events_retention_secs,
-            ),
+            webhook_events_retention: Duration::from_secs(settings.webhook_events_retention_secs),
             leader: None,
         }
     }
@@ -76,8 +74,8 @@ impl Pruner {
             out.dead += p.dead;
         }
         if let Some(store) = &self.store {
-            let cutoff = i64::try_from(now_ms)?
-                - i64::try_from(self.webhook_events_retention.as_millis())?;
+            let cutoff =
+                i64::try_from(now_ms)? - i64::try_from(self.webhook_events_retention.as_millis())?;
             loop {
                 let n = switchboard_jobs::store::webhook_events::prune(store, cutoff, ROW_BATCH)
                     .await?;

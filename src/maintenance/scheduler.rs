@@ -15,6 +15,7 @@ pub mod timetable;
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use serde::Serialize;
+use switchboard_jobs::EnqueueOptions;
 use tokio_util::sync::CancellationToken;
 
 pub use self::settings::{CatchUp, ScheduleSettings, SchedulerSettings, problems};
@@ -141,7 +142,11 @@ impl Scheduler {
         Ok(total)
     }
 
-    async fn run_entry(&self, entry: &Entry, now: DateTime<Utc>) -> Result<FireOutcome, QueueError> {
+    async fn run_entry(
+        &self,
+        entry: &Entry,
+        now: DateTime<Utc>,
+    ) -> Result<FireOutcome, QueueError> {
         let mut out = FireOutcome::default();
         let Some(last) = self.last_tick(entry, now).await? else {
             return Ok(out);
@@ -149,9 +154,10 @@ impl Scheduler {
         let mut due = entry.timetable.between(last, now, SCAN_LIMIT);
         if due.len() == SCAN_LIMIT {
             // A very long outage of a dense schedule: the newest ticks are what matter.
-            let recent = entry
-                .timetable
-                .between(now - self.grace - Span::hours(1), now, SCAN_LIMIT);
+            let recent =
+                entry
+                    .timetable
+                    .between(now - self.grace - Span::hours(1), now, SCAN_LIMIT);
             out.missed += SCAN_LIMIT as u64;
             due = recent;
         }
@@ -188,14 +194,20 @@ impl Scheduler {
         entry: &Entry,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, QueueError> {
-        let key = self.queues.keys(&entry.settings.queue)?.schedule(&entry.settings.name);
+        let key = self
+            .queues
+            .keys(&entry.settings.queue)?
+            .schedule(&entry.settings.name);
         let mut conn = self.queues.conn();
         let (_, last): (bool, i64) = redis::pipe()
             .hset_nx(&key, "last_tick", now.timestamp_millis())
             .hget(&key, "last_tick")
             .query_async(&mut conn)
             .await?;
-        Ok(Utc.timestamp_millis_opt(last).single().filter(|t| *t != now))
+        Ok(Utc
+            .timestamp_millis_opt(last)
+            .single()
+            .filter(|t| *t != now))
     }
 
     /// Claim `tick` and (when `enqueue`) push its job; true when this call enqueued.
@@ -211,7 +223,7 @@ impl Scheduler {
         let tick_ms = tick.timestamp_millis();
         let id = format!("cron-{}-{tick_ms}", s.name);
         let item = if enqueue {
-            job::encode(&id, &self.envelope(entry)?)
+            job::encode(&id, &Self::envelope(entry)?)
         } else {
             String::new()
         };
@@ -233,7 +245,7 @@ impl Scheduler {
         Ok(pushed == 1)
     }
 
-    fn envelope(&self, entry: &Entry) -> Result<Envelope, QueueError> {
+    fn envelope(entry: &Entry) -> Result<Envelope, QueueError> {
         Ok(Envelope {
             kind: entry.settings.kind.clone(),
             v: 1,
@@ -257,7 +269,13 @@ impl Scheduler {
         let s = &entry.settings;
         let enqueued = self
             .queues
-            .enqueue_json(&s.kind, 1, entry.args.clone(), &s.queue, Default::default())
+            .enqueue_json(
+                &s.kind,
+                1,
+                entry.args.clone(),
+                &s.queue,
+                EnqueueOptions::default(),
+            )
             .await?;
         let key = self.queues.keys(&s.queue)?.schedule(name);
         let mut conn = self.queues.conn();
@@ -327,7 +345,11 @@ impl Scheduler {
             let wait = match self.run_once(now).await {
                 Ok(o) => {
                     if o.missed > 0 {
-                        tracing::warn!(missed = o.missed, caught_up = o.caught_up, "ticks were missed while no scheduler ran");
+                        tracing::warn!(
+                            missed = o.missed,
+                            caught_up = o.caught_up,
+                            "ticks were missed while no scheduler ran"
+                        );
                     }
                     self.next_wake(now).map_or(MAX_SLEEP, |t| {
                         (t - Utc::now()).to_std().unwrap_or_default().min(MAX_SLEEP)

@@ -59,8 +59,8 @@ impl QueueKeys {
         format!("{}:result:{id}", self.tag)
     }
 
-    /// HASH of a schedule's state: last_tick (ms, the newest tick handled by any instance),
-    /// last_fired_ms, last_job.
+    /// HASH of a schedule's state: `last_tick` (ms, the newest tick handled by any
+    /// instance), `last_fired_ms`, `last_job`.
     pub fn schedule(&self, name: &str) -> String {
         format!("{}:schedule:{name}", self.tag)
     }

@@ -75,7 +75,9 @@ pub fn problems(settings: &SchedulerSettings, schedules: &[ScheduleSettings]) ->
     for (i, s) in schedules.iter().enumerate() {
         let at = format!("schedule[{i}] ({})", s.name);
         if crate::queue::validate_name(&s.name).is_err() {
-            out.push(format!("{at}: name must be letters, digits, '-', '_' or '.'"));
+            out.push(format!(
+                "{at}: name must be letters, digits, '-', '_' or '.'"
+            ));
         }
         if !names.insert(s.name.as_str()) {
             out.push(format!("{at}: name is used twice"));

@@ -41,7 +41,8 @@ impl Timetable {
             ));
         }
         let schedule = Schedule::from_str(expr).map_err(|e| format!("cron {expr:?}: {e}"))?;
-        let tz = Tz::from_str(tz).map_err(|_| format!("timezone {tz:?} is not an IANA zone name"))?;
+        let tz =
+            Tz::from_str(tz).map_err(|_| format!("timezone {tz:?} is not an IANA zone name"))?;
         Ok(Self {
             schedule,
             tz,
@@ -159,7 +160,12 @@ impl Timetable {
     }
 
     fn offset_secs(&self, t: DateTime<Utc>) -> i64 {
-        i64::from(self.tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc())
+        i64::from(
+            self.tz
+                .offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        )
     }
 }
 
@@ -184,7 +190,11 @@ mod tests {
     fn daily_wall_time_in_the_spring_gap_fires_once_when_clocks_jump() {
         // Berlin, 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00 UTC); 02:30 does not exist.
         assert_eq!(
-            fires("0 30 2 * * *", "2026-03-27T12:00:00Z", "2026-03-31T12:00:00Z"),
+            fires(
+                "0 30 2 * * *",
+                "2026-03-27T12:00:00Z",
+                "2026-03-31T12:00:00Z"
+            ),
             [
                 "2026-03-28T01:30:00Z", // 02:30 CET
                 "2026-03-29T01:00:00Z", // the jump: 03:00 CEST
@@ -198,7 +208,11 @@ mod tests {
     fn daily_wall_time_in_the_autumn_repeat_fires_once() {
         // Berlin, 2026-10-25: 03:00 CEST becomes 02:00 CET (01:00 UTC); 02:30 happens twice.
         assert_eq!(
-            fires("0 30 2 * * *", "2026-10-23T12:00:00Z", "2026-10-27T12:00:00Z"),
+            fires(
+                "0 30 2 * * *",
+                "2026-10-23T12:00:00Z",
+                "2026-10-27T12:00:00Z"
+            ),
             [
                 "2026-10-24T00:30:00Z", // 02:30 CEST
                 "2026-10-25T00:30:00Z", // first 02:30 (CEST) only
@@ -211,11 +225,19 @@ mod tests {
     #[test]
     fn fixed_hours_outside_the_change_keep_their_wall_time() {
         assert_eq!(
-            fires("0 0 9 * * *", "2026-03-28T00:00:00Z", "2026-03-30T00:00:00Z"),
+            fires(
+                "0 0 9 * * *",
+                "2026-03-28T00:00:00Z",
+                "2026-03-30T00:00:00Z"
+            ),
             ["2026-03-28T08:00:00Z", "2026-03-29T07:00:00Z"]
         );
         assert_eq!(
-            fires("0 0 9 * * *", "2026-10-24T00:00:00Z", "2026-10-26T00:00:00Z"),
+            fires(
+                "0 0 9 * * *",
+                "2026-10-24T00:00:00Z",
+                "2026-10-26T00:00:00Z"
+            ),
             ["2026-10-24T07:00:00Z", "2026-10-25T08:00:00Z"]
         );
     }
@@ -225,7 +247,11 @@ mod tests {
         // Every 30 minutes: the repeated autumn hour gets its ticks twice, the skipped spring
         // hour has none, and the spacing in real time stays 30 minutes throughout.
         assert_eq!(
-            fires("0 */30 * * * *", "2026-10-24T23:45:00Z", "2026-10-25T02:00:00Z"),
+            fires(
+                "0 */30 * * * *",
+                "2026-10-24T23:45:00Z",
+                "2026-10-25T02:00:00Z"
+            ),
             [
                 "2026-10-25T00:00:00Z", // 02:00 CEST
                 "2026-10-25T00:30:00Z", // 02:30 CEST
@@ -235,7 +261,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            fires("0 */30 * * * *", "2026-03-29T00:15:00Z", "2026-03-29T02:00:00Z"),
+            fires(
+                "0 */30 * * * *",
+                "2026-03-29T00:15:00Z",
+                "2026-03-29T02:00:00Z"
+            ),
             [
                 "2026-03-29T00:30:00Z", // 01:30 CET
                 "2026-03-29T01:00:00Z", // 03:00 CEST
@@ -249,7 +279,11 @@ mod tests {
     fn every_hour_in_the_skipped_hour_fires_once_at_the_jump() {
         // Fixed hour 2, every 15 minutes: all four wall times are skipped; one fire at 03:00.
         assert_eq!(
-            fires("0 */15 2 * * *", "2026-03-28T23:00:00Z", "2026-03-29T23:00:00Z"),
+            fires(
+                "0 */15 2 * * *",
+                "2026-03-28T23:00:00Z",
+                "2026-03-29T23:00:00Z"
+            ),
             ["2026-03-29T01:00:00Z"]
         );
     }
