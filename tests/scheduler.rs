@@ -18,10 +18,10 @@ use common::Harness;
 use serde_json::Value;
 use switchboard::{
     config::{CatchUp, ScheduleSettings, SchedulerSettings},
-    maintenance::{Elector, Pruner, Scheduler, scheduler::FireOutcome},
+    maintenance::{Elector, Prune, Pruner, Scheduler, scheduler::FireOutcome},
     queue::job::now_ms,
 };
-use switchboard_jobs::store::webhook_events;
+use switchboard_jobs::{EnqueueOptions, store::webhook_events};
 
 fn schedule(name: &str, cron: &str, queue: &str, catch_up: CatchUp) -> ScheduleSettings {
     ScheduleSettings {
@@ -391,3 +391,44 @@ async fn pruner_trims_webhook_events_past_retention(dialect: &str) {
 }
 
 on_both_databases!(pruner_trims_webhook_events_past_retention);
+
+#[tokio::test]
+async fn the_prune_job_runs_a_round_and_keeps_its_counts_as_the_result() {
+    let h = Harness::new().await;
+    let (store, _db) = world::database("sqlite").await;
+    let now = i64::try_from(now_ms()).unwrap();
+    let retention =
+        i64::try_from(h.settings.maintenance.webhook_events_retention_secs).unwrap() * 1000;
+    webhook_events::begin(
+        &store,
+        "retell",
+        "call_old",
+        "call_ended",
+        now - retention - 1,
+    )
+    .await
+    .unwrap();
+    let pruner = Pruner::new(
+        h.queues.clone(),
+        vec!["maint".into()],
+        &h.settings.maintenance,
+    )
+    .with_store(store);
+    let mut registry = switchboard_jobs::Registry::default();
+    registry.register::<Prune, _, _>(move |args, ctx| pruner.clone().run_job(args, ctx));
+    let fleet = h
+        .fleet(&h.fleet_settings("maint", 1, 1, 1), registry, None)
+        .await;
+    let job = h
+        .queues
+        .enqueue(&Prune {}, EnqueueOptions::default().on_queue("maint"))
+        .await
+        .unwrap();
+    h.wait_processed("maint", 1, Duration::from_secs(20)).await;
+    fleet.stop().await;
+    let result = h.queues.job_result("maint", &job.id).await.unwrap();
+    assert_eq!(
+        result,
+        Some(serde_json::json!({"completed": 0, "dead": 0, "webhook_events": 1}))
+    );
+}
