@@ -102,6 +102,7 @@ pub struct QueueSettings {
     pub completed_max: u64,
     pub dead_retention_secs: u64,
     pub dead_max: u64,
+    pub max_rescues: u32,
 }
 
 /// See `[maintenance]` in `config/default.toml`.
@@ -257,6 +258,10 @@ impl Settings {
             "queue.completed_max must be at least 1".into(),
         );
         check(q.dead_max >= 1, "queue.dead_max must be at least 1".into());
+        check(
+            q.max_rescues >= 1,
+            "queue.max_rescues must be at least 1".into(),
+        );
         check(
             ["text", "json"].contains(&self.telemetry.log_format.as_str()),
             format!(

@@ -247,6 +247,8 @@ impl Scheduler {
 
     fn envelope(entry: &Entry) -> Result<Envelope, QueueError> {
         Ok(Envelope {
+            resc: 0,
+            lost: false,
             kind: entry.settings.kind.clone(),
             v: 1,
             args: serde_json::value::RawValue::from_string(entry.args.clone())?,
