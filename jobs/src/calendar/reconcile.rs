@@ -92,6 +92,53 @@ impl Window {
     }
 }
 
+/// One run's progress through the branches, in id order.
+#[derive(Default)]
+struct Sweep {
+    total: Counts,
+    /// Branches reconciled.
+    done: u64,
+    /// Why each failed branch failed.
+    failures: Vec<JobError>,
+    /// The last branch tried (done or failed): a continuation starts after it.
+    last: Option<i64>,
+}
+
+impl Sweep {
+    fn result(&self, continued_after: Option<i64>) -> serde_json::Value {
+        let mut result = serde_json::json!({
+            "branches": self.done,
+            "created": self.total.created,
+            "cancelled": self.total.cancelled,
+            "rescheduled": self.total.rescheduled,
+            "unchanged": self.total.unchanged,
+            "failed": self.failures.len(),
+        });
+        if let Some(after) = continued_after {
+            result["continued_after_branch"] = after.into();
+        }
+        result
+    }
+
+    /// The run's failure when every branch it tried failed (Cal.com down, say).
+    fn all_failed(&self) -> Option<JobError> {
+        if self.done > 0 || self.failures.is_empty() {
+            return None;
+        }
+        let permanent = self
+            .failures
+            .iter()
+            .all(|e| matches!(e, JobError::Permanent(_)));
+        let reasons: Vec<String> = self.failures.iter().map(ToString::to_string).collect();
+        let reason = format!("every branch failed: {}", reasons.join("; "));
+        Some(if permanent {
+            JobError::Permanent(reason)
+        } else {
+            JobError::Retry(reason)
+        })
+    }
+}
+
 /// Handler of `calendar.reconcile`.
 pub async fn run_reconcile(
     services: Arc<Services>,
@@ -108,17 +155,19 @@ pub async fn run_reconcile(
     let branches = calendar_branches(&services.store)
         .await
         .map_err(JobError::retry)?;
-    let todo = branches
-        .iter()
-        .filter(|(_, b)| args.after_branch_id.is_none_or(|after| b.id > after));
-    let (mut total, mut done, mut failures) = (Counts::default(), 0u64, Vec::new());
-    let mut last = args.after_branch_id;
+    let mut sweep = Sweep {
+        last: args.after_branch_id,
+        ..Sweep::default()
+    };
     let mut snoozed = None;
-    for (company, branch) in todo {
+    for (company, branch) in branches
+        .iter()
+        .filter(|(_, b)| args.after_branch_id.is_none_or(|after| b.id > after))
+    {
         match reconcile_branch(&services, company, branch, &window).await {
             Ok(counts) => {
-                total.add(counts);
-                done += 1;
+                sweep.total.add(counts);
+                sweep.done += 1;
             }
             Err(JobError::Snooze(wait)) => {
                 snoozed = Some(wait);
@@ -126,57 +175,29 @@ pub async fn run_reconcile(
             }
             Err(e) => {
                 tracing::warn!(branch = branch.id, company = company.id, error = %e, "reconciling the branch failed");
-                failures.push(e);
+                sweep.failures.push(e);
             }
         }
-        last = Some(branch.id);
+        sweep.last = Some(branch.id);
     }
     let mut continued_after = None;
     if let Some(wait) = snoozed {
-        if last == args.after_branch_id {
+        if sweep.last == args.after_branch_id {
             return Err(JobError::Snooze(wait));
         }
         let next = CalendarReconcile {
             days: args.days,
-            after_branch_id: last,
+            after_branch_id: sweep.last,
         };
         ctx.enqueue(&next, EnqueueOptions::default().run_in(wait))
             .await
             .map_err(JobError::retry)?;
-        continued_after = last;
+        continued_after = sweep.last;
+    } else if let Some(e) = sweep.all_failed() {
+        return Err(e);
     }
-    let failed = failures.len();
-    tracing::info!(
-        branches = done,
-        failed,
-        created = total.created,
-        cancelled = total.cancelled,
-        rescheduled = total.rescheduled,
-        unchanged = total.unchanged,
-        continued_after,
-        "calendars reconciled"
-    );
-    if done == 0 && failed > 0 {
-        let permanent = failures.iter().all(|e| matches!(e, JobError::Permanent(_)));
-        let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
-        let reason = format!("every branch failed: {}", reasons.join("; "));
-        return Err(if permanent {
-            JobError::Permanent(reason)
-        } else {
-            JobError::Retry(reason)
-        });
-    }
-    let mut result = serde_json::json!({
-        "branches": done,
-        "created": total.created,
-        "cancelled": total.cancelled,
-        "rescheduled": total.rescheduled,
-        "unchanged": total.unchanged,
-        "failed": failed,
-    });
-    if let Some(after) = continued_after {
-        result["continued_after_branch"] = after.into();
-    }
+    let result = sweep.result(continued_after);
+    tracing::info!(counts = %result, "calendars reconciled");
     ctx.set_result(result);
     Ok(())
 }
@@ -333,4 +354,61 @@ async fn appointment(
         cancellation_reason: None,
         call_id: b.metadata.get("retell_call_id").cloned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_fails_only_when_every_branch_it_tried_failed() {
+        let mut sweep = Sweep::default();
+        assert!(
+            sweep.all_failed().is_none(),
+            "no branch at all is no failure"
+        );
+        sweep
+            .failures
+            .push(JobError::permanent("no Cal.com API key"));
+        assert!(
+            matches!(sweep.all_failed(), Some(JobError::Permanent(r)) if r.contains("no Cal.com API key"))
+        );
+        sweep.failures.push(JobError::retry("Cal.com answered 503"));
+        assert!(
+            matches!(sweep.all_failed(), Some(JobError::Retry(_))),
+            "a transient failure among them: worth retrying"
+        );
+        sweep.done = 1;
+        assert!(sweep.all_failed().is_none(), "one branch reconciled");
+        assert_eq!(sweep.result(None)["failed"], 2);
+        assert_eq!(sweep.result(Some(7))["continued_after_branch"], 7);
+    }
+
+    #[test]
+    fn the_window_holds_what_cal_com_would_list() {
+        let from = OffsetDateTime::parse("2026-12-01T10:00:00Z", &Rfc3339).unwrap();
+        let window = Window {
+            from,
+            to: from + Span::days(14),
+        };
+        let a = |start: &str, end: &str| Appointment {
+            start_at: start.into(),
+            end_at: end.into(),
+            ..Appointment::default()
+        };
+        assert!(window.holds(&a("2026-12-01T10:00:00.000Z", "2026-12-01T10:30:00.000Z")));
+        assert!(window.holds(&a("2026-12-01T12:00:00+02:00", "2026-12-01T12:30:00+02:00")));
+        assert!(
+            !window.holds(&a("2026-12-01T09:59:00Z", "2026-12-01T10:29:00Z")),
+            "starts before"
+        );
+        assert!(
+            !window.holds(&a("2026-12-15T09:45:00Z", "2026-12-15T10:15:00Z")),
+            "ends after"
+        );
+        assert!(
+            !window.holds(&a("next Tuesday", "2026-12-02T10:30:00Z")),
+            "unreadable"
+        );
+    }
 }

@@ -6,13 +6,18 @@
 //! the 2-hour window when first seen gets only the 2-hour one. Cancelled, rescheduled and
 //! past appointments get none.
 //!
-//! Once per appointment, kind and channel, however many runs overlap: the run writes the
-//! notification's outbox row (`appointment:<uid>:<kind>:<channel>`) before it enqueues, and
-//! the row's unique key lets exactly one run see it as new. A row still `pending` (its job
-//! queued, or an enqueue lost to a crash) is enqueued again under the queue's unique key,
-//! which suppresses the duplicate; the outbox claim makes the send itself at-most-once.
+//! Once per appointment and kind, however many runs overlap: the first run to find a reminder
+//! due writes its `appointment_reminders` row, whose unique key lets exactly one run count it
+//! as new, and marks the row once the notifications are queued (later runs skip it). Each
+//! channel's outbox row (`appointment:<uid>:<kind>:<channel>`) is written before its job is
+//! enqueued; a run that finds the reminder unfinished (another run is at it, or one died
+//! half-way) enqueues the channels still `pending` again, under the queue's unique key, which
+//! suppresses the duplicate. The outbox claim makes each send itself at-most-once.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::Arc,
+};
 
 use serde::{Deserialize, Serialize};
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
@@ -23,6 +28,8 @@ use crate::{
     notify_send::{self, Message},
     services::Services,
     store::{
+        Store,
+        appointment_reminders::{self, Claimed},
         appointments::{self, Appointment},
         companies::{self, Company},
         customers,
@@ -89,29 +96,27 @@ pub async fn run_reminders(
         let Some(kind) = Kind::due(start, now) else {
             continue;
         };
-        let company = match companies.get(&a.company_id) {
-            Some(c) => c.clone(),
-            None => {
-                let c = companies::get(store, a.company_id)
-                    .await
-                    .map_err(JobError::retry)?
-                    .ok_or_else(|| {
-                        JobError::permanent(format!("company {} does not exist", a.company_id))
-                    })?;
-                companies.insert(a.company_id, c.clone());
-                c
-            }
-        };
+        let claimed = appointment_reminders::claim(store, &a.uid, kind.as_str())
+            .await
+            .map_err(JobError::retry)?;
+        if claimed == Claimed::Enqueued {
+            continue;
+        }
         let to = recipients(&services, a).await?;
         if to.email.is_none() && to.phone.is_none() {
+            // Left unfinished: a run after the address or number is added still sends it.
             no_contact += 1;
             continue;
         }
-        if remind(&services, &ctx, a, &company, kind, to).await? {
-            match kind {
-                Kind::Day => day += 1,
-                Kind::TwoHours => two_hours += 1,
-            }
+        let company = company(store, &mut companies, a.company_id).await?;
+        remind(&services, &ctx, a, company, kind, to).await?;
+        appointment_reminders::mark_enqueued(store, &a.uid, kind.as_str())
+            .await
+            .map_err(JobError::retry)?;
+        match (claimed, kind) {
+            (Claimed::New, Kind::Day) => day += 1,
+            (Claimed::New, Kind::TwoHours) => two_hours += 1,
+            _ => {}
         }
     }
     tracing::info!(
@@ -126,6 +131,24 @@ pub async fn run_reminders(
         "no_contact": no_contact,
     }));
     Ok(())
+}
+
+/// Company `id`, read once per run.
+async fn company<'a>(
+    store: &Store,
+    cache: &'a mut HashMap<i64, Company>,
+    id: i64,
+) -> Result<&'a Company, JobError> {
+    Ok(match cache.entry(id) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(slot) => {
+            let company = companies::get(store, id)
+                .await
+                .map_err(JobError::retry)?
+                .ok_or_else(|| JobError::permanent(format!("company {id} does not exist")))?;
+            slot.insert(company)
+        }
+    })
 }
 
 /// Whom to remind: the attendee's address and number, else the customer's.
@@ -156,8 +179,8 @@ async fn recipients(services: &Services, a: &Appointment) -> Result<Recipients, 
     Ok(to)
 }
 
-/// Enqueue the reminder on each channel the appointment can be reached by; returns whether
-/// this run was the first to do so on any of them.
+/// Enqueue the reminder on each channel the appointment can be reached by (a channel whose
+/// send was claimed already is left alone).
 async fn remind(
     services: &Services,
     ctx: &JobContext,
@@ -165,7 +188,7 @@ async fn remind(
     company: &Company,
     kind: Kind,
     to: Recipients,
-) -> Result<bool, JobError> {
+) -> Result<(), JobError> {
     let vars = MessageVars {
         recipient_name: to.name.clone().unwrap_or_default(),
         company_name: company.name.clone(),
@@ -174,7 +197,6 @@ async fn remind(
         location: a.location.clone(),
         ..MessageVars::default()
     };
-    let mut new = false;
     for (channel, address) in [("email", to.email), ("sms", to.phone)] {
         let Some(address) = address else { continue };
         let message = Message {
@@ -196,8 +218,7 @@ async fn remind(
             .await
             .map_err(JobError::retry)?
         {
-            Reserved::New => new = true,
-            Reserved::Pending => {}
+            Reserved::New | Reserved::Pending => {}
             Reserved::Taken => continue,
         }
         if channel == "email" {
@@ -206,7 +227,7 @@ async fn remind(
             notify_send::sms(ctx, message).await?;
         }
     }
-    Ok(new)
+    Ok(())
 }
 
 #[cfg(test)]
