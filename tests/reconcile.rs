@@ -65,6 +65,24 @@ async fn run<A: JobArgs>(w: &World, args: &A) -> Value {
     result(w, A::QUEUE, &id).await
 }
 
+/// Enqueue one run of `A` as the scheduler does (`args = {}`: every field defaulted) and
+/// return the result it recorded.
+async fn run_scheduled<A: JobArgs>(w: &World) -> Value {
+    let id =
+        w.h.queues
+            .enqueue_json(
+                A::KIND,
+                A::VERSION,
+                "{}".into(),
+                A::QUEUE,
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .id;
+    result(w, A::QUEUE, &id).await
+}
+
 /// The result job `id` recorded, waiting for it (a dead job fails the test with its error).
 async fn result(w: &World, queue: &str, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -290,8 +308,8 @@ async fn calendar_drift_is_fixed_both_ways_once(dialect: &str) {
         "reconciliation notifies nobody"
     );
 
-    // The second run finds nothing to fix and changes no row.
-    let second = run(&w, &CalendarReconcile::default()).await;
+    // The second run (enqueued as the scheduler does) finds nothing to fix and changes no row.
+    let second = run_scheduled::<CalendarReconcile>(&w).await;
     assert_eq!(
         second,
         json!({"branches": 1, "created": 0, "cancelled": 0, "rescheduled": 0, "unchanged": 5, "failed": 0})
@@ -459,7 +477,7 @@ async fn reminders_go_once_per_appointment_and_kind(dialect: &str) {
     w.settled("notifications", 2 + 4).await;
 
     // A later run in the same window sends nothing more.
-    let again = run(&w, &NotifyReminders::default()).await;
+    let again = run_scheduled::<NotifyReminders>(&w).await;
     assert_eq!(
         again,
         json!({"reminder_24h": 0, "reminder_2h": 0, "no_contact": 1})
@@ -622,7 +640,7 @@ async fn unreported_calls_are_billed_once(dialect: &str) {
     assert!(usage_events::get(store, "call_e").await.unwrap().is_none());
 
     // The second run finds nothing left to report (not merely suppressed duplicates).
-    let second = run(&w, &BillingReconcile::default()).await;
+    let second = run_scheduled::<BillingReconcile>(&w).await;
     assert_eq!(
         second,
         json!({"enqueued": 0, "already_queued": 0, "recorded": 0, "skipped": 0})
