@@ -151,6 +151,7 @@ on_both_databases!(
     calendar_drift_is_fixed_both_ways_once,
     a_rate_limited_calendar_run_continues_with_the_remaining_branches,
     a_failing_branch_is_counted_and_the_others_reconciled,
+    a_run_past_its_budget_leaves_the_rest_to_a_continuation,
     reminders_go_once_per_appointment_and_kind,
     unreported_calls_are_billed_once,
 );
@@ -413,6 +414,41 @@ async fn a_failing_branch_is_counted_and_the_others_reconciled(dialect: &str) {
     );
     let s = w.h.stats("calendar").await;
     assert_eq!((s.processed, s.failed, s.dead), (1, 0, 0));
+    w.stop().await;
+}
+
+async fn a_run_past_its_budget_leaves_the_rest_to_a_continuation(dialect: &str) {
+    let w = world(dialect).await;
+    let second_type = EVENT_TYPE + 3;
+    companies::insert_branch(&w.store, w.company_id, "Bay St", Some(second_type), "UTC")
+        .await
+        .unwrap();
+    let base = now() + Span::days(3);
+    list_bookings(&w, EVENT_TYPE, vec![booking("bk_one", base, "accepted")]).await;
+    let mut other = booking("bk_two", base, "accepted");
+    other["eventTypeId"] = second_type.into();
+    list_bookings(&w, second_type, vec![other]).await;
+
+    // No time at all: each run does one branch (never none) and hands on the rest.
+    let args = CalendarReconcile {
+        budget_secs: 0,
+        ..CalendarReconcile::default()
+    };
+    let first = run(&w, &args).await;
+    assert_eq!(first["branches"], 1);
+    assert_eq!(first["continued_after_branch"], w.branch_id);
+    w.settled("calendar", 2).await;
+    for uid in ["bk_one", "bk_two"] {
+        assert!(
+            appointments::get(&w.store, uid).await.unwrap().is_some(),
+            "{uid}"
+        );
+    }
+    assert_eq!(
+        w.calcom.received_requests().await.unwrap().len(),
+        2,
+        "each branch listed once"
+    );
     w.stop().await;
 }
 

@@ -71,8 +71,11 @@ impl JobArgs for CalendarCancel {
 pub struct CalendarReconcile {
     /// How many days ahead of now are compared with Cal.com.
     pub days: u32,
-    /// Set on a continuation (a run cut short by the Cal.com rate limit): only branches with
-    /// a larger id are left to do.
+    /// After this many seconds a run starts no further branch and leaves the rest to a
+    /// continuation: keep it well below the calendar supervisor's job timeout.
+    pub budget_secs: u64,
+    /// Set on a continuation (a run cut short by the Cal.com rate limit or its budget): only
+    /// branches with a larger id are left to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_branch_id: Option<i64>,
 }
@@ -81,6 +84,7 @@ impl Default for CalendarReconcile {
     fn default() -> Self {
         Self {
             days: 14,
+            budget_secs: 10,
             after_branch_id: None,
         }
     }

@@ -24,9 +24,10 @@
 //! fails only when every branch it tried failed (Cal.com down). When the rate limit is full,
 //! the run stops there and enqueues a continuation for the remaining branches, to run when a
 //! slot frees (so a fleet with more branches than the limit allows per minute still gets
-//! through them all), or snoozes when it had done nothing yet.
+//! through them all), or snoozes when it had done nothing yet. Past `budget_secs` it hands
+//! the remaining branches to a continuation at once, so no run outlives the job timeout.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -159,18 +160,24 @@ pub async fn run_reconcile(
         last: args.after_branch_id,
         ..Sweep::default()
     };
-    let mut snoozed = None;
-    for (company, branch) in branches
+    // Where this run stops early, and how long until the rest may run.
+    let mut pause = None;
+    let started = std::time::Instant::now();
+    let todo = branches
         .iter()
-        .filter(|(_, b)| args.after_branch_id.is_none_or(|after| b.id > after))
-    {
+        .filter(|(_, b)| args.after_branch_id.is_none_or(|after| b.id > after));
+    for (i, (company, branch)) in todo.enumerate() {
+        if i > 0 && started.elapsed() >= Duration::from_secs(args.budget_secs) {
+            pause = Some(Duration::ZERO);
+            break;
+        }
         match reconcile_branch(&services, company, branch, &window).await {
             Ok(counts) => {
                 sweep.total.add(counts);
                 sweep.done += 1;
             }
             Err(JobError::Snooze(wait)) => {
-                snoozed = Some(wait);
+                pause = Some(wait);
                 break;
             }
             Err(e) => {
@@ -181,13 +188,14 @@ pub async fn run_reconcile(
         sweep.last = Some(branch.id);
     }
     let mut continued_after = None;
-    if let Some(wait) = snoozed {
+    if let Some(wait) = pause {
         if sweep.last == args.after_branch_id {
+            // Nothing done yet: the whole job waits, without using an attempt.
             return Err(JobError::Snooze(wait));
         }
         let next = CalendarReconcile {
-            days: args.days,
             after_branch_id: sweep.last,
+            ..args
         };
         ctx.enqueue(&next, EnqueueOptions::default().run_in(wait))
             .await
