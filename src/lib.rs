@@ -6,6 +6,7 @@
 //! * [`queue`]: Switchboard's Redis queue and its apalis backend.
 //! * [`ingest`]: the webhook endpoint: verify, dedupe, enqueue.
 //! * [`fleet`]: supervisors and workers.
+//! * [`dashboard`]: the operator pages and their JSON API.
 //! * [`maintenance`]: promoter, rescuer, pruner, gauges.
 //! * [`admin`] and [`bench`]: what the CLI's operator and benchmark commands do.
 //! * [`telemetry`]: logs and metric names.
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod dev;
 mod embedded;

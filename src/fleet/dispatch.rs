@@ -86,7 +86,10 @@ impl Service<Task<Job>> for Dispatcher {
                 && let Some(value) = ctx.result()
             {
                 // A result is a report, not the job's effect: failing to keep it is logged.
-                if let Err(e) = queues.store_result(&ctx.meta.queue, &ctx.meta.id, &value).await {
+                if let Err(e) = queues
+                    .store_result(&ctx.meta.queue, &ctx.meta.id, &value)
+                    .await
+                {
                     tracing::warn!(error = %e, "keeping the job's result failed");
                 }
             }

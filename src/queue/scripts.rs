@@ -18,3 +18,4 @@ script!(RESCUE, "rescue.lua");
 script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
 script!(REVIVE, "revive.lua");
 script!(RATE_LIMIT, "rate_limit.lua");
+script!(FIND, "find.lua");
