@@ -117,7 +117,7 @@ pub async fn run(
     mut hooks: Hooks,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let dashboard_creds = dashboard_access(&settings, roles, &mut hooks)?;
+    let creds = dashboard_access(&settings, roles, &mut hooks)?;
     let metrics = telemetry::init_metrics();
     let (queues, _redis_child) = connect(&settings, roles.embedded_redis).await?;
     let token = CancellationToken::new();
@@ -196,11 +196,8 @@ pub async fn run(
                 clock,
             ));
         }
-        router = router.merge(dashboard::router(
-            queues.clone(),
-            &settings,
-            dashboard_creds,
-        ));
+        let dash = dashboard::router(queues.clone(), &settings, creds);
+        router = router.merge(dash);
         let stop = token.clone();
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, router)
