@@ -283,13 +283,15 @@ pub(crate) async fn job(
         .into());
     };
     let now = now_ms();
-    let mut facts: Vec<(&'static str, String)> = vec![(
-        "Attempts",
-        match j.max_attempts {
+    // A completed job's item is gone by design (only its finish time and result stay).
+    let mut facts: Vec<(&'static str, String)> = Vec::new();
+    if j.kind.is_some() {
+        let attempts = match j.max_attempts {
             Some(max) => format!("{} of {max}", j.attempts),
             None => j.attempts.to_string(),
-        },
-    )];
+        };
+        facts.push(("Attempts", attempts));
+    }
     let times = [
         ("Enqueued", j.enqueued_at_ms),
         (
@@ -316,7 +318,10 @@ pub(crate) async fn job(
     let page = JobPage {
         l: layout(&dash, &access, format!("Job {id}"), "job", &notice),
         state: j.state.as_str(),
-        kind: j.kind.clone().unwrap_or_else(|| "-".into()),
+        kind: j
+            .kind
+            .clone()
+            .unwrap_or_else(|| "- (not kept once a job completes)".into()),
         error: j.error.clone(),
         facts,
         payload: j.args.as_ref().map(pretty),
