@@ -9,10 +9,11 @@ mod common;
 #[path = "dashboard/support.rs"]
 mod support;
 
-use std::{process::Command, time::Duration};
+use std::{process::Command, sync::atomic::Ordering, time::Duration};
 
 use serde_json::{Value, json};
 use support::{BACKLOG, Browser, PASSWORD, TOKEN, TestApp, WORKED, credentials, plain_client};
+use switchboard_jobs::EnqueueOptions;
 
 /// A payload that would run script if anything printed it raw, with secrets in it.
 fn hostile_payload() -> Value {
@@ -122,6 +123,9 @@ async fn unauthenticated_requests_are_refused() {
     app.stop().await;
 }
 
+/// A refused change: what it is, its extra headers, its form fields.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<(&'a str, &'a str)>);
+
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!(
@@ -138,7 +142,7 @@ async fn cross_site_and_tokenless_changes_are_refused() {
     let retry = app.url(&format!("/dashboard/failed/{WORKED}/{id}/retry"));
     let csrf = browser.csrf.clone();
 
-    let refused: Vec<(&str, Vec<(&str, String)>, Vec<(&str, &str)>)> = vec![
+    let refused: Vec<Case> = vec![
         (
             "a foreign Origin",
             vec![("origin", "https://evil.example".into())],
@@ -280,55 +284,29 @@ async fn payloads_are_escaped_and_secrets_redacted() {
 }
 
 #[tokio::test]
-async fn the_api_reports_workload_jobs_and_workers_and_acts() {
+async fn the_api_reports_the_workload_and_the_fleet() {
     let app = TestApp::start(Some(credentials())).await;
-    let c = plain_client();
-    let auth = format!("Bearer {TOKEN}");
-    let get = |path: String| {
-        let req = c.get(app.url(&path)).header("authorization", &auth);
-        async move {
-            let r = req.send().await.unwrap();
-            (
-                r.status().as_u16(),
-                r.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-    let post = |path: String| {
-        let req = c.post(app.url(&path)).header("authorization", &auth);
-        async move {
-            let r = req.send().await.unwrap();
-            (
-                r.status().as_u16(),
-                r.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-
-    let dead = app.dead_job(&json!({"n": "dead"})).await;
-    app.failing
-        .store(false, std::sync::atomic::Ordering::SeqCst);
-    let done = app.enqueue(WORKED, &json!({"n": "done"})).await;
+    let api = Api::new(&app);
+    app.dead_job(&json!({"n": "dead"})).await;
+    app.failing.store(false, Ordering::SeqCst);
+    app.enqueue(WORKED, &json!({"n": "done"})).await;
     app.h
         .wait_processed(WORKED, 1, Duration::from_secs(10))
         .await;
-    let mut backlog = Vec::new();
     for n in 0..3 {
-        backlog.push(app.enqueue(BACKLOG, &json!({ "n": n })).await);
+        app.enqueue(BACKLOG, &json!({ "n": n })).await;
     }
 
-    let (status, o) = get("/api/overview".into()).await;
+    let (status, overview) = api.get("/api/overview").await;
     assert_eq!(status, 200);
-    assert_eq!(o["status"], "active");
-    assert_eq!(o["jobs_per_minute"], 1);
-    assert_eq!(o["jobs_past_hour"], 1);
-    assert_eq!(o["failed_past_7_days"], 1);
-    assert_eq!(
-        (o["workers"].as_u64(), o["processes"].as_u64()),
-        (Some(1), Some(1))
-    );
-    assert_eq!(o["longest_wait"]["queue"], BACKLOG);
-    let (_, queues) = get("/api/queues".into()).await;
+    assert_eq!(overview["status"], "active");
+    assert_eq!(overview["jobs_per_minute"], 1);
+    assert_eq!(overview["jobs_past_hour"], 1);
+    assert_eq!(overview["failed_past_7_days"], 1);
+    assert_eq!(overview["workers"], 1);
+    assert_eq!(overview["processes"], 1);
+    assert_eq!(overview["longest_wait"]["queue"], BACKLOG);
+    let (_, queues) = api.get("/api/queues").await;
     let row = |name: &str| {
         queues
             .as_array()
@@ -352,67 +330,136 @@ async fn the_api_reports_workload_jobs_and_workers_and_acts() {
         ),
         (Some(1), Some(1))
     );
-    let (_, fleet) = get("/api/workers".into()).await;
+    let (_, fleet) = api.get("/api/workers").await;
     assert_eq!(fleet["supervisors"][0]["name"], "dash");
     assert_eq!(fleet["supervisors"][0]["queues"], json!([WORKED]));
     assert_eq!(fleet["workers"].as_array().unwrap().len(), 1);
 
-    let (_, j) = get(format!("/api/jobs/{BACKLOG}/{}", backlog[0])).await;
     assert_eq!(
-        (j["state"].as_str(), j["position"].as_u64()),
-        (Some("pending"), Some(1))
+        api.post(&format!("/api/queues/{BACKLOG}/pause")).await.0,
+        200
     );
-    let (_, j) = get(format!("/api/jobs/{}", backlog[2])).await;
+    assert!(app.h.stats(BACKLOG).await.paused);
+    let (_, overview) = api.get("/api/overview").await;
+    assert_eq!(overview["status"], "active", "the worked queue still runs");
     assert_eq!(
-        (j["queue"].as_str(), j["position"].as_u64()),
-        (Some(BACKLOG), Some(3))
+        api.post(&format!("/api/queues/{WORKED}/pause")).await.0,
+        200
     );
-    let (_, j) = get(format!("/api/jobs/{WORKED}/{done}")).await;
-    assert_eq!(j["state"], "completed");
-    assert!(j["finished_at_ms"].as_u64().is_some());
-    let (_, j) = get(format!("/api/jobs/{WORKED}/{dead}")).await;
+    let (_, overview) = api.get("/api/overview").await;
+    assert_eq!(overview["status"], "paused");
     assert_eq!(
-        (j["state"].as_str(), j["attempts"].as_u64()),
-        (Some("dead"), Some(2))
+        api.post(&format!("/api/queues/{BACKLOG}/continue")).await.0,
+        200
     );
-    assert_eq!(j["error"], "boom");
-    assert_eq!(j["args"]["n"], "dead");
+    assert!(!app.h.stats(BACKLOG).await.paused);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_finds_jobs_in_every_state_and_acts_on_dead_ones() {
+    let app = TestApp::start(Some(credentials())).await;
+    let api = Api::new(&app);
+    let dead = app.dead_job(&json!({"n": "dead"})).await;
+    app.failing.store(false, Ordering::SeqCst);
+    let done = app.enqueue(WORKED, &json!({"n": "done"})).await;
+    app.h
+        .wait_processed(WORKED, 1, Duration::from_secs(10))
+        .await;
+    let mut backlog = Vec::new();
+    for n in 0..3 {
+        backlog.push(app.enqueue(BACKLOG, &json!({ "n": n })).await);
+    }
+    let later = EnqueueOptions::default().run_in(Duration::from_secs(3600));
     let delayed = app
         .h
         .queues
-        .enqueue_json(
-            "test.fickle",
-            1,
-            "{}".into(),
-            BACKLOG,
-            switchboard_jobs::EnqueueOptions::default().run_in(Duration::from_secs(3600)),
-        )
+        .enqueue_json("test.fickle", 1, "{}".into(), BACKLOG, later)
         .await
         .unwrap()
         .id;
-    let (_, j) = get(format!("/api/jobs/{BACKLOG}/{delayed}")).await;
-    assert_eq!(j["state"], "delayed");
-    assert!(j["run_at_ms"].as_u64().unwrap() > j["enqueued_at_ms"].as_u64().unwrap() + 3_500_000);
-    assert_eq!(get(format!("/api/jobs/{BACKLOG}/01NOSUCHJOB")).await.0, 404);
-    assert_eq!(get("/api/jobs/bad%20id".into()).await.0, 400);
-    assert_eq!(get("/api/failed?queue=no%7Bgood".into()).await.0, 400);
 
-    assert_eq!(post(format!("/api/queues/{BACKLOG}/pause")).await.0, 200);
-    assert!(app.h.stats(BACKLOG).await.paused);
-    assert_eq!(post(format!("/api/queues/{BACKLOG}/continue")).await.0, 200);
-    assert!(!app.h.stats(BACKLOG).await.paused);
+    let (_, job) = api
+        .get(&format!("/api/jobs/{BACKLOG}/{}", backlog[0]))
+        .await;
     assert_eq!(
-        post(format!("/api/failed/{WORKED}/nosuch/forget")).await.0,
+        (job["state"].as_str(), job["position"].as_u64()),
+        (Some("pending"), Some(1))
+    );
+    let (_, job) = api.get(&format!("/api/jobs/{}", backlog[2])).await;
+    assert_eq!(
+        (job["queue"].as_str(), job["position"].as_u64()),
+        (Some(BACKLOG), Some(3))
+    );
+    let (_, job) = api.get(&format!("/api/jobs/{WORKED}/{done}")).await;
+    assert_eq!(job["state"], "completed");
+    assert!(job["finished_at_ms"].as_u64().is_some());
+    let (_, job) = api.get(&format!("/api/jobs/{WORKED}/{dead}")).await;
+    assert_eq!(
+        (job["state"].as_str(), job["attempts"].as_u64()),
+        (Some("dead"), Some(2))
+    );
+    assert_eq!(job["error"], "boom");
+    assert_eq!(job["args"]["n"], "dead");
+    let (_, job) = api.get(&format!("/api/jobs/{BACKLOG}/{delayed}")).await;
+    assert_eq!(job["state"], "delayed");
+    let (run_at, enqueued) = (
+        job["run_at_ms"].as_u64().unwrap(),
+        job["enqueued_at_ms"].as_u64().unwrap(),
+    );
+    assert!(run_at > enqueued + 3_500_000, "{job}");
+    assert_eq!(
+        api.get(&format!("/api/jobs/{BACKLOG}/01NOSUCHJOB")).await.0,
         404
     );
-    let (status, r) = post("/api/failed/retry-all".into()).await;
-    assert_eq!((status, r["retried"].as_u64()), (200, Some(1)));
+    assert_eq!(api.get("/api/jobs/bad%20id").await.0, 400);
+    assert_eq!(api.get("/api/failed?queue=no%7Bgood").await.0, 400);
+
+    assert_eq!(
+        api.post(&format!("/api/failed/{WORKED}/nosuch/forget"))
+            .await
+            .0,
+        404
+    );
+    let (status, answer) = api.post("/api/failed/retry-all").await;
+    assert_eq!((status, answer["retried"].as_u64()), (200, Some(1)));
     app.h
         .wait_processed(WORKED, 2, Duration::from_secs(10))
         .await;
-    let (_, f) = get("/api/failed".into()).await;
-    assert_eq!(f, json!([]));
+    assert_eq!(api.get("/api/failed").await.1, json!([]));
     app.stop().await;
+}
+
+/// The API with the bearer token.
+struct Api<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    auth: String,
+}
+
+impl<'a> Api<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            client: plain_client(),
+            auth: format!("Bearer {TOKEN}"),
+        }
+    }
+
+    async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let req = self.client.get(self.app.url(path));
+        Self::send(req.header("authorization", &self.auth)).await
+    }
+
+    async fn post(&self, path: &str) -> (u16, Value) {
+        let req = self.client.post(self.app.url(path));
+        Self::send(req.header("authorization", &self.auth)).await
+    }
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The dashboard as an operator uses it, in headless Chromium driven over WebDriver
+//! The dashboard as an operator uses it, in headless Chromium driven over `WebDriver`
 //! (Debian's `chromium` and `chromium-driver`; `.ci/run` installs them): log in, read a
 //! queue's depth, open the failed job (its hostile payload shown inert), press Retry and watch
 //! the page turn to "completed" by its own refresh. Screenshots go to `$SWITCHBOARD_TEST_ARTIFACTS`
