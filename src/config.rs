@@ -9,6 +9,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::maintenance::scheduler::{CatchUp, ScheduleSettings, SchedulerSettings};
+
 /// The embedded defaults (the documented file itself).
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -29,6 +31,11 @@ pub struct Settings {
     pub calcom: CalcomConfig,
     pub stripe: switchboard_jobs::clients::stripe::StripeSettings,
     pub dev: DevSettings,
+    pub scheduler: SchedulerSettings,
+    /// The recurring jobs: `[[schedule]]` entries. A configuration file that lists any
+    /// replaces the whole default list.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleSettings>,
     pub dashboard: DashboardSettings,
 }
 
@@ -144,6 +151,8 @@ pub struct MaintenanceSettings {
     pub promote_max_interval_ms: u64,
     pub rescue_interval_secs: u64,
     pub prune_interval_secs: u64,
+    pub webhook_events_retention_secs: u64,
+    pub leader_lease_secs: u64,
 }
 
 /// See `[fleet]` in `config/default.toml`.
@@ -345,6 +354,17 @@ impl Settings {
             "maintenance.prune_interval_secs must be at least 1".into(),
         );
         check(
+            m.webhook_events_retention_secs >= 3600,
+            "maintenance.webhook_events_retention_secs must be at least 3600".into(),
+        );
+        check(
+            (3..=600).contains(&m.leader_lease_secs),
+            format!(
+                "maintenance.leader_lease_secs = {} must be between 3 and 600",
+                m.leader_lease_secs
+            ),
+        );
+        check(
             self.fleet.shutdown_timeout_secs >= 1,
             "fleet.shutdown_timeout_secs must be at least 1".into(),
         );
@@ -398,6 +418,10 @@ impl Settings {
             );
         }
         problems.extend(self.dashboard.problems());
+        problems.extend(crate::maintenance::scheduler::problems(
+            &self.scheduler,
+            &self.schedule,
+        ));
         if problems.is_empty() {
             Ok(())
         } else {

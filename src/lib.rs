@@ -7,8 +7,9 @@
 //! * [`ingest`]: the webhook endpoint: verify, dedupe, enqueue.
 //! * [`fleet`]: supervisors and workers.
 //! * [`dashboard`]: the operator pages and their JSON API.
-//! * [`maintenance`]: promoter, rescuer, pruner, gauges.
-//! * [`admin`] and [`bench`]: what the CLI's operator and benchmark commands do.
+//! * [`maintenance`]: promoter, rescuer, pruner, gauges, leader lease, cron scheduler.
+//! * [`admin`], [`schedule`] and [`bench`]: what the CLI's operator, schedule and benchmark
+//!   commands do.
 //! * [`telemetry`]: logs and metric names.
 
 #![forbid(unsafe_code)]
@@ -26,4 +27,5 @@ mod http;
 pub mod ingest;
 pub mod maintenance;
 pub mod queue;
+pub mod schedule;
 pub mod telemetry;

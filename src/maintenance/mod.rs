@@ -1,15 +1,31 @@
 //! Background services that keep the queues healthy. Each has one shape: `new`,
 //! `run_once(now)` returning counts, and `run(shutdown)`, a thin loop with one log line per
-//! round that did something. All are idempotent, so every process may run them.
+//! round that did something. All are idempotent.
 //!
 //! * [`Promoter`]: moves due scheduled jobs and retries to pending.
 //! * [`Rescuer`]: re-queues the jobs of workers whose lease expired.
-//! * [`Pruner`]: trims completed records and old dead jobs (Horizon's trim).
+//! * [`Pruner`]: trims completed records, old dead jobs and old `webhook_events` rows
+//!   (Horizon's trim); leader only.
 //! * [`Gauges`]: publishes queue depths and waits as metrics.
+//! * [`Scheduler`]: enqueues the configured recurring jobs, once per tick across instances.
+//! * [`Elector`]: the leader lease the rescuer and pruner consult.
+//!
+//! The promoter, gauges and scheduler run in every process that has them (each is safe and
+//! cheap to run many times over); the rescuer and pruner only in the elected leader.
+
+mod leader;
+mod pruner;
+pub mod scheduler;
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+pub use self::{
+    leader::{Elector, Leadership},
+    pruner::{Prune, PruneOutcome, Pruner},
+    scheduler::Scheduler,
+};
 
 use crate::{
     config::MaintenanceSettings,
@@ -94,6 +110,8 @@ pub struct Rescuer {
     queues: Queues,
     names: Vec<String>,
     interval: Duration,
+    /// When set, rounds run only while this process leads.
+    leader: Option<Leadership>,
 }
 
 impl Rescuer {
@@ -103,7 +121,15 @@ impl Rescuer {
             queues,
             names,
             interval: Duration::from_secs(settings.rescue_interval_secs),
+            leader: None,
         }
+    }
+
+    /// Run rounds only while `leadership` says this process leads.
+    #[must_use]
+    pub fn leader_only(mut self, leadership: Leadership) -> Self {
+        self.leader = Some(leadership);
+        self
     }
 
     /// Rescue the jobs of every worker whose lease expired before `now_ms`.
@@ -122,51 +148,9 @@ impl Rescuer {
     /// Loop until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
-            if let Err(e) = self.run_once(now_ms()).await {
+            let leads = self.leader.as_ref().is_none_or(Leadership::is_leader);
+            if leads && let Err(e) = self.run_once(now_ms()).await {
                 tracing::error!(error = %e, "rescue failed");
-            }
-            if sleep_or_stop(&shutdown, self.interval).await {
-                return;
-            }
-        }
-    }
-}
-
-/// Trims completed records and dead jobs past retention.
-pub struct Pruner {
-    queues: Queues,
-    names: Vec<String>,
-    interval: Duration,
-}
-
-impl Pruner {
-    /// A pruner over `names`.
-    pub fn new(queues: Queues, names: Vec<String>, settings: &MaintenanceSettings) -> Self {
-        Self {
-            queues,
-            names,
-            interval: Duration::from_secs(settings.prune_interval_secs),
-        }
-    }
-
-    /// Trim everything past retention at `now_ms`; returns (completed, dead) removed.
-    pub async fn run_once(&self, now_ms: u64) -> Result<(u64, u64), QueueError> {
-        let (mut completed, mut dead) = (0, 0);
-        for name in &self.names {
-            let p = self.queues.prune(name, now_ms).await?;
-            completed += p.completed;
-            dead += p.dead;
-        }
-        Ok((completed, dead))
-    }
-
-    /// Loop until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            match self.run_once(now_ms()).await {
-                Ok((c, d)) if c + d > 0 => tracing::info!(completed = c, dead = d, "pruned"),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "prune failed"),
             }
             if sleep_or_stop(&shutdown, self.interval).await {
                 return;

@@ -29,7 +29,7 @@ pub mod inspect;
 pub mod job;
 pub mod keys;
 pub mod rate_limit;
-mod scripts;
+pub(crate) mod scripts;
 pub mod upkeep;
 
 use std::{

@@ -100,6 +100,7 @@ impl TestApp {
         let roles = Roles {
             fleet: true,
             maintenance: true,
+            scheduler: false,
             http: true,
             ingest: false,
             embedded_redis: false,
