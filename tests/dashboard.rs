@@ -498,6 +498,25 @@ async fn without_credentials_only_loopback_hosts_are_served() {
         .unwrap();
     assert_eq!(ok.status(), 303);
     assert!(app.h.stats(BACKLOG).await.paused);
+
+    // Scripts on this machine use the API as it is; a foreign page cannot.
+    let api = c.get(app.url("/api/overview")).send().await.unwrap();
+    assert_eq!(api.status(), 200);
+    assert!(
+        api.headers().get("set-cookie").is_none(),
+        "no session for API calls"
+    );
+    let resume = app.url(&format!("/api/queues/{BACKLOG}/continue"));
+    let foreign = c
+        .post(&resume)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(app.h.stats(BACKLOG).await.paused);
+    assert_eq!(c.post(&resume).send().await.unwrap().status(), 200);
+    assert!(!app.h.stats(BACKLOG).await.paused);
     app.stop().await;
 }
 
@@ -595,4 +614,39 @@ async fn status_prints_the_overview_as_a_table() {
 #[tokio::test]
 async fn browser_logs_in_sees_the_workload_and_retries_a_failed_job() {
     browser::retry_in_chromium().await;
+}
+
+#[tokio::test]
+async fn a_job_a_blocking_fetch_took_is_found_as_running() {
+    let h = common::Harness::new().await;
+    let id = h
+        .queues
+        .enqueue_json("noop", 1, "{}".into(), "landing", EnqueueOptions::default())
+        .await
+        .unwrap()
+        .id;
+    // What a worker's blocking fetch does before its next fetch leases the job.
+    let keys = h.queues.keys("landing").unwrap();
+    let worker = "host:1:sup:landing:0:abcd";
+    let mut conn = h.conn();
+    let moved: Option<String> = redis::cmd("LMOVE")
+        .arg(&keys.pending)
+        .arg(keys.inbox(worker))
+        .arg("RIGHT")
+        .arg("LEFT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(moved.is_some_and(|item| item.starts_with(&id)));
+    let () = redis::cmd("ZADD")
+        .arg(&keys.workers)
+        .arg(u64::MAX >> 12)
+        .arg(worker)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let found = h.queues.find_job("landing", &id).await.unwrap().unwrap();
+    assert_eq!(found.state.as_str(), "running");
+    assert_eq!(found.worker.as_deref(), Some(worker));
+    assert_eq!(found.kind.as_deref(), Some("noop"));
 }

@@ -10,7 +10,8 @@
 //!   carry the session's CSRF token (form field `csrf` or header `X-CSRF-Token`).
 //! * Nothing, when no credentials are configured: allowed only on a loopback listener (see
 //!   [`check_exposure`]) and only for requests addressed to a loopback host (so a DNS
-//!   rebinding page cannot read it); a session is issued by itself for the CSRF token.
+//!   rebinding page cannot read it). A page issues a session by itself, for the CSRF token of
+//!   its forms; an API call gets none and, like basic auth, must only be same-origin.
 //!
 //! Secrets are compared in constant time (over SHA-256 digests, so lengths do not leak) and
 //! never logged; `Debug` of [`Credentials`] says only whether each is set.
@@ -110,6 +111,8 @@ pub enum Access {
     Bearer,
     Basic,
     Session(Session),
+    /// No credentials configured, an API call without a session.
+    Open,
 }
 
 impl Access {
@@ -117,7 +120,7 @@ impl Access {
     pub fn csrf(&self) -> &str {
         match self {
             Self::Session(s) => &s.csrf,
-            Self::Bearer | Self::Basic => "",
+            Self::Bearer | Self::Basic | Self::Open => "",
         }
     }
 }
@@ -134,7 +137,7 @@ pub fn secret_eq(given: &str, expected: &str) -> bool {
 /// The guard: authenticate, then for state-changing methods check origin and CSRF token.
 pub(crate) async fn guard(State(dash): State<Dash>, request: Request, next: Next) -> Response {
     let api = request.uri().path().starts_with("/api/");
-    let (access, new_cookie) = match authenticate(&dash, request.headers()).await {
+    let (access, new_cookie) = match authenticate(&dash, request.headers(), api).await {
         Ok(Some(found)) => found,
         Ok(None) => return refuse_unauthenticated(&dash, api, request.uri()),
         Err(response) => return response,
@@ -158,7 +161,11 @@ pub(crate) async fn guard(State(dash): State<Dash>, request: Request, next: Next
 
 type Authenticated = Option<(Access, Option<String>)>;
 
-async fn authenticate(dash: &Dash, headers: &HeaderMap) -> Result<Authenticated, Response> {
+async fn authenticate(
+    dash: &Dash,
+    headers: &HeaderMap,
+    api: bool,
+) -> Result<Authenticated, Response> {
     let sessions = &dash.sessions;
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().unwrap_or_default();
@@ -192,6 +199,9 @@ async fn authenticate(dash: &Dash, headers: &HeaderMap) -> Result<Authenticated,
              loopback host (localhost, 127.0.0.1, [::1])\n",
         )
             .into_response());
+    }
+    if api {
+        return Ok(Some((Access::Open, None)));
     }
     let s = sessions.create().await.map_err(|e| internal(&e))?;
     let cookie = sessions.cookie(&s);

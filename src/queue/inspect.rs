@@ -2,8 +2,9 @@
 //! state it is, and how many jobs finished or died within recent windows.
 //!
 //! Both stay cheap whatever the backlog: the windows are `ZCOUNT`s over the `completed` and
-//! `dead_at` sorted sets (O(log n)); a lookup reads one hash field per place a job can be and
-//! scans at most [`FIND_SCAN_LIMIT`] pending and delayed items (in Lua, by id prefix).
+//! `dead_at` sorted sets (O(log n)); a lookup reads one field per place a job can be (per
+//! worker: its leases and its one-item inbox) and scans at most [`FIND_SCAN_LIMIT`] pending and
+//! delayed items (in Lua, by id prefix).
 
 use serde::Serialize;
 
@@ -161,31 +162,25 @@ impl Queues {
         })
     }
 
-    /// Find job `id` on `queue`: dead, running, completed, or among the first
-    /// [`FIND_SCAN_LIMIT`] pending and delayed jobs. `None` when it is in none of these.
+    /// Find job `id` on `queue`: among the first [`FIND_SCAN_LIMIT`] pending and delayed
+    /// jobs, running (leased, or landed in a worker's inbox), completed or dead. `None` when it
+    /// is in none of these.
+    ///
+    /// The places are read one after another, in the order a job moves through them, so a
+    /// job that moves on while we look is found at its next place; a job that moved back (a
+    /// retry, a rescue) between two reads is looked for once more before saying "not found".
     pub async fn find_job(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
+        for _ in 0..2 {
+            if let Some(view) = self.find_once(queue, id).await? {
+                return Ok(Some(view));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn find_once(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
-        let (dead, died, finished): (Option<String>, Option<f64>, Option<f64>) = redis::pipe()
-            .hget(&k.dead, id)
-            .zscore(&k.dead_at, id)
-            .zscore(&k.completed, id)
-            .query_async(&mut conn)
-            .await?;
-        if let Some(item) = dead {
-            let mut view = JobView::from_item(queue, id, JobState::Dead, &item);
-            view.died_at_ms = died.map(|ms| ms as u64);
-            return Ok(Some(view));
-        }
-        if let Some(view) = self.find_running(queue, id).await? {
-            return Ok(Some(view));
-        }
-        if let Some(ms) = finished {
-            let mut view = JobView::empty(queue, id, JobState::Completed);
-            view.finished_at_ms = Some(ms as u64);
-            view.result = self.job_result(queue, id).await?;
-            return Ok(Some(view));
-        }
         let found: Option<(String, String, f64)> = scripts::FIND
             .key(&k.pending)
             .key(&k.delayed)
@@ -193,20 +188,45 @@ impl Queues {
             .arg(FIND_SCAN_LIMIT)
             .invoke_async(&mut conn)
             .await?;
-        Ok(found.map(|(state, item, n)| {
-            if state == "pending" {
-                let mut view = JobView::from_item(queue, id, JobState::Pending, &item);
-                view.position = Some(n as u64);
-                view
+        if let Some((state, item, n)) = found {
+            let delayed = state == "delayed";
+            let state = if delayed {
+                JobState::Delayed
             } else {
-                let mut view = JobView::from_item(queue, id, JobState::Delayed, &item);
+                JobState::Pending
+            };
+            let mut view = JobView::from_item(queue, id, state, &item);
+            if delayed {
                 view.run_at_ms = Some(n as u64);
-                view
+            } else {
+                view.position = Some(n as u64);
             }
+            return Ok(Some(view));
+        }
+        if let Some(view) = self.find_running(queue, id).await? {
+            return Ok(Some(view));
+        }
+        let (finished, dead, died): (Option<f64>, Option<String>, Option<f64>) = redis::pipe()
+            .zscore(&k.completed, id)
+            .hget(&k.dead, id)
+            .zscore(&k.dead_at, id)
+            .query_async(&mut conn)
+            .await?;
+        if let Some(ms) = finished {
+            let mut view = JobView::empty(queue, id, JobState::Completed);
+            view.finished_at_ms = Some(ms as u64);
+            view.result = self.job_result(queue, id).await?;
+            return Ok(Some(view));
+        }
+        Ok(dead.map(|item| {
+            let mut view = JobView::from_item(queue, id, JobState::Dead, &item);
+            view.died_at_ms = died.map(|ms| ms as u64);
+            view
         }))
     }
 
-    /// The worker holding `id`, if any: one `HGET` per registered worker, pipelined.
+    /// The worker holding `id`, if any: its leases and its inbox (a job its blocking fetch
+    /// took but has not leased yet, a few ms at most), one pipeline over all workers.
     async fn find_running(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
@@ -221,13 +241,18 @@ impl Queues {
         }
         let mut pipe = redis::pipe();
         for w in &workers {
-            pipe.hget(k.leased(w), id);
+            pipe.lrange(k.inbox(w), 0, -1).hget(k.leased(w), id);
         }
-        let held: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-        Ok(workers.into_iter().zip(held).find_map(|(worker, item)| {
-            let mut view = JobView::from_item(queue, id, JobState::Running, &item?);
-            view.worker = Some(worker);
-            Some(view)
-        }))
+        let held: Vec<(Vec<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+        let prefix = format!("{id} ");
+        Ok(workers
+            .into_iter()
+            .zip(held)
+            .find_map(|(worker, (inbox, leased))| {
+                let item = leased.or_else(|| inbox.into_iter().find(|i| i.starts_with(&prefix)))?;
+                let mut view = JobView::from_item(queue, id, JobState::Running, &item);
+                view.worker = Some(worker);
+                Some(view)
+            }))
     }
 }

@@ -84,10 +84,11 @@ async fn wait_text(client: &Client, css: &str, want: &str, limit: Duration) {
         if got.as_deref() == Some(want) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{css} shows {got:?}, not {want:?}, after {limit:?}"
-        );
+        if Instant::now() >= deadline {
+            let url = client.current_url().await.map(|u| u.to_string());
+            let main = text(client, "main").await;
+            panic!("{css} shows {got:?}, not {want:?}, after {limit:?} at {url:?}: {main:?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
