@@ -13,15 +13,14 @@
 //!   rebinding page cannot read it). A page issues a session by itself, for the CSRF token of
 //!   its forms; an API call gets none and, like basic auth, must only be same-origin.
 //!
-//! Secrets are compared in constant time (over SHA-256 digests, so lengths do not leak) and
+//! The CSRF rules themselves are in [`super::csrf`]. Secrets are compared in constant time (over SHA-256 digests, so lengths do not leak) and
 //! never logged; `Debug` of [`Credentials`] says only whether each is set.
 
 use std::{fmt, net::SocketAddr};
 
 use axum::{
-    body::Body,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
@@ -30,13 +29,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::{
-    Dash,
+    Dash, csrf,
     session::{self, Session},
 };
 use crate::config::DashboardSettings;
-
-/// Largest form body the guard reads to find the CSRF token.
-const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// The dashboard's secrets, from the environment only.
 #[derive(Clone, Default)]
@@ -142,8 +138,8 @@ pub(crate) async fn guard(State(dash): State<Dash>, request: Request, next: Next
         Ok(None) => return refuse_unauthenticated(&dash, api, request.uri()),
         Err(response) => return response,
     };
-    let request = if is_change(request.method()) {
-        match check_change(&access, request).await {
+    let request = if csrf::is_change(request.method()) {
+        match csrf::check_change(&access, request).await {
             Ok(r) => r,
             Err(why) => return forbidden(api, why),
         }
@@ -217,60 +213,6 @@ fn basic(dash: &Dash, b64: &str) -> Option<Access> {
     let expected = dash.credentials.password.as_deref()?;
     (secret_eq(user, &dash.settings.username) & secret_eq(password, expected))
         .then_some(Access::Basic)
-}
-
-fn is_change(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
-/// A change must come from this origin (browsers say so in `Origin` or `Sec-Fetch-Site`)
-/// and, with a session, carry its CSRF token. Returns the request (body restored).
-async fn check_change(access: &Access, request: Request) -> Result<Request, &'static str> {
-    if matches!(access, Access::Bearer) {
-        return Ok(request);
-    }
-    if !same_origin(request.headers()) {
-        return Err("cross-site request refused");
-    }
-    let Access::Session(session) = access else {
-        return Ok(request);
-    };
-    if let Some(token) = request.headers().get("x-csrf-token") {
-        let token = token.to_str().unwrap_or_default();
-        return if secret_eq(token, &session.csrf) {
-            Ok(request)
-        } else {
-            Err("wrong CSRF token")
-        };
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| "form too large")?;
-    let token = form_urlencoded::parse(&bytes)
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.into_owned());
-    match token {
-        Some(t) if secret_eq(&t, &session.csrf) => {
-            Ok(Request::from_parts(parts, Body::from(bytes)))
-        }
-        Some(_) => Err("wrong CSRF token"),
-        None => Err("missing CSRF token"),
-    }
-}
-
-/// Whether the browser's own signals say the request comes from this origin. A request
-/// without them (curl, scripts) is not a browser's and passes this check.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(origin) = get("origin") {
-        let hosts = [get("host"), get("x-forwarded-host")];
-        return hosts.into_iter().flatten().any(|host| {
-            origin.eq_ignore_ascii_case(&format!("http://{host}"))
-                || origin.eq_ignore_ascii_case(&format!("https://{host}"))
-        });
-    }
-    get("sec-fetch-site").is_none_or(|site| site == "same-origin" || site == "none")
 }
 
 fn loopback_host(headers: &HeaderMap) -> bool {
@@ -373,26 +315,6 @@ mod tests {
             h.insert(*k, HeaderValue::from_static(v));
         }
         h
-    }
-
-    #[test]
-    fn origin_must_match_the_host() {
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:8080"),
-            ("origin", "http://127.0.0.1:8080")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "127.0.0.1:8080"),
-            ("origin", "https://evil.example")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "127.0.0.1:8080"),
-            ("origin", "null")
-        ])));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
-        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
-        assert!(same_origin(&headers(&[])), "not a browser");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Dash, auth, pages::error_page, session, views::LoginPage};
+use super::{Dash, csrf, pages::error_page, session, views::LoginPage};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Next {
@@ -73,7 +73,7 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    if !auth::same_origin(&headers) {
+    if !csrf::same_origin(&headers) {
         return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
     }
     let next = next_path(f.next.as_deref());

@@ -9,16 +9,18 @@
 //! * API ([`api`]): `GET /api/overview`, `/api/queues`, `/api/workers`, `/api/failed`,
 //!   `/api/jobs/{id}`, `/api/jobs/{queue}/{id}`; `POST /api/failed/{queue}/{id}/retry` and
 //!   `/forget`, `/api/failed/retry-all`, `/api/queues/{queue}/pause` and `/continue`.
-//! * Access ([`auth`], [`session`]): every route but the login page and the static assets is
+//! * Access ([`auth`], `csrf`, `session`): every route but the login page and the static assets is
 //!   behind the guard; changes need a same-origin request and, with a browser session, its
 //!   CSRF token. Payloads are shown only after [`redact`] hid their secrets.
 //!
 //! Everything is read from Redis through [`Queues`] on each request; the dashboard keeps no
 //! state of its own besides browser sessions.
 
+mod actions;
 mod api;
 mod assets;
 pub mod auth;
+mod csrf;
 mod login;
 pub mod overview;
 mod pages;
@@ -91,13 +93,16 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/dashboard", get(pages::overview))
         .route("/dashboard/workers", get(pages::workers))
         .route("/dashboard/failed", get(pages::failed))
-        .route("/dashboard/failed/retry-all", post(pages::retry_all))
-        .route("/dashboard/failed/{queue}/{id}/retry", post(pages::retry))
-        .route("/dashboard/failed/{queue}/{id}/forget", post(pages::forget))
+        .route("/dashboard/failed/retry-all", post(actions::retry_all))
+        .route("/dashboard/failed/{queue}/{id}/retry", post(actions::retry))
+        .route(
+            "/dashboard/failed/{queue}/{id}/forget",
+            post(actions::forget),
+        )
         .route("/dashboard/jobs", get(pages::lookup))
         .route("/dashboard/jobs/{queue}/{id}", get(pages::job))
-        .route("/dashboard/queues/{queue}/pause", post(pages::pause))
-        .route("/dashboard/queues/{queue}/continue", post(pages::resume))
+        .route("/dashboard/queues/{queue}/pause", post(actions::pause))
+        .route("/dashboard/queues/{queue}/continue", post(actions::resume))
         .route("/dashboard/logout", post(login::logout))
         .route("/api/overview", get(api::overview))
         .route("/api/queues", get(api::queues))
