@@ -108,6 +108,19 @@ async fn unauthenticated_requests_are_refused() {
     assert!(bad_login.headers().get("set-cookie").is_none());
     let browser = Browser::login(&app).await;
     assert_eq!(browser.get(&app.url("/dashboard")).await.status(), 200);
+    let elsewhere = c
+        .post(app.url("/dashboard/login"))
+        .header("origin", app.origin())
+        .form(&[("password", TOKEN), ("next", "https://evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 303, "the token logs in too");
+    assert_eq!(
+        elsewhere.headers()["location"],
+        "/dashboard",
+        "never off the dashboard"
+    );
 
     // Logging out ends the session on the server, not only in the browser.
     let out = browser
@@ -252,6 +265,21 @@ async fn payloads_are_escaped_and_secrets_redacted() {
     for secret in SECRETS {
         assert!(!html.contains(secret), "{secret} shown in the page");
     }
+    let found = browser
+        .get(&app.url(&format!("/dashboard/jobs?id={id}")))
+        .await;
+    assert_eq!(found.status(), 303, "the Find box");
+    assert_eq!(
+        found.headers()["location"],
+        format!("/dashboard/jobs/{WORKED}/{id}").as_str()
+    );
+    let workers = browser.get(&app.url("/dashboard/workers")).await;
+    assert_eq!(workers.status(), 200);
+    let workers = workers.text().await.unwrap();
+    assert!(
+        workers.contains(":dash:flaky:0:") && workers.contains("left"),
+        "{workers}"
+    );
     let failed = browser
         .get(&app.url("/dashboard/failed"))
         .await
