@@ -19,6 +19,8 @@ COPY --from=build /src/target/release/switchboard /usr/local/bin/switchboard
 COPY config ./config
 USER switchboard
 ENV SWITCHBOARD_ENV=production
+# production.toml listens on 0.0.0.0: serve needs SWITCHBOARD_DASHBOARD_TOKEN and/or
+# SWITCHBOARD_DASHBOARD_PASSWORD at run time (it refuses an open dashboard).
 EXPOSE 8080
 ENTRYPOINT ["switchboard"]
 CMD ["serve"]

@@ -1,6 +1,7 @@
-//! Operator commands: status, failed list/retry/forget, pause/continue, enqueue.
+//! Operator commands: status (the dashboard's overview as a table), failed
+//! list/retry/forget, pause/continue, enqueue.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::json;
@@ -9,7 +10,11 @@ use switchboard_jobs::EnqueueOptions;
 use crate::{
     app,
     config::Settings,
-    queue::{Queues, admin::Selection},
+    dashboard::overview::{self, Overview, Supervisor},
+    queue::{
+        Queues,
+        admin::{Selection, WorkerInfo},
+    },
 };
 
 /// `switchboard failed ...`
@@ -50,56 +55,125 @@ async fn connect(settings: &Settings) -> anyhow::Result<Queues> {
 
 /// Every queue worth showing: registered ones and the configured ones.
 async fn all_queues(settings: &Settings, queues: &Queues) -> anyhow::Result<Vec<String>> {
-    let mut names: BTreeSet<String> = queues.queue_names().await?.into_iter().collect();
-    names.extend(
-        settings
-            .fleet
-            .supervisors
-            .iter()
-            .flat_map(|s| s.queues.clone()),
-    );
-    Ok(names.into_iter().collect())
+    let configured: Vec<String> = settings
+        .fleet
+        .supervisors
+        .iter()
+        .flat_map(|s| s.queues.clone())
+        .collect();
+    Ok(overview::queue_names(queues, &configured).await?)
 }
 
-/// `status [--json]`.
+/// `status [--json]`: the dashboard's overview as a table (or JSON).
 pub async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
     let queues = connect(settings).await?;
-    let mut stats = Vec::new();
-    let mut workers = Vec::new();
-    for name in all_queues(settings, &queues).await? {
-        stats.push(queues.stats(&name).await?);
-        workers.extend(queues.workers(&name).await?);
-    }
+    let names = all_queues(settings, &queues).await?;
+    let view = overview::overview(&queues, &names).await?;
+    let workers = overview::workers(&queues, &names).await?;
+    let supervisors = overview::supervisors(&workers);
     if as_json {
-        println!("{}", json!({ "queues": stats, "workers": workers }));
+        let mut summary = serde_json::to_value(&view)?;
+        let rows = summary
+            .as_object_mut()
+            .and_then(|o| o.remove("queues"))
+            .unwrap_or_default();
+        println!(
+            "{}",
+            json!({ "overview": summary, "queues": rows, "supervisors": supervisors, "workers": workers })
+        );
         return Ok(());
     }
-    println!(
-        "{:<16} {:>9} {:>8} {:>8} {:>7} {:>11} {:>8} {:>10}  paused",
-        "queue", "pending", "delayed", "running", "dead", "processed", "failed", "wait (s)"
+    print!("{}", status_table(&view, &supervisors, &workers));
+    Ok(())
+}
+
+/// The text `status` prints.
+fn status_table(o: &Overview, supervisors: &[Supervisor], workers: &[WorkerInfo]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let past_hour = format!(
+        "{}{}",
+        if o.jobs_past_hour_is_lower_bound {
+            ">="
+        } else {
+            ""
+        },
+        o.jobs_past_hour
     );
-    for s in &stats {
-        println!(
-            "{:<16} {:>9} {:>8} {:>8} {:>7} {:>11} {:>8} {:>10.1}  {}",
+    let longest = o.longest_wait.as_ref().map_or_else(
+        || "-".to_owned(),
+        |w| format!("{:.1} s on {}", w.secs, w.queue),
+    );
+    let _ = writeln!(
+        out,
+        "status: {}   jobs/min: {}   jobs past hour: {}   failed past 7 days: {}\n\
+         workers: {} in {} process(es)   supervisors: {}   longest wait: {}\n",
+        o.status,
+        o.jobs_per_minute,
+        past_hour,
+        o.failed_past_7_days,
+        o.workers,
+        o.processes,
+        o.supervisors,
+        longest
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:>9} {:>8} {:>8} {:>7} {:>8} {:>9} {:>11} {:>8} {:>10} {:>7}  paused",
+        "queue",
+        "pending",
+        "delayed",
+        "running",
+        "dead",
+        "jobs/min",
+        "past hour",
+        "processed",
+        "failed",
+        "wait (s)",
+        "workers"
+    );
+    for r in &o.queues {
+        let s = &r.stats;
+        let _ = writeln!(
+            out,
+            "{:<16} {:>9} {:>8} {:>8} {:>7} {:>8} {:>9} {:>11} {:>8} {:>10.1} {:>7}  {}",
             s.name,
             s.pending,
             s.delayed,
             s.running,
             s.dead,
+            r.jobs_per_minute,
+            r.jobs_past_hour,
             s.processed,
             s.failed,
             s.oldest_pending_secs,
+            r.workers,
             if s.paused { "yes" } else { "no" }
         );
     }
-    println!("\n{} worker(s)", workers.len());
-    for w in &workers {
-        println!(
+    let _ = writeln!(out, "\n{} supervisor(s)", supervisors.len());
+    for s in supervisors {
+        let _ = writeln!(
+            out,
+            "  {}  host={} pid={} queues={} workers={} expired={} jobs held={}",
+            s.name,
+            s.host,
+            s.pid,
+            s.queues.join(","),
+            s.workers,
+            s.expired,
+            s.leased
+        );
+    }
+    let _ = writeln!(out, "\n{} worker(s)", workers.len());
+    for w in workers {
+        let _ = writeln!(
+            out,
             "  {}  queue={} leased={} lease_left={:.0}s",
             w.id, w.queue, w.leased, w.lease_left_secs
         );
     }
-    Ok(())
+    out
 }
 
 /// `failed list|retry|forget`.

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
-    dev, embedded,
+    dashboard, dev, embedded,
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
@@ -101,6 +101,8 @@ pub struct Hooks {
     pub clock: Option<Clock>,
     /// The handlers' dependencies; built from the settings and environment when `None`.
     pub services: Option<Arc<Services>>,
+    /// Dashboard credentials; read from the environment when `None`.
+    pub dashboard_credentials: Option<dashboard::Credentials>,
 }
 
 /// Connect to Redis, with serve's embedded fallback when asked.
@@ -123,9 +125,10 @@ pub async fn connect(
 pub async fn run(
     settings: Settings,
     roles: Roles,
-    hooks: Hooks,
+    mut hooks: Hooks,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let creds = dashboard_access(&settings, roles, &mut hooks)?;
     let metrics = telemetry::init_metrics();
     let (queues, _redis_child) = connect(&settings, roles.embedded_redis).await?;
     let token = CancellationToken::new();
@@ -205,6 +208,8 @@ pub async fn run(
                 clock,
             ));
         }
+        let dash = dashboard::router(queues.clone(), &settings, creds);
+        router = router.merge(dash);
         let stop = token.clone();
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, router)
@@ -225,6 +230,28 @@ pub async fn run(
         let _ = s.await;
     }
     Ok(())
+}
+
+/// The dashboard's credentials, after refusing (before anything starts) a dashboard that
+/// would be open to the network without them.
+fn dashboard_access(
+    settings: &Settings,
+    roles: Roles,
+    hooks: &mut Hooks,
+) -> anyhow::Result<dashboard::Credentials> {
+    let credentials = hooks
+        .dashboard_credentials
+        .take()
+        .unwrap_or_else(dashboard::Credentials::from_env);
+    if roles.http {
+        let addr = match &hooks.listener {
+            Some(l) => l.local_addr()?,
+            None => settings.http.listen.parse().context("http.listen")?,
+        };
+        dashboard::check_exposure(&settings.dashboard, addr, &credentials)
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(credentials)
 }
 
 /// Every job kind wired to `services`, with the `prune` job beside the domain's kinds.

@@ -36,6 +36,46 @@ pub struct Settings {
     /// replaces the whole default list.
     #[serde(default)]
     pub schedule: Vec<ScheduleSettings>,
+    pub dashboard: DashboardSettings,
+}
+
+/// See `[dashboard]` in `config/default.toml`. The credentials themselves come from the
+/// environment only (`crate::dashboard::Credentials`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSettings {
+    pub enabled: bool,
+    pub username: String,
+    pub session_ttl_secs: u64,
+    pub secure_cookie: bool,
+    pub refresh_secs: u64,
+}
+
+impl DashboardSettings {
+    fn problems(&self) -> impl Iterator<Item = String> {
+        [
+            (self.username.is_empty() || self.username.contains(':')).then(|| {
+                format!(
+                    "dashboard.username {:?} must be non-empty without ':'",
+                    self.username
+                )
+            }),
+            (!(60..=2_592_000).contains(&self.session_ttl_secs)).then(|| {
+                format!(
+                    "dashboard.session_ttl_secs = {} must be between 60 and 2592000",
+                    self.session_ttl_secs
+                )
+            }),
+            (self.refresh_secs > 3600).then(|| {
+                format!(
+                    "dashboard.refresh_secs = {} must be at most 3600",
+                    self.refresh_secs
+                )
+            }),
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// See `[dev]` in `config/default.toml`.
@@ -382,6 +422,7 @@ impl Settings {
                 ),
             );
         }
+        problems.extend(self.dashboard.problems());
         problems.extend(crate::maintenance::scheduler::problems(
             &self.scheduler,
             &self.schedule,

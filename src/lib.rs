@@ -6,6 +6,7 @@
 //! * [`queue`]: Switchboard's Redis queue and its apalis backend.
 //! * [`ingest`]: the webhook endpoint: verify, dedupe, enqueue.
 //! * [`fleet`]: supervisors and workers.
+//! * [`dashboard`]: the operator pages and their JSON API.
 //! * [`maintenance`]: promoter, rescuer, pruner, gauges, leader lease, cron scheduler.
 //! * [`admin`], [`schedule`] and [`bench`]: what the CLI's operator, schedule and benchmark
 //!   commands do.
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod dev;
 mod embedded;

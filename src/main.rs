@@ -60,7 +60,7 @@ enum Command {
     },
     /// Apply the database migrations (MariaDB/MySQL or `SQLite`, by database.url).
     Migrate,
-    /// Show queues and workers.
+    /// Show the overview (throughput, failures, fleet status), queues, supervisors and workers.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -25,6 +25,7 @@ pub mod ack;
 pub mod admin;
 pub mod backend;
 mod enqueue;
+pub mod inspect;
 pub mod job;
 pub mod keys;
 pub mod rate_limit;

@@ -1,0 +1,176 @@
+//! The JSON API: the dashboard's data for scripts and the refreshing pages. Errors answer
+//! `{"error": ...}`: 400 for a bad queue name or id, 404 for a job that is not there, 500
+//! (logged with its cause, plain message to the caller) when Redis fails.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Dash, FailedJob,
+    overview::{self, FleetView, Overview, QueueRow},
+    valid_id,
+};
+use crate::queue::{QueueError, inspect::JobView};
+
+/// A failure of an API call.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    BadRequest(String),
+    NotFound(String),
+    Internal(QueueError),
+    /// A template failed to render (logged where it happened).
+    Render,
+}
+
+impl From<QueueError> for Failure {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::InvalidQueue(_) => Self::BadRequest(e.to_string()),
+            e => Self::Internal(e),
+        }
+    }
+}
+
+impl Failure {
+    pub(crate) fn parts(self) -> (StatusCode, String) {
+        match self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "dashboard request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error: the queue store failed (see the server log)".into(),
+                )
+            }
+            Self::Render => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: the page could not be rendered (see the server log)".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let (status, message) = self.parts();
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, Failure>;
+
+pub(crate) fn check_id(id: &str) -> Result<(), Failure> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(Failure::BadRequest(format!("invalid job id {id:?}")))
+    }
+}
+
+pub(crate) async fn overview(State(dash): State<Dash>) -> ApiResult<Overview> {
+    Ok(Json(dash.overview().await?))
+}
+
+pub(crate) async fn queues(State(dash): State<Dash>) -> ApiResult<Vec<QueueRow>> {
+    Ok(Json(dash.overview().await?.queues))
+}
+
+pub(crate) async fn workers(State(dash): State<Dash>) -> ApiResult<FleetView> {
+    let workers = overview::workers(&dash.queues, &dash.names().await?).await?;
+    Ok(Json(FleetView {
+        supervisors: overview::supervisors(&workers),
+        workers,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct FailedQuery {
+    queue: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn failed(
+    State(dash): State<Dash>,
+    Query(q): Query<FailedQuery>,
+) -> ApiResult<Vec<FailedJob>> {
+    Ok(Json(
+        dash.failed(q.queue.as_deref(), q.limit.unwrap_or(50))
+            .await?,
+    ))
+}
+
+pub(crate) async fn retry(
+    State(dash): State<Dash>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    check_id(&id)?;
+    match dash.retry(&queue, &id).await? {
+        0 => Err(Failure::NotFound(format!("no dead job {id} on {queue}"))),
+        n => Ok(Json(json!({ "retried": n }))),
+    }
+}
+
+pub(crate) async fn forget(
+    State(dash): State<Dash>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    check_id(&id)?;
+    match dash.forget(&queue, &id).await? {
+        0 => Err(Failure::NotFound(format!("no dead job {id} on {queue}"))),
+        n => Ok(Json(json!({ "forgotten": n }))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct QueueQuery {
+    queue: Option<String>,
+}
+
+pub(crate) async fn retry_all(
+    State(dash): State<Dash>,
+    Query(q): Query<QueueQuery>,
+) -> ApiResult<Value> {
+    let n = dash.retry_all(q.queue.as_deref()).await?;
+    Ok(Json(json!({ "retried": n })))
+}
+
+pub(crate) async fn lookup(State(dash): State<Dash>, Path(id): Path<String>) -> ApiResult<JobView> {
+    check_id(&id)?;
+    dash.lookup(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Failure::NotFound(format!("no job {id} found on any queue")))
+}
+
+pub(crate) async fn job(
+    State(dash): State<Dash>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult<JobView> {
+    check_id(&id)?;
+    dash.job(&queue, &id).await?.map(Json).ok_or_else(|| {
+        Failure::NotFound(format!(
+            "no job {id} on {queue} (looked at running, dead, completed and the first {} pending and delayed jobs)",
+            crate::queue::inspect::FIND_SCAN_LIMIT
+        ))
+    })
+}
+
+pub(crate) async fn pause(State(dash): State<Dash>, Path(queue): Path<String>) -> ApiResult<Value> {
+    dash.set_paused(&queue, true).await?;
+    Ok(Json(json!({ "queue": queue, "paused": true })))
+}
+
+pub(crate) async fn resume(
+    State(dash): State<Dash>,
+    Path(queue): Path<String>,
+) -> ApiResult<Value> {
+    dash.set_paused(&queue, false).await?;
+    Ok(Json(json!({ "queue": queue, "paused": false })))
+}

@@ -1,0 +1,128 @@
+//! The browser login: a form that checks the configured credentials and starts a session
+//! (cookie `HttpOnly`, `SameSite=Strict`), and the log-out that ends it. The login form itself
+//! is only accepted from this origin, so another site cannot log a browser in to its own
+//! account (login CSRF).
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::{Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+
+use super::{Dash, csrf, pages::error_page, session, views::LoginPage};
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Next {
+    next: Option<String>,
+}
+
+/// Where to go after logging in: a dashboard path only (no open redirect).
+fn next_path(next: Option<&str>) -> String {
+    next.filter(|n| {
+        n.starts_with("/dashboard")
+            && !n.starts_with("/dashboard/login")
+            && !n.contains("//")
+            && !n.contains('\\')
+            && !n.chars().any(char::is_control)
+    })
+    .unwrap_or("/dashboard")
+    .to_owned()
+}
+
+fn page(dash: &Dash, next: String, error: Option<String>) -> Response {
+    let only_token = dash.credentials.token.is_some() && dash.credentials.password.is_none();
+    let page = LoginPage {
+        next,
+        username: dash.settings.username.clone(),
+        error,
+        password_label: if only_token { "Token" } else { "Password" },
+    };
+    match page.render() {
+        Ok(body) => Html(body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the login page failed");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "login page broken".into(),
+            )
+        }
+    }
+}
+
+pub(crate) async fn form(State(dash): State<Dash>, Query(q): Query<Next>) -> Response {
+    if !dash.credentials.is_set() {
+        // Nothing to log in with: the guard lets loopback requests in as they are.
+        return Redirect::to(&next_path(q.next.as_deref())).into_response();
+    }
+    page(&dash, next_path(q.next.as_deref()), None)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginForm {
+    #[serde(default)]
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub(crate) async fn submit(
+    State(dash): State<Dash>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    if !csrf::same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
+    }
+    let next = next_path(f.next.as_deref());
+    if !dash.credentials.is_set() {
+        return Redirect::to(&next).into_response();
+    }
+    if !dash
+        .credentials
+        .login(&dash.settings, &f.username, &f.password)
+    {
+        tracing::warn!("dashboard login refused");
+        let mut r = page(&dash, next, Some("Wrong user name or password.".into()));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    }
+    match dash.sessions.create().await {
+        Ok(s) => {
+            tracing::info!("dashboard login");
+            with_cookie(
+                Redirect::to(&next).into_response(),
+                &dash.sessions.cookie(&s),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "starting a dashboard session failed");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The session store (Redis) is unavailable.".into(),
+            )
+        }
+    }
+}
+
+/// Behind the guard, so it needs the session's CSRF token like any other change.
+pub(crate) async fn logout(State(dash): State<Dash>, headers: HeaderMap) -> Response {
+    if let Some(id) = session::cookie_value(&headers)
+        && let Err(e) = dash.sessions.delete(id).await
+    {
+        tracing::warn!(error = %e, "ending a dashboard session failed");
+    }
+    with_cookie(
+        Redirect::to("/dashboard/login").into_response(),
+        &dash.sessions.clear_cookie(),
+    )
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}

@@ -1,0 +1,336 @@
+//! The HTML pages (their form actions are in `actions`). Every value reaches the templates
+//! as data; the templates escape it.
+
+use askama::Template;
+use axum::{
+    Extension,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+
+use super::{
+    Dash,
+    api::{Failure, check_id},
+    auth::Access,
+    overview,
+    views::{
+        ErrorPage, FailedLine, FailedPage, JobPage, Layout, OverviewPage, QueueLine, SupLine,
+        WorkerLine, WorkersPage, seg, short, span, when,
+    },
+};
+use crate::queue::{QueueError, inspect::JobState, job::now_ms, validate_name};
+
+/// A page that could not be shown: an error page with the right status.
+#[derive(Debug)]
+pub(crate) struct PageError(Failure);
+
+impl From<QueueError> for PageError {
+    fn from(e: QueueError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<Failure> for PageError {
+    fn from(f: Failure) -> Self {
+        Self(f)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, message) = self.0.parts();
+        error_page(status, message)
+    }
+}
+
+pub(crate) fn error_page(status: StatusCode, message: String) -> Response {
+    let page = ErrorPage {
+        l: Layout {
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            nav: "",
+            csrf: String::new(),
+            refresh_secs: 0,
+            logout: false,
+            notice: None,
+        },
+        status: status.as_u16(),
+        message,
+    };
+    match page.render() {
+        Ok(body) => (status, Html(body)).into_response(),
+        Err(_) => (status, "error\n").into_response(),
+    }
+}
+
+type Page = Result<Html<String>, PageError>;
+
+fn render(page: &impl Template) -> Page {
+    page.render().map(Html).map_err(|e| {
+        tracing::error!(error = %e, "rendering a dashboard page failed");
+        PageError(Failure::Render)
+    })
+}
+
+/// What an action did, carried in the redirect's query so the next page can say so.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Notice {
+    done: Option<String>,
+    n: Option<u64>,
+    q: Option<String>,
+    /// The failed list's queue filter.
+    queue: Option<String>,
+}
+
+impl Notice {
+    fn message(&self) -> Option<String> {
+        let n = self.n.unwrap_or(0);
+        let q = self.q.as_deref().filter(|q| validate_name(q).is_ok());
+        match (self.done.as_deref()?, q) {
+            ("retried", _) => Some(format!("Retried {n} job(s).")),
+            ("forgot", _) => Some(format!("Forgot {n} job(s).")),
+            ("paused", Some(q)) => Some(format!(
+                "Paused {q}: running jobs finish, nothing new starts."
+            )),
+            ("continued", Some(q)) => Some(format!("Continued {q}.")),
+            _ => None,
+        }
+    }
+}
+
+fn layout(
+    dash: &Dash,
+    access: &Access,
+    title: String,
+    nav: &'static str,
+    notice: &Notice,
+) -> Layout {
+    Layout {
+        title,
+        nav,
+        csrf: access.csrf().to_owned(),
+        refresh_secs: dash.settings.refresh_secs,
+        logout: matches!(access, Access::Session(_)) && dash.credentials.is_set(),
+        notice: notice.message(),
+    }
+}
+
+pub(crate) async fn overview(
+    State(dash): State<Dash>,
+    Extension(access): Extension<Access>,
+    Query(notice): Query<Notice>,
+) -> Page {
+    let o = dash.overview().await?;
+    let workers = overview::workers(&dash.queues, &dash.names().await?).await?;
+    let rows = o
+        .queues
+        .iter()
+        .map(|r| QueueLine {
+            name: r.stats.name.clone(),
+            pending: r.stats.pending,
+            delayed: r.stats.delayed,
+            running: r.stats.running,
+            dead: r.stats.dead,
+            per_minute: r.jobs_per_minute,
+            past_hour: r.jobs_past_hour,
+            wait: if r.stats.pending > 0 {
+                span(r.stats.oldest_pending_secs)
+            } else {
+                "-".into()
+            },
+            workers: r.workers,
+            paused: r.stats.paused,
+            pause_url: format!("/dashboard/queues/{}/pause", seg(&r.stats.name)),
+            continue_url: format!("/dashboard/queues/{}/continue", seg(&r.stats.name)),
+        })
+        .collect();
+    let page = OverviewPage {
+        l: layout(&dash, &access, "Overview".into(), "overview", &notice),
+        status: o.status,
+        per_minute: o.jobs_per_minute,
+        past_hour: format!(
+            "{}{}",
+            if o.jobs_past_hour_is_lower_bound {
+                "≥ "
+            } else {
+                ""
+            },
+            o.jobs_past_hour
+        ),
+        failed_week: o.failed_past_7_days,
+        workers: o.workers,
+        processes: o.processes,
+        longest: o.longest_wait.map(|w| (w.queue, span(w.secs))),
+        rows,
+        sups: overview::supervisors(&workers)
+            .iter()
+            .map(SupLine::from)
+            .collect(),
+    };
+    render(&page)
+}
+
+pub(crate) async fn workers(
+    State(dash): State<Dash>,
+    Extension(access): Extension<Access>,
+) -> Page {
+    let workers = overview::workers(&dash.queues, &dash.names().await?).await?;
+    let page = WorkersPage {
+        l: layout(
+            &dash,
+            &access,
+            "Workers".into(),
+            "workers",
+            &Notice::default(),
+        ),
+        sups: overview::supervisors(&workers)
+            .iter()
+            .map(SupLine::from)
+            .collect(),
+        workers: workers
+            .iter()
+            .map(|w| WorkerLine {
+                id: w.id.clone(),
+                queue: w.queue.clone(),
+                leased: w.leased,
+                lease: if w.lease_left_secs > 0.0 {
+                    format!("{} left", span(w.lease_left_secs))
+                } else {
+                    format!("expired {} ago", span(-w.lease_left_secs))
+                },
+                alive: w.lease_left_secs > 0.0,
+            })
+            .collect(),
+    };
+    render(&page)
+}
+
+pub(crate) async fn failed(
+    State(dash): State<Dash>,
+    Extension(access): Extension<Access>,
+    Query(notice): Query<Notice>,
+) -> Page {
+    let filter = notice.queue.clone().filter(|s| !s.is_empty());
+    let now = now_ms();
+    let rows = dash
+        .failed(filter.as_deref(), 200)
+        .await?
+        .into_iter()
+        .map(|f| {
+            let (queue, id) = (seg(&f.queue), seg(&f.job.id));
+            FailedLine {
+                link: format!("/dashboard/jobs/{queue}/{id}"),
+                retry_url: format!("/dashboard/failed/{queue}/{id}/retry"),
+                forget_url: format!("/dashboard/failed/{queue}/{id}/forget"),
+                id: f.job.id,
+                queue: f.queue,
+                kind: f.job.kind,
+                error: short(f.job.error.as_deref().unwrap_or("-"), 160),
+                attempts: f.job.attempts,
+                died: when(f.job.died_at_ms, now),
+            }
+        })
+        .collect();
+    let back = match &filter {
+        Some(q) => format!("/dashboard/failed?queue={}", seg(q)),
+        None => "/dashboard/failed".into(),
+    };
+    let page = FailedPage {
+        l: layout(&dash, &access, "Failed jobs".into(), "failed", &notice),
+        queues: dash.names().await?,
+        filter,
+        rows,
+        back,
+    };
+    render(&page)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LookupQuery {
+    id: String,
+}
+
+pub(crate) async fn lookup(
+    State(dash): State<Dash>,
+    Query(q): Query<LookupQuery>,
+) -> Result<Response, PageError> {
+    let id = q.id.trim();
+    check_id(id)?;
+    match dash.lookup(id).await? {
+        Some(view) => Ok(Redirect::to(&format!(
+            "/dashboard/jobs/{}/{}",
+            seg(&view.queue),
+            seg(&view.id)
+        ))
+        .into_response()),
+        None => Err(Failure::NotFound(format!("No job {id} was found on any queue.")).into()),
+    }
+}
+
+pub(crate) async fn job(
+    State(dash): State<Dash>,
+    Extension(access): Extension<Access>,
+    Path((queue, id)): Path<(String, String)>,
+    Query(notice): Query<Notice>,
+) -> Page {
+    check_id(&id)?;
+    let Some(j) = dash.job(&queue, &id).await? else {
+        return Err(Failure::NotFound(format!(
+            "No job {id} on {queue}: it may have completed longer ago than the completed window, been forgotten, or sit deeper in the backlog than a lookup reads."
+        ))
+        .into());
+    };
+    let now = now_ms();
+    // A completed job's item is gone by design (only its finish time and result stay).
+    let mut facts: Vec<(&'static str, String)> = Vec::new();
+    if j.kind.is_some() {
+        let attempts = match j.max_attempts {
+            Some(max) => format!("{} of {max}", j.attempts),
+            None => j.attempts.to_string(),
+        };
+        facts.push(("Attempts", attempts));
+    }
+    let times = [
+        ("Enqueued", j.enqueued_at_ms),
+        (
+            "Runs at",
+            j.run_at_ms.filter(|_| j.state == JobState::Delayed),
+        ),
+        ("Last failure", j.failed_at_ms),
+        ("Died", j.died_at_ms),
+        ("Finished", j.finished_at_ms),
+    ];
+    facts.extend(
+        times
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, when(v?, now)))),
+    );
+    facts.extend(j.worker.clone().map(|w| ("Worker", w)));
+    facts.extend(
+        j.position
+            .map(|p| ("Position", format!("{p} (1 = next to run)"))),
+    );
+    facts.extend(j.unique.clone().map(|u| ("Unique key", u)));
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let (q, i) = (seg(&queue), seg(&id));
+    let page = JobPage {
+        l: layout(&dash, &access, format!("Job {id}"), "job", &notice),
+        state: j.state.as_str(),
+        kind: j
+            .kind
+            .clone()
+            .unwrap_or_else(|| "- (not kept once a job completes)".into()),
+        error: j.error.clone(),
+        facts,
+        payload: j.args.as_ref().map(pretty),
+        result: j.result.as_ref().map(pretty),
+        dead: j.state == JobState::Dead,
+        retry_url: format!("/dashboard/failed/{q}/{i}/retry"),
+        forget_url: format!("/dashboard/failed/{q}/{i}/forget"),
+        back: format!("/dashboard/jobs/{q}/{i}"),
+        id,
+        queue,
+    };
+    render(&page)
+}

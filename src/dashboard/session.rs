@@ -1,0 +1,118 @@
+//! Browser sessions: a random id in a cookie (`HttpOnly`, `SameSite=Strict`, optionally `Secure`),
+//! and in Redis, under the hash of that id, the session's CSRF token with the session's TTL.
+//! Kept in Redis so every instance behind a load balancer knows every session and a restart
+//! logs nobody out; only the hash is stored, so reading Redis does not yield a usable cookie.
+
+use redis::AsyncCommands as _;
+use sha2::{Digest, Sha256};
+
+use crate::queue::{QueueError, Queues};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "sb_dashboard";
+
+/// A logged-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The cookie value (never logged).
+    pub id: String,
+    /// The token every state-changing form of this session must carry.
+    pub csrf: String,
+}
+
+/// The session store.
+#[derive(Clone)]
+pub struct Sessions {
+    queues: Queues,
+    ttl_secs: u64,
+    secure: bool,
+}
+
+impl Sessions {
+    pub fn new(queues: Queues, ttl_secs: u64, secure: bool) -> Self {
+        Self {
+            queues,
+            ttl_secs,
+            secure,
+        }
+    }
+
+    /// Start a session.
+    pub async fn create(&self) -> Result<Session, QueueError> {
+        let session = Session {
+            id: random_token(),
+            csrf: random_token(),
+        };
+        let mut conn = self.queues.conn();
+        let () = conn
+            .set_ex(self.key(&session.id), &session.csrf, self.ttl_secs)
+            .await?;
+        Ok(session)
+    }
+
+    /// The session whose cookie value is `id`, if it exists and has not expired.
+    pub async fn get(&self, id: &str) -> Result<Option<Session>, QueueError> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let mut conn = self.queues.conn();
+        let csrf: Option<String> = conn.get(self.key(id)).await?;
+        Ok(csrf.map(|csrf| Session {
+            id: id.to_owned(),
+            csrf,
+        }))
+    }
+
+    /// End a session.
+    pub async fn delete(&self, id: &str) -> Result<(), QueueError> {
+        let mut conn = self.queues.conn();
+        let () = conn.del(self.key(id)).await?;
+        Ok(())
+    }
+
+    /// The `Set-Cookie` value that carries `session`.
+    pub fn cookie(&self, session: &Session) -> String {
+        format!(
+            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            session.id,
+            self.ttl_secs,
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// The `Set-Cookie` value that removes the cookie.
+    pub fn clear_cookie(&self) -> String {
+        format!(
+            "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    fn key(&self, id: &str) -> String {
+        let digest = Sha256::digest(id.as_bytes());
+        format!(
+            "{}:dashboard:session:{}",
+            self.queues.settings().prefix,
+            hex::encode(digest)
+        )
+    }
+}
+
+/// The session cookie's value in a `Cookie` header, if sent.
+pub fn cookie_value(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE).then_some(value)
+        })
+}
+
+/// 32 random bytes as hex, from the thread-local CSPRNG.
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}

@@ -1,0 +1,258 @@
+//! Looking at single jobs and recent history, for the dashboard: a job by id in whatever
+//! state it is, and how many jobs finished or died within recent windows.
+//!
+//! Both stay cheap whatever the backlog: the windows are `ZCOUNT`s over the `completed` and
+//! `dead_at` sorted sets (O(log n)); a lookup reads one field per place a job can be (per
+//! worker: its leases and its one-item inbox) and scans at most [`FIND_SCAN_LIMIT`] pending and
+//! delayed items (in Lua, by id prefix).
+
+use serde::Serialize;
+
+use super::{
+    QueueError, Queues,
+    job::{self, Envelope},
+    scripts,
+};
+
+/// Most pending and most delayed items a lookup by id reads (each).
+pub const FIND_SCAN_LIMIT: usize = 1000;
+
+const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 3_600_000;
+const WEEK_MS: u64 = 7 * 24 * HOUR_MS;
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Pending,
+    /// Waiting for its time (scheduled, or a retry after backoff).
+    Delayed,
+    /// Leased to a worker.
+    Running,
+    /// Finished successfully (while the completed window remembers it).
+    Completed,
+    /// Failed for good; in the dead set.
+    Dead,
+}
+
+impl JobState {
+    /// The lowercase name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delayed => "delayed",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// One job as found. A completed job keeps only its finish time (and result, if it recorded
+/// one): its item is gone by design, so kind and arguments are `None` then.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub queue: String,
+    pub state: JobState,
+    pub kind: Option<String>,
+    /// Attempts already made.
+    pub attempts: u32,
+    /// Attempts allowed when the job sets its own limit.
+    pub max_attempts: Option<u32>,
+    /// The last error.
+    pub error: Option<String>,
+    /// Times in ms since the epoch.
+    pub enqueued_at_ms: Option<u64>,
+    pub run_at_ms: Option<u64>,
+    pub failed_at_ms: Option<u64>,
+    pub died_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    /// The worker holding a running job.
+    pub worker: Option<String>,
+    /// For a pending job: 1 = the next to run.
+    pub position: Option<u64>,
+    /// The dedupe key it was enqueued with.
+    pub unique: Option<String>,
+    /// The arguments as stored (redact before showing them).
+    pub args: Option<serde_json::Value>,
+    /// What a completed job recorded.
+    pub result: Option<serde_json::Value>,
+}
+
+impl JobView {
+    fn empty(queue: &str, id: &str, state: JobState) -> Self {
+        Self {
+            id: id.to_owned(),
+            queue: queue.to_owned(),
+            state,
+            kind: None,
+            attempts: 0,
+            max_attempts: None,
+            error: None,
+            enqueued_at_ms: None,
+            run_at_ms: None,
+            failed_at_ms: None,
+            died_at_ms: None,
+            finished_at_ms: None,
+            worker: None,
+            position: None,
+            unique: None,
+            args: None,
+            result: None,
+        }
+    }
+
+    fn from_item(queue: &str, id: &str, state: JobState, item: &str) -> Self {
+        let mut view = Self::empty(queue, id, state);
+        match job::decode(item) {
+            Ok((_, env)) => view.fill(env),
+            // Shown rather than hidden: an operator should see what is really there.
+            Err(e) => view.error = Some(e.to_string()),
+        }
+        view
+    }
+
+    fn fill(&mut self, env: Envelope) {
+        self.args = serde_json::from_str(env.args.get()).ok();
+        self.kind = Some(env.kind);
+        self.attempts = env.attempt;
+        self.max_attempts = env.max;
+        self.error = env.err;
+        self.enqueued_at_ms = Some(env.enq_us / 1000);
+        self.run_at_ms = env.run_at;
+        self.failed_at_ms = env.failed_at;
+        self.unique = env.unique;
+    }
+}
+
+/// Jobs finished and died within recent windows, on one queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Recent {
+    /// Completed within the last 60 s.
+    pub completed_last_minute: u64,
+    /// Completed within the last hour (bounded by what the completed window keeps).
+    pub completed_last_hour: u64,
+    /// Dead jobs still held that died within the last 7 days.
+    pub dead_last_week: u64,
+    /// Completed records held now; at `queue.completed_max` the hour count is a lower bound.
+    pub completed_held: u64,
+}
+
+impl Queues {
+    /// How many jobs of `queue` completed or died within the recent windows, one round trip.
+    pub async fn recent(&self, queue: &str, now_ms: u64) -> Result<Recent, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let since = |ms: u64| format!("({}", now_ms.saturating_sub(ms));
+        let (minute, hour, week, held): (u64, u64, u64, u64) = redis::pipe()
+            .zcount(&k.completed, since(MINUTE_MS), "+inf")
+            .zcount(&k.completed, since(HOUR_MS), "+inf")
+            .zcount(&k.dead_at, since(WEEK_MS), "+inf")
+            .zcard(&k.completed)
+            .query_async(&mut conn)
+            .await?;
+        Ok(Recent {
+            completed_last_minute: minute,
+            completed_last_hour: hour,
+            dead_last_week: week,
+            completed_held: held,
+        })
+    }
+
+    /// Find job `id` on `queue`: among the first [`FIND_SCAN_LIMIT`] pending and delayed
+    /// jobs, running (leased, or landed in a worker's inbox), completed or dead. `None` when it
+    /// is in none of these.
+    ///
+    /// The places are read one after another, in the order a job moves through them, so a
+    /// job that moves on while we look is found at its next place; a job that moved back (a
+    /// retry, a rescue) between two reads is looked for once more before saying "not found".
+    pub async fn find_job(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
+        for _ in 0..2 {
+            if let Some(view) = self.find_once(queue, id).await? {
+                return Ok(Some(view));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn find_once(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let found: Option<(String, String, f64)> = scripts::FIND
+            .key(&k.pending)
+            .key(&k.delayed)
+            .arg(id)
+            .arg(FIND_SCAN_LIMIT)
+            .invoke_async(&mut conn)
+            .await?;
+        if let Some((state, item, n)) = found {
+            let delayed = state == "delayed";
+            let state = if delayed {
+                JobState::Delayed
+            } else {
+                JobState::Pending
+            };
+            let mut view = JobView::from_item(queue, id, state, &item);
+            if delayed {
+                view.run_at_ms = Some(n as u64);
+            } else {
+                view.position = Some(n as u64);
+            }
+            return Ok(Some(view));
+        }
+        if let Some(view) = self.find_running(queue, id).await? {
+            return Ok(Some(view));
+        }
+        let (finished, dead, died): (Option<f64>, Option<String>, Option<f64>) = redis::pipe()
+            .zscore(&k.completed, id)
+            .hget(&k.dead, id)
+            .zscore(&k.dead_at, id)
+            .query_async(&mut conn)
+            .await?;
+        if let Some(ms) = finished {
+            let mut view = JobView::empty(queue, id, JobState::Completed);
+            view.finished_at_ms = Some(ms as u64);
+            view.result = self.job_result(queue, id).await?;
+            return Ok(Some(view));
+        }
+        Ok(dead.map(|item| {
+            let mut view = JobView::from_item(queue, id, JobState::Dead, &item);
+            view.died_at_ms = died.map(|ms| ms as u64);
+            view
+        }))
+    }
+
+    /// The worker holding `id`, if any: its leases and its inbox (a job its blocking fetch
+    /// took but has not leased yet, a few ms at most), one pipeline over all workers.
+    async fn find_running(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
+        let k = self.keys(queue)?;
+        let mut conn = self.conn();
+        let workers: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&k.workers)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        if workers.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for w in &workers {
+            pipe.lrange(k.inbox(w), 0, -1).hget(k.leased(w), id);
+        }
+        let held: Vec<(Vec<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+        let prefix = format!("{id} ");
+        Ok(workers
+            .into_iter()
+            .zip(held)
+            .find_map(|(worker, (inbox, leased))| {
+                let item = leased.or_else(|| inbox.into_iter().find(|i| i.starts_with(&prefix)))?;
+                let mut view = JobView::from_item(queue, id, JobState::Running, &item);
+                view.worker = Some(worker);
+                Some(view)
+            }))
+    }
+}
