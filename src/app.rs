@@ -1,7 +1,7 @@
 //! The composition root: all wiring happens here. Roles are flags; tests start the same
 //! [`run`] with their own settings, a listener on port 0 and a shutdown future.
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use switchboard_jobs::{
@@ -23,7 +23,7 @@ use crate::{
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
-    maintenance::{Gauges, Promoter, Pruner, Rescuer},
+    maintenance::{Promoter, Pruner, Rescuer},
     queue::{Queues, rate_limit::RedisRateLimiter},
     telemetry,
 };
@@ -34,9 +34,9 @@ use crate::{
 pub struct Roles {
     /// Supervisors and workers.
     pub fleet: bool,
-    /// Promoter, rescuer, pruner, gauges.
+    /// Promoter, rescuer, pruner.
     pub maintenance: bool,
-    /// HTTP: health, readiness, metrics.
+    /// HTTP: health, readiness, metrics (queue gauges are read at each scrape).
     pub http: bool,
     /// The webhook endpoint (on the HTTP listener).
     pub ingest: bool,
@@ -136,9 +136,6 @@ pub async fn run(
         ));
         tasks.push(tokio::spawn(
             Pruner::new(queues.clone(), names.clone(), m).run(token.clone()),
-        ));
-        tasks.push(tokio::spawn(
-            Gauges::new(queues.clone(), Duration::from_secs(5)).run(token.clone()),
         ));
     }
     // The fleet starts before HTTP, so a ready endpoint means the whole process is up.

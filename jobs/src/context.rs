@@ -61,7 +61,10 @@ impl JobContext {
     /// Record the job's result; the runtime stores it with the completed job when the
     /// handler succeeds (kept for the completed-jobs window). A second call replaces it.
     pub fn set_result(&self, value: serde_json::Value) {
-        *self.result.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
+        *self
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
     }
 
     /// The result recorded so far, if any.
