@@ -1,0 +1,329 @@
+//! The metrics at `GET /metrics` of a running Switchboard after known workloads: job outcome
+//! counters and histogram counts equal to what ran, queue gauges equal to `Queues::stats`,
+//! busy and idle worker slots, and ingest requests by status.
+//!
+//! The recorder is one per process, so each test keeps its series apart by giving its queues
+//! and supervisors names of their own (and its Redis keys a prefix of its own).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Harness,
+    expo::{count, value},
+    jobs,
+    running::{self, Running},
+};
+use switchboard::{
+    app::{Hooks, Roles},
+    ingest::{SecretList, WebhookSecrets},
+    queue::admin::QueueStats,
+    telemetry,
+};
+use switchboard_jobs::{EnqueueOptions, noop::Noop};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A queue or supervisor name no other test uses.
+fn unique(what: &str) -> String {
+    format!("{what}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// Fleet, maintenance and HTTP over one supervisor `sup` of `concurrency` slots on `queue`.
+async fn serve(
+    h: &Harness,
+    sup: &str,
+    queue: &str,
+    concurrency: usize,
+) -> (Running, std::sync::Arc<jobs::Switches>) {
+    let mut settings = h.settings.clone();
+    settings.fleet = h.fleet_settings(queue, concurrency, concurrency, 3);
+    settings.fleet.supervisors[0].name = sup.to_owned();
+    let switches = jobs::Switches::new();
+    let roles = Roles {
+        fleet: true,
+        maintenance: true,
+        http: true,
+        ..Roles::default()
+    };
+    let hooks = Hooks {
+        registry: Some(jobs::registry(&switches)),
+        ..Hooks::default()
+    };
+    (Running::start(settings, roles, hooks).await, switches)
+}
+
+fn jobs_total(text: &str, queue: &str, kind: &str, outcome: &str) -> f64 {
+    count(
+        text,
+        "switchboard_jobs_total",
+        &[("queue", queue), ("kind", kind), ("outcome", outcome)],
+    )
+}
+
+fn queue_gauge(text: &str, queue: &str, state: &str) -> f64 {
+    value(
+        text,
+        "switchboard_queue_jobs",
+        &[("queue", queue), ("state", state)],
+    )
+    .unwrap_or_else(|| panic!("no queue gauge {queue}/{state}"))
+}
+
+fn assert_gauges_equal(text: &str, s: &QueueStats) {
+    let q = s.name.as_str();
+    assert_eq!(
+        [
+            queue_gauge(text, q, "pending"),
+            queue_gauge(text, q, "delayed"),
+            queue_gauge(text, q, "running"),
+            queue_gauge(text, q, "dead"),
+        ],
+        [
+            s.pending as f64,
+            s.delayed as f64,
+            s.running as f64,
+            s.dead as f64
+        ],
+        "gauges of {q} against {s:?}"
+    );
+}
+
+#[tokio::test]
+async fn job_counters_and_queue_gauges_match_a_known_workload() {
+    let h = Harness::new().await;
+    let (queue, idle_queue, sup) = (unique("work"), unique("idle"), unique("sup"));
+    let (app, _switches) = serve(&h, &sup, &queue, 8).await;
+    // Flaky always fails: 3 attempts each (2 retried, then dead). Poison is dead at once.
+    h.queues
+        .enqueue_many(&queue, &vec![Noop::default(); 20], None)
+        .await
+        .unwrap();
+    h.queues
+        .enqueue_many(&queue, &vec![jobs::Poison::default(); 3], None)
+        .await
+        .unwrap();
+    h.queues
+        .enqueue_many(&queue, &vec![jobs::Flaky::default(); 2], None)
+        .await
+        .unwrap();
+    let queues = h.queues.clone();
+    let q = queue.clone();
+    h.wait_for("20 processed and 5 dead", LIMIT, || {
+        let (queues, q) = (queues.clone(), q.clone());
+        async move {
+            let s = queues.stats(&q).await.unwrap();
+            (s.processed, s.dead, s.pending, s.delayed, s.running) == (20, 5, 0, 0, 0)
+        }
+    })
+    .await;
+    // A queue nobody works: 7 pending, 2 delayed.
+    h.queues.register_queue(&idle_queue).await.unwrap();
+    h.queues
+        .enqueue_many(&idle_queue, &vec![Noop::default(); 7], None)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let later = EnqueueOptions::default()
+            .on_queue(idle_queue.clone())
+            .run_in(Duration::from_secs(3600));
+        h.queues.enqueue(&Noop::default(), later).await.unwrap();
+    }
+
+    let before = h.stats(&idle_queue).await;
+    let text = app.metrics().await;
+    let after = h.stats(&idle_queue).await;
+    let worked = h.stats(&queue).await;
+
+    let expected = [
+        ("noop", [20.0, 0.0, 0.0, 0.0]),
+        ("test.poison", [0.0, 3.0, 0.0, 3.0]),
+        ("test.flaky", [0.0, 6.0, 4.0, 2.0]),
+    ];
+    for (kind, [completed, failed, retried, dead]) in expected {
+        let got =
+            ["completed", "failed", "retried", "dead"].map(|o| jobs_total(&text, &queue, kind, o));
+        assert_eq!(
+            got,
+            [completed, failed, retried, dead],
+            "{kind}: completed, failed, retried, dead"
+        );
+        let runs = count(
+            &text,
+            "switchboard_job_run_seconds_count",
+            &[("queue", &queue), ("kind", kind)],
+        );
+        assert_eq!(runs, completed + failed, "{kind}: one run time per attempt");
+    }
+    let sum = |outcome: &str| -> f64 {
+        expected
+            .iter()
+            .map(|(kind, _)| jobs_total(&text, &queue, kind, outcome))
+            .sum()
+    };
+    assert_eq!(
+        (sum("completed"), sum("failed")),
+        (worked.processed as f64, worked.failed as f64),
+        "counters agree with Redis' processed and failed"
+    );
+    assert_eq!(
+        count(
+            &text,
+            "switchboard_job_wait_seconds_count",
+            &[("queue", &queue)]
+        ),
+        29.0,
+        "one wait per start: 20 + 3 + 2 x 3"
+    );
+
+    assert_gauges_equal(&text, &worked);
+    assert_gauges_equal(&text, &before);
+    assert_eq!((before.pending, before.delayed), (7, 2));
+    assert_eq!(
+        before,
+        QueueStats {
+            oldest_pending_secs: before.oldest_pending_secs,
+            ..after.clone()
+        }
+    );
+    let oldest = value(
+        &text,
+        "switchboard_queue_oldest_pending_seconds",
+        &[("queue", &idle_queue)],
+    )
+    .unwrap();
+    assert!(
+        before.oldest_pending_secs <= oldest && oldest <= after.oldest_pending_secs,
+        "oldest pending {oldest} between {} and {}",
+        before.oldest_pending_secs,
+        after.oldest_pending_secs
+    );
+    assert_eq!(
+        value(
+            &text,
+            "switchboard_queue_oldest_pending_seconds",
+            &[("queue", &queue)]
+        ),
+        Some(0.0)
+    );
+    let slots = |state| {
+        count(
+            &text,
+            "switchboard_workers",
+            &[("supervisor", &sup), ("state", state)],
+        )
+    };
+    assert_eq!((slots("busy"), slots("idle")), (0.0, 8.0));
+    assert_eq!(
+        count(
+            &text,
+            "switchboard_jobs_rescued_total",
+            &[("queue", &queue)]
+        ),
+        0.0
+    );
+    assert!(
+        value(
+            &text,
+            "switchboard_jobs_rescued_total",
+            &[("queue", &queue)]
+        )
+        .is_some(),
+        "the rescued counter exists before the first rescue"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn worker_slots_are_busy_while_jobs_run_and_gone_after_stop() {
+    let h = Harness::new().await;
+    let (queue, sup) = (unique("gated"), unique("sup"));
+    let (app, switches) = serve(&h, &sup, &queue, 4).await;
+    h.queues
+        .enqueue_many(&queue, &vec![jobs::Gated::default(); 3], None)
+        .await
+        .unwrap();
+    h.wait_for("3 jobs running", LIMIT, || {
+        let n = switches.started();
+        async move { n == 3 }
+    })
+    .await;
+    let slots = |text: &str, state| {
+        count(
+            text,
+            "switchboard_workers",
+            &[("supervisor", &sup), ("state", state)],
+        )
+    };
+    let text = app.metrics().await;
+    assert_eq!((slots(&text, "busy"), slots(&text, "idle")), (3.0, 1.0));
+    assert_eq!(queue_gauge(&text, &queue, "running"), 3.0);
+
+    switches.gate.add_permits(3);
+    h.wait_processed(&queue, 3, LIMIT).await;
+    // The slot is given back as the handler returns, before the ack reaches Redis.
+    let text = app.metrics().await;
+    assert_eq!((slots(&text, "busy"), slots(&text, "idle")), (0.0, 4.0));
+
+    app.stop().await;
+    let text = telemetry::init_metrics()
+        .expect("the app installed the recorder")
+        .render();
+    assert_eq!(
+        (slots(&text, "busy"), slots(&text, "idle")),
+        (0.0, 0.0),
+        "a stopped fleet has no slots"
+    );
+}
+
+#[tokio::test]
+async fn ingest_counts_requests_by_status_and_exports_queue_gauges_without_a_fleet() {
+    let h = Harness::new().await;
+    let mut settings = h.settings.clone();
+    settings.ingest.queue = unique("webhooks");
+    let hooks = Hooks {
+        secrets: Some(WebhookSecrets {
+            stripe: Some(SecretList::parse(running::STRIPE_SECRET)),
+            ..WebhookSecrets::default()
+        }),
+        ..Hooks::default()
+    };
+    let app = Running::start(settings.clone(), Roles::ingest(), hooks).await;
+    let requests = |text: &str, status| {
+        count(
+            text,
+            "switchboard_ingest_requests_total",
+            &[("provider", "stripe"), ("status", status)],
+        )
+    };
+    let timed = |text: &str| {
+        count(
+            text,
+            "switchboard_ingest_seconds_count",
+            &[("provider", "stripe")],
+        )
+    };
+    let start = app.metrics().await;
+
+    let mut answers = Vec::new();
+    for n in 0..3 {
+        let (body, signature) = running::signed_stripe(&format!("evt_metrics_{n}"));
+        answers.push(app.post_stripe(&body, Some(&signature)).await);
+    }
+    let (body, signature) = running::signed_stripe("evt_metrics_0");
+    answers.push(app.post_stripe(&body, Some(&signature)).await);
+    let forged = signature.replace("v1=", "v1=00");
+    answers.push(app.post_stripe(&body, Some(&forged)).await);
+    answers.push(app.post_stripe(&body, None).await);
+    assert_eq!(answers, [202, 202, 202, 200, 401, 401]);
+
+    let text = app.metrics().await;
+    let delta = |status| requests(&text, status) - requests(&start, status);
+    assert_eq!((delta("202"), delta("200"), delta("401")), (3.0, 1.0, 2.0));
+    assert_eq!(timed(&text) - timed(&start), 6.0, "every answer is timed");
+    let webhooks = h.stats(&settings.ingest.queue).await;
+    assert_eq!(webhooks.pending, 3);
+    assert_gauges_equal(&text, &webhooks);
+    app.stop().await;
+}
