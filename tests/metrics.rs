@@ -39,7 +39,7 @@ async fn serve(
 ) -> (Running, std::sync::Arc<jobs::Switches>) {
     let mut settings = h.settings.clone();
     settings.fleet = h.fleet_settings(queue, concurrency, concurrency, 3);
-    settings.fleet.supervisors[0].name = sup.to_owned();
+    sup.clone_into(&mut settings.fleet.supervisors[0].name);
     let switches = jobs::Switches::new();
     let roles = Roles {
         fleet: true,
@@ -54,7 +54,7 @@ async fn serve(
     (Running::start(settings, roles, hooks).await, switches)
 }
 
-fn jobs_total(text: &str, queue: &str, kind: &str, outcome: &str) -> f64 {
+fn jobs_total(text: &str, queue: &str, kind: &str, outcome: &str) -> u64 {
     count(
         text,
         "switchboard_jobs_total",
@@ -62,13 +62,13 @@ fn jobs_total(text: &str, queue: &str, kind: &str, outcome: &str) -> f64 {
     )
 }
 
-fn queue_gauge(text: &str, queue: &str, state: &str) -> f64 {
-    value(
-        text,
-        "switchboard_queue_jobs",
-        &[("queue", queue), ("state", state)],
-    )
-    .unwrap_or_else(|| panic!("no queue gauge {queue}/{state}"))
+fn queue_gauge(text: &str, queue: &str, state: &str) -> u64 {
+    let labels = [("queue", queue), ("state", state)];
+    assert!(
+        value(text, "switchboard_queue_jobs", &labels).is_some(),
+        "no queue gauge {queue}/{state}"
+    );
+    count(text, "switchboard_queue_jobs", &labels)
 }
 
 fn assert_gauges_equal(text: &str, s: &QueueStats) {
@@ -80,103 +80,115 @@ fn assert_gauges_equal(text: &str, s: &QueueStats) {
             queue_gauge(text, q, "running"),
             queue_gauge(text, q, "dead"),
         ],
-        [
-            s.pending as f64,
-            s.delayed as f64,
-            s.running as f64,
-            s.dead as f64
-        ],
+        [s.pending, s.delayed, s.running, s.dead],
         "gauges of {q} against {s:?}"
     );
 }
 
-#[tokio::test]
-async fn job_counters_and_queue_gauges_match_a_known_workload() {
-    let h = Harness::new().await;
-    let (queue, idle_queue, sup) = (unique("work"), unique("idle"), unique("sup"));
-    let (app, _switches) = serve(&h, &sup, &queue, 8).await;
-    // Flaky always fails: 3 attempts each (2 retried, then dead). Poison is dead at once.
+/// Per kind: completed, failed, retried, dead after [`known_workload`].
+const EXPECTED: [(&str, [u64; 4]); 3] = [
+    ("noop", [20, 0, 0, 0]),
+    ("test.poison", [0, 3, 0, 3]),
+    ("test.flaky", [0, 6, 4, 2]),
+];
+
+/// 20 noop jobs, 3 poisoned ones (dead at once) and 2 that always fail (3 attempts: 2
+/// retried, then dead) on `queue`; returns once Redis has settled them all.
+async fn known_workload(h: &Harness, queue: &str) {
     h.queues
-        .enqueue_many(&queue, &vec![Noop::default(); 20], None)
+        .enqueue_many(queue, &vec![Noop::default(); 20], None)
         .await
         .unwrap();
     h.queues
-        .enqueue_many(&queue, &vec![jobs::Poison::default(); 3], None)
+        .enqueue_many(queue, &vec![jobs::Poison::default(); 3], None)
         .await
         .unwrap();
     h.queues
-        .enqueue_many(&queue, &vec![jobs::Flaky::default(); 2], None)
+        .enqueue_many(queue, &vec![jobs::Flaky::default(); 2], None)
         .await
         .unwrap();
     let queues = h.queues.clone();
-    let q = queue.clone();
     h.wait_for("20 processed and 5 dead", LIMIT, || {
-        let (queues, q) = (queues.clone(), q.clone());
+        let queues = queues.clone();
         async move {
-            let s = queues.stats(&q).await.unwrap();
+            let s = queues.stats(queue).await.unwrap();
             (s.processed, s.dead, s.pending, s.delayed, s.running) == (20, 5, 0, 0, 0)
         }
     })
     .await;
-    // A queue nobody works: 7 pending, 2 delayed.
-    h.queues.register_queue(&idle_queue).await.unwrap();
+}
+
+/// Register `queue` and leave 7 jobs pending and 2 delayed on it (nobody works it).
+async fn idle_queue(h: &Harness, queue: &str) {
+    h.queues.register_queue(queue).await.unwrap();
     h.queues
-        .enqueue_many(&idle_queue, &vec![Noop::default(); 7], None)
+        .enqueue_many(queue, &vec![Noop::default(); 7], None)
         .await
         .unwrap();
     for _ in 0..2 {
         let later = EnqueueOptions::default()
-            .on_queue(idle_queue.clone())
+            .on_queue(queue.to_owned())
             .run_in(Duration::from_secs(3600));
         h.queues.enqueue(&Noop::default(), later).await.unwrap();
     }
+}
 
-    let before = h.stats(&idle_queue).await;
-    let text = app.metrics().await;
-    let after = h.stats(&idle_queue).await;
-    let worked = h.stats(&queue).await;
-
-    let expected = [
-        ("noop", [20.0, 0.0, 0.0, 0.0]),
-        ("test.poison", [0.0, 3.0, 0.0, 3.0]),
-        ("test.flaky", [0.0, 6.0, 4.0, 2.0]),
-    ];
-    for (kind, [completed, failed, retried, dead]) in expected {
+fn assert_outcomes(text: &str, worked: &QueueStats) {
+    let queue = worked.name.as_str();
+    for (kind, [completed, failed, retried, dead]) in EXPECTED {
         let got =
-            ["completed", "failed", "retried", "dead"].map(|o| jobs_total(&text, &queue, kind, o));
+            ["completed", "failed", "retried", "dead"].map(|o| jobs_total(text, queue, kind, o));
         assert_eq!(
             got,
             [completed, failed, retried, dead],
             "{kind}: completed, failed, retried, dead"
         );
         let runs = count(
-            &text,
+            text,
             "switchboard_job_run_seconds_count",
-            &[("queue", &queue), ("kind", kind)],
+            &[("queue", queue), ("kind", kind)],
         );
         assert_eq!(runs, completed + failed, "{kind}: one run time per attempt");
     }
-    let sum = |outcome: &str| -> f64 {
-        expected
+    let sum = |outcome: &str| -> u64 {
+        EXPECTED
             .iter()
-            .map(|(kind, _)| jobs_total(&text, &queue, kind, outcome))
+            .map(|(kind, _)| jobs_total(text, queue, kind, outcome))
             .sum()
     };
     assert_eq!(
         (sum("completed"), sum("failed")),
-        (worked.processed as f64, worked.failed as f64),
+        (worked.processed, worked.failed),
         "counters agree with Redis' processed and failed"
     );
-    assert_eq!(
-        count(
-            &text,
-            "switchboard_job_wait_seconds_count",
-            &[("queue", &queue)]
-        ),
-        29.0,
-        "one wait per start: 20 + 3 + 2 x 3"
+    let waits = count(
+        text,
+        "switchboard_job_wait_seconds_count",
+        &[("queue", queue)],
     );
+    assert_eq!(waits, 29, "one wait per start: 20 + 3 + 2 x 3");
+    let rescued = [("queue", queue)];
+    assert!(
+        value(text, "switchboard_jobs_rescued_total", &rescued).is_some(),
+        "the rescued counter exists before the first rescue"
+    );
+    assert_eq!(count(text, "switchboard_jobs_rescued_total", &rescued), 0);
+}
 
+#[tokio::test]
+async fn job_counters_and_queue_gauges_match_a_known_workload() {
+    let h = Harness::new().await;
+    let (queue, idle, sup) = (unique("work"), unique("idle"), unique("sup"));
+    let (app, _switches) = serve(&h, &sup, &queue, 8).await;
+    known_workload(&h, &queue).await;
+    idle_queue(&h, &idle).await;
+
+    let before = h.stats(&idle).await;
+    let text = app.metrics().await;
+    let after = h.stats(&idle).await;
+    let worked = h.stats(&queue).await;
+
+    assert_outcomes(&text, &worked);
     assert_gauges_equal(&text, &worked);
     assert_gauges_equal(&text, &before);
     assert_eq!((before.pending, before.delayed), (7, 2));
@@ -185,27 +197,28 @@ async fn job_counters_and_queue_gauges_match_a_known_workload() {
         QueueStats {
             oldest_pending_secs: before.oldest_pending_secs,
             ..after.clone()
-        }
+        },
+        "only the wait moved while the metrics were read"
     );
-    let oldest = value(
-        &text,
-        "switchboard_queue_oldest_pending_seconds",
-        &[("queue", &idle_queue)],
-    )
-    .unwrap();
-    assert!(
-        before.oldest_pending_secs <= oldest && oldest <= after.oldest_pending_secs,
-        "oldest pending {oldest} between {} and {}",
-        before.oldest_pending_secs,
-        after.oldest_pending_secs
-    );
-    assert_eq!(
+    let oldest = |q: &str| {
         value(
             &text,
             "switchboard_queue_oldest_pending_seconds",
-            &[("queue", &queue)]
-        ),
-        Some(0.0)
+            &[("queue", q)],
+        )
+        .unwrap()
+    };
+    assert!(
+        before.oldest_pending_secs <= oldest(&idle) && oldest(&idle) <= after.oldest_pending_secs,
+        "oldest pending {} between {} and {}",
+        oldest(&idle),
+        before.oldest_pending_secs,
+        after.oldest_pending_secs
+    );
+    assert!(
+        oldest(&queue) <= 0.0,
+        "nothing pends on the worked queue: {}",
+        oldest(&queue)
     );
     let slots = |state| {
         count(
@@ -214,24 +227,7 @@ async fn job_counters_and_queue_gauges_match_a_known_workload() {
             &[("supervisor", &sup), ("state", state)],
         )
     };
-    assert_eq!((slots("busy"), slots("idle")), (0.0, 8.0));
-    assert_eq!(
-        count(
-            &text,
-            "switchboard_jobs_rescued_total",
-            &[("queue", &queue)]
-        ),
-        0.0
-    );
-    assert!(
-        value(
-            &text,
-            "switchboard_jobs_rescued_total",
-            &[("queue", &queue)]
-        )
-        .is_some(),
-        "the rescued counter exists before the first rescue"
-    );
+    assert_eq!((slots("busy"), slots("idle")), (0, 8));
     app.stop().await;
 }
 
@@ -257,14 +253,14 @@ async fn worker_slots_are_busy_while_jobs_run_and_gone_after_stop() {
         )
     };
     let text = app.metrics().await;
-    assert_eq!((slots(&text, "busy"), slots(&text, "idle")), (3.0, 1.0));
-    assert_eq!(queue_gauge(&text, &queue, "running"), 3.0);
+    assert_eq!((slots(&text, "busy"), slots(&text, "idle")), (3, 1));
+    assert_eq!(queue_gauge(&text, &queue, "running"), 3);
 
     switches.gate.add_permits(3);
     h.wait_processed(&queue, 3, LIMIT).await;
     // The slot is given back as the handler returns, before the ack reaches Redis.
     let text = app.metrics().await;
-    assert_eq!((slots(&text, "busy"), slots(&text, "idle")), (0.0, 4.0));
+    assert_eq!((slots(&text, "busy"), slots(&text, "idle")), (0, 4));
 
     app.stop().await;
     let text = telemetry::init_metrics()
@@ -272,7 +268,7 @@ async fn worker_slots_are_busy_while_jobs_run_and_gone_after_stop() {
         .render();
     assert_eq!(
         (slots(&text, "busy"), slots(&text, "idle")),
-        (0.0, 0.0),
+        (0, 0),
         "a stopped fleet has no slots"
     );
 }
@@ -320,8 +316,8 @@ async fn ingest_counts_requests_by_status_and_exports_queue_gauges_without_a_fle
 
     let text = app.metrics().await;
     let delta = |status| requests(&text, status) - requests(&start, status);
-    assert_eq!((delta("202"), delta("200"), delta("401")), (3.0, 1.0, 2.0));
-    assert_eq!(timed(&text) - timed(&start), 6.0, "every answer is timed");
+    assert_eq!((delta("202"), delta("200"), delta("401")), (3, 1, 2));
+    assert_eq!(timed(&text) - timed(&start), 6, "every answer is timed");
     let webhooks = h.stats(&settings.ingest.queue).await;
     assert_eq!(webhooks.pending, 3);
     assert_gauges_equal(&text, &webhooks);

@@ -225,8 +225,8 @@ mod tests {
         handle.render()
     }
 
-    /// The value of the line that starts with `series ` (labels as rendered, in order).
-    fn value(text: &str, series: &str) -> f64 {
+    /// The (whole) value of the line that starts with `series ` (labels as rendered).
+    fn value(text: &str, series: &str) -> u64 {
         let prefix = format!("{series} ");
         text.lines()
             .find_map(|l| l.strip_prefix(prefix.as_str()))
@@ -260,17 +260,17 @@ mod tests {
                 ),
             )
         };
-        assert_eq!(jobs("completed"), 3.0);
-        assert_eq!(jobs("failed"), 3.0);
-        assert_eq!(jobs("retried"), 2.0);
-        assert_eq!(jobs("dead"), 1.0);
-        assert_eq!(jobs("snoozed"), 1.0);
+        assert_eq!(jobs("completed"), 3);
+        assert_eq!(jobs("failed"), 3);
+        assert_eq!(jobs("retried"), 2);
+        assert_eq!(jobs("dead"), 1);
+        assert_eq!(jobs("snoozed"), 1);
         assert_eq!(
             value(
                 &text,
                 r#"switchboard_job_run_seconds_count{queue="calendar",kind="calendar.book"}"#
             ),
-            7.0,
+            7,
             "every attempt is timed"
         );
         assert_eq!(
@@ -278,14 +278,14 @@ mod tests {
                 &text,
                 r#"switchboard_job_wait_seconds_bucket{queue="calendar",le="0.0025"}"#
             ),
-            1.0
+            1
         );
         assert_eq!(
             value(
                 &text,
                 r#"switchboard_job_wait_seconds_bucket{queue="calendar",le="0.001"}"#
             ),
-            0.0,
+            0,
             "1.5 ms is above the 1 ms bucket"
         );
     }
@@ -301,13 +301,13 @@ mod tests {
         });
         let busy = r#"switchboard_workers{supervisor="calendar",state="busy"}"#;
         let idle = r#"switchboard_workers{supervisor="calendar",state="idle"}"#;
-        assert_eq!((value(&text, busy), value(&text, idle)), (1.0, 3.0));
+        assert_eq!((value(&text, busy), value(&text, idle)), (1, 3));
         let text = rendered(|| {
             let slots = WorkerSlots::new("calendar");
             slots.add(2.0);
             slots.add(-2.0);
         });
-        assert_eq!((value(&text, busy), value(&text, idle)), (0.0, 0.0));
+        assert_eq!((value(&text, busy), value(&text, idle)), (0, 0));
     }
 
     #[test]
@@ -325,23 +325,23 @@ mod tests {
                 ),
             )
         };
-        assert_eq!((requests("202"), requests("401")), (1.0, 1.0));
+        assert_eq!((requests("202"), requests("401")), (1, 1));
         assert_eq!(
             value(
                 &text,
                 r#"switchboard_ingest_seconds_bucket{provider="stripe",le="0.0001"}"#
             ),
-            1.0
+            1
         );
         assert_eq!(
             value(
                 &text,
                 r#"switchboard_ingest_seconds_bucket{provider="stripe",le="0.00025"}"#
             ),
-            2.0
+            2
         );
         for component in REDIS_COMPONENTS {
-            let expected = if component == "ack" { 1.0 } else { 0.0 };
+            let expected = u64::from(component == "ack");
             let series = format!(r#"switchboard_redis_errors_total{{component="{component}"}}"#);
             assert_eq!(value(&text, &series), expected, "{component}");
         }

@@ -72,7 +72,13 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     matching.first().map(|s| s.value)
 }
 
-/// Like [`value`], 0 when the series does not exist (a counter never incremented).
-pub fn count(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    value(text, name, labels).unwrap_or(0.0)
+/// A whole-number value (a counter, a count of jobs) of the series as in [`value`]; 0 when it
+/// does not exist (a counter never incremented).
+pub fn count(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let v = value(text, name, labels).unwrap_or(0.0);
+    assert!(
+        v >= 0.0 && v.fract() == 0.0 && v < 1e15,
+        "{name} {labels:?} = {v} is not a count"
+    );
+    format!("{v}").parse().expect("a whole number")
 }

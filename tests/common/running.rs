@@ -25,11 +25,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Start `roles` with `hooks` (its listener is set here) and wait until `/healthz` answers.
+    /// Start `roles` with `hooks` (on a new port-0 listener unless `hooks` has one) and wait
+    /// until `/healthz` answers.
     pub async fn start(settings: Settings, roles: Roles, mut hooks: Hooks) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        hooks.listener = Some(listener);
+        if hooks.listener.is_none() {
+            hooks.listener = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addr = hooks.listener.as_ref().unwrap().local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app::run(settings, roles, hooks, async {
             let _ = rx.await;
