@@ -1,7 +1,7 @@
 //! The composition root: all wiring happens here. Roles are flags; tests start the same
 //! [`run`] with their own settings, a listener on port 0 and a shutdown future.
 
-use std::{future::Future, path::PathBuf, sync::Arc};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use switchboard_jobs::{
@@ -23,7 +23,7 @@ use crate::{
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
-    maintenance::{Promoter, Pruner, Rescuer},
+    maintenance::{Elector, Promoter, Prune, Pruner, Rescuer, Scheduler},
     queue::{Queues, rate_limit::RedisRateLimiter},
     telemetry,
 };
@@ -34,8 +34,10 @@ use crate::{
 pub struct Roles {
     /// Supervisors and workers.
     pub fleet: bool,
-    /// Promoter, rescuer, pruner.
+    /// Promoter; rescuer and pruner while this process holds the leader lease.
     pub maintenance: bool,
+    /// The cron scheduler.
+    pub scheduler: bool,
     /// HTTP: health, readiness, metrics (queue gauges are read at each scrape).
     pub http: bool,
     /// The webhook endpoint (on the HTTP listener).
@@ -50,9 +52,18 @@ impl Roles {
         Self {
             fleet: true,
             maintenance: true,
+            scheduler: true,
             http: true,
             ingest: true,
             embedded_redis: settings.redis.embedded,
+        }
+    }
+
+    /// The cron scheduler alone: `switchboard schedule`.
+    pub fn schedule() -> Self {
+        Self {
+            scheduler: true,
+            ..Self::default()
         }
     }
 
@@ -126,28 +137,32 @@ pub async fn run(
         .iter()
         .flat_map(|s| s.queues.clone())
         .collect();
+    // The handlers' dependencies, when this process runs handlers.
+    let services = match (roles.fleet, hooks.services, &hooks.registry) {
+        (true, Some(s), _) => Some(s),
+        (true, None, None) => Some(build_services(&settings, &queues).await?),
+        _ => None,
+    };
     if roles.maintenance {
-        let m = &settings.maintenance;
-        tasks.push(tokio::spawn(
-            Promoter::new(queues.clone(), names.clone(), m).run(token.clone()),
-        ));
-        tasks.push(tokio::spawn(
-            Rescuer::new(queues.clone(), names.clone(), m).run(token.clone()),
-        ));
-        tasks.push(tokio::spawn(
-            Pruner::new(queues.clone(), names.clone(), m).run(token.clone()),
-        ));
+        spawn_maintenance(
+            &settings,
+            &queues,
+            &names,
+            services.as_ref(),
+            &token,
+            &mut tasks,
+        );
+    }
+    if roles.scheduler {
+        let scheduler = Scheduler::new(queues.clone(), &settings.schedule, &settings.scheduler)
+            .map_err(anyhow::Error::msg)?;
+        tasks.push(tokio::spawn(scheduler.run(token.clone())));
     }
     // The fleet starts before HTTP, so a ready endpoint means the whole process is up.
     let fleet = if roles.fleet {
-        let registry = if let Some(r) = hooks.registry {
-            r
-        } else {
-            let services = match hooks.services {
-                Some(s) => s,
-                None => build_services(&settings, &queues).await?,
-            };
-            switchboard_jobs::domain_registry(&services)
+        let registry = match hooks.registry {
+            Some(r) => r,
+            None => domain_registry(&settings, &queues, &names, services.as_ref())?,
         };
         let registry = Arc::new(registry);
         Some(Fleet::start(&queues, registry, &settings.fleet, hooks.observer).await?)
@@ -210,6 +225,50 @@ pub async fn run(
         let _ = s.await;
     }
     Ok(())
+}
+
+/// Every job kind wired to `services`, with the `prune` job beside the domain's kinds.
+fn domain_registry(
+    settings: &Settings,
+    queues: &Queues,
+    names: &[String],
+    services: Option<&Arc<Services>>,
+) -> anyhow::Result<switchboard_jobs::Registry> {
+    let services = services.context("the fleet needs its services")?;
+    let mut registry = switchboard_jobs::domain_registry(services);
+    let pruner = Pruner::new(queues.clone(), names.to_vec(), &settings.maintenance)
+        .with_store(services.store.clone());
+    registry.register::<Prune, _, _>(move |args, ctx| pruner.clone().run_job(args, ctx));
+    Ok(registry)
+}
+
+/// The promoter and gauges, and the leader lease with the rescuer and pruner behind it.
+fn spawn_maintenance(
+    settings: &Settings,
+    queues: &Queues,
+    names: &[String],
+    services: Option<&Arc<Services>>,
+    token: &CancellationToken,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    let m = &settings.maintenance;
+    let names = names.to_vec();
+    let elector = Elector::new(queues.clone(), Duration::from_secs(m.leader_lease_secs));
+    let leadership = elector.leadership();
+    tasks.push(tokio::spawn(elector.run(token.clone())));
+    tasks.push(tokio::spawn(
+        Promoter::new(queues.clone(), names.clone(), m).run(token.clone()),
+    ));
+    tasks.push(tokio::spawn(
+        Rescuer::new(queues.clone(), names.clone(), m)
+            .leader_only(leadership.clone())
+            .run(token.clone()),
+    ));
+    let mut pruner = Pruner::new(queues.clone(), names, m).leader_only(leadership);
+    if let Some(s) = services {
+        pruner = pruner.with_store(s.store.clone());
+    }
+    tasks.push(tokio::spawn(pruner.run(token.clone())));
 }
 
 /// The handlers' dependencies: the database (the embedded `SQLite` is migrated here; a

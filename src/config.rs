@@ -9,6 +9,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::maintenance::scheduler::{CatchUp, ScheduleSettings, SchedulerSettings};
+
 /// The embedded defaults (the documented file itself).
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -29,6 +31,11 @@ pub struct Settings {
     pub calcom: CalcomConfig,
     pub stripe: switchboard_jobs::clients::stripe::StripeSettings,
     pub dev: DevSettings,
+    pub scheduler: SchedulerSettings,
+    /// The recurring jobs: `[[schedule]]` entries. A configuration file that lists any
+    /// replaces the whole default list.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleSettings>,
 }
 
 /// See `[dev]` in `config/default.toml`.
@@ -95,6 +102,7 @@ pub struct QueueSettings {
     pub completed_max: u64,
     pub dead_retention_secs: u64,
     pub dead_max: u64,
+    pub max_rescues: u32,
 }
 
 /// See `[maintenance]` in `config/default.toml`.
@@ -104,6 +112,8 @@ pub struct MaintenanceSettings {
     pub promote_max_interval_ms: u64,
     pub rescue_interval_secs: u64,
     pub prune_interval_secs: u64,
+    pub webhook_events_retention_secs: u64,
+    pub leader_lease_secs: u64,
 }
 
 /// See `[fleet]` in `config/default.toml`.
@@ -249,6 +259,10 @@ impl Settings {
         );
         check(q.dead_max >= 1, "queue.dead_max must be at least 1".into());
         check(
+            q.max_rescues >= 1,
+            "queue.max_rescues must be at least 1".into(),
+        );
+        check(
             ["text", "json"].contains(&self.telemetry.log_format.as_str()),
             format!(
                 "telemetry.log_format {:?} must be \"text\" or \"json\"",
@@ -305,6 +319,17 @@ impl Settings {
             "maintenance.prune_interval_secs must be at least 1".into(),
         );
         check(
+            m.webhook_events_retention_secs >= 3600,
+            "maintenance.webhook_events_retention_secs must be at least 3600".into(),
+        );
+        check(
+            (3..=600).contains(&m.leader_lease_secs),
+            format!(
+                "maintenance.leader_lease_secs = {} must be between 3 and 600",
+                m.leader_lease_secs
+            ),
+        );
+        check(
             self.fleet.shutdown_timeout_secs >= 1,
             "fleet.shutdown_timeout_secs must be at least 1".into(),
         );
@@ -357,6 +382,10 @@ impl Settings {
                 ),
             );
         }
+        problems.extend(crate::maintenance::scheduler::problems(
+            &self.scheduler,
+            &self.schedule,
+        ));
         if problems.is_empty() {
             Ok(())
         } else {

@@ -6,8 +6,9 @@
 //! * [`queue`]: Switchboard's Redis queue and its apalis backend.
 //! * [`ingest`]: the webhook endpoint: verify, dedupe, enqueue.
 //! * [`fleet`]: supervisors and workers.
-//! * [`maintenance`]: promoter, rescuer, pruner, gauges.
-//! * [`admin`] and [`bench`]: what the CLI's operator and benchmark commands do.
+//! * [`maintenance`]: promoter, rescuer, pruner, gauges, leader lease, cron scheduler.
+//! * [`admin`], [`schedule`] and [`bench`]: what the CLI's operator, schedule and benchmark
+//!   commands do.
 //! * [`telemetry`]: logs and metric names.
 
 #![forbid(unsafe_code)]
@@ -24,4 +25,5 @@ mod http;
 pub mod ingest;
 pub mod maintenance;
 pub mod queue;
+pub mod schedule;
 pub mod telemetry;

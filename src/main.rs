@@ -10,6 +10,7 @@ use switchboard::{
     app::{self, Hooks, Roles},
     bench::{self, BenchCommand},
     config::Settings,
+    schedule::ScheduleAction,
     telemetry,
 };
 
@@ -46,6 +47,11 @@ enum Command {
     },
     /// Run the worker fleet (and queue maintenance) only.
     Work,
+    /// Run the cron scheduler only; or list the schedules, or fire one now.
+    Schedule {
+        #[command(subcommand)]
+        action: Option<ScheduleAction>,
+    },
     /// Post the sample webhooks to a running `serve` and show the whole path complete.
     Demo {
         /// Base URL of the running server.
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Schedule { action } => switchboard::schedule::run(settings, action).await,
             Command::Migrate => app::migrate(&settings).await,
             Command::Demo { url } => switchboard::demo::run(&settings, &url).await,
             Command::Status { json } => admin::status(&settings, json).await,

@@ -354,9 +354,9 @@ async fn redis_memory_returns_to_baseline_after_drain_and_trim() {
         &h.settings.maintenance,
     );
     let later = now_ms() + (h.settings.queue.completed_retention_secs + 1) * 1000;
-    let (completed, dead) = pruner.run_once(later).await.unwrap();
+    let outcome = pruner.run_once(later).await.unwrap();
     assert_eq!(
-        (completed, dead),
+        (outcome.completed, outcome.dead),
         (h.settings.queue.completed_max.min(N_TRIM as u64), 0)
     );
     let (after, keys) = memory_of(&h).await;

@@ -164,6 +164,84 @@ async fn poisoned_job_goes_to_the_dead_set_at_once() {
     fleet.stop().await;
 }
 
+/// Lease the head of `queue`'s pending list to `worker` as a fetch would, with a lease that
+/// has already expired: the worker died holding it.
+async fn lease_to_a_dead_worker(h: &Harness, queue: &str, worker: &str) -> String {
+    let k = h.queues.keys(queue).unwrap();
+    let mut conn = h.conn();
+    let item: String = redis::cmd("RPOP")
+        .arg(&k.pending)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let id = item.split(' ').next().unwrap().to_owned();
+    let () = redis::pipe()
+        .hset(k.leased(worker), &id, &item)
+        .zadd(&k.workers, worker, 1)
+        .hincr(&k.stats, "running", 1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    item
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_its_worker_is_set_aside_after_max_rescues() {
+    let h = Harness::new().await;
+    let max = h.settings.queue.max_rescues;
+    let job = h
+        .queues
+        .enqueue(
+            &Noop::default(),
+            EnqueueOptions::default().on_queue("crashy"),
+        )
+        .await
+        .unwrap();
+    for round in 1..=max {
+        let item = lease_to_a_dead_worker(&h, "crashy", &format!("w{round}")).await;
+        assert!(
+            item.contains(&format!("\"resc\":{}", round - 1)) || round == 1,
+            "{item}"
+        );
+        assert_eq!(h.queues.rescue("crashy", u64::MAX / 2).await.unwrap(), 1);
+        let s = h.stats("crashy").await;
+        assert_eq!(
+            (s.pending, s.running, s.dead),
+            (1, 0, 0),
+            "rescue {round} re-queues"
+        );
+    }
+    // One crash more than allowed: the job goes to the dead set, marked, with a clear error.
+    lease_to_a_dead_worker(&h, "crashy", "w-last").await;
+    assert_eq!(h.queues.rescue("crashy", u64::MAX / 2).await.unwrap(), 1);
+    let s = h.stats("crashy").await;
+    assert_eq!((s.pending, s.running, s.dead), (0, 0, 1));
+    let dead = h.queues.dead_list("crashy", 10).await.unwrap();
+    assert_eq!(dead[0].id, job.id);
+    let error = dead[0].error.clone().unwrap();
+    assert!(
+        error.contains(&format!("lost {} times", max + 1)) && error.contains("poisonous"),
+        "{error}"
+    );
+    // Retried by an operator, it starts with a clean slate and runs.
+    assert_eq!(
+        h.queues
+            .dead_retry("crashy", Selection::Ids(vec![job.id.clone()]))
+            .await
+            .unwrap(),
+        1
+    );
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("crashy", 1, 1, 1),
+            switchboard_jobs::registry(),
+            None,
+        )
+        .await;
+    h.wait_processed("crashy", 1, SECS).await;
+    fleet.stop().await;
+}
+
 #[tokio::test]
 async fn dead_jobs_can_be_retried_and_forgotten() {
     let h = Harness::new().await;

@@ -65,8 +65,20 @@ pub fn domain_registry(services: &std::sync::Arc<services::Services>) -> Registr
         calendar::run_cancel(Arc::clone(&s), args, ctx)
     });
     let s = Arc::clone(services);
+    registry.register::<calendar::CalendarReconcile, _, _>(move |args, ctx| {
+        calendar::run_reconcile(Arc::clone(&s), args, ctx)
+    });
+    let s = Arc::clone(services);
     registry.register::<billing::ReportUsage, _, _>(move |args, _| {
         billing::run_report_usage(Arc::clone(&s), args)
+    });
+    let s = Arc::clone(services);
+    registry.register::<billing::BillingReconcile, _, _>(move |args, ctx| {
+        billing::run_reconcile(Arc::clone(&s), args, ctx)
+    });
+    let s = Arc::clone(services);
+    registry.register::<notify::reminders::NotifyReminders, _, _>(move |args, ctx| {
+        notify::reminders::run_reminders(Arc::clone(&s), args, ctx)
     });
     let s = Arc::clone(services);
     registry.register::<notify_send::NotifyEmail, _, _>(move |args, _| {

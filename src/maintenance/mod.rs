@@ -1,16 +1,32 @@
 //! Background services that keep the queues healthy. Each has one shape: `new`,
 //! `run_once(now)` returning counts, and `run(shutdown)`, a thin loop with one log line per
-//! round that did something. All are idempotent, so every process may run them.
+//! round that did something. All are idempotent.
 //!
 //! * [`Promoter`]: moves due scheduled jobs and retries to pending.
 //! * [`Rescuer`]: re-queues the jobs of workers whose lease expired.
-//! * [`Pruner`]: trims completed records and old dead jobs (Horizon's trim).
+//! * [`Pruner`]: trims completed records, old dead jobs and old `webhook_events` rows
+//!   (Horizon's trim); leader only.
+//! * [`Scheduler`]: enqueues the configured recurring jobs, once per tick across instances.
+//! * [`Elector`]: the leader lease the rescuer and pruner consult.
 //!
-//! [`Gauges`] is not a loop: the HTTP role reads it at each `/metrics` scrape.
+//! The promoter and scheduler run in every process that has them (each is safe and cheap to
+//! run many times over); the rescuer and pruner only in the elected leader. [`Gauges`] (queue
+//! depths and waits as metrics) is not a loop: the HTTP role reads it at each `/metrics`
+//! scrape.
+
+mod leader;
+mod pruner;
+pub mod scheduler;
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+pub use self::{
+    leader::{Elector, Leadership},
+    pruner::{Prune, PruneOutcome, Pruner},
+    scheduler::Scheduler,
+};
 
 use crate::{
     config::MaintenanceSettings,
@@ -96,6 +112,8 @@ pub struct Rescuer {
     queues: Queues,
     names: Vec<String>,
     interval: Duration,
+    /// When set, rounds run only while this process leads.
+    leader: Option<Leadership>,
 }
 
 impl Rescuer {
@@ -105,7 +123,15 @@ impl Rescuer {
             queues,
             names,
             interval: Duration::from_secs(settings.rescue_interval_secs),
+            leader: None,
         }
+    }
+
+    /// Run rounds only while `leadership` says this process leads.
+    #[must_use]
+    pub fn leader_only(mut self, leadership: Leadership) -> Self {
+        self.leader = Some(leadership);
+        self
     }
 
     /// Rescue the jobs of every worker whose lease expired before `now_ms`.
@@ -122,55 +148,10 @@ impl Rescuer {
     /// Loop until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
-            if let Err(e) = self.run_once(now_ms()).await {
+            let leads = self.leader.as_ref().is_none_or(Leadership::is_leader);
+            if leads && let Err(e) = self.run_once(now_ms()).await {
                 metric::redis_error("rescue");
                 tracing::error!(error = %e, "rescue failed");
-            }
-            if sleep_or_stop(&shutdown, self.interval).await {
-                return;
-            }
-        }
-    }
-}
-
-/// Trims completed records and dead jobs past retention.
-pub struct Pruner {
-    queues: Queues,
-    names: Vec<String>,
-    interval: Duration,
-}
-
-impl Pruner {
-    /// A pruner over `names`.
-    pub fn new(queues: Queues, names: Vec<String>, settings: &MaintenanceSettings) -> Self {
-        Self {
-            queues,
-            names,
-            interval: Duration::from_secs(settings.prune_interval_secs),
-        }
-    }
-
-    /// Trim everything past retention at `now_ms`; returns (completed, dead) removed.
-    pub async fn run_once(&self, now_ms: u64) -> Result<(u64, u64), QueueError> {
-        let (mut completed, mut dead) = (0, 0);
-        for name in &self.names {
-            let p = self.queues.prune(name, now_ms).await?;
-            completed += p.completed;
-            dead += p.dead;
-        }
-        Ok((completed, dead))
-    }
-
-    /// Loop until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            match self.run_once(now_ms()).await {
-                Ok((c, d)) if c + d > 0 => tracing::info!(completed = c, dead = d, "pruned"),
-                Ok(_) => {}
-                Err(e) => {
-                    metric::redis_error("prune");
-                    tracing::error!(error = %e, "prune failed");
-                }
             }
             if sleep_or_stop(&shutdown, self.interval).await {
                 return;

@@ -235,7 +235,14 @@ impl Queues {
                 id,
                 kind: env.kind.clone(),
                 attempts: env.attempt,
-                error: env.err.clone(),
+                error: if env.lost {
+                    Some(format!(
+                        "its worker was lost {} times while running it (process crash, OOM kill or lost host); set aside as poisonous",
+                        env.resc
+                    ))
+                } else {
+                    env.err.clone()
+                },
                 died_at_ms: died as u64,
                 enqueued_at_ms: env.enq_us / 1000,
                 args: serde_json::from_str(env.args.get()).unwrap_or_default(),
@@ -352,6 +359,8 @@ impl Queues {
 /// A dead job made fresh for another round: attempts reset, error kept out of the way.
 fn revived(mut env: Envelope) -> Envelope {
     env.attempt = 0;
+    env.resc = 0;
+    env.lost = false;
     env.run_at = None;
     env.err = None;
     env.failed_at = None;

@@ -213,8 +213,11 @@ impl Shared {
             .key(self.keys.inbox(&self.worker_id))
             .key(&self.keys.pending)
             .key(&self.keys.stats)
+            .key(&self.keys.dead)
+            .key(&self.keys.dead_at)
             .arg(&self.worker_id)
             .arg(u64::MAX / 2)
+            .arg("")
             .invoke_async(&mut conn)
             .await?;
         Ok(n.max(0) as u64)

@@ -54,6 +54,8 @@ impl Queues {
                 .map_or(0, |d| d.as_millis() as u64)
         });
         let envelope = Envelope {
+            resc: 0,
+            lost: false,
             kind: kind.to_owned(),
             v: version,
             args,
@@ -127,6 +129,8 @@ impl Queues {
                 let id =
                     ids.map_or_else(job::new_id, |ids| ids[chunk_no * BATCH_CHUNK + i].clone());
                 let envelope = Envelope {
+                    resc: 0,
+                    lost: false,
                     kind: A::KIND.to_owned(),
                     v: A::VERSION,
                     args: serde_json::value::to_raw_value(a)?,

@@ -8,6 +8,15 @@ use serde_json::value::RawValue;
 /// is paid once per job in Redis memory and on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
+    /// Times the job was handed back because the worker holding it vanished (crash, OOM
+    /// kill, lost host). It comes first in the JSON because the rescue script counts it
+    /// with a string edit at the start of the object.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resc: u32,
+    /// Set by the rescue script when `resc` passed the limit and the job was set aside in
+    /// the dead set as poisonous.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
     /// Job kind, e.g. `webhook.stripe`.
     pub kind: String,
     /// Version of the kind's argument shape.
@@ -39,6 +48,11 @@ pub struct Envelope {
 
 const fn one() -> u16 {
     1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+const fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Envelope {
@@ -111,6 +125,8 @@ mod tests {
     #[test]
     fn item_round_trip() {
         let env = Envelope {
+            resc: 0,
+            lost: false,
             kind: "noop".into(),
             v: 1,
             args: RawValue::from_string(r#"{"a":1}"#.into()).unwrap(),

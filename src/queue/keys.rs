@@ -59,6 +59,17 @@ impl QueueKeys {
         format!("{}:result:{id}", self.tag)
     }
 
+    /// HASH of a schedule's state: `last_tick` (ms, the newest tick handled by any
+    /// instance), `last_fired_ms`, `last_job`.
+    pub fn schedule(&self, name: &str) -> String {
+        format!("{}:schedule:{name}", self.tag)
+    }
+
+    /// STRING claim of one tick of a schedule, with a TTL: whoever sets it enqueues.
+    pub fn schedule_claim(&self, name: &str, tick_ms: i64) -> String {
+        format!("{}:schedule:{name}:{tick_ms}", self.tag)
+    }
+
     /// STRING dedupe key -> first job id.
     pub fn unique(&self, key: &str) -> String {
         format!("{}:unique:{key}", self.tag)

@@ -28,7 +28,7 @@ mod enqueue;
 pub mod job;
 pub mod keys;
 pub mod rate_limit;
-mod scripts;
+pub(crate) mod scripts;
 pub mod upkeep;
 
 use std::{

@@ -18,3 +18,5 @@ script!(RESCUE, "rescue.lua");
 script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
 script!(REVIVE, "revive.lua");
 script!(RATE_LIMIT, "rate_limit.lua");
+script!(SCHEDULE_FIRE, "schedule_fire.lua");
+script!(LEADER, "leader.lua");

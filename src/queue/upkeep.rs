@@ -64,8 +64,11 @@ impl Queues {
                 .key(k.inbox(&worker))
                 .key(&k.pending)
                 .key(&k.stats)
+                .key(&k.dead)
+                .key(&k.dead_at)
                 .arg(&worker)
                 .arg(now_ms)
+                .arg(self.settings().max_rescues)
                 .invoke_async(&mut conn)
                 .await?;
             if n > 0 {

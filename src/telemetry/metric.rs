@@ -42,7 +42,9 @@ pub const JOB_RUN: &str = "switchboard_job_run_seconds";
 pub const WORKERS: &str = "switchboard_workers";
 /// Counter: jobs returned to the queue from dead workers, by queue.
 pub const JOBS_RESCUED: &str = "switchboard_jobs_rescued_total";
-/// Counter: scheduler ticks by schedule and outcome (enqueued, duplicate, missed, failed).
+/// Counter: scheduler ticks by schedule and outcome: `enqueued` (this instance claimed the
+/// tick), `duplicate` (another instance had), `missed` and `caught_up` (after downtime),
+/// `failed`, `manual` (run by an operator).
 pub const SCHEDULER_FIRES: &str = "switchboard_scheduler_fires_total";
 /// Counter: webhook deliveries by provider and HTTP status.
 pub const INGEST_REQUESTS: &str = "switchboard_ingest_requests_total";
@@ -52,14 +54,15 @@ pub const INGEST_SECONDS: &str = "switchboard_ingest_seconds";
 pub const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
 
 /// The `component` values of [`REDIS_ERRORS`]; each starts at 0 so the series exists.
-pub const REDIS_COMPONENTS: [&str; 8] = [
+pub const REDIS_COMPONENTS: [&str; 9] = [
     "fetch",
     "ack",
     "heartbeat",
     "gauges",
     "promote",
     "rescue",
-    "prune",
+    "leader",
+    "scheduler",
     "ingest",
 ];
 

@@ -1,13 +1,16 @@
 //! Calendar jobs against Cal.com: `calendar.book` (enqueued when a call's analysis asks for an
-//! appointment the agent did not book in-call), `calendar.reschedule` and `calendar.cancel`.
+//! appointment the agent did not book in-call), `calendar.reschedule` and `calendar.cancel`,
+//! and `calendar.reconcile` (from the scheduler), which makes `appointments` agree with Cal.com.
 //! Every Cal.com request first takes a slot of the fleet-wide rate limit of its API key; a
 //! full limit or a 429 snoozes the job (no attempt used).
 
 mod book;
 mod change;
+mod reconcile;
 
 pub use book::run_book;
 pub use change::{run_cancel, run_reschedule};
+pub use reconcile::run_reconcile;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,5 +62,35 @@ pub struct CalendarCancel {
 
 impl JobArgs for CalendarCancel {
     const KIND: &'static str = "calendar.cancel";
+    const QUEUE: &'static str = "calendar";
+}
+
+/// Arguments of `calendar.reconcile`; every field has a default, so `{}` is a whole job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CalendarReconcile {
+    /// How many days ahead of now are compared with Cal.com.
+    pub days: u32,
+    /// After this many seconds a run starts no further branch and leaves the rest to a
+    /// continuation: keep it well below the calendar supervisor's job timeout.
+    pub budget_secs: u64,
+    /// Set on a continuation (a run cut short by the Cal.com rate limit or its budget): only
+    /// branches with a larger id are left to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_branch_id: Option<i64>,
+}
+
+impl Default for CalendarReconcile {
+    fn default() -> Self {
+        Self {
+            days: 14,
+            budget_secs: 10,
+            after_branch_id: None,
+        }
+    }
+}
+
+impl JobArgs for CalendarReconcile {
+    const KIND: &'static str = "calendar.reconcile";
     const QUEUE: &'static str = "calendar";
 }

@@ -2,6 +2,7 @@
 //! booking's row linked to the old uid and marks the old one `rescheduled`.
 
 use sqlx::{Row, any::AnyRow};
+use time::{Duration, OffsetDateTime};
 
 use super::{RowExt, Store, StoreError, now_ms};
 
@@ -128,4 +129,106 @@ pub async fn find_by_call(store: &Store, call_id: &str) -> Result<Option<Appoint
         .fetch_optional(store.pool())
         .await?;
     Ok(row.as_ref().map(appointment).transpose()?)
+}
+
+const SELECT_BOOKED_ALL: &str =
+    "WHERE status = 'booked' AND start_at >= ? AND start_at < ? ORDER BY start_at, uid";
+const SELECT_BOOKED_BRANCH: &str = "WHERE status = 'booked' AND branch_id = ? AND start_at >= ? AND start_at < ? \
+     ORDER BY start_at, uid";
+
+/// Booked appointments (of `branch_id`, or of every branch) that may start between `from` and
+/// `to`: a superset, since start times are text with whatever offset Cal.com or a webhook
+/// gave. The text filter is widened by a day on each side; callers compare exact instants.
+pub async fn booked_around(
+    store: &Store,
+    branch_id: Option<i64>,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<Vec<Appointment>, StoreError> {
+    let day = |t: OffsetDateTime| {
+        let d = t.date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let (low, high) = (day(from - Duration::DAY), day(to + Duration::DAY * 2));
+    let filter = if branch_id.is_some() {
+        SELECT_BOOKED_BRANCH
+    } else {
+        SELECT_BOOKED_ALL
+    };
+    let sql = format!("SELECT {COLUMNS} FROM appointments {filter}");
+    let mut query = sqlx::query(&sql);
+    if let Some(branch) = branch_id {
+        query = query.bind(branch);
+    }
+    let rows = query.bind(low).bind(high).fetch_all(store.pool()).await?;
+    Ok(rows
+        .iter()
+        .map(appointment)
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+const INSERT_NEW_MYSQL: &str = "INSERT IGNORE INTO appointments (uid, company_id, branch_id, customer_id, status, title, \
+     start_at, end_at, location, attendee_name, attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, \
+     call_id, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_NEW_SQLITE: &str = "INSERT OR IGNORE INTO appointments (uid, company_id, branch_id, customer_id, status, title, \
+     start_at, end_at, location, attendee_name, attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, \
+     call_id, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Insert the booking `a.uid` unless a row for it exists (whatever its state: a webhook or
+/// a calendar job that wrote it first knows more); returns whether this call inserted it.
+pub async fn insert_if_absent(store: &Store, a: &Appointment) -> Result<bool, StoreError> {
+    let done = sqlx::query(store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE))
+        .bind(&a.uid)
+        .bind(a.company_id)
+        .bind(a.branch_id)
+        .bind(a.customer_id)
+        .bind(&a.status)
+        .bind(&a.title)
+        .bind(&a.start_at)
+        .bind(&a.end_at)
+        .bind(&a.location)
+        .bind(&a.attendee_name)
+        .bind(&a.attendee_email)
+        .bind(&a.attendee_phone)
+        .bind(&a.rescheduled_from_uid)
+        .bind(&a.cancellation_reason)
+        .bind(&a.call_id)
+        .bind(now_ms())
+        .execute(store.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Cancel the booking `uid` if it is still `booked` (a row another job moved on, e.g. to
+/// `rescheduled`, is left alone); returns whether this call cancelled it.
+pub async fn cancel_if_booked(store: &Store, uid: &str, reason: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE appointments SET status = 'cancelled', cancellation_reason = COALESCE(cancellation_reason, ?), \
+         updated_at_ms = ? WHERE uid = ? AND status = 'booked'",
+    )
+    .bind(reason)
+    .bind(now_ms())
+    .bind(uid)
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Set the times of the booking `uid` if it is still `booked`; returns whether it changed.
+pub async fn move_if_booked(
+    store: &Store,
+    uid: &str,
+    start_at: &str,
+    end_at: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE appointments SET start_at = ?, end_at = ?, updated_at_ms = ? WHERE uid = ? AND status = 'booked'",
+    )
+    .bind(start_at)
+    .bind(end_at)
+    .bind(now_ms())
+    .bind(uid)
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
 }

@@ -145,6 +145,29 @@ pub async fn branch(store: &Store, id: i64) -> Result<Option<Branch>, StoreError
         .transpose()?)
 }
 
+/// Every branch that books through Cal.com (it has an event type), with its company, by
+/// branch id; branches of companies whose subscription ended (`canceled`) are left out.
+pub async fn calendar_branches(store: &Store) -> Result<Vec<(Company, Branch)>, StoreError> {
+    let sql = format!(
+        "SELECT {COMPANY_COLUMNS}, b.id, b.name, b.calcom_event_type_id, b.timezone \
+         FROM branches b JOIN companies c ON c.id = b.company_id \
+         WHERE b.calcom_event_type_id IS NOT NULL AND c.billing_status <> 'canceled' ORDER BY b.id"
+    );
+    let rows = sqlx::query(&sql).fetch_all(store.pool()).await?;
+    let pair = |r: &AnyRow| {
+        let company = company(r)?;
+        let branch = Branch {
+            id: r.try_get(9)?,
+            company_id: company.id,
+            name: r.text(10)?,
+            calcom_event_type_id: r.try_get(11)?,
+            timezone: r.text(12)?,
+        };
+        Ok::<_, sqlx::Error>((company, branch))
+    };
+    Ok(rows.iter().map(pair).collect::<Result<_, _>>()?)
+}
+
 /// Set the company's billing status (`active`, `past_due`, `canceled`, ...).
 pub async fn set_billing_status(store: &Store, id: i64, status: &str) -> Result<(), StoreError> {
     sqlx::query("UPDATE companies SET billing_status = ? WHERE id = ?")

@@ -35,6 +35,23 @@ pub async fn upsert(
     Ok(row.try_get(0)?)
 }
 
+/// The first customer of `company_id` with `email` (case-insensitive), for attendees who
+/// gave no phone number.
+pub async fn find_by_email(
+    store: &Store,
+    company_id: i64,
+    email: &str,
+) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id FROM customers WHERE company_id = ? AND LOWER(email) = LOWER(?) ORDER BY id",
+    )
+    .bind(company_id)
+    .bind(email)
+    .fetch_optional(store.pool())
+    .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
 /// A customer's name and email.
 pub async fn get(
     store: &Store,

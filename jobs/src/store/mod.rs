@@ -4,6 +4,7 @@
 //! never spliced into SQL. Where the dialects differ (upserts), a repository carries both
 //! statements side by side and [`Dialect`] picks one.
 
+pub mod appointment_reminders;
 pub mod appointments;
 pub mod calls;
 pub mod companies;

@@ -73,6 +73,44 @@ pub async fn claim(store: &Store, n: &NewNotification<'_>) -> Result<Claim, Stor
     })
 }
 
+/// What [`reserve`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// This call wrote the row: the notification is new.
+    New,
+    /// The row existed and no send has claimed it yet (its job may still be queued, or an
+    /// earlier enqueue was lost): enqueueing it again is safe under the queue's unique key.
+    Pending,
+    /// A send claimed it already (sending, sent, retrying or failed): leave it.
+    Taken,
+}
+
+/// Write the outbox row of a notification about to be enqueued, unless it exists. The
+/// unique key makes exactly one of any number of concurrent callers see [`Reserved::New`].
+pub async fn reserve(store: &Store, n: &NewNotification<'_>) -> Result<Reserved, StoreError> {
+    let inserted = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
+        .bind(n.unique_key)
+        .bind(n.channel)
+        .bind(n.recipient)
+        .bind(n.template)
+        .bind(n.locale)
+        .bind(now_ms())
+        .execute(store.pool())
+        .await?;
+    if inserted.rows_affected() > 0 {
+        return Ok(Reserved::New);
+    }
+    let row = sqlx::query("SELECT status FROM notifications WHERE unique_key = ?")
+        .bind(n.unique_key)
+        .fetch_optional(store.pool())
+        .await?;
+    let status = row.map(|r| r.text(0)).transpose()?;
+    Ok(match status.as_deref() {
+        Some("pending") => Reserved::Pending,
+        _ => Reserved::Taken,
+    })
+}
+
 /// The provider accepted the message.
 pub async fn mark_sent(
     store: &Store,

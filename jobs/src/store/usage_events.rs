@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, now_ms};
+use super::{RowExt, Store, StoreError, now_ms};
 
 const INSERT_MYSQL: &str = "INSERT IGNORE INTO usage_events (call_id, company_id, seconds, created_at_ms) VALUES (?, ?, ?, ?)";
 const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO usage_events (call_id, company_id, seconds, created_at_ms) VALUES (?, ?, ?, ?)";
@@ -56,4 +56,51 @@ pub async fn recorded_at(store: &Store, call_id: &str) -> Result<Option<i64>, St
         .fetch_optional(store.pool())
         .await?;
     Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// An ended call whose usage has not reached Stripe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreported {
+    pub call_id: String,
+    pub company_id: i64,
+    /// The recorded billable seconds; `None` when the call has no `usage_events` row yet.
+    pub seconds: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub started_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+}
+
+/// Up to `limit` calls that ended (they have an end time or a duration) no later than
+/// `ended_before_ms` (the row's last update when Retell gave no end time), whose company
+/// bills through Stripe, and whose usage is unrecorded or unreported; oldest call first.
+pub async fn unreported(
+    store: &Store,
+    ended_before_ms: i64,
+    limit: i64,
+) -> Result<Vec<Unreported>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT c.call_id, c.company_id, u.seconds, c.duration_ms, c.started_at_ms, c.ended_at_ms \
+         FROM calls c JOIN companies co ON co.id = c.company_id \
+         LEFT JOIN usage_events u ON u.call_id = c.call_id \
+         WHERE (c.ended_at_ms IS NOT NULL OR c.duration_ms IS NOT NULL) AND u.reported_at_ms IS NULL \
+         AND co.stripe_customer_id IS NOT NULL AND COALESCE(c.ended_at_ms, c.updated_at_ms) <= ? \
+         ORDER BY c.id LIMIT ?",
+    )
+    .bind(ended_before_ms)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Unreported {
+                call_id: r.text(0)?,
+                company_id: r.try_get(1)?,
+                seconds: r.try_get(2)?,
+                duration_ms: r.try_get(3)?,
+                started_at_ms: r.try_get(4)?,
+                ended_at_ms: r.try_get(5)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
 }

@@ -1,27 +1,55 @@
--- rescue: return a dead worker's jobs to the queue.
+-- rescue: return a dead worker's jobs to the queue, setting aside the ones that keep
+-- killing their workers.
 --
 -- KEYS[1] workers   ZSET worker id -> lease expiry (ms)
 -- KEYS[2] leased    HASH id -> item held by that worker
 -- KEYS[3] inbox     LIST that worker's landing zone
 -- KEYS[4] pending   LIST of ready items
--- KEYS[5] stats     HASH counters (`running`, `rescued`)
+-- KEYS[5] stats     HASH counters (`running`, `rescued`, `dead`)
+-- KEYS[6] dead      HASH id -> item of jobs that failed for good
+-- KEYS[7] dead_at   ZSET id -> time of death (ms)
 -- ARGV[1] worker id ARGV[2] now (ms)
+-- ARGV[3] rescues allowed per job, or '' for a worker's own orderly hand-back (no counting)
 -- The expiry is checked again here, so a worker that heartbeated since the caller looked
--- keeps its jobs. Rescued jobs go to the head of pending: they were next in line already.
--- Returns the number of jobs re-queued, or -1 when the worker is alive.
+-- keeps its jobs. Each leased job's rescue count (`resc`, the first field of its envelope
+-- JSON) grows by one; a job past the limit goes to the dead set marked `lost`, the others
+-- to the head of pending: they were next in line already. Jobs still in the inbox had not
+-- started and go back uncounted.
+-- Returns the number of jobs re-queued or set aside, or -1 when the worker is alive.
 -- Complexity: O(L) for the L jobs the worker held (bounded by its prefetch).
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) > tonumber(ARGV[2]) then return -1 end
+local limit = tonumber(ARGV[3])
 
-local items = redis.call('HVALS', KEYS[2])
-local n = #items
-for i = 1, n, 500 do
-  redis.call('RPUSH', KEYS[4], unpack(items, i, math.min(i + 499, n)))
+local leased = redis.call('HGETALL', KEYS[2])
+local back, died = {}, 0
+for i = 1, #leased, 2 do
+  local id, item = leased[i], leased[i + 1]
+  if not limit then
+    back[#back + 1] = item
+  else
+    local sp = string.find(item, ' ', 1, true)
+    local head, json = string.sub(item, 1, sp), string.sub(item, sp + 1)
+    local n, rest = string.match(json, '^{"resc":(%d+),(.*)$')
+    if n then n = tonumber(n) + 1 else n, rest = 1, string.sub(json, 2) end
+    if n > limit then
+      redis.call('HSET', KEYS[6], id, head .. '{"resc":' .. n .. ',"lost":true,' .. rest)
+      redis.call('ZADD', KEYS[7], ARGV[2], id)
+      died = died + 1
+    else
+      back[#back + 1] = head .. '{"resc":' .. n .. ',' .. rest
+    end
+  end
 end
+for i = 1, #back, 500 do
+  redis.call('RPUSH', KEYS[4], unpack(back, i, math.min(i + 499, #back)))
+end
+local n = #leased / 2
 redis.call('DEL', KEYS[2])
 local moved = n
 while redis.call('LMOVE', KEYS[3], KEYS[4], 'RIGHT', 'RIGHT') do moved = moved + 1 end
 if n > 0 then redis.call('HINCRBY', KEYS[5], 'running', -n) end
-if moved > 0 then redis.call('HINCRBY', KEYS[5], 'rescued', moved) end
+if moved - died > 0 then redis.call('HINCRBY', KEYS[5], 'rescued', moved - died) end
+if died > 0 then redis.call('HINCRBY', KEYS[5], 'dead', died) end
 redis.call('ZREM', KEYS[1], ARGV[1])
 return moved

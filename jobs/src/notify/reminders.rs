@@ -1,0 +1,250 @@
+//! `notify.reminders` (every few minutes, from the scheduler): a reminder before each booked
+//! appointment, by email and SMS as its confirmation went.
+//!
+//! Two kinds: `reminder_24h` for appointments starting within the next 24 hours and
+//! `reminder_2h` for those within the next 2 hours. An appointment that is already inside
+//! the 2-hour window when first seen gets only the 2-hour one. Cancelled, rescheduled and
+//! past appointments get none.
+//!
+//! Once per appointment and kind, however many runs overlap: the first run to find a reminder
+//! due writes its `appointment_reminders` row, whose unique key lets exactly one run count it
+//! as new, and marks the row once the notifications are queued (later runs skip it). Each
+//! channel's outbox row (`appointment:<uid>:<kind>:<channel>`) is written before its job is
+//! enqueued; a run that finds the reminder unfinished (another run is at it, or one died
+//! half-way) enqueues the channels still `pending` again, under the queue's unique key, which
+//! suppresses the duplicate. The outbox claim makes each send itself at-most-once.
+
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{
+    JobArgs, JobContext, JobError,
+    notify::templates::{MessageVars, Template},
+    notify_send::{self, Message},
+    services::Services,
+    store::{
+        Store,
+        appointment_reminders::{self, Claimed},
+        appointments::{self, Appointment},
+        companies::{self, Company},
+        customers,
+        notifications::{self, NewNotification, Reserved},
+    },
+};
+
+/// Arguments of `notify.reminders`: none (the windows are the kinds' names); `{}` is a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifyReminders {}
+
+impl JobArgs for NotifyReminders {
+    const KIND: &'static str = "notify.reminders";
+    const QUEUE: &'static str = "notifications";
+}
+
+/// Which reminder is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Day,
+    TwoHours,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "reminder_24h",
+            Self::TwoHours => "reminder_2h",
+        }
+    }
+
+    /// The reminder due for an appointment starting at `start`, seen at `now`.
+    fn due(start: OffsetDateTime, now: OffsetDateTime) -> Option<Self> {
+        if start <= now || start > now + Span::hours(24) {
+            None
+        } else if start <= now + Span::hours(2) {
+            Some(Self::TwoHours)
+        } else {
+            Some(Self::Day)
+        }
+    }
+}
+
+/// Handler of `notify.reminders`. Result: reminders newly enqueued per kind, and
+/// `no_contact` (due appointments without an email address or phone number).
+pub async fn run_reminders(
+    services: Arc<Services>,
+    _args: NotifyReminders,
+    ctx: JobContext,
+) -> Result<(), JobError> {
+    let store = &services.store;
+    let now = OffsetDateTime::now_utc();
+    let candidates = appointments::booked_around(store, None, now, now + Span::hours(24))
+        .await
+        .map_err(JobError::retry)?;
+    let mut companies: HashMap<i64, Company> = HashMap::new();
+    let (mut day, mut two_hours, mut no_contact) = (0u64, 0u64, 0u64);
+    for a in &candidates {
+        let Ok(start) = OffsetDateTime::parse(a.start_at.trim(), &Rfc3339) else {
+            tracing::warn!(uid = %a.uid, start = %a.start_at, "appointment start is not RFC 3339: no reminder");
+            continue;
+        };
+        let Some(kind) = Kind::due(start, now) else {
+            continue;
+        };
+        let claimed = appointment_reminders::claim(store, &a.uid, kind.as_str())
+            .await
+            .map_err(JobError::retry)?;
+        if claimed == Claimed::Enqueued {
+            continue;
+        }
+        let to = recipients(&services, a).await?;
+        if to.email.is_none() && to.phone.is_none() {
+            // Left unfinished: a run after the address or number is added still sends it.
+            no_contact += 1;
+            continue;
+        }
+        let company = company(store, &mut companies, a.company_id).await?;
+        remind(&services, &ctx, a, company, kind, to).await?;
+        appointment_reminders::mark_enqueued(store, &a.uid, kind.as_str())
+            .await
+            .map_err(JobError::retry)?;
+        match (claimed, kind) {
+            (Claimed::New, Kind::Day) => day += 1,
+            (Claimed::New, Kind::TwoHours) => two_hours += 1,
+            _ => {}
+        }
+    }
+    tracing::info!(
+        reminder_24h = day,
+        reminder_2h = two_hours,
+        no_contact,
+        "appointment reminders enqueued"
+    );
+    ctx.set_result(serde_json::json!({
+        "reminder_24h": day,
+        "reminder_2h": two_hours,
+        "no_contact": no_contact,
+    }));
+    Ok(())
+}
+
+/// Company `id`, read once per run.
+async fn company<'a>(
+    store: &Store,
+    cache: &'a mut HashMap<i64, Company>,
+    id: i64,
+) -> Result<&'a Company, JobError> {
+    Ok(match cache.entry(id) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(slot) => {
+            let company = companies::get(store, id)
+                .await
+                .map_err(JobError::retry)?
+                .ok_or_else(|| JobError::permanent(format!("company {id} does not exist")))?;
+            slot.insert(company)
+        }
+    })
+}
+
+/// Whom to remind: the attendee's address and number, else the customer's.
+struct Recipients {
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+async fn recipients(services: &Services, a: &Appointment) -> Result<Recipients, JobError> {
+    // Addresses under `.invalid` stand in for callers who gave none (see `calendar.book`).
+    let usable = |e: &String| e.contains('@') && !e.ends_with(".invalid");
+    let mut to = Recipients {
+        name: a.attendee_name.clone().filter(|n| !n.is_empty()),
+        email: a.attendee_email.clone().filter(usable),
+        phone: a.attendee_phone.clone().filter(|p| !p.is_empty()),
+    };
+    let complete = to.name.is_some() && to.email.is_some() && to.phone.is_some();
+    if let (false, Some(id)) = (complete, a.customer_id)
+        && let Some((phone, name, email)) = customers::get(&services.store, id)
+            .await
+            .map_err(JobError::retry)?
+    {
+        to.name = to.name.or(name);
+        to.email = to.email.or(email.filter(usable));
+        to.phone = to.phone.or(Some(phone).filter(|p| !p.is_empty()));
+    }
+    Ok(to)
+}
+
+/// Enqueue the reminder on each channel the appointment can be reached by (a channel whose
+/// send was claimed already is left alone).
+async fn remind(
+    services: &Services,
+    ctx: &JobContext,
+    a: &Appointment,
+    company: &Company,
+    kind: Kind,
+    to: Recipients,
+) -> Result<(), JobError> {
+    let vars = MessageVars {
+        recipient_name: to.name.clone().unwrap_or_default(),
+        company_name: company.name.clone(),
+        service: a.title.clone(),
+        start: Some(a.start_at.clone()),
+        location: a.location.clone(),
+        ..MessageVars::default()
+    };
+    for (channel, address) in [("email", to.email), ("sms", to.phone)] {
+        let Some(address) = address else { continue };
+        let message = Message {
+            key: format!("appointment:{}:{}:{channel}", a.uid, kind.as_str()),
+            to: address,
+            to_name: to.name.clone(),
+            template: Template::Reminder,
+            locale: company.locale.clone(),
+            vars: vars.clone(),
+        };
+        let row = NewNotification {
+            unique_key: &message.key,
+            channel,
+            recipient: &message.to,
+            template: Template::Reminder.as_str(),
+            locale: &message.locale,
+        };
+        match notifications::reserve(&services.store, &row)
+            .await
+            .map_err(JobError::retry)?
+        {
+            Reserved::New | Reserved::Pending => {}
+            Reserved::Taken => continue,
+        }
+        if channel == "email" {
+            notify_send::email(ctx, message).await?;
+        } else {
+            notify_send::sms(ctx, message).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_decides_the_kind() {
+        let now = OffsetDateTime::now_utc();
+        let due = |minutes: i64| Kind::due(now + Span::minutes(minutes), now);
+        assert_eq!(due(-5), None, "already started");
+        assert_eq!(due(0), None, "starting now");
+        assert_eq!(due(60), Some(Kind::TwoHours), "1 h ahead: only the 2 h one");
+        assert_eq!(due(120), Some(Kind::TwoHours));
+        assert_eq!(due(121), Some(Kind::Day));
+        assert_eq!(due(20 * 60), Some(Kind::Day));
+        assert_eq!(due(24 * 60), Some(Kind::Day));
+        assert_eq!(due(24 * 60 + 1), None, "more than a day ahead");
+    }
+}

@@ -1,0 +1,61 @@
+//! `appointment_reminders`: one row per appointment and reminder kind, written by the
+//! `notify.reminders` run that first finds the reminder due. Its unique key is what makes a
+//! reminder count once across overlapping runs; `enqueued_at_ms` records that its
+//! notifications reached the queue.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, now_ms};
+
+const INSERT_MYSQL: &str = "INSERT IGNORE INTO appointment_reminders (appointment_uid, kind, created_at_ms) VALUES (?, ?, ?)";
+const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO appointment_reminders (appointment_uid, kind, created_at_ms) VALUES (?, ?, ?)";
+
+/// What [`claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// This call wrote the row: the reminder is new.
+    New,
+    /// Another run wrote it, and its notifications may not be queued yet.
+    Unfinished,
+    /// Its notifications are on the queue already.
+    Enqueued,
+}
+
+/// Record that the `kind` reminder of appointment `uid` is due. Of concurrent callers,
+/// exactly one sees [`Claimed::New`].
+pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<Claimed, StoreError> {
+    let inserted = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
+        .bind(uid)
+        .bind(kind)
+        .bind(now_ms())
+        .execute(store.pool())
+        .await?;
+    if inserted.rows_affected() > 0 {
+        return Ok(Claimed::New);
+    }
+    let row = sqlx::query(
+        "SELECT enqueued_at_ms FROM appointment_reminders WHERE appointment_uid = ? AND kind = ?",
+    )
+    .bind(uid)
+    .bind(kind)
+    .fetch_one(store.pool())
+    .await?;
+    Ok(match row.try_get::<Option<i64>, _>(0)? {
+        Some(_) => Claimed::Enqueued,
+        None => Claimed::Unfinished,
+    })
+}
+
+/// Record that the reminder's notifications are on the queue.
+pub async fn mark_enqueued(store: &Store, uid: &str, kind: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE appointment_reminders SET enqueued_at_ms = ? WHERE appointment_uid = ? AND kind = ? \
+         AND enqueued_at_ms IS NULL",
+    )
+    .bind(now_ms())
+    .bind(uid)
+    .bind(kind)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+-- Reminders decided per appointment and kind (`reminder_24h`, `reminder_2h`): the unique key
+-- lets exactly one `notify.reminders` run count a reminder as new, however many overlap.
+-- `enqueued_at_ms` is set once its notifications are on the queue (a run that died before
+-- that leaves it NULL, and the next run enqueues them).
+CREATE TABLE appointment_reminders (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY,
+    appointment_uid VARCHAR(191) NOT NULL,
+    kind VARCHAR(32) NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    enqueued_at_ms BIGINT,
+    UNIQUE (appointment_uid, kind)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
