@@ -192,10 +192,10 @@ async fn job_counters_and_queue_gauges_match_a_known_workload() {
         &h.settings.maintenance,
     );
     assert_eq!(rescuer.run_once(now_ms()).await.unwrap(), 0);
-    let rescued = telemetry::init_metrics().unwrap().render();
+    let after_rescue = telemetry::init_metrics().unwrap().render();
     assert_eq!(
         value(
-            &rescued,
+            &after_rescue,
             "switchboard_jobs_rescued_total",
             &[("queue", &queue)]
         ),
@@ -353,11 +353,11 @@ async fn scheduler_fires_count_enqueued_and_missed_ticks() {
         queue: queue.clone(),
         catch_up: CatchUp::Skip,
     }];
-    let settings = SchedulerSettings {
+    let timing = SchedulerSettings {
         grace_secs: 30,
         claim_ttl_secs: 600,
     };
-    let scheduler = Scheduler::new(h.queues.clone(), &schedules, &settings).unwrap();
+    let scheduler = Scheduler::new(h.queues.clone(), &schedules, &timing).unwrap();
     let m = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
     let mut total = FireOutcome::default();
     // First sight (nothing owed), the tick at M+1m on time, then down until M+10m45s (ticks
