@@ -344,7 +344,7 @@ async fn scheduler_fires_count_enqueued_and_missed_ticks() {
     let _ = telemetry::init_metrics().expect("a recorder");
     let h = Harness::new().await;
     let (name, queue) = (unique("minutely"), unique("cron"));
-    let schedules = [ScheduleSettings {
+    let entries = [ScheduleSettings {
         name: name.clone(),
         cron: "0 * * * * *".into(),
         timezone: "UTC".into(),
@@ -357,7 +357,7 @@ async fn scheduler_fires_count_enqueued_and_missed_ticks() {
         grace_secs: 30,
         claim_ttl_secs: 600,
     };
-    let scheduler = Scheduler::new(h.queues.clone(), &schedules, &timing).unwrap();
+    let scheduler = Scheduler::new(h.queues.clone(), &entries, &timing).unwrap();
     let m = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
     let mut total = FireOutcome::default();
     // First sight (nothing owed), the tick at M+1m on time, then down until M+10m45s (ticks
