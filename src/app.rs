@@ -23,7 +23,7 @@ use crate::{
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
-    maintenance::{Elector, Gauges, Promoter, Prune, Pruner, Rescuer, Scheduler},
+    maintenance::{Elector, Promoter, Prune, Pruner, Rescuer, Scheduler},
     queue::{Queues, rate_limit::RedisRateLimiter},
     telemetry,
 };
@@ -34,11 +34,11 @@ use crate::{
 pub struct Roles {
     /// Supervisors and workers.
     pub fleet: bool,
-    /// Promoter and gauges; rescuer and pruner while this process holds the leader lease.
+    /// Promoter; rescuer and pruner while this process holds the leader lease.
     pub maintenance: bool,
     /// The cron scheduler.
     pub scheduler: bool,
-    /// HTTP: health, readiness, metrics.
+    /// HTTP: health, readiness, metrics (queue gauges are read at each scrape).
     pub http: bool,
     /// The webhook endpoint (on the HTTP listener).
     pub ingest: bool,
@@ -296,9 +296,6 @@ fn spawn_maintenance(
         pruner = pruner.with_store(s.store.clone());
     }
     tasks.push(tokio::spawn(pruner.run(token.clone())));
-    tasks.push(tokio::spawn(
-        Gauges::new(queues.clone(), Duration::from_secs(5)).run(token.clone()),
-    ));
 }
 
 /// The handlers' dependencies: the database (the embedded `SQLite` is migrated here; a

@@ -67,6 +67,8 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
     let mut settings = settings.clone();
     settings.queue.prefix = format!("bench-{:08x}", rand::random::<u32>());
     let queues = Queues::connect(&settings.redis.url, settings.queue.clone()).await?;
+    // The production path records metrics; so does the benchmark.
+    let _metrics = crate::telemetry::init_metrics();
     let result = match which {
         BenchCommand::Enqueue {
             jobs,

@@ -1,11 +1,19 @@
 //! The HTTP role's base routes: liveness, readiness and `/metrics`.
+//!
+//! A scrape of `/metrics` first reads the queue gauges from Redis ([`Gauges`]), so any
+//! process with the HTTP role (an `ingest` alone too) exports the fleet's queue depths and
+//! waits as of the scrape. When Redis does not answer in time, the scrape still answers with
+//! everything else and counts a Redis error.
 
 use std::time::Duration;
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::queue::Queues;
+use crate::{maintenance::Gauges, queue::Queues, telemetry::metric};
+
+/// Longest a scrape waits for the queue gauges (Prometheus' default scrape timeout is 10 s).
+const GAUGES_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 struct HttpState {
@@ -31,11 +39,26 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
 }
 
 async fn render_metrics(State(state): State<HttpState>) -> (StatusCode, String) {
-    match state.metrics {
-        Some(handle) => (StatusCode::OK, handle.render()),
-        None => (
+    let Some(handle) = state.metrics else {
+        return (
             StatusCode::NOT_FOUND,
             "metrics recorder not installed\n".into(),
-        ),
+        );
+    };
+    let gauges = Gauges::new(state.queues);
+    match tokio::time::timeout(GAUGES_TIMEOUT, gauges.run_once()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            metric::redis_error("gauges");
+            tracing::warn!(error = %e, "reading queue stats for /metrics failed");
+        }
+        Err(_) => {
+            metric::redis_error("gauges");
+            tracing::warn!(
+                timeout_ms = GAUGES_TIMEOUT.as_millis() as u64,
+                "reading queue stats for /metrics timed out"
+            );
+        }
     }
+    (StatusCode::OK, handle.render())
 }

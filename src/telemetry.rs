@@ -1,8 +1,24 @@
-//! Logging and metrics set-up, and the metric names (stable: `dashboards/` uses exactly these).
+//! Logging and metrics set-up; the metric names and the helpers that record them are in
+//! [`metric`] (stable names: `dashboards/` uses exactly these).
+//!
+//! Metrics go to one process-wide Prometheus recorder, rendered at `GET /metrics` by the HTTP
+//! role. Two kinds of series, aggregated differently when several instances are scraped:
+//!
+//! * **Queue gauges** (`switchboard_queue_jobs`, `switchboard_queue_oldest_pending_seconds`)
+//!   are read from Redis, the truth for the whole fleet, at each scrape (O(1) per queue, see
+//!   [`crate::maintenance::Gauges`]). Every instance therefore exports the same numbers:
+//!   dashboards and alerts take `max by (queue, state)`, never `sum`.
+//! * **Per-process series** (every counter, the histograms and `switchboard_workers`) count
+//!   what this process did: dashboards `sum` them over instances.
+//!
+//! `dashboards/grafana/switchboard.json` and `dashboards/prometheus/alerts.yml` follow this
+//! rule; `tests/prometheus.rs` evaluates all of their expressions in a real Prometheus.
 
-use std::time::Duration;
+pub mod metric;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::{sync::OnceLock, time::Duration};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::TelemetrySettings;
@@ -25,68 +41,58 @@ pub fn init_logging(settings: &TelemetrySettings) {
     drop(result);
 }
 
-/// Install the Prometheus recorder; the handle renders `/metrics`.
+/// Buckets of the job wait and run histograms (seconds): sub-millisecond pickup up to
+/// jobs that waited minutes.
+const JOB_BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+/// Buckets of the ingest histogram (seconds): verify + enqueue takes well under a millisecond
+/// on a healthy Redis; the top buckets catch the enqueue timeout (2 s by default).
+const INGEST_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// How often histogram samples are folded into buckets when nobody scrapes; without it an
+/// unscraped process would keep every sample.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Install the Prometheus recorder once per process and return its handle (which renders
+/// `/metrics`); later calls return the same handle. `None` when another recorder was
+/// installed first (an embedding program's own).
 pub fn init_metrics() -> Option<PrometheusHandle> {
-    let buckets = [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        60.0, 300.0,
-    ];
-    PrometheusBuilder::new()
-        .set_buckets(&buckets)
-        .ok()?
-        .install_recorder()
-        .ok()
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE.get_or_init(install).clone()
 }
 
-/// Metric names and the helpers that record them.
-pub mod metric {
-    use super::Duration;
+/// The recorder's configuration: histogram buckets per metric.
+pub(crate) fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets(&JOB_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(metric::INGEST_SECONDS.into()),
+                &INGEST_BUCKETS,
+            )
+        })
+        .expect("the bucket lists are not empty")
+}
 
-    /// Histogram: seconds from ready (enqueue or due time) to start, by queue and kind.
-    pub const JOB_WAIT: &str = "switchboard_job_wait_seconds";
-    /// Histogram: seconds a job ran, by queue, kind and outcome.
-    pub const JOB_RUN: &str = "switchboard_job_run_seconds";
-    /// Counter: finished runs by queue, kind and outcome (completed, retried, dead, snoozed).
-    pub const JOBS_FINISHED: &str = "switchboard_jobs_finished_total";
-    /// Gauge: jobs by queue and state (pending, delayed, running, dead).
-    pub const QUEUE_DEPTH: &str = "switchboard_queue_depth";
-    /// Gauge: age in seconds of the oldest pending job, by queue.
-    pub const QUEUE_OLDEST: &str = "switchboard_queue_oldest_pending_seconds";
-    /// Gauge: configured worker slots by supervisor.
-    pub const WORKERS_TOTAL: &str = "switchboard_workers_total";
-    /// Gauge: jobs running now by supervisor.
-    pub const WORKERS_BUSY: &str = "switchboard_workers_busy";
-    /// Counter: jobs returned to the queue from dead workers, by queue.
-    pub const JOBS_RESCUED: &str = "switchboard_jobs_rescued_total";
-    /// Counter: webhook deliveries by provider and HTTP status.
-    pub const INGEST_REQUESTS: &str = "switchboard_ingest_requests_total";
-    /// Counter: scheduler ticks by schedule and outcome (enqueued, duplicate, missed, failed).
-    pub const SCHEDULER_FIRES: &str = "switchboard_scheduler_fires_total";
-    /// Counter: Redis errors by component.
-    pub const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
-
-    /// A Redis call of `component` failed.
-    pub fn redis_error(component: &'static str) {
-        metrics::counter!(REDIS_ERRORS, "component" => component).increment(1);
+fn install() -> Option<PrometheusHandle> {
+    let handle = builder().install_recorder().ok()?;
+    metric::describe();
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep thread did not start; /metrics scrapes do its work");
     }
-
-    /// The scheduler handled a tick of `schedule` with `outcome`.
-    pub fn scheduler_fired(schedule: &str, outcome: &'static str, n: u64) {
-        metrics::counter!(SCHEDULER_FIRES, "schedule" => schedule.to_owned(), "outcome" => outcome)
-            .increment(n);
-    }
-
-    /// A job started after waiting `waited_us`.
-    pub fn job_started(queue: &str, kind: &str, waited_us: u64) {
-        metrics::histogram!(JOB_WAIT, "queue" => queue.to_owned(), "kind" => kind.to_owned())
-            .record(waited_us as f64 / 1e6);
-    }
-
-    /// A job run ended with `outcome` after `ran`.
-    pub fn job_finished(queue: &str, kind: &str, outcome: &'static str, ran: Duration) {
-        metrics::histogram!(JOB_RUN, "queue" => queue.to_owned(), "kind" => kind.to_owned(), "outcome" => outcome)
-            .record(ran.as_secs_f64());
-        metrics::counter!(JOBS_FINISHED, "queue" => queue.to_owned(), "kind" => kind.to_owned(), "outcome" => outcome)
-            .increment(1);
-    }
+    Some(handle)
 }

@@ -231,7 +231,14 @@ fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
     );
     let (code, body) = http_get(http_port, "/metrics").unwrap();
     assert_eq!(code, 200);
-    assert!(body.contains("switchboard_workers_total"), "{body}");
+    assert!(
+        body.contains(r#"switchboard_workers{supervisor="webhooks",state="idle"}"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"switchboard_queue_jobs{queue="webhooks",state="pending"} 0"#),
+        "queue gauges are read at the scrape: {body}"
+    );
     assert_eq!(http_get(http_port, "/healthz").unwrap().0, 200);
 
     let killed = Command::new("kill")

@@ -449,6 +449,19 @@ async fn redis_outage_answers_503_and_loses_nothing() {
     settings.redis.url = url.clone();
     settings.ingest.enqueue_timeout_ms = 1000;
     let ingest = Ingest::start(settings.clone(), secrets(), Some(STRIPE_TS * 1000)).await;
+    // Only this test makes ingest answer 503, so the counter moves by exactly its 503s.
+    let ingest_errors = || {
+        let text = switchboard::telemetry::init_metrics()
+            .expect("the app installed the recorder")
+            .render();
+        common::expo::count(
+            &text,
+            "switchboard_redis_errors_total",
+            &[("component", "ingest")],
+        )
+    };
+    let errors_before = ingest_errors();
+    let mut unavailable = 0;
 
     redis.kill().unwrap();
     redis.wait().unwrap();
@@ -464,6 +477,7 @@ async fn redis_outage_answers_503_and_loses_nothing() {
             .await
     };
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{j}");
+    unavailable += 1;
     assert_eq!(headers["retry-after"], "5");
     let ready = ingest
         .client
@@ -495,9 +509,15 @@ async fn redis_outage_answers_503_and_loses_nothing() {
             StatusCode::SERVICE_UNAVAILABLE,
             "while reconnecting only 503: {j}"
         );
+        unavailable += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(accepted.is_some(), "Redis back: 202");
+    assert_eq!(
+        ingest_errors() - errors_before,
+        unavailable,
+        "each 503 counts a Redis error of ingest"
+    );
     assert_eq!(queues.stats("webhooks").await.unwrap().pending, 1);
     ingest.stop().await;
     redis.kill().unwrap();

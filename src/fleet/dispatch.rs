@@ -11,7 +11,10 @@ use switchboard_jobs::{Enqueuer, JobContext, JobError, JobMeta, Registry};
 use tower_service::Service;
 use tracing::Instrument;
 
-use crate::queue::{Job, Queues};
+use crate::{
+    queue::{Job, Queues},
+    telemetry::metric::WorkerSlots,
+};
 
 /// Called as each job starts (benchmarks count runs per job id with it).
 pub type Observer = Arc<dyn Fn(&Job) + Send + Sync>;
@@ -23,25 +26,24 @@ pub struct Dispatcher {
     enqueuer: Arc<dyn Enqueuer>,
     queues: Queues,
     observer: Option<Observer>,
-    busy: metrics::Gauge,
+    slots: WorkerSlots,
 }
 
 impl Dispatcher {
-    /// A dispatcher for `supervisor`'s workers.
+    /// A dispatcher for one supervisor's workers, counting its busy `slots`.
     pub fn new(
         registry: Arc<Registry>,
         enqueuer: Arc<dyn Enqueuer>,
         queues: Queues,
         observer: Option<Observer>,
-        supervisor: &str,
+        slots: WorkerSlots,
     ) -> Self {
-        let busy = metrics::gauge!(crate::telemetry::metric::WORKERS_BUSY, "supervisor" => supervisor.to_owned());
         Self {
             registry,
             enqueuer,
             queues,
             observer,
-            busy,
+            slots,
         }
     }
 }
@@ -76,12 +78,12 @@ impl Service<Task<Job>> for Dispatcher {
         let run = handler(job.envelope.args.get(), ctx.clone());
         // Every log line a handler writes carries the job's id, kind, queue and attempt.
         let span = tracing::info_span!("job", id = %job.id, kind, queue = %job.queue, attempt = job.envelope.attempt + 1);
-        let busy = self.busy.clone();
+        let slots = self.slots.clone();
         let queues = self.queues.clone();
-        busy.increment(1.0);
+        slots.take();
         async move {
             let result = run.await;
-            busy.decrement(1.0);
+            slots.give_back();
             if result.is_ok()
                 && let Some(value) = ctx.result()
             {

@@ -24,12 +24,14 @@ use crate::{
         ack::RetryPolicy,
         backend::{RedisBackend, WorkerHandle, WorkerOptions},
     },
-    telemetry::metric,
+    telemetry::metric::WorkerSlots,
 };
 
 /// A running fleet.
 pub struct Fleet {
     workers: Vec<(WorkerHandle, tokio::task::JoinHandle<()>)>,
+    /// Each supervisor's slot gauges and the slots this fleet added to them (removed at stop).
+    slots: Vec<(WorkerSlots, f64)>,
     stop: CancellationToken,
     shutdown_timeout: Duration,
 }
@@ -56,16 +58,19 @@ impl Fleet {
         let enqueuer: Arc<dyn Enqueuer> = Arc::new(QueueEnqueuer(Arc::new(queues.clone())));
         let stop = CancellationToken::new();
         let mut workers = Vec::new();
+        let mut slots = Vec::new();
         for sup in &settings.supervisors {
+            let sup_slots = WorkerSlots::new(&sup.name);
+            let n = (sup.concurrency * sup.workers * sup.queues.len()) as f64;
+            sup_slots.add(n);
+            slots.push((sup_slots.clone(), n));
             let dispatcher = Dispatcher::new(
                 Arc::clone(&registry),
                 Arc::clone(&enqueuer),
                 queues.clone(),
                 observer.clone(),
-                &sup.name,
+                sup_slots,
             );
-            metrics::gauge!(metric::WORKERS_TOTAL, "supervisor" => sup.name.clone())
-                .set((sup.concurrency * sup.workers * sup.queues.len()) as f64);
             for queue in &sup.queues {
                 queues.register_queue(queue).await?;
                 for n in 0..sup.workers {
@@ -83,6 +88,7 @@ impl Fleet {
         tracing::info!(workers = workers.len(), "fleet started");
         Ok(Self {
             workers,
+            slots,
             stop,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
         })
@@ -122,6 +128,9 @@ impl Fleet {
                     }
                 }
             }
+        }
+        for (slots, n) in &self.slots {
+            slots.add(-n);
         }
         tracing::info!(?stopped, "fleet stopped");
         stopped

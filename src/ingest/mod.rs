@@ -36,6 +36,7 @@ pub use secrets::{SecretList, WebhookSecrets};
 use crate::{
     config::IngestSettings,
     queue::{Enqueued, QueueError, Queues},
+    telemetry::metric,
 };
 
 /// Source of "now" in ms since the epoch; tests fix it.
@@ -194,9 +195,9 @@ async fn handle(
             json!({ "error": "the queue is unavailable; retry later" }),
         ),
     };
-    metrics::counter!(crate::telemetry::metric::INGEST_REQUESTS, "provider" => provider.name(), "status" => status.as_str().to_owned())
-        .increment(1);
-    let micros = started.elapsed().as_micros() as u64;
+    let took = started.elapsed();
+    metric::ingest_answered(provider.name(), status.as_u16(), took);
+    let micros = took.as_micros() as u64;
     match &outcome {
         Outcome::Accepted(id) | Outcome::Duplicate(id) => {
             tracing::debug!(provider = provider.name(), request_id, status = status.as_u16(), job = %id, micros, "webhook accepted");
@@ -212,6 +213,7 @@ async fn handle(
             );
         }
         Outcome::Unavailable(error) => {
+            metric::redis_error("ingest");
             tracing::error!(
                 provider = provider.name(),
                 request_id,

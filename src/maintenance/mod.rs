@@ -6,12 +6,13 @@
 //! * [`Rescuer`]: re-queues the jobs of workers whose lease expired.
 //! * [`Pruner`]: trims completed records, old dead jobs and old `webhook_events` rows
 //!   (Horizon's trim); leader only.
-//! * [`Gauges`]: publishes queue depths and waits as metrics.
 //! * [`Scheduler`]: enqueues the configured recurring jobs, once per tick across instances.
 //! * [`Elector`]: the leader lease the rescuer and pruner consult.
 //!
-//! The promoter, gauges and scheduler run in every process that has them (each is safe and
-//! cheap to run many times over); the rescuer and pruner only in the elected leader.
+//! The promoter and scheduler run in every process that has them (each is safe and cheap to
+//! run many times over); the rescuer and pruner only in the elected leader. [`Gauges`] (queue
+//! depths and waits as metrics) is not a loop: the HTTP role reads it at each `/metrics`
+//! scrape.
 
 mod leader;
 mod pruner;
@@ -94,6 +95,7 @@ impl Promoter {
                         .min(self.max_interval)
                 }
                 Err(e) => {
+                    metric::redis_error("promote");
                     tracing::error!(error = %e, "promote failed");
                     self.max_interval
                 }
@@ -137,9 +139,7 @@ impl Rescuer {
         let mut total = 0;
         for name in &self.names {
             let n = self.queues.rescue(name, now_ms).await?;
-            if n > 0 {
-                metrics::counter!(metric::JOBS_RESCUED, "queue" => name.clone()).increment(n);
-            }
+            metric::jobs_rescued(name, n);
             total += n;
         }
         Ok(total)
@@ -150,6 +150,7 @@ impl Rescuer {
         loop {
             let leads = self.leader.as_ref().is_none_or(Leadership::is_leader);
             if leads && let Err(e) = self.run_once(now_ms()).await {
+                metric::redis_error("rescue");
                 tracing::error!(error = %e, "rescue failed");
             }
             if sleep_or_stop(&shutdown, self.interval).await {
@@ -159,19 +160,21 @@ impl Rescuer {
     }
 }
 
-/// Publishes queue stats as gauges for Prometheus.
+/// Publishes every registered queue's stats as the queue gauges. Redis is the truth for the
+/// whole fleet, so every instance that runs this exports the same values (dashboards take
+/// `max`, see [`crate::telemetry`]); each queue costs one pipelined round trip of O(1)
+/// commands ([`Queues::stats`]).
 pub struct Gauges {
     queues: Queues,
-    interval: Duration,
 }
 
 impl Gauges {
-    /// Gauges refreshed every `interval`.
-    pub fn new(queues: Queues, interval: Duration) -> Self {
-        Self { queues, interval }
+    /// Gauges over the queues registered in `queues`' Redis.
+    pub fn new(queues: Queues) -> Self {
+        Self { queues }
     }
 
-    /// Read every registered queue's stats once and set the gauges.
+    /// Read every registered queue's stats once and set the gauges; returns the queue count.
     pub async fn run_once(&self) -> Result<usize, QueueError> {
         let names = self.queues.queue_names().await?;
         for name in &names {
@@ -182,26 +185,13 @@ impl Gauges {
                 ("running", s.running),
                 ("dead", s.dead),
             ] {
-                metrics::gauge!(metric::QUEUE_DEPTH, "queue" => name.clone(), "state" => state)
+                metrics::gauge!(metric::QUEUE_JOBS, "queue" => name.clone(), "state" => state)
                     .set(v as f64);
             }
-            metrics::gauge!(metric::QUEUE_OLDEST, "queue" => name.clone())
+            metrics::gauge!(metric::QUEUE_OLDEST_PENDING, "queue" => name.clone())
                 .set(s.oldest_pending_secs);
         }
         Ok(names.len())
-    }
-
-    /// Loop until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            if let Err(e) = self.run_once().await {
-                metric::redis_error("gauges");
-                tracing::error!(error = %e, "reading queue stats failed");
-            }
-            if sleep_or_stop(&shutdown, self.interval).await {
-                return;
-            }
-        }
     }
 }
 

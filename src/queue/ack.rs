@@ -20,7 +20,7 @@ use super::{
     job::{self, Job},
     scripts,
 };
-use crate::telemetry::metric;
+use crate::telemetry::metric::{self, Outcome};
 
 /// Most settlements written by one ack script call.
 const ACK_BATCH: usize = 500;
@@ -128,7 +128,7 @@ where
         let id = Arc::clone(&job.id);
         let envelope = job.envelope.clone();
         let shared = Arc::clone(&self.shared);
-        metric::job_started(&shared.queue_name, &envelope.kind, waited_us);
+        metric::job_started(&shared.queue_name, waited_us);
         let fut = self.inner.call(task);
         async move {
             let result = fut.await.map_err(Into::into);
@@ -158,12 +158,12 @@ fn settle(
 ) -> AckOp {
     let queue = &shared.queue_name;
     let Some(error) = error else {
-        metric::job_finished(queue, &envelope.kind, "completed", ran);
+        metric::job_finished(queue, &envelope.kind, Outcome::Completed, ran);
         return AckOp::Done { id };
     };
     let now = job::now_ms();
     if let Some(JobError::Snooze(delay)) = find_job_error(error) {
-        metric::job_finished(queue, &envelope.kind, "snoozed", ran);
+        metric::job_finished(queue, &envelope.kind, Outcome::Snoozed, ran);
         let due_ms = now + delay.as_millis() as u64;
         envelope.run_at = Some(due_ms);
         let item = job::encode(&id, &envelope);
@@ -177,14 +177,14 @@ fn settle(
     envelope.failed_at = Some(now);
     tracing::warn!(queue = %queue, job = %id, kind = %envelope.kind, attempt, error = envelope.err.as_deref().unwrap_or_default(), "job failed");
     if permanent || attempt >= max {
-        metric::job_finished(queue, &envelope.kind, "dead", ran);
+        metric::job_finished(queue, &envelope.kind, Outcome::Dead, ran);
         let item = job::encode(&id, &envelope);
         return AckOp::Dead {
             id: id.to_string(),
             item,
         };
     }
-    metric::job_finished(queue, &envelope.kind, "retried", ran);
+    metric::job_finished(queue, &envelope.kind, Outcome::Retried, ran);
     let delay = match find_job_error(error) {
         Some(JobError::RetryAfter(_, after)) => *after,
         _ => shared.retry.delay(attempt),

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod expo;
 pub mod jobs;
+pub mod running;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

@@ -1,0 +1,356 @@
+//! Metric names and the helpers that record them. Names and labels are stable: the Grafana
+//! dashboard and the alert rules under `dashboards/` use exactly these.
+//!
+//! | name | type | labels | what |
+//! |---|---|---|---|
+//! | `switchboard_queue_jobs` | gauge | queue, state | jobs `pending`, `delayed`, `running`, `dead` (from Redis) |
+//! | `switchboard_queue_oldest_pending_seconds` | gauge | queue | age of the oldest job ready to run (from Redis) |
+//! | `switchboard_jobs_total` | counter | queue, kind, outcome | finished attempts, see below |
+//! | `switchboard_job_wait_seconds` | histogram | queue | ready (enqueue or due time) to start |
+//! | `switchboard_job_run_seconds` | histogram | queue, kind | run time of an attempt, any outcome |
+//! | `switchboard_workers` | gauge | supervisor, state | worker slots `busy` (running a job) and `idle` |
+//! | `switchboard_jobs_rescued_total` | counter | queue | jobs returned from workers whose lease expired |
+//! | `switchboard_scheduler_fires_total` | counter | schedule, outcome | scheduler ticks |
+//! | `switchboard_ingest_requests_total` | counter | provider, status | webhook deliveries by HTTP status |
+//! | `switchboard_ingest_seconds` | histogram | provider | verify + dedupe + enqueue of a delivery |
+//! | `switchboard_redis_errors_total` | counter | component | failed Redis calls |
+//!
+//! **Outcomes** of `switchboard_jobs_total`, counted like Sidekiq counts failures (one per
+//! failed attempt): `completed`; `failed` for every failed attempt, plus `retried` when it
+//! will run again or `dead` when it went to the dead set (out of attempts, or permanent); and
+//! `snoozed` for a job that asked to run later (no attempt used, not a failure). So
+//! `failed = retried + dead`, finished attempts are `completed + failed + snoozed`, and the
+//! failure rate is `failed / (completed + failed)`.
+//!
+//! **Cardinality.** Labels take values from configuration and code only (queue, job kind,
+//! supervisor, schedule, provider, HTTP status, component), never from payloads or ids; the
+//! wait histogram has no `kind` label since waiting is the queue's property.
+
+use std::time::Duration;
+
+/// Gauge: jobs by queue and state (pending, delayed, running, dead), read from Redis.
+pub const QUEUE_JOBS: &str = "switchboard_queue_jobs";
+/// Gauge: age in seconds of the oldest pending job, by queue, read from Redis.
+pub const QUEUE_OLDEST_PENDING: &str = "switchboard_queue_oldest_pending_seconds";
+/// Counter: finished attempts by queue, kind and outcome (see the module doc).
+pub const JOBS: &str = "switchboard_jobs_total";
+/// Histogram: seconds from ready (enqueue or due time) to start, by queue.
+pub const JOB_WAIT: &str = "switchboard_job_wait_seconds";
+/// Histogram: seconds an attempt ran, by queue and kind.
+pub const JOB_RUN: &str = "switchboard_job_run_seconds";
+/// Gauge: worker slots by supervisor and state (busy, idle).
+pub const WORKERS: &str = "switchboard_workers";
+/// Counter: jobs returned to the queue from dead workers, by queue.
+pub const JOBS_RESCUED: &str = "switchboard_jobs_rescued_total";
+/// Counter: scheduler ticks by schedule and outcome: `enqueued` (this instance claimed the
+/// tick), `duplicate` (another instance had), `missed` and `caught_up` (after downtime),
+/// `failed`, `manual` (run by an operator).
+pub const SCHEDULER_FIRES: &str = "switchboard_scheduler_fires_total";
+/// Counter: webhook deliveries by provider and HTTP status.
+pub const INGEST_REQUESTS: &str = "switchboard_ingest_requests_total";
+/// Histogram: seconds to verify, dedupe and enqueue a webhook delivery, by provider.
+pub const INGEST_SECONDS: &str = "switchboard_ingest_seconds";
+/// Counter: failed Redis calls by component.
+pub const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
+
+/// The `component` values of [`REDIS_ERRORS`]; each starts at 0 so the series exists.
+pub const REDIS_COMPONENTS: [&str; 9] = [
+    "fetch",
+    "ack",
+    "heartbeat",
+    "gauges",
+    "promote",
+    "rescue",
+    "leader",
+    "scheduler",
+    "ingest",
+];
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Succeeded.
+    Completed,
+    /// Failed and will run again after a backoff.
+    Retried,
+    /// Failed for good: in the dead set.
+    Dead,
+    /// Asked to run later; no attempt used.
+    Snoozed,
+}
+
+impl Outcome {
+    /// The `outcome` labels this attempt increments.
+    pub fn labels(self) -> &'static [&'static str] {
+        match self {
+            Self::Completed => &["completed"],
+            Self::Retried => &["failed", "retried"],
+            Self::Dead => &["failed", "dead"],
+            Self::Snoozed => &["snoozed"],
+        }
+    }
+}
+
+/// Give every metric its help text and start the fixed-label counters at zero.
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        QUEUE_JOBS,
+        "Jobs by queue and state, read from Redis (max over instances)."
+    );
+    describe_gauge!(
+        QUEUE_OLDEST_PENDING,
+        Unit::Seconds,
+        "Age of the oldest pending job, read from Redis (max over instances)."
+    );
+    describe_counter!(
+        JOBS,
+        "Finished job attempts; a failed attempt counts as failed and as retried or dead."
+    );
+    describe_histogram!(
+        JOB_WAIT,
+        Unit::Seconds,
+        "Time from ready (enqueue or due) to start."
+    );
+    describe_histogram!(JOB_RUN, Unit::Seconds, "Run time of a job attempt.");
+    describe_gauge!(
+        WORKERS,
+        "Worker slots of this process by supervisor and state."
+    );
+    describe_counter!(
+        JOBS_RESCUED,
+        "Jobs returned to their queue after their worker's lease expired."
+    );
+    describe_counter!(SCHEDULER_FIRES, "Scheduler ticks by schedule and outcome.");
+    describe_counter!(
+        INGEST_REQUESTS,
+        "Webhook deliveries by provider and HTTP status."
+    );
+    describe_histogram!(
+        INGEST_SECONDS,
+        Unit::Seconds,
+        "Time to verify, dedupe and enqueue a webhook delivery."
+    );
+    describe_counter!(REDIS_ERRORS, "Failed Redis calls by component.");
+    for component in REDIS_COMPONENTS {
+        metrics::counter!(REDIS_ERRORS, "component" => component).increment(0);
+    }
+}
+
+/// A Redis call of `component` (one of [`REDIS_COMPONENTS`]) failed.
+pub fn redis_error(component: &'static str) {
+    debug_assert!(REDIS_COMPONENTS.contains(&component), "{component}");
+    metrics::counter!(REDIS_ERRORS, "component" => component).increment(1);
+}
+
+/// The scheduler handled a tick of `schedule` with `outcome`.
+pub fn scheduler_fired(schedule: &str, outcome: &'static str, n: u64) {
+    metrics::counter!(SCHEDULER_FIRES, "schedule" => schedule.to_owned(), "outcome" => outcome)
+        .increment(n);
+}
+
+/// A job of `queue` started after waiting `waited_us`.
+pub fn job_started(queue: &str, waited_us: u64) {
+    metrics::histogram!(JOB_WAIT, "queue" => queue.to_owned()).record(waited_us as f64 / 1e6);
+}
+
+/// An attempt ended with `outcome` after running `ran`.
+pub fn job_finished(queue: &str, kind: &str, outcome: Outcome, ran: Duration) {
+    metrics::histogram!(JOB_RUN, "queue" => queue.to_owned(), "kind" => kind.to_owned())
+        .record(ran.as_secs_f64());
+    for label in outcome.labels() {
+        metrics::counter!(JOBS, "queue" => queue.to_owned(), "kind" => kind.to_owned(), "outcome" => *label)
+            .increment(1);
+    }
+}
+
+/// `n` jobs of `queue` were rescued (0 too, so the series exists before the first rescue).
+pub fn jobs_rescued(queue: &str, n: u64) {
+    metrics::counter!(JOBS_RESCUED, "queue" => queue.to_owned()).increment(n);
+}
+
+/// A webhook delivery for `provider` was answered with `status` after `took`.
+pub fn ingest_answered(provider: &'static str, status: u16, took: Duration) {
+    metrics::counter!(INGEST_REQUESTS, "provider" => provider, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(INGEST_SECONDS, "provider" => provider).record(took.as_secs_f64());
+}
+
+/// The busy and idle slot gauges of one supervisor. Slots are added and removed as deltas, so
+/// several fleets in one process (tests) add up instead of overwriting each other.
+#[derive(Clone)]
+pub struct WorkerSlots {
+    busy: metrics::Gauge,
+    idle: metrics::Gauge,
+}
+
+impl WorkerSlots {
+    /// The gauges of `supervisor`.
+    pub fn new(supervisor: &str) -> Self {
+        Self {
+            busy: metrics::gauge!(WORKERS, "supervisor" => supervisor.to_owned(), "state" => "busy"),
+            idle: metrics::gauge!(WORKERS, "supervisor" => supervisor.to_owned(), "state" => "idle"),
+        }
+    }
+
+    /// `n` slots started (idle) or, with a negative `n`, stopped.
+    pub fn add(&self, n: f64) {
+        self.idle.increment(n);
+        // Touch busy so both states exist from the start.
+        self.busy.increment(0.0);
+    }
+
+    /// A slot took a job.
+    pub fn take(&self) {
+        self.idle.decrement(1.0);
+        self.busy.increment(1.0);
+    }
+
+    /// A slot finished its job.
+    pub fn give_back(&self) {
+        self.busy.decrement(1.0);
+        self.idle.increment(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run `record` against a recorder of its own and return what `/metrics` would render.
+    fn rendered(record: impl FnOnce()) -> String {
+        let recorder = crate::telemetry::builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            record();
+        });
+        handle.render()
+    }
+
+    /// The (whole) value of the line that starts with `series ` (labels as rendered).
+    fn value(text: &str, series: &str) -> u64 {
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_failed_attempt_counts_as_failed_and_as_retried_or_dead() {
+        let ms = Duration::from_millis(3);
+        let text = rendered(|| {
+            for outcome in [
+                Outcome::Completed,
+                Outcome::Completed,
+                Outcome::Completed,
+                Outcome::Retried,
+                Outcome::Retried,
+                Outcome::Dead,
+                Outcome::Snoozed,
+            ] {
+                job_finished("calendar", "calendar.book", outcome, ms);
+            }
+            job_started("calendar", 1_500);
+        });
+        let jobs = |outcome: &str| {
+            value(
+                &text,
+                &format!(
+                    r#"switchboard_jobs_total{{queue="calendar",kind="calendar.book",outcome="{outcome}"}}"#
+                ),
+            )
+        };
+        assert_eq!(jobs("completed"), 3);
+        assert_eq!(jobs("failed"), 3);
+        assert_eq!(jobs("retried"), 2);
+        assert_eq!(jobs("dead"), 1);
+        assert_eq!(jobs("snoozed"), 1);
+        assert_eq!(
+            value(
+                &text,
+                r#"switchboard_job_run_seconds_count{queue="calendar",kind="calendar.book"}"#
+            ),
+            7,
+            "every attempt is timed"
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"switchboard_job_wait_seconds_bucket{queue="calendar",le="0.0025"}"#
+            ),
+            1
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"switchboard_job_wait_seconds_bucket{queue="calendar",le="0.001"}"#
+            ),
+            0,
+            "1.5 ms is above the 1 ms bucket"
+        );
+    }
+
+    #[test]
+    fn worker_slots_move_between_idle_and_busy() {
+        let text = rendered(|| {
+            let slots = WorkerSlots::new("calendar");
+            slots.add(4.0);
+            slots.take();
+            slots.take();
+            slots.give_back();
+        });
+        let busy = r#"switchboard_workers{supervisor="calendar",state="busy"}"#;
+        let idle = r#"switchboard_workers{supervisor="calendar",state="idle"}"#;
+        assert_eq!((value(&text, busy), value(&text, idle)), (1, 3));
+        let text = rendered(|| {
+            let slots = WorkerSlots::new("calendar");
+            slots.add(2.0);
+            slots.add(-2.0);
+        });
+        assert_eq!((value(&text, busy), value(&text, idle)), (0, 0));
+    }
+
+    #[test]
+    fn ingest_time_has_sub_millisecond_buckets_and_redis_errors_start_at_zero() {
+        let text = rendered(|| {
+            ingest_answered("stripe", 202, Duration::from_micros(200));
+            ingest_answered("stripe", 401, Duration::from_micros(80));
+            redis_error("ack");
+        });
+        let requests = |status: &str| {
+            value(
+                &text,
+                &format!(
+                    r#"switchboard_ingest_requests_total{{provider="stripe",status="{status}"}}"#
+                ),
+            )
+        };
+        assert_eq!((requests("202"), requests("401")), (1, 1));
+        assert_eq!(
+            value(
+                &text,
+                r#"switchboard_ingest_seconds_bucket{provider="stripe",le="0.0001"}"#
+            ),
+            1
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"switchboard_ingest_seconds_bucket{provider="stripe",le="0.00025"}"#
+            ),
+            2
+        );
+        for component in REDIS_COMPONENTS {
+            let expected = u64::from(component == "ack");
+            let series = format!(r#"switchboard_redis_errors_total{{component="{component}"}}"#);
+            assert_eq!(value(&text, &series), expected, "{component}");
+        }
+        assert!(
+            text.contains("# HELP switchboard_ingest_requests_total "),
+            "metrics carry help text"
+        );
+    }
+}
