@@ -46,9 +46,16 @@ enum Command {
         listen: Option<String>,
     },
     /// Run the worker fleet (and queue maintenance) only.
-    Work,
+    Work {
+        /// Also serve /healthz, /readyz, /metrics (and the dashboard) on this address.
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Run the cron scheduler only; or list the schedules, or fire one now.
     Schedule {
+        /// Also serve /healthz, /readyz, /metrics (and the dashboard) on this address.
+        #[arg(long)]
+        listen: Option<String>,
         #[command(subcommand)]
         action: Option<ScheduleAction>,
     },
@@ -132,16 +139,17 @@ fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::Work => {
-                app::run(
-                    settings,
-                    Roles::work(),
-                    Hooks::default(),
-                    app::shutdown_signal(),
-                )
-                .await
+            Command::Work { listen } => {
+                let mut roles = Roles::work();
+                if let Some(listen) = listen {
+                    settings.http.listen = listen;
+                    roles.http = true;
+                }
+                app::run(settings, roles, Hooks::default(), app::shutdown_signal()).await
             }
-            Command::Schedule { action } => switchboard::schedule::run(settings, action).await,
+            Command::Schedule { listen, action } => {
+                switchboard::schedule::run(settings, listen, action).await
+            }
             Command::Migrate => app::migrate(&settings).await,
             Command::Demo { url } => switchboard::demo::run(&settings, &url).await,
             Command::Status { json } => admin::status(&settings, json).await,

@@ -25,16 +25,20 @@ pub enum ScheduleAction {
     },
 }
 
-/// Run `action`, or the scheduler role until SIGTERM/SIGINT when there is none.
-pub async fn run(settings: Settings, action: Option<ScheduleAction>) -> anyhow::Result<()> {
+/// Run `action`, or the scheduler role until SIGTERM/SIGINT when there is none (with
+/// health, metrics and the dashboard on `listen` when given).
+pub async fn run(
+    mut settings: Settings,
+    listen: Option<String>,
+    action: Option<ScheduleAction>,
+) -> anyhow::Result<()> {
     let Some(action) = action else {
-        return app::run(
-            settings,
-            Roles::schedule(),
-            Hooks::default(),
-            app::shutdown_signal(),
-        )
-        .await;
+        let mut roles = Roles::schedule();
+        if let Some(listen) = listen {
+            settings.http.listen = listen;
+            roles.http = true;
+        }
+        return app::run(settings, roles, Hooks::default(), app::shutdown_signal()).await;
     };
     let (queues, _) = app::connect(&settings, false).await?;
     let scheduler = Scheduler::new(queues, &settings.schedule, &settings.scheduler)

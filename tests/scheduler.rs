@@ -432,3 +432,47 @@ async fn the_prune_job_runs_a_round_and_keeps_its_counts_as_the_result() {
         Some(serde_json::json!({"completed": 0, "dead": 0, "webhook_events": 1}))
     );
 }
+
+#[tokio::test]
+async fn a_scheduler_process_with_listen_exports_its_fires_to_prometheus() {
+    let h = Harness::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[schedule]]\nname = \"every-second\"\ncron = \"* * * * * *\"\nkind = \"noop\"\nqueue = \"exported\"\n",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = switchboard(&h, &config)
+        .args(["schedule", "--listen", &addr])
+        .spawn()
+        .unwrap();
+    let url = format!("http://{addr}/metrics");
+    let series =
+        "switchboard_scheduler_fires_total{schedule=\"every-second\",outcome=\"enqueued\"}";
+    h.wait_for(
+        "the scheduler's fires at /metrics",
+        Duration::from_secs(20),
+        || {
+            let url = url.clone();
+            async move {
+                match reqwest::get(&url).await {
+                    Ok(r) => r.text().await.is_ok_and(|body| {
+                        body.lines().any(|l| {
+                            l.starts_with(series)
+                                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
+                                    >= Some(1.0)
+                        })
+                    }),
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await;
+    assert!(terminate(&mut child).success());
+}
