@@ -54,9 +54,10 @@ const INGEST_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// How often histogram samples are folded into buckets when nobody scrapes; without it an
-/// unscraped process would keep every sample.
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often histogram samples are folded into buckets. The recorder keeps each sample until
+/// then, so at 200k jobs/s a longer interval costs megabytes (5 s: ~31 MB RSS in
+/// `bench drain`; 100 ms: ~25 MB); the fold itself is cheap.
+const UPKEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// Install the Prometheus recorder once per process and return its handle (which renders
 /// `/metrics`); later calls return the same handle. `None` when another recorder was
