@@ -21,7 +21,10 @@ use switchboard::{
     maintenance::{Elector, Prune, Pruner, Scheduler, scheduler::FireOutcome},
     queue::job::now_ms,
 };
-use switchboard_jobs::{EnqueueOptions, store::webhook_events};
+use switchboard_jobs::{
+    EnqueueOptions,
+    store::{appointment_reminders, webhook_events},
+};
 
 fn schedule(name: &str, cron: &str, queue: &str, catch_up: CatchUp) -> ScheduleSettings {
     ScheduleSettings {
@@ -388,6 +391,25 @@ async fn pruner_trims_webhook_events_past_retention(dialect: &str) {
         assert_eq!(row.is_some(), kept, "{id}");
     }
     assert_eq!(pruner.run_once(now_ms()).await.unwrap().webhook_events, 0);
+
+    // Reminder claims follow the same retention (their appointments are long past by then).
+    assert_eq!(
+        appointment_reminders::claim(&store, "uid_1", "reminder_24h")
+            .await
+            .unwrap(),
+        appointment_reminders::Claimed::New
+    );
+    assert_eq!(
+        pruner
+            .run_once(now_ms())
+            .await
+            .unwrap()
+            .appointment_reminders,
+        0
+    );
+    let later = now_ms() + h.settings.maintenance.webhook_events_retention_secs * 1000 + 1000;
+    let out = pruner.run_once(later).await.unwrap();
+    assert_eq!((out.webhook_events, out.appointment_reminders), (1, 1));
 }
 
 on_both_databases!(pruner_trims_webhook_events_past_retention);
@@ -429,7 +451,12 @@ async fn the_prune_job_runs_a_round_and_keeps_its_counts_as_the_result() {
     let result = h.queues.job_result("maint", &job.id).await.unwrap();
     assert_eq!(
         result,
-        Some(serde_json::json!({"completed": 0, "dead": 0, "webhook_events": 1}))
+        Some(serde_json::json!({
+            "completed": 0,
+            "dead": 0,
+            "webhook_events": 1,
+            "appointment_reminders": 0
+        }))
     );
 }
 

@@ -1,12 +1,15 @@
 //! The pruner: trims what the engine keeps for operators once it is past retention —
 //! completed-job records past the window, dead jobs past their retention, and
-//! `webhook_events` rows past theirs. The same round runs as the leader's loop and as the
+//! `webhook_events` and `appointment_reminders` rows past theirs. The same round runs as the leader's loop and as the
 //! recurring `prune` job.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use switchboard_jobs::{JobArgs, JobContext, JobError, store::Store};
+use switchboard_jobs::{
+    JobArgs, JobContext, JobError,
+    store::{Store, StoreError, appointment_reminders, webhook_events},
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{Leadership, sleep_or_stop};
@@ -36,6 +39,8 @@ pub struct PruneOutcome {
     pub dead: u64,
     /// `webhook_events` rows.
     pub webhook_events: u64,
+    /// `appointment_reminders` rows (same retention as `webhook_events`).
+    pub appointment_reminders: u64,
 }
 
 impl Pruner {
@@ -76,14 +81,9 @@ impl Pruner {
         if let Some(store) = &self.store {
             let cutoff =
                 i64::try_from(now_ms)? - i64::try_from(self.webhook_events_retention.as_millis())?;
-            loop {
-                let n = switchboard_jobs::store::webhook_events::prune(store, cutoff, ROW_BATCH)
-                    .await?;
-                out.webhook_events += n;
-                if n < ROW_BATCH as u64 {
-                    break;
-                }
-            }
+            out.webhook_events = drain(|| webhook_events::prune(store, cutoff, ROW_BATCH)).await?;
+            out.appointment_reminders =
+                drain(|| appointment_reminders::prune(store, cutoff, ROW_BATCH)).await?;
         }
         Ok(out)
     }
@@ -97,6 +97,7 @@ impl Pruner {
                         completed = o.completed,
                         dead = o.dead,
                         webhook_events = o.webhook_events,
+                        appointment_reminders = o.appointment_reminders,
                         "pruned"
                     ),
                     Ok(_) => {}
@@ -123,6 +124,22 @@ impl Pruner {
         );
         ctx.set_result(serde_json::to_value(out).unwrap_or_default());
         Ok(())
+    }
+}
+
+/// Run `batch` until it deletes fewer than a full batch; the total deleted.
+async fn drain<F, Fut>(mut batch: F) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        let n = batch().await?;
+        total += n;
+        if n < ROW_BATCH as u64 {
+            return Ok(total);
+        }
     }
 }
 

@@ -59,3 +59,16 @@ pub async fn mark_enqueued(store: &Store, uid: &str, kind: &str) -> Result<(), S
     .await?;
     Ok(())
 }
+
+/// Delete up to `limit` rows written before `cutoff_ms` (their appointments are long past:
+/// a reminder is claimed at most a day ahead); returns how many went.
+pub async fn prune(store: &Store, cutoff_ms: i64, limit: i64) -> Result<u64, StoreError> {
+    super::delete_older(
+        store,
+        "appointment_reminders",
+        "created_at_ms",
+        cutoff_ms,
+        limit,
+    )
+    .await
+}

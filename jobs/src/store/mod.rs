@@ -74,6 +74,29 @@ pub enum StoreError {
     Config(String),
 }
 
+/// Delete up to `limit` rows of `table` whose `column` (ms) is before `cutoff_ms`; returns
+/// how many went. `table` and `column` are this crate's constants, never input.
+pub(crate) async fn delete_older(
+    store: &Store,
+    table: &'static str,
+    column: &'static str,
+    cutoff_ms: i64,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let sql = match store.dialect() {
+        Dialect::MySql => format!("DELETE FROM {table} WHERE {column} < ? LIMIT ?"),
+        Dialect::Sqlite => format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < ? LIMIT ?)"
+        ),
+    };
+    let done = sqlx::query(&sql)
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(store.pool())
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// A pool and its dialect. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {

@@ -61,16 +61,8 @@ pub async fn get(
         .transpose()?)
 }
 
-const PRUNE_MYSQL: &str = "DELETE FROM webhook_events WHERE received_at_ms < ? LIMIT ?";
-const PRUNE_SQLITE: &str = "DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events WHERE received_at_ms < ? LIMIT ?)";
-
 /// Delete up to `limit` rows received before `cutoff_ms`; returns how many went. Callers
 /// repeat until fewer than `limit` go, so no single statement holds locks for long.
 pub async fn prune(store: &Store, cutoff_ms: i64, limit: i64) -> Result<u64, StoreError> {
-    let done = sqlx::query(store.dialect().pick(PRUNE_MYSQL, PRUNE_SQLITE))
-        .bind(cutoff_ms)
-        .bind(limit)
-        .execute(store.pool())
-        .await?;
-    Ok(done.rows_affected())
+    super::delete_older(store, "webhook_events", "received_at_ms", cutoff_ms, limit).await
 }
