@@ -135,6 +135,13 @@ pub(crate) fn describe() {
     for component in REDIS_COMPONENTS {
         metrics::counter!(REDIS_ERRORS, "component" => component).increment(0);
     }
+    // Counted by the job crate's store where a database failure becomes a `StoreError`.
+    let db = switchboard_jobs::store::DATABASE_ERRORS;
+    describe_counter!(
+        db,
+        "Failed database calls (unreachable, refused or undecodable)."
+    );
+    metrics::counter!(db).increment(0);
 }
 
 /// A Redis call of `component` (one of [`REDIS_COMPONENTS`]) failed.

@@ -65,7 +65,7 @@ fn scheme(url: &str) -> &str {
 pub enum StoreError {
     /// The database could not be reached or refused a statement.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     /// A migration failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -95,6 +95,17 @@ pub(crate) async fn delete_older(
         .execute(store.pool())
         .await?;
     Ok(done.rows_affected())
+}
+
+/// Counter: failed database calls (unreachable, refused statements, rows that do not decode),
+/// all counted where they become a [`StoreError`].
+pub const DATABASE_ERRORS: &str = "switchboard_database_errors_total";
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        metrics::counter!(DATABASE_ERRORS).increment(1);
+        Self::Db(e)
+    }
 }
 
 /// A pool and its dialect. Cheap to clone.
@@ -234,5 +245,37 @@ mod tests {
         );
         assert_eq!(sqlite_dir("sqlite::memory:"), None);
         assert_eq!(sqlite_dir("sqlite://x.db"), None);
+    }
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_statement_counts_as_a_database_error() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.path().display());
+                let store = Store::connect(&url).await.unwrap();
+                // Not migrated: the table is missing.
+                webhook_events::get(&store, "stripe", "evt_1")
+                    .await
+                    .unwrap_err();
+                store.pool().close().await;
+            });
+        });
+        let text = handle.render();
+        assert!(
+            text.lines().any(|l| l == format!("{DATABASE_ERRORS} 1")),
+            "{text}"
+        );
     }
 }
