@@ -49,6 +49,7 @@ pub struct DashboardSettings {
     pub session_ttl_secs: u64,
     pub secure_cookie: bool,
     pub refresh_secs: u64,
+    pub login_attempts_per_minute: u32,
 }
 
 impl DashboardSettings {
@@ -72,6 +73,8 @@ impl DashboardSettings {
                     self.refresh_secs
                 )
             }),
+            (self.login_attempts_per_minute == 0)
+                .then(|| "dashboard.login_attempts_per_minute must be at least 1".to_owned()),
         ]
         .into_iter()
         .flatten()

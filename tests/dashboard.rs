@@ -149,6 +149,43 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 #[tokio::test]
+async fn login_attempts_are_throttled_across_the_deployment() {
+    let app = TestApp::start(Some(credentials())).await;
+    let c = plain_client();
+    let attempt = |password: &'static str| {
+        c.post(app.url("/dashboard/login"))
+            .header("origin", app.origin())
+            .form(&[("username", "admin"), ("password", password)])
+            .send()
+    };
+    let limit = switchboard::config::Settings::defaults()
+        .dashboard
+        .login_attempts_per_minute;
+    for _ in 0..limit {
+        assert_eq!(attempt("guess").await.unwrap().status(), 401);
+    }
+    // The window is full: even the right password waits, and nothing logs in.
+    let throttled = attempt(PASSWORD).await.unwrap();
+    assert_eq!(throttled.status(), 429);
+    let wait: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(throttled.headers().get("set-cookie").is_none());
+    // Bearer calls are not throttled.
+    let api = c
+        .get(app.url("/api/overview"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn cross_site_and_tokenless_changes_are_refused() {
     let app = TestApp::start(Some(credentials())).await;
     let id = app.dead_job(&json!({"n": 1})).await;

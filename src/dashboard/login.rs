@@ -11,6 +11,11 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
+use switchboard_jobs::RateLimiter;
+
+use std::time::Duration;
+
+use crate::queue::rate_limit::RedisRateLimiter;
 
 use super::{Dash, csrf, pages::error_page, session, views::LoginPage};
 
@@ -80,6 +85,9 @@ pub(crate) async fn submit(
     if !dash.credentials.is_set() {
         return Redirect::to(&next).into_response();
     }
+    if let Some(refused) = throttled(&dash).await {
+        return refused;
+    }
     if !dash
         .credentials
         .login(&dash.settings, &f.username, &f.password)
@@ -103,6 +111,37 @@ pub(crate) async fn submit(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The session store (Redis) is unavailable.".into(),
             )
+        }
+    }
+}
+
+/// Take a slot of the deployment-wide login window; the refusal when none is free (429 with
+/// `Retry-After`) or the window cannot be read (503).
+async fn throttled(dash: &Dash) -> Option<Response> {
+    let limiter = RedisRateLimiter::new(dash.queues.clone());
+    let limit = dash.settings.login_attempts_per_minute;
+    match limiter
+        .acquire("dashboard-login", limit, Duration::from_secs(60))
+        .await
+    {
+        Ok(None) => None,
+        Ok(Some(wait)) => {
+            tracing::warn!(limit, "dashboard login attempts throttled");
+            let secs = wait.as_secs().max(1);
+            let mut r = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many login attempts; try again in {secs} s."),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            Some(r)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the login window failed");
+            Some(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The session store (Redis) is unavailable.".into(),
+            ))
         }
     }
 }
