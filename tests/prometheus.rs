@@ -279,6 +279,7 @@ async fn check_alerts(prom: &Prometheus) {
         "SwitchboardNoWorkers",
         "SwitchboardQueueWaitLong",
         "SwitchboardRedisErrors",
+        "SwitchboardDatabaseErrors",
         "SwitchboardIngestUnavailable",
         "SwitchboardJobsRescued",
         "SwitchboardSchedulerStalled",
