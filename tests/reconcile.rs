@@ -685,3 +685,44 @@ async fn unreported_calls_are_billed_once(dialect: &str) {
     assert_eq!(w.stripe.received_requests().await.unwrap().len(), 2);
     w.stop().await;
 }
+
+#[tokio::test]
+async fn a_listing_of_several_pages_takes_a_rate_limit_slot_per_page() {
+    let w = world("sqlite").await;
+    let base = now() + Span::days(2);
+    for (skip, uid, more) in [(0, "bk_page1", true), (1, "bk_page2", false)] {
+        Mock::given(matchers::method("GET"))
+            .and(matchers::path("/v2/bookings"))
+            .and(matchers::query_param("skip", skip.to_string()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "status": "success",
+                "data": [booking(uid, base + Span::hours(skip), "accepted")],
+                "pagination": {"hasNextPage": more}
+            })))
+            .mount(&w.calcom)
+            .await;
+    }
+    let out = run(&w, &CalendarReconcile::default()).await;
+    assert_eq!(
+        (out["created"].as_u64(), out["failed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let requests = w.calcom.received_requests().await.unwrap().len();
+    assert_eq!(requests, 2, "two pages, two requests");
+
+    // Every request took its own slot of the fleet-wide window.
+    let mut conn = w.h.conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{}:ratelimit}}:*", w.h.prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let slots: usize = redis::cmd("ZCARD")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(slots, requests);
+    w.stop().await;
+}

@@ -14,7 +14,7 @@ use crate::{
     JobContext, JobError,
     clients::{
         SendError,
-        calcom::{Attendee, Booking, BookingQuery, CreateBooking},
+        calcom::{Attendee, Booking, BookingQuery, CalcomClient, CreateBooking},
     },
     notify::templates::{MessageVars, Template},
     notify_send::{self, Message},
@@ -72,7 +72,7 @@ pub async fn run_book(
         before_end: Some(to.clone()),
         status: None,
     };
-    let existing = cal.call(client.list_bookings(&query)).await?;
+    let existing = cal.list_bookings(&client, &query).await?;
     let booking = if let Some(b) = existing.into_iter().find(|b| carries(b, &request_id)) {
         tracing::info!(call = %args.call_id, uid = %b.uid, "booking already exists: an earlier attempt created it");
         b
@@ -231,6 +231,19 @@ pub(super) struct Calendar<'a> {
 }
 
 impl Calendar<'_> {
+    /// List bookings matching `query`, taking a slot for every page requested.
+    pub async fn list_bookings(
+        &self,
+        client: &CalcomClient,
+        query: &BookingQuery,
+    ) -> Result<Vec<Booking>, JobError> {
+        let mut pages = client.booking_pages(query);
+        while !pages.is_complete() {
+            self.call(pages.next_page()).await?;
+        }
+        Ok(pages.into_bookings())
+    }
+
     /// Take a slot, then run `request`; a full limit or a 429 snoozes the job.
     pub async fn call<T>(
         &self,

@@ -85,7 +85,7 @@ pub async fn run_reschedule(
     };
     let moved = match appointment.attendee_email {
         Some(_) => cal
-            .call(client.list_bookings(&query))
+            .list_bookings(&client, &query)
             .await?
             .into_iter()
             .find(|b| {

@@ -244,7 +244,7 @@ async fn reconcile_branch(
         services,
         limit_name: &limit_name,
     };
-    let listed = cal.call(client.list_bookings(&query)).await?;
+    let listed = cal.list_bookings(&client, &query).await?;
     let mut counts = Counts::default();
     for booking in &listed {
         let drift = sync(store, company, branch, booking)

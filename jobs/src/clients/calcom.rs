@@ -336,8 +336,14 @@ impl CalcomClient {
     /// Cal.com filters on start ≥ `after_start` and end ≤ `before_end`. More than
     /// 5,000 matches is an error rather than a partial list.
     pub async fn list_bookings(&self, query: &BookingQuery) -> Result<Vec<Booking>, SendError> {
-        const OP: &str = "list bookings";
-        let url = self.url(&["bookings"])?;
+        let mut pages = self.booking_pages(query);
+        while pages.next_page().await? {}
+        Ok(pages.into_bookings())
+    }
+
+    /// The same listing one request at a time, for callers that pace each request (a
+    /// rate-limit slot per page).
+    pub fn booking_pages<'a>(&'a self, query: &BookingQuery) -> BookingPages<'a> {
         let filters = [
             ("eventTypeId", query.event_type_id.map(|id| id.to_string())),
             ("attendeeEmail", query.attendee_email.clone()),
@@ -346,37 +352,18 @@ impl CalcomClient {
             ("status", query.status.clone()),
             ("sortStart", Some("asc".to_owned())),
         ];
-        let filters: Vec<_> = filters
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .collect();
-        let mut bookings = Vec::new();
-        let mut seen = HashSet::new();
-        let mut skip = 0;
-        for _ in 0..MAX_PAGES {
-            let request = self
-                .http
-                .get(url.clone())
-                .query(&filters)
-                .query(&[("take", PAGE_SIZE), ("skip", skip)]);
-            let response = self.send(OP, request, BOOKINGS_VERSION).await?;
-            let page: BookingPage = body(OP, response).await.map_err(SendError::transient)?;
-            let n = page.data.len();
-            // Offset paging over a changing list can repeat a booking across pages.
-            bookings.extend(page.data.into_iter().filter(|b| seen.insert(b.uid.clone())));
-            // Cal.com may cap `take`; its `hasNextPage`, when given, is the better signal.
-            let more = page
-                .pagination
-                .and_then(|p| p.has_next_page)
-                .unwrap_or(n >= PAGE_SIZE);
-            if !more || n == 0 {
-                return Ok(bookings);
-            }
-            skip += n;
+        BookingPages {
+            client: self,
+            filters: filters
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            bookings: Vec::new(),
+            seen: HashSet::new(),
+            skip: 0,
+            pages: 0,
+            done: false,
         }
-        Err(SendError::Permanent(format!(
-            "Cal.com {OP}: more than {MAX_PAGES} pages of bookings match; narrow the query"
-        )))
     }
 
     /// `{base_url}/{segments...}`, each segment percent-encoded.
@@ -618,4 +605,63 @@ fn format_utc(t: OffsetDateTime) -> String {
 /// A booking time in the UTC form of [`utc`] (as given when it is not RFC 3339).
 fn utc_time<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     String::deserialize(d).map(|t| to_utc(&t))
+}
+
+/// A booking listing read one page per [`BookingPages::next_page`] call.
+pub struct BookingPages<'a> {
+    client: &'a CalcomClient,
+    filters: Vec<(&'static str, String)>,
+    bookings: Vec<Booking>,
+    /// Offset paging over a changing list can repeat a booking across pages.
+    seen: HashSet<String>,
+    skip: usize,
+    pages: usize,
+    done: bool,
+}
+
+impl BookingPages<'_> {
+    /// Read the next page; false once the listing is complete (no request is made then).
+    pub async fn next_page(&mut self) -> Result<bool, SendError> {
+        const OP: &str = "list bookings";
+        if self.done {
+            return Ok(false);
+        }
+        if self.pages == MAX_PAGES {
+            return Err(SendError::Permanent(format!(
+                "Cal.com {OP}: more than {MAX_PAGES} pages of bookings match; narrow the query"
+            )));
+        }
+        let url = self.client.url(&["bookings"])?;
+        let request = self
+            .client
+            .http
+            .get(url)
+            .query(&self.filters)
+            .query(&[("take", PAGE_SIZE), ("skip", self.skip)]);
+        let response = self.client.send(OP, request, BOOKINGS_VERSION).await?;
+        let page: BookingPage = body(OP, response).await.map_err(SendError::transient)?;
+        self.pages += 1;
+        let n = page.data.len();
+        let seen = &mut self.seen;
+        self.bookings
+            .extend(page.data.into_iter().filter(|b| seen.insert(b.uid.clone())));
+        // Cal.com may cap `take`; its `hasNextPage`, when given, is the better signal.
+        let more = page
+            .pagination
+            .and_then(|p| p.has_next_page)
+            .unwrap_or(n >= PAGE_SIZE);
+        self.done = !more || n == 0;
+        self.skip += n;
+        Ok(!self.done)
+    }
+
+    /// Whether more pages remain to be read.
+    pub fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    /// The bookings read so far, earliest start first.
+    pub fn into_bookings(self) -> Vec<Booking> {
+        self.bookings
+    }
 }
