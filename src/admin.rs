@@ -91,15 +91,7 @@ pub async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
 fn status_table(o: &Overview, supervisors: &[Supervisor], workers: &[WorkerInfo]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let past_hour = format!(
-        "{}{}",
-        if o.jobs_past_hour_is_lower_bound {
-            ">="
-        } else {
-            ""
-        },
-        o.jobs_past_hour
-    );
+    let past_hour = o.jobs_past_hour;
     let longest = o.longest_wait.as_ref().map_or_else(
         || "-".to_owned(),
         |w| format!("{:.1} s on {}", w.secs, w.queue),

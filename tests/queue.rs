@@ -647,3 +647,61 @@ async fn the_rate_limit_holds_across_limiters_sharing_redis() {
         None
     );
 }
+
+#[tokio::test]
+async fn completions_are_counted_per_minute_for_the_recent_windows() {
+    let h = Harness::new().await;
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("counted", 8, 8, 1),
+            switchboard_jobs::registry(),
+            None,
+        )
+        .await;
+    h.queues
+        .enqueue_many("counted", &vec![Noop::default(); 25], None)
+        .await
+        .unwrap();
+    h.wait_processed("counted", 25, SECS).await;
+    fleet.stop().await;
+
+    let key = h.queues.keys("counted").unwrap().throughput.clone();
+    let mut conn = h.conn();
+    let minutes: HashMap<u64, u64> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(minutes.values().sum::<u64>(), 25, "{minutes:?}");
+    let now = switchboard::queue::job::now_ms();
+    let recent = h.queues.recent("counted", now).await.unwrap();
+    assert_eq!(recent.completed_last_hour, 25);
+    // Exactly at the start of the minute after the last one counted, the last minute holds
+    // everything of that minute and the one before it.
+    let last = *minutes.keys().max().unwrap();
+    let at_boundary = h
+        .queues
+        .recent("counted", (last + 1) * 60_000)
+        .await
+        .unwrap();
+    let expected =
+        minutes.get(&last).copied().unwrap_or(0) + minutes.get(&(last - 1)).copied().unwrap_or(0);
+    assert_eq!(at_boundary.completed_last_minute, expected);
+    // Two hours on, nothing is recent and the pruner drops the old minutes.
+    let later = now + 2 * 3_600_000;
+    assert_eq!(
+        h.queues
+            .recent("counted", later)
+            .await
+            .unwrap()
+            .completed_last_hour,
+        0
+    );
+    h.queues.prune("counted", later).await.unwrap();
+    let left: u64 = redis::cmd("HLEN")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

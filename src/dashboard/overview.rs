@@ -70,8 +70,6 @@ pub struct Overview {
     pub status: &'static str,
     pub jobs_per_minute: u64,
     pub jobs_past_hour: u64,
-    /// True when some queue's completed window is full, so `jobs_past_hour` is a lower bound.
-    pub jobs_past_hour_is_lower_bound: bool,
     pub failed_past_7_days: u64,
     /// Live worker loops.
     pub workers: usize,
@@ -102,14 +100,11 @@ pub async fn workers(queues: &Queues, names: &[String]) -> Result<Vec<WorkerInfo
 /// Gather the overview of `names`.
 pub async fn overview(queues: &Queues, names: &[String]) -> Result<Overview, QueueError> {
     let now = job::now_ms();
-    let cap = queues.settings().completed_max;
     let all_workers = workers(queues, names).await?;
     let mut rows = Vec::with_capacity(names.len());
-    let mut lower_bound = false;
     for name in names {
         let stats = queues.stats(name).await?;
         let recent = queues.recent(name, now).await?;
-        lower_bound |= recent.completed_held >= cap;
         let live = all_workers
             .iter()
             .filter(|w| &w.queue == name && w.lease_left_secs > 0.0)
@@ -160,7 +155,6 @@ pub async fn overview(queues: &Queues, names: &[String]) -> Result<Overview, Que
         status,
         jobs_per_minute: rows.iter().map(|r| r.jobs_per_minute).sum(),
         jobs_past_hour: rows.iter().map(|r| r.jobs_past_hour).sum(),
-        jobs_past_hour_is_lower_bound: lower_bound,
         failed_past_7_days: rows.iter().map(|r| r.failed_past_7_days).sum(),
         workers: live.len(),
         supervisors: supervisors(&all_workers)

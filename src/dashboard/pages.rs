@@ -149,15 +149,7 @@ pub(crate) async fn overview(
         l: layout(&dash, &access, "Overview".into(), "overview", &notice),
         status: o.status,
         per_minute: o.jobs_per_minute,
-        past_hour: format!(
-            "{}{}",
-            if o.jobs_past_hour_is_lower_bound {
-                "≥ "
-            } else {
-                ""
-            },
-            o.jobs_past_hour
-        ),
+        past_hour: o.jobs_past_hour.to_string(),
         failed_week: o.failed_past_7_days,
         workers: o.workers,
         processes: o.processes,

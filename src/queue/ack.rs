@@ -299,6 +299,7 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
         .key(&k.dead)
         .key(&k.dead_at)
         .key(&k.pending)
+        .key(&k.throughput)
         .arg(job::now_ms())
         .arg(settings.completed_max)
         .arg(settings.dead_max);

@@ -1,8 +1,8 @@
 //! Looking at single jobs and recent history, for the dashboard: a job by id in whatever
 //! state it is, and how many jobs finished or died within recent windows.
 //!
-//! Both stay cheap whatever the backlog: the windows are `ZCOUNT`s over the `completed` and
-//! `dead_at` sorted sets (O(log n)); a lookup reads one field per place a job can be (per
+//! Both stay cheap whatever the backlog: the windows read 61 per-minute completion counters
+//! and one `ZCOUNT` over the `dead_at` sorted set (O(log n)); a lookup reads one field per place a job can be (per
 //! worker: its leases and its one-item inbox) and scans at most [`FIND_SCAN_LIMIT`] pending and
 //! delayed items (in Lua, by id prefix).
 
@@ -17,7 +17,6 @@ use super::{
 /// Most pending and most delayed items a lookup by id reads (each).
 pub const FIND_SCAN_LIMIT: usize = 1000;
 
-const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 3_600_000;
 const WEEK_MS: u64 = 7 * 24 * HOUR_MS;
 
@@ -131,34 +130,42 @@ impl JobView {
 /// Jobs finished and died within recent windows, on one queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Recent {
-    /// Completed within the last 60 s.
+    /// Completed within the last 60 s (sliding over per-minute counters).
     pub completed_last_minute: u64,
-    /// Completed within the last hour (bounded by what the completed window keeps).
+    /// Completed within the last hour (sliding over per-minute counters).
     pub completed_last_hour: u64,
     /// Dead jobs still held that died within the last 7 days.
     pub dead_last_week: u64,
-    /// Completed records held now; at `queue.completed_max` the hour count is a lower bound.
-    pub completed_held: u64,
 }
 
 impl Queues {
     /// How many jobs of `queue` completed or died within the recent windows, one round trip.
+    ///
+    /// Completions come from the per-minute counters the ack script keeps; a window that
+    /// starts inside a minute takes that minute's count in proportion (a sliding-window
+    /// estimate, exact at minute boundaries).
     pub async fn recent(&self, queue: &str, now_ms: u64) -> Result<Recent, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
-        let since = |ms: u64| format!("({}", now_ms.saturating_sub(ms));
-        let (minute, hour, week, held): (u64, u64, u64, u64) = redis::pipe()
-            .zcount(&k.completed, since(MINUTE_MS), "+inf")
-            .zcount(&k.completed, since(HOUR_MS), "+inf")
-            .zcount(&k.dead_at, since(WEEK_MS), "+inf")
-            .zcard(&k.completed)
+        let current = now_ms / 60_000;
+        let minutes: Vec<u64> = (0..=60).map(|back| current.saturating_sub(back)).collect();
+        let since = format!("({}", now_ms.saturating_sub(WEEK_MS));
+        let (counts, week): (Vec<Option<u64>>, u64) = redis::pipe()
+            .cmd("HMGET")
+            .arg(&k.throughput)
+            .arg(&minutes)
+            .zcount(&k.dead_at, since, "+inf")
             .query_async(&mut conn)
             .await?;
+        let count = |back: usize| counts.get(back).copied().flatten().unwrap_or(0) as f64;
+        // The share of the oldest minute that still lies inside the window.
+        let tail = 1.0 - (now_ms % 60_000) as f64 / 60_000.0;
+        let minute = count(0) + count(1) * tail;
+        let hour = (0..60).map(count).sum::<f64>() + count(60) * tail;
         Ok(Recent {
-            completed_last_minute: minute,
-            completed_last_hour: hour,
+            completed_last_minute: minute.round() as u64,
+            completed_last_hour: hour.round() as u64,
             dead_last_week: week,
-            completed_held: held,
         })
     }
 

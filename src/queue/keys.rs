@@ -19,6 +19,9 @@ pub struct QueueKeys {
     pub completed: String,
     /// HASH of counters: running, processed, failed, retried, dead, rescued.
     pub stats: String,
+    /// HASH minute number (ms since the epoch / 60,000) -> jobs completed in that minute; the
+    /// pruner drops minutes older than two hours.
+    pub throughput: String,
     /// STRING present while the queue is paused.
     pub paused: String,
     /// ZSET worker id -> lease expiry (ms) of the workers fetching from this queue.
@@ -38,6 +41,7 @@ impl QueueKeys {
             dead_at: key("dead_at"),
             completed: key("completed"),
             stats: key("stats"),
+            throughput: key("throughput"),
             paused: key("paused"),
             workers: key("workers"),
             tag,
@@ -101,6 +105,7 @@ mod tests {
             &k.dead_at,
             &k.completed,
             &k.stats,
+            &k.throughput,
             &k.paused,
             &k.workers,
         ] {

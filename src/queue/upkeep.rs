@@ -6,6 +6,9 @@ use super::{QueueError, Queues, scripts};
 /// Largest chunk the promoter moves in one script call.
 pub const PROMOTE_CHUNK: usize = 500;
 
+/// Minutes of per-minute completion counts kept (the dashboard reads the last 61).
+pub const THROUGHPUT_MINUTES: i64 = 61;
+
 /// What one promote round did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Promoted {
@@ -92,6 +95,21 @@ impl Queues {
             .arg(completed_cutoff)
             .query_async(&mut conn)
             .await?;
+        // Throughput minutes past the hour the dashboard reads (at most ~1,440 a day when
+        // no pruner ran).
+        let minutes: Vec<i64> = redis::cmd("HKEYS")
+            .arg(&k.throughput)
+            .query_async(&mut conn)
+            .await?;
+        let oldest_kept = i64::try_from(now_ms / 60_000).unwrap_or(i64::MAX) - THROUGHPUT_MINUTES;
+        let old: Vec<i64> = minutes.into_iter().filter(|m| *m < oldest_kept).collect();
+        if !old.is_empty() {
+            let () = redis::cmd("HDEL")
+                .arg(&k.throughput)
+                .arg(&old)
+                .query_async(&mut conn)
+                .await?;
+        }
         let mut dead = 0;
         loop {
             let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")

@@ -7,6 +7,7 @@
 -- KEYS[5] dead       HASH id -> item with its last error
 -- KEYS[6] dead_at    ZSET id -> death time (ms), trimmed to ARGV[3] members
 -- KEYS[7] pending    LIST of ready items
+-- KEYS[8] throughput HASH minute number -> jobs completed in that minute
 -- ARGV[1] now (ms)   ARGV[2] completed cap   ARGV[3] dead cap
 -- ARGV[4..] groups of four: op, id, score, item
 --   op 'c' completed (score, item unused)
@@ -52,6 +53,7 @@ if settled > 0 then redis.call('HINCRBY', stats, 'running', -settled) end
 if #done > 0 then
   redis.call('ZADD', completed, unpack(done))
   redis.call('HINCRBY', stats, 'processed', #done / 2)
+  redis.call('HINCRBY', KEYS[8], math.floor(tonumber(now) / 60000), #done / 2)
   local extra = redis.call('ZCARD', completed) - tonumber(ARGV[2])
   if extra > 0 then redis.call('ZREMRANGEBYRANK', completed, 0, extra - 1) end
 end
