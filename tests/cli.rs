@@ -5,12 +5,12 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use common::Harness;
+use common::{Harness, free_port};
 use serde_json::Value;
 
 fn switchboard(h: &Harness, args: &[&str]) -> Output {
@@ -177,14 +177,6 @@ async fn invalid_configuration_names_every_problem() {
     );
     assert!(err.contains("fleet.supervisors[0] (webhooks): timeout_secs = 20 must be shorter than queue.lease_secs = 5"), "{err}");
     assert!(err.lines().count() >= 6, "one line per problem: {err}");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {

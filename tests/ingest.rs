@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::Harness;
+use common::{Harness, free_port};
 use reqwest::StatusCode;
 use serde_json::Value;
 use switchboard::{
@@ -148,16 +148,8 @@ impl Ingest {
 
 /// Items on the webhooks queue, decoded.
 async fn queued(h: &Harness) -> Vec<(String, job::Envelope)> {
-    let k = h.queues.keys("webhooks").unwrap();
-    let mut conn = h.conn();
-    let items: Vec<String> = redis::cmd("LRANGE")
-        .arg(&k.pending)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
+    h.pending_items("webhooks")
         .await
-        .unwrap();
-    items
         .iter()
         .map(|i| {
             let (id, e) = job::decode(i).unwrap();
@@ -388,14 +380,6 @@ async fn rotation_accepts_the_old_secret() {
     let (s, _) = ingest.post_fixture("calcom_booking_created.json").await;
     assert_eq!(s, StatusCode::ACCEPTED);
     ingest.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn redis_on(port: u16, dir: &std::path::Path) -> Child {

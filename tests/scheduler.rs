@@ -47,17 +47,9 @@ fn scheduler_settings() -> SchedulerSettings {
 
 /// Ids of the jobs pending on `queue`, oldest first.
 async fn pending_ids(h: &Harness, queue: &str) -> Vec<String> {
-    let mut conn = h.conn();
-    let items: Vec<String> = redis::cmd("LRANGE")
-        .arg(h.queues.keys(queue).unwrap().pending.clone())
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
+    h.pending_items(queue)
         .await
-        .unwrap();
-    items
         .iter()
-        .rev()
         .map(|i| i.split(' ').next().unwrap().to_owned())
         .collect()
 }
@@ -468,12 +460,7 @@ async fn a_scheduler_process_with_listen_exports_its_fires_to_prometheus() {
         dir.path(),
         "[[schedule]]\nname = \"every-second\"\ncron = \"* * * * * *\"\nkind = \"noop\"\nqueue = \"exported\"\n",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", common::free_port());
     let mut child = switchboard(&h, &config)
         .args(["schedule", "--listen", &addr])
         .spawn()

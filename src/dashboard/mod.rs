@@ -235,3 +235,13 @@ impl Dash {
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && !id.chars().any(char::is_whitespace)
 }
+
+/// Request headers from `(name, value)` pairs, for the unit tests of the access rules.
+#[cfg(test)]
+fn test_headers(pairs: &[(&'static str, &'static str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, axum::http::HeaderValue::from_static(v));
+    }
+    h
+}

@@ -189,10 +189,15 @@ fn on_panic(payload: &Box<dyn std::any::Any + Send>) -> switchboard_jobs::JobErr
     switchboard_jobs::JobError::retry(format!("handler panicked: {message}"))
 }
 
+/// This machine's name, as worker ids and the leader lease's token carry it.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "host".to_owned(), |h| h.trim().to_owned())
+}
+
 /// `<host>:<pid>:<supervisor>:<queue>:<n>:<random>`: unique across hosts and restarts.
 fn worker_id(supervisor: &str, queue: &str, n: usize) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "host".to_owned(), |h| h.trim().to_owned());
+    let host = hostname();
     let nonce: u32 = rand::random();
     format!(
         "{host}:{}:{supervisor}:{queue}:{n}:{nonce:08x}",

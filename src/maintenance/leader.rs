@@ -56,7 +56,7 @@ impl Elector {
         let key = format!("{}:leader", queues.settings().prefix);
         let token = format!(
             "{}:{}:{}",
-            hostname(),
+            crate::fleet::hostname(),
             std::process::id(),
             ulid::Ulid::new()
         );
@@ -118,8 +118,4 @@ impl Elector {
             tracing::warn!(error = %e, "releasing the maintenance lease failed");
         }
     }
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned())
 }

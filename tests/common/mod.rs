@@ -16,6 +16,15 @@ use switchboard::{
 };
 use switchboard_jobs::Registry;
 
+/// A TCP port on loopback that was free a moment ago (for child processes that bind it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The Redis the suite runs against.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -122,6 +131,20 @@ impl Harness {
             async move { queues.stats(queue).await.is_ok_and(|s| s.processed >= n) }
         })
         .await;
+    }
+
+    /// The items pending on `queue`, oldest first.
+    pub async fn pending_items(&self, queue: &str) -> Vec<String> {
+        let mut conn = self.conn();
+        let mut items: Vec<String> = redis::cmd("LRANGE")
+            .arg(&self.queues.keys(queue).unwrap().pending)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        items.reverse();
+        items
     }
 
     /// A raw connection for checking Redis directly.

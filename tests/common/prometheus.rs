@@ -13,6 +13,8 @@ use std::{
 
 use serde_json::Value;
 
+use crate::common::free_port;
+
 /// A running Prometheus.
 pub struct Prometheus {
     /// `http://127.0.0.1:<port>`.
@@ -36,14 +38,6 @@ pub fn promtool(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Prometheus {

@@ -56,25 +56,7 @@ const UPSERT_SQLITE: &str = "INSERT INTO appointments (uid, company_id, branch_i
 
 /// Insert or update the booking `a.uid`.
 pub async fn upsert(store: &Store, a: &Appointment) -> Result<(), StoreError> {
-    sqlx::query(store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE))
-        .bind(&a.uid)
-        .bind(a.company_id)
-        .bind(a.branch_id)
-        .bind(a.customer_id)
-        .bind(&a.status)
-        .bind(&a.title)
-        .bind(&a.start_at)
-        .bind(&a.end_at)
-        .bind(&a.location)
-        .bind(&a.attendee_name)
-        .bind(&a.attendee_email)
-        .bind(&a.attendee_phone)
-        .bind(&a.rescheduled_from_uid)
-        .bind(&a.cancellation_reason)
-        .bind(&a.call_id)
-        .bind(now_ms())
-        .execute(store.pool())
-        .await?;
+    write(store, store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE), a).await?;
     Ok(())
 }
 
@@ -177,25 +159,12 @@ const INSERT_NEW_SQLITE: &str = "INSERT OR IGNORE INTO appointments (uid, compan
 /// Insert the booking `a.uid` unless a row for it exists (whatever its state: a webhook or
 /// a calendar job that wrote it first knows more); returns whether this call inserted it.
 pub async fn insert_if_absent(store: &Store, a: &Appointment) -> Result<bool, StoreError> {
-    let done = sqlx::query(store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE))
-        .bind(&a.uid)
-        .bind(a.company_id)
-        .bind(a.branch_id)
-        .bind(a.customer_id)
-        .bind(&a.status)
-        .bind(&a.title)
-        .bind(&a.start_at)
-        .bind(&a.end_at)
-        .bind(&a.location)
-        .bind(&a.attendee_name)
-        .bind(&a.attendee_email)
-        .bind(&a.attendee_phone)
-        .bind(&a.rescheduled_from_uid)
-        .bind(&a.cancellation_reason)
-        .bind(&a.call_id)
-        .bind(now_ms())
-        .execute(store.pool())
-        .await?;
+    let done = write(
+        store,
+        store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE),
+        a,
+    )
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -231,4 +200,32 @@ pub async fn move_if_booked(
     .execute(store.pool())
     .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Run `sql`, an insert of every column of `a` in table order (`uid` ... `call_id`,
+/// `updated_at_ms`).
+async fn write(
+    store: &Store,
+    sql: &'static str,
+    a: &Appointment,
+) -> Result<sqlx::any::AnyQueryResult, StoreError> {
+    Ok(sqlx::query(sql)
+        .bind(&a.uid)
+        .bind(a.company_id)
+        .bind(a.branch_id)
+        .bind(a.customer_id)
+        .bind(&a.status)
+        .bind(&a.title)
+        .bind(&a.start_at)
+        .bind(&a.end_at)
+        .bind(&a.location)
+        .bind(&a.attendee_name)
+        .bind(&a.attendee_email)
+        .bind(&a.attendee_phone)
+        .bind(&a.rescheduled_from_uid)
+        .bind(&a.cancellation_reason)
+        .bind(&a.call_id)
+        .bind(now_ms())
+        .execute(store.pool())
+        .await?)
 }

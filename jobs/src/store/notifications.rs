@@ -40,10 +40,9 @@ const INSERT_MYSQL: &str = "INSERT IGNORE INTO notifications (unique_key, channe
 const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO notifications (unique_key, channel, recipient, template, locale, status, attempts, created_at_ms) \
      VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)";
 
-/// Write the outbox row if new, then try to claim the send. The claim is one conditional
-/// UPDATE, so of two concurrent attempts exactly one gets `Send`.
-pub async fn claim(store: &Store, n: &NewNotification<'_>) -> Result<Claim, StoreError> {
-    sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
+/// Write the outbox row unless its unique key exists; returns how many rows it wrote.
+async fn insert(store: &Store, n: &NewNotification<'_>) -> Result<u64, StoreError> {
+    let done = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
         .bind(n.unique_key)
         .bind(n.channel)
         .bind(n.recipient)
@@ -52,6 +51,13 @@ pub async fn claim(store: &Store, n: &NewNotification<'_>) -> Result<Claim, Stor
         .bind(now_ms())
         .execute(store.pool())
         .await?;
+    Ok(done.rows_affected())
+}
+
+/// Write the outbox row if new, then try to claim the send. The claim is one conditional
+/// UPDATE, so of two concurrent attempts exactly one gets `Send`.
+pub async fn claim(store: &Store, n: &NewNotification<'_>) -> Result<Claim, StoreError> {
+    insert(store, n).await?;
     let claimed = sqlx::query(
         "UPDATE notifications SET status = 'sending', attempts = attempts + 1 \
          WHERE unique_key = ? AND status IN ('pending', 'retry')",
@@ -88,16 +94,8 @@ pub enum Reserved {
 /// Write the outbox row of a notification about to be enqueued, unless it exists. The
 /// unique key makes exactly one of any number of concurrent callers see [`Reserved::New`].
 pub async fn reserve(store: &Store, n: &NewNotification<'_>) -> Result<Reserved, StoreError> {
-    let inserted = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
-        .bind(n.unique_key)
-        .bind(n.channel)
-        .bind(n.recipient)
-        .bind(n.template)
-        .bind(n.locale)
-        .bind(now_ms())
-        .execute(store.pool())
-        .await?;
-    if inserted.rows_affected() > 0 {
+    let inserted = insert(store, n).await?;
+    if inserted > 0 {
         return Ok(Reserved::New);
     }
     let row = sqlx::query("SELECT status FROM notifications WHERE unique_key = ?")
