@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
-    dashboard, dev, embedded,
+    dashboard,
+    dev::{self, embedded},
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
@@ -390,16 +391,6 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         store.dialect()
     );
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 /// A URL without its password, for logs.

@@ -14,18 +14,16 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod app;
-pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod dashboard;
-pub mod demo;
 pub mod dev;
-mod embedded;
 pub mod fleet;
 mod http;
 pub mod ingest;
+pub mod instance;
 pub mod maintenance;
 pub mod queue;
-pub mod schedule;
+pub mod shutdown;
 pub mod telemetry;

@@ -6,11 +6,14 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use switchboard::{
-    admin::{self, FailedAction},
     app::{self, Hooks, Roles},
-    bench::{self, BenchCommand},
+    cli::{
+        admin::{self, FailedAction},
+        bench::{self, BenchCommand},
+        demo,
+        schedule::{self, ScheduleAction},
+    },
     config::Settings,
-    schedule::ScheduleAction,
     telemetry,
 };
 
@@ -125,7 +128,7 @@ fn main() -> ExitCode {
                     settings.http.listen = listen;
                 }
                 let roles = Roles::serve(&settings);
-                app::run(settings, roles, Hooks::default(), app::shutdown_signal()).await
+                app::run(settings, roles, Hooks::default(), switchboard::shutdown::signal()).await
             }
             Command::Ingest { listen } => {
                 if let Some(listen) = listen {
@@ -135,7 +138,7 @@ fn main() -> ExitCode {
                     settings,
                     Roles::ingest(),
                     Hooks::default(),
-                    app::shutdown_signal(),
+                    switchboard::shutdown::signal(),
                 )
                 .await
             }
@@ -145,13 +148,13 @@ fn main() -> ExitCode {
                     settings.http.listen = listen;
                     roles.http = true;
                 }
-                app::run(settings, roles, Hooks::default(), app::shutdown_signal()).await
+                app::run(settings, roles, Hooks::default(), switchboard::shutdown::signal()).await
             }
             Command::Schedule { listen, action } => {
-                switchboard::schedule::run(settings, listen, action).await
+                schedule::run(settings, listen, action).await
             }
             Command::Migrate => app::migrate(&settings).await,
-            Command::Demo { url } => switchboard::demo::run(&settings, &url).await,
+            Command::Demo { url } => demo::run(&settings, &url).await,
             Command::Status { json } => admin::status(&settings, json).await,
             Command::Failed { action } => admin::failed(&settings, action).await,
             Command::Pause { queue } => admin::pause(&settings, &queue, true).await,

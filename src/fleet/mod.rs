@@ -21,8 +21,8 @@ use crate::{
     config::{FleetSettings, SupervisorSettings},
     queue::{
         QueueEnqueuer, Queues,
-        ack::RetryPolicy,
-        backend::{RedisBackend, WorkerHandle, WorkerOptions},
+        retry::RetryPolicy,
+        worker::{RedisBackend, WorkerHandle, WorkerOptions},
     },
     telemetry::metric::WorkerSlots,
 };
@@ -145,7 +145,7 @@ fn start_worker(
     dispatcher: Dispatcher,
     stop: &CancellationToken,
 ) -> Result<(WorkerHandle, tokio::task::JoinHandle<()>), crate::queue::QueueError> {
-    let worker_id = worker_id(&sup.name, queue, n);
+    let worker_id = crate::instance::worker_id(&sup.name, queue, n);
     let options = WorkerOptions {
         worker_id: worker_id.clone(),
         queue: queue.to_owned(),
@@ -187,20 +187,4 @@ fn on_panic(payload: &Box<dyn std::any::Any + Send>) -> switchboard_jobs::JobErr
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic payload".to_owned());
     switchboard_jobs::JobError::retry(format!("handler panicked: {message}"))
-}
-
-/// This machine's name, as worker ids and the leader lease's token carry it.
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "host".to_owned(), |h| h.trim().to_owned())
-}
-
-/// `<host>:<pid>:<supervisor>:<queue>:<n>:<random>`: unique across hosts and restarts.
-fn worker_id(supervisor: &str, queue: &str, n: usize) -> String {
-    let host = hostname();
-    let nonce: u32 = rand::random();
-    format!(
-        "{host}:{}:{supervisor}:{queue}:{n}:{nonce:08x}",
-        std::process::id()
-    )
 }

@@ -14,8 +14,8 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use super::sleep_or_stop;
 use crate::{
+    shutdown::sleep_or_stop,
     queue::{QueueError, Queues, scripts},
     telemetry::metric,
 };
@@ -54,12 +54,7 @@ impl Elector {
     /// An elector for this process with a lease of `lease`.
     pub fn new(queues: Queues, lease: Duration) -> Self {
         let key = format!("{}:leader", queues.settings().prefix);
-        let token = format!(
-            "{}:{}:{}",
-            crate::fleet::hostname(),
-            std::process::id(),
-            ulid::Ulid::new()
-        );
+        let token = crate::instance::process_token();
         Self {
             queues,
             key,

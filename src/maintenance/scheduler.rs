@@ -10,18 +10,14 @@
 //! was down): `catch_up = "once"` enqueues one job for all of them, `"skip"` none. A schedule
 //! seen for the first time starts from now; history before it owes nothing.
 
-mod settings;
-pub mod timetable;
-
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use serde::Serialize;
 use switchboard_jobs::EnqueueOptions;
 use tokio_util::sync::CancellationToken;
 
-pub use self::settings::{CatchUp, ScheduleSettings, SchedulerSettings, problems};
-use self::timetable::Timetable;
 use super::sleep_or_stop;
 use crate::{
+    config::{CatchUp, ScheduleSettings, SchedulerSettings, timetable::Timetable},
     queue::{
         Enqueued, QueueError, Queues,
         job::{self, Envelope},

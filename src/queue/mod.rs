@@ -21,9 +21,7 @@
 //!
 //! Every script is O(batch), never O(backlog), and never unpacks more than ~2,000 values.
 
-pub mod ack;
 pub mod admin;
-pub mod backend;
 mod enqueue;
 pub mod inspect;
 pub mod job;
@@ -31,6 +29,8 @@ pub mod keys;
 pub mod rate_limit;
 pub(crate) mod scripts;
 pub mod upkeep;
+pub mod retry;
+pub mod worker;
 
 use std::{
     collections::HashMap,
@@ -143,14 +143,5 @@ impl Queues {
 
 /// Queue names become part of keys and of metric labels: keep them plain.
 pub fn validate_name(queue: &str) -> Result<(), QueueError> {
-    let ok = !queue.is_empty()
-        && queue.len() <= 64
-        && queue
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(QueueError::InvalidQueue(queue.to_owned()))
-    }
+    crate::config::validate_name(queue).map_err(|e| QueueError::InvalidQueue(e.0))
 }

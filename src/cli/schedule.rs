@@ -38,7 +38,7 @@ pub async fn run(
             settings.http.listen = listen;
             roles.http = true;
         }
-        return app::run(settings, roles, Hooks::default(), app::shutdown_signal()).await;
+        return app::run(settings, roles, Hooks::default(), crate::shutdown::signal()).await;
     };
     let (queues, _) = app::connect(&settings, false).await?;
     let scheduler = Scheduler::new(queues, &settings.schedule, &settings.scheduler)

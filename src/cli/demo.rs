@@ -43,13 +43,13 @@ pub async fn run(settings: &Settings, url: &str) -> anyhow::Result<()> {
     let preferred = (OffsetDateTime::now_utc() + Span::days(1))
         .replace_time(time::Time::from_hms(10, 0, 0).expect("valid time"))
         .format(&Rfc3339)?;
-    let analyzed = include_str!("../tests/fixtures/webhooks/retell_call_analyzed.json").replace(
+    let analyzed = include_str!("../../tests/fixtures/webhooks/retell_call_analyzed.json").replace(
         r#""appointment_booked": true"#,
         &format!(r#""appointment_booked": false, "appointment_requested": true, "preferred_start": "{preferred}", "customer_name": "Dana Ruiz", "customer_email": "dana.ruiz@example.com""#),
     );
     let retell = [
-        include_str!("../tests/fixtures/webhooks/retell_call_started.json").to_owned(),
-        include_str!("../tests/fixtures/webhooks/retell_call_ended.json").to_owned(),
+        include_str!("../../tests/fixtures/webhooks/retell_call_started.json").to_owned(),
+        include_str!("../../tests/fixtures/webhooks/retell_call_ended.json").to_owned(),
         analyzed,
     ];
     for body in &retell {
@@ -67,10 +67,10 @@ pub async fn run(settings: &Settings, url: &str) -> anyhow::Result<()> {
         )
         .await?;
     }
-    let calcom = include_str!("../tests/fixtures/webhooks/calcom_booking_created.json");
+    let calcom = include_str!("../../tests/fixtures/webhooks/calcom_booking_created.json");
     let d = hex::encode(hmac_sha256(calcom_secret.as_bytes(), &[calcom.as_bytes()]));
     post(&client, url, "calcom", ("x-cal-signature-256", d), calcom).await?;
-    let stripe = include_str!("../tests/fixtures/webhooks/stripe_invoice_paid.json");
+    let stripe = include_str!("../../tests/fixtures/webhooks/stripe_invoice_paid.json");
     let t = OffsetDateTime::now_utc().unix_timestamp().to_string();
     let v1 = hex::encode(hmac_sha256(
         stripe_secret.as_bytes(),

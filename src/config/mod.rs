@@ -1,5 +1,9 @@
 //! One typed configuration tree, layered as `config/default.toml` documents, validated at
 //! start-up with one clear line per problem.
+//!
+//! A leaf: every `*Settings` type lives here (the schedules in [`schedule`], their cron
+//! timetables in [`timetable`]), with the name rule queues and schedules share
+//! ([`validate_name`]); nothing here imports another module of the runtime.
 
 use std::{collections::HashSet, fmt, path::Path};
 
@@ -9,10 +13,13 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use crate::maintenance::scheduler::{CatchUp, ScheduleSettings, SchedulerSettings};
+pub mod schedule;
+pub mod timetable;
+
+pub use self::schedule::{CatchUp, ScheduleSettings, SchedulerSettings};
 
 /// The embedded defaults (the documented file itself).
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,7 +278,7 @@ impl Settings {
             ),
         );
         check(
-            crate::queue::validate_name(&q.prefix).is_ok(),
+            validate_name(&q.prefix).is_ok(),
             format!(
                 "queue.prefix {:?} must be letters, digits, '-', '_' or '.'",
                 q.prefix
@@ -335,7 +342,7 @@ impl Settings {
             ),
         );
         check(
-            crate::queue::validate_name(&i.queue).is_ok(),
+            validate_name(&i.queue).is_ok(),
             format!(
                 "ingest.queue {:?} must be letters, digits, '-', '_' or '.'",
                 i.queue
@@ -390,7 +397,7 @@ impl Settings {
             );
             for queue in &s.queues {
                 check(
-                    crate::queue::validate_name(queue).is_ok(),
+                    validate_name(queue).is_ok(),
                     format!("{at}: queue {queue:?} must be letters, digits, '-', '_' or '.'"),
                 );
             }
@@ -426,7 +433,7 @@ impl Settings {
             );
         }
         problems.extend(self.dashboard.problems());
-        problems.extend(crate::maintenance::scheduler::problems(
+        problems.extend(schedule::problems(
             &self.scheduler,
             &self.schedule,
         ));
@@ -452,6 +459,25 @@ impl SupervisorSettings {
     /// Jobs leased ahead of free slots (defaults to `concurrency`).
     pub fn prefetch(&self) -> usize {
         self.prefetch.unwrap_or(self.concurrency)
+    }
+}
+
+/// A name that is not plain enough to be part of a Redis key or a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid name {0:?}: use letters, digits, '-', '_' and '.'")]
+pub struct InvalidName(pub String);
+
+/// Queue and schedule names become part of keys and of metric labels: keep them plain.
+pub fn validate_name(name: &str) -> Result<(), InvalidName> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName(name.to_owned()))
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::timetable::Timetable;
+use super::{timetable::Timetable, validate_name};
 
 /// See `[scheduler]` in `config/default.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ pub fn problems(settings: &SchedulerSettings, schedules: &[ScheduleSettings]) ->
     let mut names = HashSet::new();
     for (i, s) in schedules.iter().enumerate() {
         let at = format!("schedule[{i}] ({})", s.name);
-        if crate::queue::validate_name(&s.name).is_err() {
+        if validate_name(&s.name).is_err() {
             out.push(format!(
                 "{at}: name must be letters, digits, '-', '_' or '.'"
             ));
@@ -91,7 +91,7 @@ pub fn problems(settings: &SchedulerSettings, schedules: &[ScheduleSettings]) ->
         if !s.args.is_object() {
             out.push(format!("{at}: args must be a table"));
         }
-        if crate::queue::validate_name(&s.queue).is_err() {
+        if validate_name(&s.queue).is_err() {
             out.push(format!(
                 "{at}: queue {:?} must be letters, digits, '-', '_' or '.'",
                 s.queue

@@ -1,0 +1,9 @@
+//! `serve`'s embedded defaults, so the whole path runs on a fresh machine: a private Redis
+//! when none answers ([`embedded`]), and stand-ins for Cal.com, Stripe and the SMS gateway
+//! under `/dev/` ([`standins`]) with published development webhook secrets. Nothing here is
+//! used in production (`dev.stand_ins = false`, `redis.embedded = false`).
+
+pub mod embedded;
+pub mod standins;
+
+pub use standins::{CALCOM_SECRET, RETELL_KEY, STRIPE_SECRET, base_url, router};

@@ -1,0 +1,129 @@
+//! The completer: writes settlements to Redis in batches (one `ack` script call for up to
+//! [`ACK_BATCH`] jobs), returns their credits only after the write committed, and heartbeats
+//! the worker's lease every third of the lease time.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+
+use super::state::{AckOp, Shared};
+use crate::{
+    queue::{job, scripts},
+    telemetry::metric,
+};
+
+/// Most settlements written by one ack script call.
+const ACK_BATCH: usize = 500;
+
+/// The acker: batches settlements into one script call each, returns credits after the write
+/// commits, and refreshes the worker's lease every third of the lease time.
+pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<AckOp>) {
+    let lease = Duration::from_secs(shared.queues.settings().lease_secs);
+    let mut heartbeat = tokio::time::interval(lease / 3);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(ACK_BATCH);
+    let mut waiters = Vec::new();
+    loop {
+        tokio::select! {
+            op = rx.recv() => {
+                let Some(op) = op else { return };
+                let mut stop = false;
+                let mut next = Some(op);
+                while let Some(op) = next.take() {
+                    match op {
+                        AckOp::Flush(tx) => waiters.push(tx),
+                        AckOp::Shutdown => stop = true,
+                        op => batch.push(op),
+                    }
+                    if batch.len() < ACK_BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                write(&shared, &mut batch).await;
+                for w in waiters.drain(..) {
+                    let _ = w.send(());
+                }
+                if stop {
+                    return;
+                }
+            }
+            _ = heartbeat.tick() => {
+                let mut conn = shared.queues.conn();
+                let beat: Result<i64, _> = redis::cmd("ZADD")
+                    .arg(&shared.keys.workers)
+                    .arg("XX")
+                    .arg(shared.lease_expiry_ms())
+                    .arg(&shared.worker_id)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = beat {
+                    metric::redis_error("heartbeat");
+                    tracing::error!(worker = %shared.worker_id, error = %e, "heartbeat failed");
+                }
+            }
+        }
+    }
+}
+
+/// Write one batch, retrying until Redis takes it: an unwritten ack would leave the job
+/// leased until the rescuer re-ran it, so it is worth waiting for.
+async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
+    if batch.is_empty() {
+        return;
+    }
+    let settings = shared.queues.settings();
+    let k = &shared.keys;
+    let mut invocation = scripts::ACK.prepare_invoke();
+    invocation
+        .key(&shared.leased_key)
+        .key(&k.stats)
+        .key(&k.completed)
+        .key(&k.delayed)
+        .key(&k.dead)
+        .key(&k.dead_at)
+        .key(&k.pending)
+        .key(&k.throughput)
+        .arg(job::now_ms())
+        .arg(settings.completed_max)
+        .arg(settings.dead_max);
+    for op in batch.iter() {
+        match op {
+            AckOp::Done { id } => invocation.arg("c").arg(id.as_ref()).arg("").arg(""),
+            AckOp::Retry { id, due_ms, item } => {
+                invocation.arg("r").arg(id.as_ref()).arg(*due_ms).arg(item)
+            }
+            AckOp::Snooze { id, due_ms, item } => {
+                invocation.arg("s").arg(id.as_ref()).arg(*due_ms).arg(item)
+            }
+            AckOp::Dead { id, item } => invocation.arg("f").arg(id).arg("").arg(item),
+            AckOp::Release { id, item } => invocation
+                .arg("x")
+                .arg(id.as_ref())
+                .arg("")
+                .arg(item.as_ref()),
+            AckOp::Flush(_) | AckOp::Shutdown => unreachable!("control messages are not batched"),
+        };
+    }
+    let mut failures = 0u32;
+    loop {
+        let mut conn = shared.queues.conn();
+        match invocation.invoke_async::<(u64, u64)>(&mut conn).await {
+            Ok((settled, skipped)) => {
+                if skipped > 0 {
+                    tracing::warn!(worker = %shared.worker_id, skipped, "acks for jobs whose lease had expired; they were re-queued");
+                }
+                debug_assert!(settled + skipped == batch.len() as u64);
+                break;
+            }
+            Err(e) => {
+                failures += 1;
+                metric::redis_error("ack");
+                tracing::error!(worker = %shared.worker_id, error = %e, failures, "ack failed; retrying");
+                tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(2_000)))
+                    .await;
+            }
+        }
+    }
+    shared.credits.add_permits(batch.len());
+    batch.clear();
+}

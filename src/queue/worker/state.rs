@@ -1,0 +1,120 @@
+//! What one worker's parts share: the fetcher, the completer, the settle layer and the
+//! backend all hold one [`Shared`], and talk to the completer through [`AckOp`] messages.
+//!
+//! Invariant: a credit is taken before a job is leased and returned only after its
+//! settlement is committed in Redis, so the leased count never exceeds the credit total.
+
+use std::sync::{Arc, Mutex, atomic::AtomicU64};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{
+    QueueError, QueueKeys, Queues,
+    job::{self, Job},
+    retry::RetryPolicy,
+    scripts,
+};
+
+/// State shared by the backend, its fetcher, its acker and the ack layer.
+pub(crate) struct Shared {
+    pub(crate) queues: Queues,
+    pub(crate) keys: Arc<QueueKeys>,
+    pub(crate) queue_name: Arc<str>,
+    pub(crate) worker_id: String,
+    pub(crate) leased_key: String,
+    pub(crate) retry: RetryPolicy,
+    /// Free lease slots; see the module invariant.
+    pub(crate) credits: Arc<Semaphore>,
+    /// Cancelled when the worker must stop fetching.
+    pub(crate) stop: CancellationToken,
+    pub(crate) acks: mpsc::UnboundedSender<AckOp>,
+    /// Leased jobs not yet handed to apalis. Shared with the handle so a stop can hand
+    /// them back to the queue at once instead of after the running jobs finish.
+    pub(crate) unstarted: Mutex<mpsc::UnboundedReceiver<Job>>,
+    /// What the fetcher has done, for tests and diagnostics.
+    pub(crate) counters: FetchCounters,
+    /// The fetcher task, awaited when the worker retires.
+    pub(crate) fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Counts of fetch rounds by result.
+#[derive(Debug, Default)]
+pub struct FetchCounters {
+    /// Fetches that leased at least one job.
+    pub leased: AtomicU64,
+    /// Fetches that found the queue empty.
+    pub empty: AtomicU64,
+    /// Fetches refused because the queue is paused.
+    pub paused: AtomicU64,
+}
+
+/// One settlement for the acker.
+#[derive(Debug)]
+pub enum AckOp {
+    /// Completed successfully.
+    Done { id: Arc<str> },
+    /// Failed; run again at `due_ms` with the rewritten item.
+    Retry {
+        id: Arc<str>,
+        due_ms: u64,
+        item: String,
+    },
+    /// Asked to run again later; no attempt used.
+    Snooze {
+        id: Arc<str>,
+        due_ms: u64,
+        item: String,
+    },
+    /// Leased but never started: back to the head of pending.
+    Release { id: Arc<str>, item: Arc<str> },
+    /// Failed for good; the item carries its last error.
+    Dead { id: String, item: String },
+    /// Reply once everything sent before has been written.
+    Flush(oneshot::Sender<()>),
+    /// The worker has retired: stop.
+    Shutdown,
+}
+
+impl Shared {
+    pub(crate) fn lease_expiry_ms(&self) -> u64 {
+        job::now_ms() + self.queues.settings().lease_secs * 1000
+    }
+
+    /// Give a leased, unstarted job back to the head of the queue (through the acker, so it
+    /// is ordered after earlier settlements).
+    pub(crate) fn release(&self, job: Job) {
+        let _ = self.acks.send(AckOp::Release {
+            id: job.id,
+            item: job.item,
+        });
+    }
+
+    /// Hand every job this worker holds (leased or in its inbox) back to the head of the
+    /// queue and deregister the worker; how many went back.
+    pub(crate) async fn release_all(&self) -> Result<u64, QueueError> {
+        let mut conn = self.queues.conn();
+        let n: i64 = scripts::RESCUE
+            .key(&self.keys.workers)
+            .key(&self.leased_key)
+            .key(self.keys.inbox(&self.worker_id))
+            .key(&self.keys.pending)
+            .key(&self.keys.stats)
+            .key(&self.keys.dead)
+            .key(&self.keys.dead_at)
+            .arg(&self.worker_id)
+            .arg(u64::MAX / 2)
+            .arg("")
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Ask the acker to write everything sent so far, and wait for it.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.acks.send(AckOp::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
