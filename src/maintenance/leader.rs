@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     shutdown::sleep_or_stop,
-    queue::{QueueError, Queues, scripts},
+    queue::{QueueError, Queues},
     telemetry::metric,
 };
 
@@ -44,7 +44,6 @@ impl Leadership {
 /// Takes and renews the lease.
 pub struct Elector {
     queues: Queues,
-    key: String,
     token: String,
     lease: Duration,
     leadership: Leadership,
@@ -53,11 +52,9 @@ pub struct Elector {
 impl Elector {
     /// An elector for this process with a lease of `lease`.
     pub fn new(queues: Queues, lease: Duration) -> Self {
-        let key = format!("{}:leader", queues.settings().prefix);
         let token = crate::instance::process_token();
         Self {
             queues,
-            key,
             token,
             lease,
             leadership: Leadership::default(),
@@ -72,20 +69,16 @@ impl Elector {
     /// Take or renew the lease; true when this process leads afterwards.
     pub async fn run_once(&self) -> Result<bool, QueueError> {
         let asked = Instant::now();
-        let held = self.call("hold").await? == 1;
+        let held = self
+            .queues
+            .leader_lease(&self.token, self.lease_ms(), true)
+            .await?;
         self.leadership.set(held.then(|| asked + self.lease));
         Ok(held)
     }
 
-    async fn call(&self, op: &str) -> Result<i64, QueueError> {
-        let mut conn = self.queues.conn();
-        Ok(scripts::LEADER
-            .key(&self.key)
-            .arg(&self.token)
-            .arg(self.lease.as_millis() as u64)
-            .arg(op)
-            .invoke_async(&mut conn)
-            .await?)
+    fn lease_ms(&self) -> u64 {
+        self.lease.as_millis() as u64
     }
 
     /// Loop until `shutdown`, then hand the lease back so another process takes over at once.
@@ -109,7 +102,9 @@ impl Elector {
             }
         }
         self.leadership.set(None);
-        if was_leader && let Err(e) = self.call("release").await {
+        if was_leader
+            && let Err(e) = self.queues.leader_lease(&self.token, self.lease_ms(), false).await
+        {
             tracing::warn!(error = %e, "releasing the maintenance lease failed");
         }
     }

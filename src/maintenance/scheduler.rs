@@ -15,14 +15,10 @@ use serde::Serialize;
 use switchboard_jobs::EnqueueOptions;
 use tokio_util::sync::CancellationToken;
 
-use super::sleep_or_stop;
 use crate::{
+    shutdown::sleep_or_stop,
     config::{CatchUp, ScheduleSettings, SchedulerSettings, timetable::Timetable},
-    queue::{
-        Enqueued, QueueError, Queues,
-        job::{self, Envelope},
-        scripts,
-    },
+    queue::{Enqueued, QueueError, Queues, schedule::TickJob},
     telemetry::metric,
 };
 
@@ -190,15 +186,10 @@ impl Scheduler {
         entry: &Entry,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, QueueError> {
-        let key = self
+        let s = &entry.settings;
+        let last = self
             .queues
-            .keys(&entry.settings.queue)?
-            .schedule(&entry.settings.name);
-        let mut conn = self.queues.conn();
-        let (_, last): (bool, i64) = redis::pipe()
-            .hset_nx(&key, "last_tick", now.timestamp_millis())
-            .hget(&key, "last_tick")
-            .query_async(&mut conn)
+            .schedule_last_tick(&s.queue, &s.name, now.timestamp_millis())
             .await?;
         Ok(Utc
             .timestamp_millis_opt(last)
@@ -215,47 +206,28 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<bool, QueueError> {
         let s = &entry.settings;
-        let keys = self.queues.keys(&s.queue)?;
         let tick_ms = tick.timestamp_millis();
         let id = format!("cron-{}-{tick_ms}", s.name);
-        let item = if enqueue {
-            job::encode(&id, &Self::envelope(entry)?)
-        } else {
-            String::new()
-        };
-        let mut conn = self.queues.conn();
-        let pushed: i64 = scripts::SCHEDULE_FIRE
-            .key(keys.schedule(&s.name))
-            .key(keys.schedule_claim(&s.name, tick_ms))
-            .key(&keys.pending)
-            .arg(tick_ms)
-            .arg(self.claim_ttl_ms)
-            .arg(item)
-            .arg(&id)
-            .arg(now.timestamp_millis())
-            .invoke_async(&mut conn)
+        let job = enqueue.then(|| TickJob {
+            kind: &s.kind,
+            args: &entry.args,
+        });
+        let pushed = self
+            .queues
+            .fire_tick(
+                &s.queue,
+                &s.name,
+                tick_ms,
+                self.claim_ttl_ms,
+                &id,
+                job,
+                now.timestamp_millis(),
+            )
             .await?;
-        if pushed == 1 {
+        if pushed {
             tracing::info!(schedule = %s.name, kind = %s.kind, job = %id, tick = %tick.with_timezone(&entry.timetable.zone()), "scheduled job enqueued");
         }
-        Ok(pushed == 1)
-    }
-
-    fn envelope(entry: &Entry) -> Result<Envelope, QueueError> {
-        Ok(Envelope {
-            resc: 0,
-            lost: false,
-            kind: entry.settings.kind.clone(),
-            v: 1,
-            args: serde_json::value::RawValue::from_string(entry.args.clone())?,
-            attempt: 0,
-            max: None,
-            enq_us: job::now_us(),
-            run_at: None,
-            unique: None,
-            err: None,
-            failed_at: None,
-        })
+        Ok(pushed)
     }
 
     /// `schedule run NAME`: enqueue the schedule's job now, outside its timetable; `None`
@@ -275,15 +247,8 @@ impl Scheduler {
                 EnqueueOptions::default(),
             )
             .await?;
-        let key = self.queues.keys(&s.queue)?.schedule(name);
-        let mut conn = self.queues.conn();
-        let () = redis::cmd("HSET")
-            .arg(key)
-            .arg("last_fired_ms")
-            .arg(Utc::now().timestamp_millis())
-            .arg("last_job")
-            .arg(&enqueued.id)
-            .query_async(&mut conn)
+        self.queues
+            .record_fire(&s.queue, name, &enqueued.id, Utc::now().timestamp_millis())
             .await?;
         metric::scheduler_fired(name, "manual", 1);
         Ok(Some(enqueued))
@@ -295,13 +260,7 @@ impl Scheduler {
         for entry in &self.entries {
             let s = &entry.settings;
             let zone = entry.timetable.zone();
-            let key = self.queues.keys(&s.queue)?.schedule(&s.name);
-            let mut conn = self.queues.conn();
-            let (fired_ms, last_job): (Option<i64>, Option<String>) = redis::pipe()
-                .hget(&key, "last_fired_ms")
-                .hget(&key, "last_job")
-                .query_async(&mut conn)
-                .await?;
+            let last = self.queues.last_fire(&s.queue, &s.name).await?;
             out.push(ScheduleInfo {
                 name: s.name.clone(),
                 cron: s.cron.clone(),
@@ -315,10 +274,11 @@ impl Scheduler {
                     .iter()
                     .map(|t| t.with_timezone(&zone).to_rfc3339())
                     .collect(),
-                last_fire: fired_ms
+                last_fire: last
+                    .fired_ms
                     .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
                     .map(|t| t.with_timezone(&zone).to_rfc3339()),
-                last_job,
+                last_job: last.job,
             });
         }
         Ok(out)

@@ -54,18 +54,10 @@ impl Queues {
                 .map_or(0, |d| d.as_millis() as u64)
         });
         let envelope = Envelope {
-            resc: 0,
-            lost: false,
-            kind: kind.to_owned(),
-            v: version,
-            args,
-            attempt: 0,
             max: options.max_attempts,
-            enq_us: job::now_us(),
             run_at,
             unique: options.unique.as_ref().map(|(k, _)| k.clone()),
-            err: None,
-            failed_at: None,
+            ..Envelope::new(kind, version, args)
         };
         let id = options.id.unwrap_or_else(job::new_id);
         let item = job::encode(&id, &envelope);
@@ -129,18 +121,8 @@ impl Queues {
                 let id =
                     ids.map_or_else(job::new_id, |ids| ids[chunk_no * BATCH_CHUNK + i].clone());
                 let envelope = Envelope {
-                    resc: 0,
-                    lost: false,
-                    kind: A::KIND.to_owned(),
-                    v: A::VERSION,
-                    args: serde_json::value::to_raw_value(a)?,
-                    attempt: 0,
-                    max: None,
                     enq_us,
-                    run_at: None,
-                    unique: None,
-                    err: None,
-                    failed_at: None,
+                    ..Envelope::new(A::KIND, A::VERSION, serde_json::value::to_raw_value(a)?)
                 };
                 items.push(job::encode(&id, &envelope));
                 out.push(id);

@@ -56,6 +56,25 @@ const fn is_zero(n: &u32) -> bool {
 }
 
 impl Envelope {
+    /// A new job of `kind` (argument shape `version`) carrying `args`, enqueued now, not yet
+    /// attempted. Producers set the other fields (`max`, `run_at`, `unique`) as asked.
+    pub fn new(kind: impl Into<String>, version: u16, args: Box<RawValue>) -> Self {
+        Self {
+            resc: 0,
+            lost: false,
+            kind: kind.into(),
+            v: version,
+            args,
+            attempt: 0,
+            max: None,
+            enq_us: now_us(),
+            run_at: None,
+            unique: None,
+            err: None,
+            failed_at: None,
+        }
+    }
+
     /// When the job became (or becomes) ready to run, in microseconds since the epoch.
     pub fn ready_at_us(&self) -> u64 {
         self.run_at

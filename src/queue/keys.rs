@@ -86,6 +86,11 @@ impl QueueKeys {
     }
 }
 
+/// STRING: the maintenance leader lease under a prefix (holder token, with a TTL).
+pub fn leader_key(prefix: &str) -> String {
+    format!("{prefix}:leader")
+}
+
 /// The set of queue names known under a prefix, so `status` can list queues nobody works.
 pub fn registry_key(prefix: &str) -> String {
     format!("{prefix}:queues")

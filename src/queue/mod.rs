@@ -30,6 +30,7 @@ pub mod rate_limit;
 pub(crate) mod scripts;
 pub mod upkeep;
 pub mod retry;
+pub mod schedule;
 pub mod worker;
 
 use std::{
