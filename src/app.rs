@@ -203,7 +203,7 @@ pub async fn run(
             });
             let clock = hooks.clock.unwrap_or_else(ingest::system_clock);
             router = router.merge(ingest::router(
-                queues.clone(),
+                queues.producer(),
                 secrets,
                 settings.ingest.clone(),
                 clock,

@@ -20,7 +20,7 @@ pub use dispatch::{Dispatcher, Observer};
 use crate::{
     config::{FleetSettings, SupervisorSettings},
     queue::{
-        QueueEnqueuer, Queues,
+        Queues,
         retry::RetryPolicy,
         worker::{RedisBackend, WorkerHandle, WorkerOptions},
     },
@@ -55,7 +55,7 @@ impl Fleet {
         settings: &FleetSettings,
         observer: Option<Observer>,
     ) -> Result<Self, crate::queue::QueueError> {
-        let enqueuer: Arc<dyn Enqueuer> = Arc::new(QueueEnqueuer(Arc::new(queues.clone())));
+        let enqueuer: Arc<dyn Enqueuer> = Arc::new(queues.producer());
         let stop = CancellationToken::new();
         let mut workers = Vec::new();
         let mut slots = Vec::new();

@@ -30,12 +30,12 @@ use switchboard_jobs::{
     webhook::{CalcomWebhook, RetellWebhook, StripeWebhook, WebhookEvent},
 };
 
-pub use providers::{Envelope, EnvelopeError, SignatureError};
+pub use providers::{EventId, IdentifyError, SignatureError};
 pub use secrets::{SecretList, WebhookSecrets};
 
 use crate::{
     config::IngestSettings,
-    queue::{Enqueued, QueueError, Queues},
+    queue::{Enqueued, Producer},
     telemetry::metric,
 };
 
@@ -101,18 +101,18 @@ impl Provider {
         }
     }
 
-    fn envelope(self, body: &[u8]) -> Result<Envelope, EnvelopeError> {
+    fn identify(self, body: &[u8]) -> Result<EventId, IdentifyError> {
         match self {
-            Self::Retell => providers::retell::envelope(body),
-            Self::Calcom => providers::calcom::envelope(body),
-            Self::Stripe => providers::stripe::envelope(body),
+            Self::Retell => providers::retell::identify(body),
+            Self::Calcom => providers::calcom::identify(body),
+            Self::Stripe => providers::stripe::identify(body),
         }
     }
 }
 
 #[derive(Clone)]
 struct IngestState {
-    queues: Queues,
+    producer: Producer,
     secrets: Arc<WebhookSecrets>,
     settings: Arc<IngestSettings>,
     clock: Clock,
@@ -130,13 +130,13 @@ impl IngestState {
 
 /// The webhook routes. Says once, here, which providers are not configured.
 pub fn router(
-    queues: Queues,
+    producer: Producer,
     secrets: WebhookSecrets,
     settings: IngestSettings,
     clock: Clock,
 ) -> Router {
     let state = IngestState {
-        queues,
+        producer,
         secrets: Arc::new(secrets),
         settings: Arc::new(settings),
         clock,
@@ -170,7 +170,7 @@ pub fn router(
 }
 
 /// How a delivery was answered.
-enum Outcome {
+enum Answer {
     Accepted(String),
     Duplicate(String),
     Rejected(StatusCode, String),
@@ -187,10 +187,10 @@ async fn handle(
     let request_id = request_id(&headers);
     let outcome = accept(provider, &state, &headers, body, &request_id).await;
     let (status, payload) = match &outcome {
-        Outcome::Accepted(id) => (StatusCode::ACCEPTED, json!({ "id": id })),
-        Outcome::Duplicate(id) => (StatusCode::OK, json!({ "duplicate": true, "id": id })),
-        Outcome::Rejected(status, error) => (*status, json!({ "error": error })),
-        Outcome::Unavailable(_) => (
+        Answer::Accepted(id) => (StatusCode::ACCEPTED, json!({ "id": id })),
+        Answer::Duplicate(id) => (StatusCode::OK, json!({ "duplicate": true, "id": id })),
+        Answer::Rejected(status, error) => (*status, json!({ "error": error })),
+        Answer::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({ "error": "the queue is unavailable; retry later" }),
         ),
@@ -199,10 +199,10 @@ async fn handle(
     metric::ingest_answered(provider.name(), status.as_u16(), took);
     let micros = took.as_micros() as u64;
     match &outcome {
-        Outcome::Accepted(id) | Outcome::Duplicate(id) => {
+        Answer::Accepted(id) | Answer::Duplicate(id) => {
             tracing::debug!(provider = provider.name(), request_id, status = status.as_u16(), job = %id, micros, "webhook accepted");
         }
-        Outcome::Rejected(_, error) => {
+        Answer::Rejected(_, error) => {
             tracing::info!(
                 provider = provider.name(),
                 request_id,
@@ -212,7 +212,7 @@ async fn handle(
                 "webhook rejected"
             );
         }
-        Outcome::Unavailable(error) => {
+        Answer::Unavailable(error) => {
             metric::redis_error("ingest");
             tracing::error!(
                 provider = provider.name(),
@@ -224,7 +224,7 @@ async fn handle(
         }
     }
     let mut response = (status, Json(payload)).into_response();
-    if matches!(outcome, Outcome::Unavailable(_)) {
+    if matches!(outcome, Answer::Unavailable(_)) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -241,9 +241,9 @@ async fn accept(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     request_id: &str,
-) -> Outcome {
+) -> Answer {
     let Some(secrets) = state.secrets(provider) else {
-        return Outcome::Rejected(
+        return Answer::Rejected(
             StatusCode::NOT_FOUND,
             format!("{} webhooks are not configured", provider.name()),
         );
@@ -252,13 +252,13 @@ async fn accept(
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let limit = state.settings.max_body_bytes;
-            return Outcome::Rejected(
+            return Answer::Rejected(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body exceeds {limit} bytes"),
             );
         }
         Err(e) => {
-            return Outcome::Rejected(
+            return Answer::Rejected(
                 StatusCode::BAD_REQUEST,
                 format!("body could not be read: {e}"),
             );
@@ -266,14 +266,14 @@ async fn accept(
     };
     let now_ms = (state.clock)();
     if let Err(e) = provider.verify(headers, &body, secrets, now_ms) {
-        return Outcome::Rejected(StatusCode::UNAUTHORIZED, e.to_string());
+        return Answer::Rejected(StatusCode::UNAUTHORIZED, e.to_string());
     }
-    let envelope = match provider.envelope(&body) {
+    let envelope = match provider.identify(&body) {
         Ok(e) => e,
-        Err(e) => return Outcome::Rejected(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return Answer::Rejected(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let Ok(text) = String::from_utf8(body.into()) else {
-        return Outcome::Rejected(StatusCode::BAD_REQUEST, "body is not UTF-8".into());
+        return Answer::Rejected(StatusCode::BAD_REQUEST, "body is not UTF-8".into());
     };
     let unique_key = format!("{}:{}", provider.name(), envelope.dedupe_key);
     let event = WebhookEvent {
@@ -290,27 +290,23 @@ async fn accept(
         .unique(unique_key, Duration::from_secs(s.dedupe_ttl_secs));
     let enqueue = async {
         match provider {
-            Provider::Retell => state.queues.enqueue(&RetellWebhook(event), options).await,
-            Provider::Calcom => state.queues.enqueue(&CalcomWebhook(event), options).await,
-            Provider::Stripe => state.queues.enqueue(&StripeWebhook(event), options).await,
+            Provider::Retell => state.producer.enqueue(&RetellWebhook(event), options).await,
+            Provider::Calcom => state.producer.enqueue(&CalcomWebhook(event), options).await,
+            Provider::Stripe => state.producer.enqueue(&StripeWebhook(event), options).await,
         }
     };
     match tokio::time::timeout(Duration::from_millis(s.enqueue_timeout_ms), enqueue).await {
         Ok(Ok(Enqueued {
             id,
             duplicate: false,
-        })) => Outcome::Accepted(id),
+        })) => Answer::Accepted(id),
         Ok(Ok(Enqueued {
             id,
             duplicate: true,
-        })) => Outcome::Duplicate(id),
-        Ok(Err(e)) => Outcome::Unavailable(describe(&e)),
-        Err(_) => Outcome::Unavailable(format!("no answer within {} ms", s.enqueue_timeout_ms)),
+        })) => Answer::Duplicate(id),
+        Ok(Err(e)) => Answer::Unavailable(e.to_string()),
+        Err(_) => Answer::Unavailable(format!("no answer within {} ms", s.enqueue_timeout_ms)),
     }
-}
-
-fn describe(e: &QueueError) -> String {
-    e.to_string()
 }
 
 /// The caller's `x-request-id` when it is short and printable, else a new ULID.

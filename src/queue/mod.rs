@@ -22,10 +22,10 @@
 //! Every script is O(batch), never O(backlog), and never unpacks more than ~2,000 values.
 
 pub mod admin;
-mod enqueue;
 pub mod inspect;
 pub mod job;
 pub mod keys;
+mod producer;
 pub mod rate_limit;
 pub(crate) mod scripts;
 pub mod upkeep;
@@ -41,7 +41,7 @@ use std::{
 
 use redis::aio::ConnectionManager;
 
-pub use enqueue::{Enqueued, QueueEnqueuer};
+pub use producer::{Enqueued, Producer};
 pub use job::{Envelope, Job};
 pub use keys::QueueKeys;
 

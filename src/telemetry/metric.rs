@@ -68,7 +68,7 @@ pub const REDIS_COMPONENTS: [&str; 9] = [
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum JobOutcome {
     /// Succeeded.
     Completed,
     /// Failed and will run again after a backoff.
@@ -79,7 +79,7 @@ pub enum Outcome {
     Snoozed,
 }
 
-impl Outcome {
+impl JobOutcome {
     /// The `outcome` labels this attempt increments.
     pub fn labels(self) -> &'static [&'static str] {
         match self {
@@ -92,7 +92,7 @@ impl Outcome {
 }
 
 /// Give every metric its help text and start the fixed-label counters at zero.
-pub(crate) fn describe() {
+pub(crate) fn describe_all() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(
         QUEUE_JOBS,
@@ -162,7 +162,7 @@ pub fn job_started(queue: &str, waited_us: u64) {
 }
 
 /// An attempt ended with `outcome` after running `ran`.
-pub fn job_finished(queue: &str, kind: &str, outcome: Outcome, ran: Duration) {
+pub fn job_finished(queue: &str, kind: &str, outcome: JobOutcome, ran: Duration) {
     metrics::histogram!(JOB_RUN, "queue" => queue.to_owned(), "kind" => kind.to_owned())
         .record(ran.as_secs_f64());
     for label in outcome.labels() {
@@ -229,7 +229,7 @@ mod tests {
         let recorder = crate::telemetry::builder().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            describe();
+            describe_all();
             record();
         });
         handle.render()
@@ -250,13 +250,13 @@ mod tests {
         let ms = Duration::from_millis(3);
         let text = rendered(|| {
             for outcome in [
-                Outcome::Completed,
-                Outcome::Completed,
-                Outcome::Completed,
-                Outcome::Retried,
-                Outcome::Retried,
-                Outcome::Dead,
-                Outcome::Snoozed,
+                JobOutcome::Completed,
+                JobOutcome::Completed,
+                JobOutcome::Completed,
+                JobOutcome::Retried,
+                JobOutcome::Retried,
+                JobOutcome::Dead,
+                JobOutcome::Snoozed,
             ] {
                 job_finished("calendar", "calendar.book", outcome, ms);
             }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::{Envelope, EnvelopeError, SignatureError, any_matches, decode, hex32};
+use super::{EventId, IdentifyError, SignatureError, any_matches, decode, hex32};
 use crate::ingest::secrets::SecretList;
 
 /// Header carrying the signature.
@@ -50,14 +50,14 @@ struct Payload<'a> {
 }
 
 /// `triggerEvent`, `payload.uid`, `createdAt`; dedupe key `<triggerEvent>:<uid>:<createdAt>`.
-pub fn envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
+pub fn identify(body: &[u8]) -> Result<EventId, IdentifyError> {
     let b: Body<'_> = decode(body)?;
     if b.trigger_event.is_empty() || b.payload.uid.is_empty() || b.created_at.is_empty() {
-        return Err(EnvelopeError::MissingIdentifier(
+        return Err(IdentifyError::MissingIdentifier(
             "triggerEvent, payload.uid and createdAt must not be empty".into(),
         ));
     }
-    Ok(Envelope {
+    Ok(EventId {
         dedupe_key: format!("{}:{}:{}", b.trigger_event, b.payload.uid, b.created_at),
         event_type: b.trigger_event.into_owned(),
     })

@@ -34,7 +34,7 @@ pub enum SignatureError {
 
 /// Why a verified body cannot be queued (answered 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EnvelopeError {
+pub enum IdentifyError {
     /// Not JSON at all.
     #[error("body is not valid JSON: {0}")]
     Malformed(String),
@@ -45,7 +45,7 @@ pub enum EnvelopeError {
 
 /// What ingest needs to know of a verified event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
+pub struct EventId {
     /// The provider's event type.
     pub event_type: String,
     /// Deliveries with the same key are one event.
@@ -53,10 +53,10 @@ pub struct Envelope {
 }
 
 /// Parse `body` as `T`, telling bad JSON apart from missing fields.
-pub(crate) fn decode<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, EnvelopeError> {
+pub(crate) fn decode<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, IdentifyError> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => EnvelopeError::MissingIdentifier(e.to_string()),
-        _ => EnvelopeError::Malformed(e.to_string()),
+        serde_json::error::Category::Data => IdentifyError::MissingIdentifier(e.to_string()),
+        _ => IdentifyError::Malformed(e.to_string()),
     })
 }
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::{Envelope, EnvelopeError, SignatureError, any_matches, decode, hex32};
+use super::{EventId, IdentifyError, SignatureError, any_matches, decode, hex32};
 use crate::ingest::secrets::SecretList;
 
 /// Header carrying the signature.
@@ -91,14 +91,14 @@ struct Call<'a> {
 }
 
 /// `event` and `call.call_id`; dedupe key `<event>:<call_id>`.
-pub fn envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
+pub fn identify(body: &[u8]) -> Result<EventId, IdentifyError> {
     let b: Body<'_> = decode(body)?;
     if b.event.is_empty() || b.call.call_id.is_empty() {
-        return Err(EnvelopeError::MissingIdentifier(
+        return Err(IdentifyError::MissingIdentifier(
             "event and call.call_id must not be empty".into(),
         ));
     }
-    Ok(Envelope {
+    Ok(EventId {
         dedupe_key: format!("{}:{}", b.event, b.call.call_id),
         event_type: b.event.into_owned(),
     })

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::{Envelope, EnvelopeError, SignatureError, any_matches, decode, hex32};
+use super::{EventId, IdentifyError, SignatureError, any_matches, decode, hex32};
 use crate::ingest::secrets::SecretList;
 
 /// Header carrying the signature.
@@ -100,14 +100,14 @@ struct Body<'a> {
 }
 
 /// `id` and `type`; dedupe key is the event id.
-pub fn envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
+pub fn identify(body: &[u8]) -> Result<EventId, IdentifyError> {
     let b: Body<'_> = decode(body)?;
     if b.id.is_empty() || b.kind.is_empty() {
-        return Err(EnvelopeError::MissingIdentifier(
+        return Err(IdentifyError::MissingIdentifier(
             "id and type must not be empty".into(),
         ));
     }
-    Ok(Envelope {
+    Ok(EventId {
         dedupe_key: b.id.into_owned(),
         event_type: b.kind.into_owned(),
     })

@@ -72,47 +72,47 @@ fn every_fixture_vector_verifies_with_a_fixed_clock() {
 
 #[test]
 fn fixture_envelopes_give_type_and_dedupe_key() {
-    let r = retell::envelope(&fixture("retell_call_ended.json")).unwrap();
+    let r = retell::identify(&fixture("retell_call_ended.json")).unwrap();
     assert_eq!(r.event_type, "call_ended");
     assert!(r.dedupe_key.starts_with("call_ended:"), "{}", r.dedupe_key);
-    let s = stripe::envelope(&fixture("stripe_invoice_paid.json")).unwrap();
+    let s = stripe::identify(&fixture("stripe_invoice_paid.json")).unwrap();
     assert_eq!(s.event_type, "invoice.paid");
     assert!(s.dedupe_key.starts_with("evt_"), "{}", s.dedupe_key);
-    let c = calcom::envelope(&fixture("calcom_booking_created.json")).unwrap();
+    let c = calcom::identify(&fixture("calcom_booking_created.json")).unwrap();
     assert_eq!(c.event_type, "BOOKING_CREATED");
     assert!(c.dedupe_key.matches(':').count() >= 2, "{}", c.dedupe_key);
     // A Retell custom-function call is not a webhook event.
     assert!(matches!(
-        retell::envelope(&fixture("retell_function_check_availability.json")),
-        Err(EnvelopeError::MissingIdentifier(_))
+        retell::identify(&fixture("retell_function_check_availability.json")),
+        Err(IdentifyError::MissingIdentifier(_))
     ));
 }
 
 #[test]
 fn malformed_json_and_missing_identifiers_are_told_apart() {
     assert!(matches!(
-        stripe::envelope(b"{\"id\": \"evt_1\", "),
-        Err(EnvelopeError::Malformed(_))
+        stripe::identify(b"{\"id\": \"evt_1\", "),
+        Err(IdentifyError::Malformed(_))
     ));
     assert!(matches!(
-        stripe::envelope(b"not json"),
-        Err(EnvelopeError::Malformed(_))
+        stripe::identify(b"not json"),
+        Err(IdentifyError::Malformed(_))
     ));
     assert!(matches!(
-        stripe::envelope(br#"{"type":"invoice.paid"}"#),
-        Err(EnvelopeError::MissingIdentifier(_))
+        stripe::identify(br#"{"type":"invoice.paid"}"#),
+        Err(IdentifyError::MissingIdentifier(_))
     ));
     assert!(matches!(
-        stripe::envelope(br#"{"id":"","type":"x"}"#),
-        Err(EnvelopeError::MissingIdentifier(_))
+        stripe::identify(br#"{"id":"","type":"x"}"#),
+        Err(IdentifyError::MissingIdentifier(_))
     ));
     assert!(matches!(
-        retell::envelope(br#"{"event":"call_ended","call":{}}"#),
-        Err(EnvelopeError::MissingIdentifier(_))
+        retell::identify(br#"{"event":"call_ended","call":{}}"#),
+        Err(IdentifyError::MissingIdentifier(_))
     ));
     assert!(matches!(
-        calcom::envelope(br#"{"triggerEvent":"BOOKING_CREATED","createdAt":"x","payload":{}}"#),
-        Err(EnvelopeError::MissingIdentifier(_))
+        calcom::identify(br#"{"triggerEvent":"BOOKING_CREATED","createdAt":"x","payload":{}}"#),
+        Err(IdentifyError::MissingIdentifier(_))
     ));
 }
 
@@ -276,9 +276,9 @@ proptest! {
     }
 
     #[test]
-    fn envelope_parsers_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let _ = retell::envelope(&body);
-        let _ = stripe::envelope(&body);
-        let _ = calcom::envelope(&body);
+    fn identify_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = retell::identify(&body);
+        let _ = stripe::identify(&body);
+        let _ = calcom::identify(&body);
     }
 }

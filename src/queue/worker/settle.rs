@@ -16,7 +16,7 @@ use tower_service::Service;
 use super::state::{AckOp, Shared};
 use crate::{
     queue::job::{self, Job},
-    telemetry::metric::{self, Outcome},
+    telemetry::metric::{self, JobOutcome},
 };
 
 /// The backend's middleware: reports each job's outcome to the acker.
@@ -101,12 +101,12 @@ fn settle(
 ) -> AckOp {
     let queue = &shared.queue_name;
     let Some(error) = error else {
-        metric::job_finished(queue, &envelope.kind, Outcome::Completed, ran);
+        metric::job_finished(queue, &envelope.kind, JobOutcome::Completed, ran);
         return AckOp::Done { id };
     };
     let now = job::now_ms();
     if let Some(JobError::Snooze(delay)) = find_job_error(error) {
-        metric::job_finished(queue, &envelope.kind, Outcome::Snoozed, ran);
+        metric::job_finished(queue, &envelope.kind, JobOutcome::Snoozed, ran);
         let due_ms = now + delay.as_millis() as u64;
         envelope.run_at = Some(due_ms);
         let item = job::encode(&id, &envelope);
@@ -116,18 +116,18 @@ fn settle(
     let attempt = envelope.attempt + 1;
     let max = envelope.max.unwrap_or(shared.retry.max_attempts);
     envelope.attempt = attempt;
-    envelope.err = Some(describe(error));
+    envelope.err = Some(error_text(error));
     envelope.failed_at = Some(now);
     tracing::warn!(queue = %queue, job = %id, kind = %envelope.kind, attempt, error = envelope.err.as_deref().unwrap_or_default(), "job failed");
     if permanent || attempt >= max {
-        metric::job_finished(queue, &envelope.kind, Outcome::Dead, ran);
+        metric::job_finished(queue, &envelope.kind, JobOutcome::Dead, ran);
         let item = job::encode(&id, &envelope);
         return AckOp::Dead {
             id: id.to_string(),
             item,
         };
     }
-    metric::job_finished(queue, &envelope.kind, Outcome::Retried, ran);
+    metric::job_finished(queue, &envelope.kind, JobOutcome::Retried, ran);
     let delay = match find_job_error(error) {
         Some(JobError::RetryAfter(_, after)) => *after,
         _ => shared.retry.delay(attempt),
@@ -150,7 +150,7 @@ fn find_job_error(error: &BoxDynError) -> Option<&JobError> {
 }
 
 /// The error and its causes on one line, as stored with the job.
-fn describe(error: &BoxDynError) -> String {
+fn error_text(error: &BoxDynError) -> String {
     if error.is::<tower::timeout::error::Elapsed>() {
         return "timed out".to_owned();
     }

@@ -82,7 +82,7 @@ pub(crate) fn builder() -> PrometheusBuilder {
 
 fn install() -> Option<PrometheusHandle> {
     let handle = builder().install_recorder().ok()?;
-    metric::describe();
+    metric::describe_all();
     let upkeep = handle.clone();
     let spawned = std::thread::Builder::new()
         .name("metrics-upkeep".into())

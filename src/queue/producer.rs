@@ -1,6 +1,8 @@
-//! Typed enqueue: single, batched, delayed and unique.
+//! Typed enqueue: single, batched, delayed and unique, on [`Queues`] and on [`Producer`],
+//! the enqueue-only handle given to those who must not also forget, rescue or pause (the
+//! ingest endpoint, and handlers through [`Enqueuer`]).
 
-use std::{sync::Arc, time::UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use futures::{FutureExt, future::BoxFuture};
 use serde_json::value::RawValue;
@@ -135,11 +137,44 @@ impl Queues {
     }
 }
 
-/// Handlers enqueue follow-up work through the queue without knowing it is Redis.
+/// The power to enqueue and nothing else. Cheap to clone.
 #[derive(Clone)]
-pub struct QueueEnqueuer(pub Arc<Queues>);
+pub struct Producer(Queues);
 
-impl Enqueuer for QueueEnqueuer {
+impl Producer {
+    /// Enqueue typed arguments; see [`Queues::enqueue`].
+    pub async fn enqueue<A: JobArgs>(
+        &self,
+        args: &A,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
+        self.0.enqueue(args, options).await
+    }
+
+    /// Enqueue arguments already serialized; see [`Queues::enqueue_json`].
+    pub async fn enqueue_json(
+        &self,
+        kind: &str,
+        version: u16,
+        args_json: String,
+        queue: &str,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
+        self.0
+            .enqueue_json(kind, version, args_json, queue, options)
+            .await
+    }
+}
+
+impl Queues {
+    /// An enqueue-only handle on these queues.
+    pub fn producer(&self) -> Producer {
+        Producer(self.clone())
+    }
+}
+
+/// Handlers enqueue follow-up work through the queue without knowing it is Redis.
+impl Enqueuer for Producer {
     fn enqueue_json(
         &self,
         kind: &str,
