@@ -1,7 +1,7 @@
 //! The composition root: all wiring happens here. Roles are flags; tests start the same
 //! [`run`] with their own settings, a listener on port 0 and a shutdown future.
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use switchboard_jobs::{
@@ -24,7 +24,7 @@ use crate::{
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
-    maintenance::{Elector, Promoter, Prune, Pruner, Rescuer, Scheduler},
+    maintenance::{Maintainer, Prune, Pruner, Scheduler, Service as _},
     queue::{Queues, rate_limit::RedisRateLimiter},
     telemetry,
 };
@@ -148,18 +148,18 @@ pub async fn run(
         _ => None,
     };
     if roles.maintenance {
-        spawn_maintenance(
-            &settings,
-            &queues,
-            &names,
-            services.as_ref(),
-            &token,
-            &mut tasks,
-        );
+        let store = services.as_ref().map(|s| s.store.clone());
+        let maintainer = Maintainer::new(&queues, &names, &settings.maintenance, store)
+            .map_err(anyhow::Error::msg)?;
+        tasks.extend(maintainer.spawn(&token));
     }
     if roles.scheduler {
         let scheduler = Scheduler::new(queues.clone(), &settings.schedule, &settings.scheduler)
             .map_err(anyhow::Error::msg)?;
+        if let Err(e) = scheduler.register_queues().await {
+            tracing::error!(error = %e, "registering the schedules' queues failed");
+        }
+        tracing::info!("scheduler started");
         tasks.push(tokio::spawn(scheduler.run(token.clone())));
     }
     // The fleet starts before HTTP, so a ready endpoint means the whole process is up.
@@ -266,37 +266,8 @@ fn domain_registry(
     let mut registry = switchboard_jobs::domain_registry(services);
     let pruner = Pruner::new(queues.clone(), names.to_vec(), &settings.maintenance)
         .with_store(services.store.clone());
-    registry.register::<Prune, _, _>(move |args, ctx| pruner.clone().run_job(args, ctx));
+    registry.register::<Prune, _, _>(move |args, ctx| pruner.clone().handle(args, ctx));
     Ok(registry)
-}
-
-/// The promoter and gauges, and the leader lease with the rescuer and pruner behind it.
-fn spawn_maintenance(
-    settings: &Settings,
-    queues: &Queues,
-    names: &[String],
-    services: Option<&Arc<Services>>,
-    token: &CancellationToken,
-    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-) {
-    let m = &settings.maintenance;
-    let names = names.to_vec();
-    let elector = Elector::new(queues.clone(), Duration::from_secs(m.leader_lease_secs));
-    let leadership = elector.leadership();
-    tasks.push(tokio::spawn(elector.run(token.clone())));
-    tasks.push(tokio::spawn(
-        Promoter::new(queues.clone(), names.clone(), m).run(token.clone()),
-    ));
-    tasks.push(tokio::spawn(
-        Rescuer::new(queues.clone(), names.clone(), m)
-            .leader_only(leadership.clone())
-            .run(token.clone()),
-    ));
-    let mut pruner = Pruner::new(queues.clone(), names, m).leader_only(leadership);
-    if let Some(s) = services {
-        pruner = pruner.with_store(s.store.clone());
-    }
-    tasks.push(tokio::spawn(pruner.run(token.clone())));
 }
 
 /// The handlers' dependencies: the database (the embedded `SQLite` is migrated here; a

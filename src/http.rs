@@ -10,7 +10,10 @@ use std::time::Duration;
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::{maintenance::Gauges, queue::Queues, telemetry::metric};
+use crate::{
+    queue::{QueueError, Queues},
+    telemetry::metric,
+};
 
 /// Longest a scrape waits for the queue gauges (Prometheus' default scrape timeout is 10 s).
 const GAUGES_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,4 +64,39 @@ async fn render_metrics(State(state): State<HttpState>) -> (StatusCode, String) 
         }
     }
     (StatusCode::OK, handle.render())
+}
+
+/// Publishes every registered queue's stats as the queue gauges. Redis is the truth for the
+/// whole fleet, so every instance that runs this exports the same values (dashboards take
+/// `max`, see [`crate::telemetry`]); each queue costs one pipelined round trip of O(1)
+/// commands ([`Queues::stats`]).
+struct Gauges {
+    queues: Queues,
+}
+
+impl Gauges {
+    /// Gauges over the queues registered in `queues`' Redis.
+    fn new(queues: Queues) -> Self {
+        Self { queues }
+    }
+
+    /// Read every registered queue's stats once and set the gauges; returns the queue count.
+    async fn run_once(&self) -> Result<usize, QueueError> {
+        let names = self.queues.queue_names().await?;
+        for name in &names {
+            let s = self.queues.stats(name).await?;
+            for (state, v) in [
+                ("pending", s.pending),
+                ("delayed", s.delayed),
+                ("running", s.running),
+                ("dead", s.dead),
+            ] {
+                metrics::gauge!(metric::QUEUE_JOBS, "queue" => name.clone(), "state" => state)
+                    .set(v as f64);
+            }
+            metrics::gauge!(metric::QUEUE_OLDEST_PENDING, "queue" => name.clone())
+                .set(s.oldest_pending_secs);
+        }
+        Ok(names.len())
+    }
 }

@@ -15,7 +15,7 @@ use std::{
 use common::{Harness, jobs};
 use switchboard::{
     fleet::Observer,
-    maintenance::{Pruner, Rescuer},
+    maintenance::{Pruner, Rescuer, Service as _},
     queue::job::{Job, now_ms},
 };
 use switchboard_jobs::noop::Noop;
@@ -354,7 +354,7 @@ async fn redis_memory_returns_to_baseline_after_drain_and_trim() {
         &h.settings.maintenance,
     );
     let later = now_ms() + (h.settings.queue.completed_retention_secs + 1) * 1000;
-    let outcome = pruner.run_once(later).await.unwrap();
+    let outcome = pruner.run_once(common::at_ms(later)).await.unwrap();
     assert_eq!(
         (outcome.completed, outcome.dead),
         (h.settings.queue.completed_max.min(N_TRIM as u64), 0)

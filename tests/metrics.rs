@@ -20,8 +20,8 @@ use switchboard::{
     app::{Hooks, Roles},
     config::{CatchUp, ScheduleSettings, SchedulerSettings},
     ingest::{SecretList, WebhookSecrets},
-    maintenance::{Rescuer, Scheduler, scheduler::FireOutcome},
-    queue::{admin::QueueStats, job::now_ms},
+    maintenance::{Rescuer, Scheduler, Service as _, scheduler::FireOutcome},
+    queue::admin::QueueStats,
     telemetry,
 };
 use switchboard_jobs::{EnqueueOptions, noop::Noop};
@@ -191,7 +191,7 @@ async fn job_counters_and_queue_gauges_match_a_known_workload() {
         vec![queue.clone()],
         &h.settings.maintenance,
     );
-    assert_eq!(rescuer.run_once(now_ms()).await.unwrap(), 0);
+    assert_eq!(rescuer.run_once(chrono::Utc::now()).await.unwrap().rescued, 0);
     let after_rescue = telemetry::init_metrics().unwrap().render();
     assert_eq!(
         value(

@@ -12,7 +12,7 @@ use std::{
 use common::{Harness, jobs};
 use switchboard::{
     fleet::Observer,
-    maintenance::Promoter,
+    maintenance::{Promoter, Service as _},
     queue::{admin::Selection, job::Job},
 };
 use switchboard_jobs::{EnqueueOptions, noop::Noop};

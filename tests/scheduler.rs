@@ -18,7 +18,7 @@ use common::Harness;
 use serde_json::Value;
 use switchboard::{
     config::{CatchUp, ScheduleSettings, SchedulerSettings},
-    maintenance::{Elector, Prune, Pruner, Scheduler, scheduler::FireOutcome},
+    maintenance::{Elector, ElectorConfig, Prune, Pruner, Scheduler, Service as _, scheduler::FireOutcome},
     queue::job::now_ms,
 };
 use switchboard_jobs::{
@@ -337,12 +337,22 @@ async fn a_bad_schedule_is_refused_with_one_line_each() {
 #[tokio::test]
 async fn one_leader_at_a_time_and_a_handover_on_release() {
     let h = Harness::new().await;
-    let a = Elector::new(h.queues.clone(), Duration::from_secs(5));
-    let b = Elector::new(h.queues.clone(), Duration::from_secs(5));
-    assert!(a.run_once().await.unwrap());
-    assert!(!b.run_once().await.unwrap());
+    let a = Elector::new(
+        h.queues.clone(),
+        ElectorConfig {
+            lease: Duration::from_secs(5),
+        },
+    );
+    let b = Elector::new(
+        h.queues.clone(),
+        ElectorConfig {
+            lease: Duration::from_secs(5),
+        },
+    );
+    assert!(a.run_once(chrono::Utc::now()).await.unwrap());
+    assert!(!b.run_once(chrono::Utc::now()).await.unwrap());
     assert!(a.leadership().is_leader() && !b.leadership().is_leader());
-    assert!(a.run_once().await.unwrap(), "the holder renews");
+    assert!(a.run_once(chrono::Utc::now()).await.unwrap(), "the holder renews");
 
     // The leader shuts down and hands the lease back; the other takes it at its next round.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -350,7 +360,7 @@ async fn one_leader_at_a_time_and_a_handover_on_release() {
     let leadership = a.leadership();
     a.run(stop).await;
     assert!(!leadership.is_leader());
-    assert!(b.run_once().await.unwrap());
+    assert!(b.run_once(chrono::Utc::now()).await.unwrap());
     assert!(b.leadership().is_leader());
 }
 
@@ -376,13 +386,13 @@ async fn pruner_trims_webhook_events_past_retention(dialect: &str) {
         &h.settings.maintenance,
     )
     .with_store(store.clone());
-    let out = pruner.run_once(now_ms()).await.unwrap();
+    let out = pruner.run_once(chrono::Utc::now()).await.unwrap();
     assert_eq!(out.webhook_events, 2);
     for (id, kept) in [("old_1", false), ("old_2", false), ("fresh", true)] {
         let row = webhook_events::get(&store, "stripe", id).await.unwrap();
         assert_eq!(row.is_some(), kept, "{id}");
     }
-    assert_eq!(pruner.run_once(now_ms()).await.unwrap().webhook_events, 0);
+    assert_eq!(pruner.run_once(chrono::Utc::now()).await.unwrap().webhook_events, 0);
 
     // Reminder claims follow the same retention (their appointments are long past by then).
     assert_eq!(
@@ -393,14 +403,14 @@ async fn pruner_trims_webhook_events_past_retention(dialect: &str) {
     );
     assert_eq!(
         pruner
-            .run_once(now_ms())
+            .run_once(chrono::Utc::now())
             .await
             .unwrap()
             .appointment_reminders,
         0
     );
     let later = now_ms() + h.settings.maintenance.webhook_events_retention_secs * 1000 + 1000;
-    let out = pruner.run_once(later).await.unwrap();
+    let out = pruner.run_once(common::at_ms(later)).await.unwrap();
     assert_eq!((out.webhook_events, out.appointment_reminders), (1, 1));
 }
 
@@ -429,7 +439,7 @@ async fn the_prune_job_runs_a_round_and_keeps_its_counts_as_the_result() {
     )
     .with_store(store);
     let mut registry = switchboard_jobs::Registry::default();
-    registry.register::<Prune, _, _>(move |args, ctx| pruner.clone().run_job(args, ctx));
+    registry.register::<Prune, _, _>(move |args, ctx| pruner.clone().handle(args, ctx));
     let fleet = h
         .fleet(&h.fleet_settings("maint", 1, 1, 1), registry, None)
         .await;

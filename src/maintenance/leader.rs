@@ -8,17 +8,17 @@
 //! anyway; the lease saves the duplicate work, not correctness.
 
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use tokio_util::sync::CancellationToken;
+use chrono::{DateTime, Utc};
 
-use crate::{
-    shutdown::sleep_or_stop,
-    queue::{QueueError, Queues},
-    telemetry::metric,
-};
+use super::Service;
+use crate::{config::MaintenanceSettings, queue::Queues};
 
 /// Whether this process leads now. Cheap to clone.
 #[derive(Clone, Default)]
@@ -41,23 +41,60 @@ impl Leadership {
     }
 }
 
+/// How the lease is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElectorConfig {
+    /// Length of the lease (default 15 s, `maintenance.leader_lease_secs`), renewed every
+    /// third of it; a crashed leader is replaced within this.
+    pub lease: Duration,
+}
+
+impl Default for ElectorConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(15),
+        }
+    }
+}
+
+impl ElectorConfig {
+    /// The first problem that would stop the lease from working.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(Duration::from_secs(3)..=Duration::from_secs(600)).contains(&self.lease) {
+            return Err("the leader lease must be between 3 and 600 s".into());
+        }
+        Ok(())
+    }
+}
+
+impl From<&MaintenanceSettings> for ElectorConfig {
+    fn from(s: &MaintenanceSettings) -> Self {
+        Self {
+            lease: Duration::from_secs(s.leader_lease_secs),
+        }
+    }
+}
+
 /// Takes and renews the lease.
 pub struct Elector {
     queues: Queues,
     token: String,
-    lease: Duration,
+    config: ElectorConfig,
     leadership: Leadership,
+    /// Whether the last round held the lease: changes are logged, and a holder hands the
+    /// lease back when it stops.
+    held: AtomicBool,
 }
 
 impl Elector {
-    /// An elector for this process with a lease of `lease`.
-    pub fn new(queues: Queues, lease: Duration) -> Self {
-        let token = crate::instance::process_token();
+    /// An elector for this process.
+    pub fn new(queues: Queues, config: impl Into<ElectorConfig>) -> Self {
         Self {
             queues,
-            token,
-            lease,
+            token: crate::instance::process_token(),
+            config: config.into(),
             leadership: Leadership::default(),
+            held: AtomicBool::new(false),
         }
     }
 
@@ -66,43 +103,39 @@ impl Elector {
         self.leadership.clone()
     }
 
-    /// Take or renew the lease; true when this process leads afterwards.
-    pub async fn run_once(&self) -> Result<bool, QueueError> {
+    fn lease_ms(&self) -> u64 {
+        self.config.lease.as_millis() as u64
+    }
+}
+
+impl Service for Elector {
+    const NAME: &'static str = "leader";
+    /// True when this process leads after the round.
+    type Outcome = bool;
+
+    /// Take or renew the lease.
+    async fn run_once(&self, _now: DateTime<Utc>) -> anyhow::Result<bool> {
         let asked = Instant::now();
+        // On an error the flag stays as it was: it lapses by itself when the lease would.
         let held = self
             .queues
             .leader_lease(&self.token, self.lease_ms(), true)
             .await?;
-        self.leadership.set(held.then(|| asked + self.lease));
+        self.leadership.set(held.then(|| asked + self.config.lease));
+        if self.held.swap(held, Ordering::Relaxed) != held {
+            tracing::info!(leader = held, "maintenance leadership changed");
+        }
         Ok(held)
     }
 
-    fn lease_ms(&self) -> u64 {
-        self.lease.as_millis() as u64
+    fn interval(&self) -> Duration {
+        self.config.lease / 3
     }
 
-    /// Loop until `shutdown`, then hand the lease back so another process takes over at once.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut was_leader = false;
-        loop {
-            match self.run_once().await {
-                Ok(leads) => {
-                    if leads != was_leader {
-                        tracing::info!(leader = leads, "maintenance leadership changed");
-                        was_leader = leads;
-                    }
-                }
-                Err(e) => {
-                    metric::redis_error("leader");
-                    tracing::warn!(error = %e, "renewing the maintenance lease failed");
-                }
-            }
-            if sleep_or_stop(&shutdown, self.lease / 3).await {
-                break;
-            }
-        }
+    /// Hand the lease back so another process takes over at once.
+    async fn stopped(&self) {
         self.leadership.set(None);
-        if was_leader
+        if self.held.load(Ordering::Relaxed)
             && let Err(e) = self.queues.leader_lease(&self.token, self.lease_ms(), false).await
         {
             tracing::warn!(error = %e, "releasing the maintenance lease failed");

@@ -1,204 +1,174 @@
-//! Background services that keep the queues healthy. Each has one shape: `new`,
-//! `run_once(now)` returning counts, and `run(shutdown)`, a thin loop with one log line per
-//! round that did something. All are idempotent.
+//! Background services that keep the queues healthy, all of one shape (River's maintenance
+//! services): each has a `Config` with documented defaults and a validate step, `new`,
+//! `run_once(now) -> Outcome` with counts, and runs in the one loop [`run`] (interval, error
+//! backoff, shutdown, a log line per round that did something). All are idempotent.
 //!
-//! * [`Promoter`]: moves due scheduled jobs and retries to pending.
-//! * [`Rescuer`]: re-queues the jobs of workers whose lease expired.
-//! * [`Pruner`]: trims completed records, old dead jobs and old `webhook_events` rows
-//!   (Horizon's trim); leader only.
-//! * [`Scheduler`]: enqueues the configured recurring jobs, once per tick across instances.
-//! * [`Elector`]: the leader lease the rescuer and pruner consult.
+//! * [`Promoter`] (`promoter.rs`): moves due scheduled jobs and retries to pending.
+//! * [`Rescuer`] (`rescuer.rs`): re-queues the jobs of workers whose lease expired.
+//! * [`Pruner`] (`pruner.rs`): trims completed records, old dead jobs and old database rows
+//!   (Horizon's trim).
+//! * [`Scheduler`] (`scheduler.rs`): enqueues the configured recurring jobs, once per tick
+//!   across instances.
+//! * [`Elector`] (`leader.rs`): the leader lease.
+//! * [`Maintainer`]: starts the set a fleet process runs: the elector and promoter always, the
+//!   rescuer and pruner only while this process leads.
 //!
 //! The promoter and scheduler run in every process that has them (each is safe and cheap to
-//! run many times over); the rescuer and pruner only in the elected leader. [`Gauges`] (queue
-//! depths and waits as metrics) is not a loop: the HTTP role reads it at each `/metrics`
-//! scrape.
+//! run many times over); the rescuer and pruner only in the elected leader.
 
 mod leader;
+mod promoter;
 mod pruner;
+mod rescuer;
 pub mod scheduler;
 
-use std::time::Duration;
+use std::{fmt, future::Future, time::Duration};
 
+use chrono::{DateTime, Utc};
+use switchboard_jobs::store::Store;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::{
-    leader::{Elector, Leadership},
-    pruner::{Prune, PruneOutcome, Pruner},
+    leader::{Elector, ElectorConfig, Leadership},
+    promoter::{PromoteOutcome, Promoter, PromoterConfig},
+    pruner::{Prune, PruneOutcome, Pruner, PrunerConfig},
+    rescuer::{RescueOutcome, Rescuer, RescuerConfig},
     scheduler::Scheduler,
 };
+use crate::{config::MaintenanceSettings, queue::Queues, shutdown::sleep_or_stop, telemetry::metric};
 
-use crate::{
-    config::MaintenanceSettings,
-    queue::{QueueError, Queues, job::now_ms, upkeep::PROMOTE_CHUNK},
-    telemetry::metric,
-};
+/// Longest wait after failed rounds: the backoff doubles from one second up to this.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Promotes due delayed jobs; sleeps until the next due time (at most `max_interval`).
-pub struct Promoter {
-    queues: Queues,
-    names: Vec<String>,
-    max_interval: Duration,
-}
+/// One background service.
+pub trait Service: Send + Sync + Sized + 'static {
+    /// The service's name in logs and in `switchboard_redis_errors_total{component}`.
+    const NAME: &'static str;
+    /// What one round did, with counts.
+    type Outcome: fmt::Debug + Send;
 
-/// What a promote round did.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PromoteOutcome {
-    /// Jobs moved to pending.
-    pub moved: u64,
-    /// Earliest next due time over all queues.
-    pub next_due_ms: Option<u64>,
-}
+    /// One bounded round of work as of `now`.
+    fn run_once(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<Self::Outcome>> + Send;
 
-impl Promoter {
-    /// A promoter over `names`.
-    pub fn new(queues: Queues, names: Vec<String>, settings: &MaintenanceSettings) -> Self {
-        Self {
-            queues,
-            names,
-            max_interval: Duration::from_millis(settings.promote_max_interval_ms),
-        }
+    /// The usual wait between rounds (also how often a follower looks at the lease again).
+    fn interval(&self) -> Duration;
+
+    /// How long to wait after a successful round: the interval, unless the outcome knows
+    /// better (e.g. the next due time).
+    fn wait_after(&self, _outcome: &Self::Outcome, _now: DateTime<Utc>) -> Duration {
+        self.interval()
     }
 
-    /// Promote everything due at `now_ms`, in chunks.
-    pub async fn run_once(&self, now_ms: u64) -> Result<PromoteOutcome, QueueError> {
-        let mut out = PromoteOutcome::default();
-        for name in &self.names {
-            loop {
-                let p = self.queues.promote(name, now_ms).await?;
-                out.moved += p.moved;
-                if p.moved < PROMOTE_CHUNK as u64 {
-                    out.next_due_ms = match (out.next_due_ms, p.next_due_ms) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    break;
-                }
-            }
-        }
-        Ok(out)
+    /// Whether a round that did `outcome` is worth a log line.
+    fn did_something(_outcome: &Self::Outcome) -> bool {
+        false
     }
 
-    /// Loop until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            let now = now_ms();
-            let wait = match self.run_once(now).await {
-                Ok(o) => {
-                    if o.moved > 0 {
-                        tracing::debug!(moved = o.moved, "promoted due jobs");
+    /// Called once when the loop stops (e.g. to hand a lease back).
+    fn stopped(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Run rounds in [`run`] until `shutdown`, in every process (not leader only).
+    fn run(self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send {
+        run(self, None, shutdown)
+    }
+}
+
+/// Run `service` until `shutdown`: a round, then its wait (after failures, a backoff doubling
+/// from one second to [`MAX_ERROR_BACKOFF`], never longer than the service's interval). With `leader`, rounds run only while this
+/// process leads; otherwise the loop just waits.
+pub async fn run<S: Service>(service: S, leader: Option<Leadership>, shutdown: CancellationToken) {
+    let mut failures = 0u32;
+    loop {
+        let now = Utc::now();
+        let wait = if leader.as_ref().is_none_or(Leadership::is_leader) {
+            match service.run_once(now).await {
+                Ok(outcome) => {
+                    failures = 0;
+                    if S::did_something(&outcome) {
+                        tracing::info!(service = S::NAME, ?outcome, "maintenance round");
+                    } else {
+                        tracing::trace!(service = S::NAME, ?outcome, "maintenance round");
                     }
-                    o.next_due_ms
-                        .map_or(self.max_interval, |due| {
-                            Duration::from_millis(due.saturating_sub(now))
-                        })
-                        .min(self.max_interval)
+                    service.wait_after(&outcome, now)
                 }
                 Err(e) => {
-                    metric::redis_error("promote");
-                    tracing::error!(error = %e, "promote failed");
-                    self.max_interval
+                    failures += 1;
+                    if e.downcast_ref::<crate::queue::QueueError>().is_some() {
+                        metric::redis_error(S::NAME);
+                    }
+                    tracing::error!(service = S::NAME, failures, error = %format!("{e:#}"), "maintenance round failed");
+                    Duration::from_secs(1 << (failures - 1).min(5))
+                        .min(MAX_ERROR_BACKOFF)
+                        .min(service.interval())
                 }
-            };
-            if sleep_or_stop(&shutdown, wait).await {
-                return;
             }
+        } else {
+            service.interval()
+        };
+        if sleep_or_stop(&shutdown, wait).await {
+            service.stopped().await;
+            return;
         }
     }
 }
 
-/// Returns dead workers' jobs to their queues.
-pub struct Rescuer {
-    queues: Queues,
-    names: Vec<String>,
-    interval: Duration,
-    /// When set, rounds run only while this process leads.
-    leader: Option<Leadership>,
+/// The maintenance a fleet process runs: the elector and promoter everywhere, the rescuer and
+/// pruner only while this process holds the leader lease.
+pub struct Maintainer {
+    elector: Elector,
+    promoter: Promoter,
+    rescuer: Rescuer,
+    pruner: Pruner,
 }
 
-impl Rescuer {
-    /// A rescuer over `names`.
-    pub fn new(queues: Queues, names: Vec<String>, settings: &MaintenanceSettings) -> Self {
-        Self {
-            queues,
-            names,
-            interval: Duration::from_secs(settings.rescue_interval_secs),
-            leader: None,
+impl Maintainer {
+    /// The set over the queues `names`; the pruner also trims `store` when given. Fails with
+    /// one line when a service's configuration cannot work.
+    pub fn new(
+        queues: &Queues,
+        names: &[String],
+        settings: &MaintenanceSettings,
+        store: Option<Store>,
+    ) -> Result<Self, String> {
+        let elector_config = ElectorConfig::from(settings);
+        let promoter_config = PromoterConfig::from(settings);
+        let rescuer_config = RescuerConfig::from(settings);
+        let pruner_config = PrunerConfig::from(settings);
+        elector_config.validate()?;
+        promoter_config.validate()?;
+        rescuer_config.validate()?;
+        pruner_config.validate()?;
+        let mut pruner = Pruner::new(queues.clone(), names.to_vec(), pruner_config);
+        if let Some(store) = store {
+            pruner = pruner.with_store(store);
         }
+        Ok(Self {
+            elector: Elector::new(queues.clone(), elector_config),
+            promoter: Promoter::new(queues.clone(), names.to_vec(), promoter_config),
+            rescuer: Rescuer::new(queues.clone(), names.to_vec(), rescuer_config),
+            pruner,
+        })
     }
 
-    /// Run rounds only while `leadership` says this process leads.
-    #[must_use]
-    pub fn leader_only(mut self, leadership: Leadership) -> Self {
-        self.leader = Some(leadership);
-        self
-    }
-
-    /// Rescue the jobs of every worker whose lease expired before `now_ms`.
-    pub async fn run_once(&self, now_ms: u64) -> Result<u64, QueueError> {
-        let mut total = 0;
-        for name in &self.names {
-            let n = self.queues.rescue(name, now_ms).await?;
-            metric::jobs_rescued(name, n);
-            total += n;
-        }
-        Ok(total)
-    }
-
-    /// Loop until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            let leads = self.leader.as_ref().is_none_or(Leadership::is_leader);
-            if leads && let Err(e) = self.run_once(now_ms()).await {
-                metric::redis_error("rescue");
-                tracing::error!(error = %e, "rescue failed");
-            }
-            if sleep_or_stop(&shutdown, self.interval).await {
-                return;
-            }
-        }
+    /// Start every service's loop; each stops at `shutdown`.
+    pub fn spawn(self, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+        let leadership = self.elector.leadership();
+        vec![
+            tokio::spawn(run(self.elector, None, shutdown.clone())),
+            tokio::spawn(run(self.promoter, None, shutdown.clone())),
+            tokio::spawn(run(self.rescuer, Some(leadership.clone()), shutdown.clone())),
+            tokio::spawn(run(self.pruner, Some(leadership), shutdown.clone())),
+        ]
     }
 }
 
-/// Publishes every registered queue's stats as the queue gauges. Redis is the truth for the
-/// whole fleet, so every instance that runs this exports the same values (dashboards take
-/// `max`, see [`crate::telemetry`]); each queue costs one pipelined round trip of O(1)
-/// commands ([`Queues::stats`]).
-pub struct Gauges {
-    queues: Queues,
-}
-
-impl Gauges {
-    /// Gauges over the queues registered in `queues`' Redis.
-    pub fn new(queues: Queues) -> Self {
-        Self { queues }
-    }
-
-    /// Read every registered queue's stats once and set the gauges; returns the queue count.
-    pub async fn run_once(&self) -> Result<usize, QueueError> {
-        let names = self.queues.queue_names().await?;
-        for name in &names {
-            let s = self.queues.stats(name).await?;
-            for (state, v) in [
-                ("pending", s.pending),
-                ("delayed", s.delayed),
-                ("running", s.running),
-                ("dead", s.dead),
-            ] {
-                metrics::gauge!(metric::QUEUE_JOBS, "queue" => name.clone(), "state" => state)
-                    .set(v as f64);
-            }
-            metrics::gauge!(metric::QUEUE_OLDEST_PENDING, "queue" => name.clone())
-                .set(s.oldest_pending_secs);
-        }
-        Ok(names.len())
-    }
-}
-
-/// Sleep for `d` unless `stop` fires first; true when stopped.
-pub async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        () = stop.cancelled() => true,
-        () = tokio::time::sleep(d) => false,
-    }
+/// Milliseconds since the epoch of `t` (the queue's time unit).
+fn ms(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp_millis()).unwrap_or(0)
 }

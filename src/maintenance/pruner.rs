@@ -1,7 +1,7 @@
-//! The pruner: trims what the engine keeps for operators once it is past retention —
+//! The pruner: trims what the engine keeps for operators once it is past retention:
 //! completed-job records past the window, dead jobs past their retention, and
-//! `webhook_events` and `appointment_reminders` rows past theirs. The same round runs as the leader's loop and as the
-//! recurring `prune` job.
+//! `webhook_events` and `appointment_reminders` rows past theirs. The same round runs as the
+//! leader's loop and as the recurring `prune` job.
 
 use std::time::Duration;
 
@@ -10,24 +10,62 @@ use switchboard_jobs::{
     JobArgs, JobContext, JobError,
     store::{Store, StoreError, appointment_reminders, webhook_events},
 };
-use tokio_util::sync::CancellationToken;
+use chrono::{DateTime, Utc};
 
-use super::{Leadership, sleep_or_stop};
+use super::{Service, ms};
 use crate::{config::MaintenanceSettings, queue::Queues};
 
 /// Rows deleted per statement, so no statement holds locks for long.
 const ROW_BATCH: i64 = 1000;
+
+/// How the pruner runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrunerConfig {
+    /// How often the leader prunes (default 60 s, `maintenance.prune_interval_secs`).
+    pub interval: Duration,
+    /// How long `webhook_events` and `appointment_reminders` rows are kept (default 30 days,
+    /// `maintenance.webhook_events_retention_secs`).
+    pub rows_retention: Duration,
+}
+
+impl Default for PrunerConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            rows_retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+impl PrunerConfig {
+    /// The first problem that would stop the pruner from working well.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval < Duration::from_secs(1) {
+            return Err("the pruner's interval must be at least 1 s".into());
+        }
+        if self.rows_retention < Duration::from_secs(3600) {
+            return Err("the pruner's rows_retention must be at least an hour".into());
+        }
+        Ok(())
+    }
+}
+
+impl From<&MaintenanceSettings> for PrunerConfig {
+    fn from(s: &MaintenanceSettings) -> Self {
+        Self {
+            interval: Duration::from_secs(s.prune_interval_secs),
+            rows_retention: Duration::from_secs(s.webhook_events_retention_secs),
+        }
+    }
+}
 
 /// Trims everything past retention.
 #[derive(Clone)]
 pub struct Pruner {
     queues: Queues,
     names: Vec<String>,
-    interval: Duration,
+    config: PrunerConfig,
     store: Option<Store>,
-    webhook_events_retention: Duration,
-    /// When set, the loop's rounds run only while this process leads.
-    leader: Option<Leadership>,
 }
 
 /// What a prune round removed.
@@ -45,33 +83,41 @@ pub struct PruneOutcome {
 
 impl Pruner {
     /// A pruner over the queues `names` (no database until [`Pruner::with_store`]).
-    pub fn new(queues: Queues, names: Vec<String>, settings: &MaintenanceSettings) -> Self {
+    pub fn new(queues: Queues, names: Vec<String>, config: impl Into<PrunerConfig>) -> Self {
         Self {
             queues,
             names,
-            interval: Duration::from_secs(settings.prune_interval_secs),
+            config: config.into(),
             store: None,
-            webhook_events_retention: Duration::from_secs(settings.webhook_events_retention_secs),
-            leader: None,
         }
     }
 
-    /// Also trim the database's `webhook_events`.
+    /// Also trim the database's `webhook_events` and `appointment_reminders`.
     #[must_use]
     pub fn with_store(mut self, store: Store) -> Self {
         self.store = Some(store);
         self
     }
 
-    /// Run the loop's rounds only while `leadership` says this process leads.
-    #[must_use]
-    pub fn leader_only(mut self, leadership: Leadership) -> Self {
-        self.leader = Some(leadership);
-        self
+    /// The handler of the recurring `prune` job: one round now, its counts as the result.
+    pub async fn handle(self, _: Prune, ctx: JobContext) -> Result<(), JobError> {
+        let out = self
+            .run_once(Utc::now())
+            .await
+            .map_err(|e| JobError::retry(format!("{e:#}")))?;
+        tracing::info!(?out, "prune job done");
+        ctx.set_result(serde_json::to_value(out).unwrap_or_default());
+        Ok(())
     }
+}
 
-    /// Trim everything past retention at `now_ms`.
-    pub async fn run_once(&self, now_ms: u64) -> anyhow::Result<PruneOutcome> {
+impl Service for Pruner {
+    const NAME: &'static str = "prune";
+    type Outcome = PruneOutcome;
+
+    /// Trim everything past retention at `now`.
+    async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<PruneOutcome> {
+        let now_ms = ms(now);
         let mut out = PruneOutcome::default();
         for name in &self.names {
             let p = self.queues.prune(name, now_ms).await?;
@@ -80,7 +126,7 @@ impl Pruner {
         }
         if let Some(store) = &self.store {
             let cutoff =
-                i64::try_from(now_ms)? - i64::try_from(self.webhook_events_retention.as_millis())?;
+                i64::try_from(now_ms)? - i64::try_from(self.config.rows_retention.as_millis())?;
             out.webhook_events = drain(|| webhook_events::prune(store, cutoff, ROW_BATCH)).await?;
             out.appointment_reminders =
                 drain(|| appointment_reminders::prune(store, cutoff, ROW_BATCH)).await?;
@@ -88,42 +134,12 @@ impl Pruner {
         Ok(out)
     }
 
-    /// Loop until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            if self.leader.as_ref().is_none_or(Leadership::is_leader) {
-                match self.run_once(crate::queue::job::now_ms()).await {
-                    Ok(o) if o != PruneOutcome::default() => tracing::info!(
-                        completed = o.completed,
-                        dead = o.dead,
-                        webhook_events = o.webhook_events,
-                        appointment_reminders = o.appointment_reminders,
-                        "pruned"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "prune failed"),
-                }
-            }
-            if sleep_or_stop(&shutdown, self.interval).await {
-                return;
-            }
-        }
+    fn interval(&self) -> Duration {
+        self.config.interval
     }
 
-    /// The handler of the recurring `prune` job: one round now, its counts as the result.
-    pub async fn run_job(self, _: Prune, ctx: JobContext) -> Result<(), JobError> {
-        let out = self
-            .run_once(crate::queue::job::now_ms())
-            .await
-            .map_err(|e| JobError::retry(format!("{e:#}")))?;
-        tracing::info!(
-            completed = out.completed,
-            dead = out.dead,
-            webhook_events = out.webhook_events,
-            "prune job done"
-        );
-        ctx.set_result(serde_json::to_value(out).unwrap_or_default());
-        Ok(())
+    fn did_something(outcome: &PruneOutcome) -> bool {
+        *outcome != PruneOutcome::default()
     }
 }
 

@@ -13,10 +13,9 @@
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use serde::Serialize;
 use switchboard_jobs::EnqueueOptions;
-use tokio_util::sync::CancellationToken;
 
+use super::Service;
 use crate::{
-    shutdown::sleep_or_stop,
     config::{CatchUp, ScheduleSettings, SchedulerSettings, timetable::Timetable},
     queue::{Enqueued, QueueError, Queues, schedule::TickJob},
     telemetry::metric,
@@ -108,8 +107,8 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Handle every tick due at `now`.
-    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<FireOutcome, QueueError> {
+    /// Handle every tick due at `now`, counting each schedule's outcomes.
+    pub async fn fire_due(&self, now: DateTime<Utc>) -> Result<FireOutcome, QueueError> {
         let mut total = FireOutcome::default();
         for entry in &self.entries {
             let o = self.run_entry(entry, now).await.inspect_err(|_| {
@@ -291,37 +290,37 @@ impl Scheduler {
             .filter_map(|e| e.timetable.next_after(now))
             .min()
     }
+}
 
-    /// Loop until `shutdown`: handle due ticks, sleep until the next one.
-    pub async fn run(self, shutdown: CancellationToken) {
-        if let Err(e) = self.register_queues().await {
-            tracing::error!(error = %e, "registering the schedules' queues failed");
+impl Service for Scheduler {
+    const NAME: &'static str = "scheduler";
+    type Outcome = FireOutcome;
+
+    /// Handle every tick due at `now`.
+    async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
+        let o = self.fire_due(now).await?;
+        if o.missed > 0 {
+            tracing::warn!(
+                missed = o.missed,
+                caught_up = o.caught_up,
+                "ticks were missed while no scheduler ran"
+            );
         }
-        tracing::info!(schedules = self.entries.len(), "scheduler started");
-        loop {
-            let now = Utc::now();
-            let wait = match self.run_once(now).await {
-                Ok(o) => {
-                    if o.missed > 0 {
-                        tracing::warn!(
-                            missed = o.missed,
-                            caught_up = o.caught_up,
-                            "ticks were missed while no scheduler ran"
-                        );
-                    }
-                    self.next_wake(now).map_or(MAX_SLEEP, |t| {
-                        (t - Utc::now()).to_std().unwrap_or_default().min(MAX_SLEEP)
-                    })
-                }
-                Err(e) => {
-                    metric::redis_error("scheduler");
-                    tracing::error!(error = %e, "scheduler round failed");
-                    std::time::Duration::from_secs(1)
-                }
-            };
-            if sleep_or_stop(&shutdown, wait).await {
-                return;
-            }
-        }
+        Ok(o)
+    }
+
+    fn interval(&self) -> std::time::Duration {
+        MAX_SLEEP
+    }
+
+    /// Until the next tick of any schedule.
+    fn wait_after(&self, _: &FireOutcome, now: DateTime<Utc>) -> std::time::Duration {
+        self.next_wake(now).map_or(MAX_SLEEP, |t| {
+            (t - Utc::now()).to_std().unwrap_or_default().min(MAX_SLEEP)
+        })
+    }
+
+    fn did_something(o: &FireOutcome) -> bool {
+        *o != FireOutcome::default()
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! * **Queue gauges** (`switchboard_queue_jobs`, `switchboard_queue_oldest_pending_seconds`)
 //!   are read from Redis, the truth for the whole fleet, at each scrape (O(1) per queue, see
-//!   [`crate::maintenance::Gauges`]). Every instance therefore exports the same numbers:
+//!   the HTTP role's gauges in `http.rs`). Every instance therefore exports the same numbers:
 //!   dashboards and alerts take `max by (queue, state)`, never `sum`.
 //! * **Per-process series** (every counter, the histograms and `switchboard_workers`) count
 //!   what this process did: dashboards `sum` them over instances.

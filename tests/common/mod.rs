@@ -202,3 +202,8 @@ pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>
         .await
         .unwrap_or_else(|_| panic!("timed out after {limit:?}: {what}"))
 }
+
+/// The instant `ms` milliseconds after the epoch (maintenance rounds take a time).
+pub fn at_ms(ms: u64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap()).unwrap()
+}

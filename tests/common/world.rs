@@ -32,7 +32,7 @@ use std::{
 use switchboard::{
     config::{BackoffSettings, FleetSettings, SupervisorSettings},
     fleet::Fleet,
-    maintenance::Promoter,
+    maintenance::{Promoter, Service as _},
     queue::rate_limit::RedisRateLimiter,
 };
 use switchboard_jobs::{
