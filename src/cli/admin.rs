@@ -10,7 +10,7 @@ use switchboard_jobs::EnqueueOptions;
 use crate::{
     app,
     config::Settings,
-    dashboard::overview::{self, Overview, Supervisor},
+    queue::overview::{self, Overview, Supervisor},
     queue::{
         Queues,
         admin::{Selection, WorkerInfo},

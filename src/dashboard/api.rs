@@ -11,12 +11,12 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    Dash, FailedJob,
+use super::{Dash, FailedJob, valid_id};
+use crate::queue::{
+    QueueError,
+    inspect::JobView,
     overview::{self, FleetView, Overview, QueueRow},
-    valid_id,
 };
-use crate::queue::{QueueError, inspect::JobView};
 
 /// A failure of an API call.
 #[derive(Debug)]

@@ -13,7 +13,8 @@
 //!   rebinding page cannot read it). A page issues a session by itself, for the CSRF token of
 //!   its forms; an API call gets none and, like basic auth, must only be same-origin.
 //!
-//! The CSRF rules themselves are in [`super::csrf`]. Secrets are compared in constant time (over SHA-256 digests, so lengths do not leak) and
+//! The CSRF rules themselves are in [`super::csrf`], what a request is in [`super::access`].
+//! Secrets are compared in constant time (over SHA-256 digests, so lengths do not leak) and
 //! never logged; `Debug` of [`Credentials`] says only whether each is set.
 
 use std::{fmt, net::SocketAddr};
@@ -25,12 +26,12 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq as _;
 
 use super::{
-    Dash, csrf,
-    session::{self, Session},
+    Dash,
+    access::{Access, secret_eq},
+    csrf,
+    session,
 };
 use crate::config::DashboardSettings;
 
@@ -99,35 +100,6 @@ pub fn check_exposure(
          SWITCHBOARD_DASHBOARD_TOKEN and/or SWITCHBOARD_DASHBOARD_PASSWORD, listen on a \
          loopback address, or set dashboard.enabled = false"
     ))
-}
-
-/// How a request got in.
-#[derive(Debug, Clone)]
-pub enum Access {
-    Bearer,
-    Basic,
-    Session(Session),
-    /// No credentials configured, an API call without a session.
-    Open,
-}
-
-impl Access {
-    /// The CSRF token to put in forms (empty when the access needs none).
-    pub fn csrf(&self) -> &str {
-        match self {
-            Self::Session(s) => &s.csrf,
-            Self::Bearer | Self::Basic | Self::Open => "",
-        }
-    }
-}
-
-/// Constant-time equality of two secrets of any length.
-pub fn secret_eq(given: &str, expected: &str) -> bool {
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(expected.as_bytes()),
-    );
-    a.ct_eq(&b).into()
 }
 
 /// The guard: authenticate, then for state-changing methods check origin and CSRF token.

@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderMap, Method},
 };
 
-use super::auth::{Access, secret_eq};
+use super::access::{Access, secret_eq};
 
 /// Largest form body read to find the CSRF token.
 const MAX_FORM_BYTES: usize = 16 * 1024;

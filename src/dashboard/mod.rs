@@ -16,13 +16,13 @@
 //! Everything is read from Redis through [`Queues`] on each request; the dashboard keeps no
 //! state of its own besides browser sessions.
 
+mod access;
 mod actions;
 mod api;
 mod assets;
 pub mod auth;
 mod csrf;
 mod login;
-pub mod overview;
 mod pages;
 pub mod redact;
 mod session;
@@ -43,6 +43,7 @@ use crate::{
         QueueError, Queues,
         admin::{DeadJob, Selection},
         inspect::JobView,
+        overview,
     },
 };
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{
     Dash,
     api::{Failure, check_id},
-    auth::Access,
+    access::Access,
     overview,
     views::{
         ErrorPage, FailedLine, FailedPage, JobPage, Layout, OverviewPage, QueueLine, SupLine,

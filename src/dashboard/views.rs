@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use askama::Template;
 
-use super::overview::Supervisor;
+use crate::queue::overview::Supervisor;
 
 /// The frame every page shares.
 pub(crate) struct Layout {

@@ -25,6 +25,7 @@ pub mod admin;
 pub mod inspect;
 pub mod job;
 pub mod keys;
+pub mod overview;
 mod producer;
 pub mod rate_limit;
 pub(crate) mod scripts;
