@@ -7,6 +7,7 @@
 //! passes, hand back whatever is still running so another worker takes it.
 
 mod dispatch;
+pub mod inline;
 
 use std::{sync::Arc, time::Duration};
 

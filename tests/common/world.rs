@@ -31,7 +31,7 @@ use std::{
 
 use switchboard::{
     config::{BackoffSettings, FleetSettings, SupervisorSettings},
-    fleet::Fleet,
+    fleet::{Fleet, inline::drain},
     maintenance::{Promoter, Service as _},
     queue::rate_limit::RedisRateLimiter,
 };
@@ -186,6 +186,8 @@ pub struct Options {
     pub workers: usize,
     /// Start the world's own fleet (off when the test runs `serve` itself).
     pub fleet: bool,
+    /// Run jobs inline in `settled` instead of in a fleet (no fleet is started).
+    pub inline: bool,
 }
 
 impl Default for Options {
@@ -197,6 +199,7 @@ impl Default for Options {
             calcom_per_minute: 120,
             workers: 1,
             fleet: true,
+            inline: false,
         }
     }
 }
@@ -218,6 +221,8 @@ pub struct World {
     /// The handlers' dependencies, wired to the stand-ins.
     pub services: Arc<Services>,
     promoter: CancellationToken,
+    /// With `Options::inline`: the handlers and supervisor defaults `settled` drains with.
+    inline: Option<(Arc<switchboard_jobs::Registry>, SupervisorSettings)>,
 }
 
 impl World {
@@ -229,6 +234,7 @@ impl World {
             Options {
                 locale,
                 smtp_fail_first,
+                inline: true,
                 ..Options::default()
             },
         )
@@ -245,6 +251,7 @@ impl World {
             calcom_per_minute,
             workers,
             fleet: own_fleet,
+            inline,
         } = options;
         let h = Harness::new().await;
         let (store, db) = database(dialect).await;
@@ -316,6 +323,20 @@ impl World {
             Promoter::new(h.queues.clone(), names.clone(), &h.settings.maintenance)
                 .run(promoter.clone()),
         );
+        let supervisor = SupervisorSettings {
+            name: "domain".into(),
+            queues: names.clone(),
+            concurrency: 4,
+            workers,
+            prefetch: Some(4),
+            max_attempts: 3,
+            timeout_secs: 2,
+            backoff: BackoffSettings {
+                base_ms: 5,
+                cap_ms: 20,
+            },
+        };
+        let registry = Arc::new(switchboard_jobs::domain_registry(&services));
         let fleet = FleetSettings {
             shutdown_timeout_secs: 5,
             supervisors: vec![SupervisorSettings {
@@ -332,11 +353,11 @@ impl World {
                 },
             }],
         };
-        let fleet = if own_fleet {
+        let fleet = if own_fleet && !inline {
             Some(
                 Fleet::start(
                     &h.queues,
-                    Arc::new(switchboard_jobs::domain_registry(&services)),
+                    Arc::clone(&registry),
                     &fleet,
                     None,
                 )
@@ -359,12 +380,38 @@ impl World {
             fleet,
             services,
             promoter,
+            inline: inline.then_some((registry, supervisor)),
         }
     }
 
     /// Wait until `queue` has settled `n` jobs (completed or dead) and nothing is left running
     /// or waiting on it.
     pub async fn settled(&self, queue: &str, n: u64) {
+        if let Some((registry, supervisor)) = &self.inline {
+            // Like a fleet working every queue: drain them all until a pass runs nothing.
+            loop {
+                let mut runs = 0;
+                for name in &supervisor.queues {
+                    let drained = drain(&self.h.queues, Arc::clone(registry), name, supervisor)
+                        .await
+                        .unwrap();
+                    assert!(!drained.stopped_early, "{name} did not drain: {drained:?}");
+                    runs += drained.runs;
+                }
+                if runs == 0 {
+                    break;
+                }
+            }
+            let s = self.h.queues.stats(queue).await.unwrap();
+            for dead in self.h.queues.dead_list(queue, 20).await.unwrap() {
+                eprintln!("dead on {queue}: {} {} {:?}", dead.id, dead.kind, dead.error);
+            }
+            assert!(
+                s.processed + s.dead >= n && s.pending + s.running + s.delayed == 0,
+                "expected {n} jobs settled on {queue}: {s:?}"
+            );
+            return;
+        }
         let queues = self.h.queues.clone();
         self.h
             .wait_for(

@@ -4,7 +4,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -13,30 +13,13 @@ use apalis_core::{
     task::Task,
     worker::context::WorkerContext,
 };
-use tokio::sync::{Semaphore, mpsc};
-use tokio_util::sync::CancellationToken;
 
 use super::{
     completer, fetcher,
     settle::SettleLayer,
-    state::{AckOp, FetchCounters, Shared},
+    state::{AckOp, FetchCounters, Shared, WorkerOptions},
 };
-use crate::queue::{QueueError, Queues, job::Job, retry::RetryPolicy};
-
-/// How one worker fetches.
-#[derive(Debug, Clone)]
-pub struct WorkerOptions {
-    /// Unique worker id.
-    pub worker_id: String,
-    /// Queue to fetch from.
-    pub queue: String,
-    /// Jobs run at once.
-    pub concurrency: usize,
-    /// Extra jobs leased ahead of free slots, to hide fetch latency.
-    pub prefetch: usize,
-    /// Retry policy for jobs that fail here.
-    pub retry: RetryPolicy,
-}
+use crate::queue::{QueueError, Queues, job::Job};
 
 type Closing = Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send>>;
 
@@ -94,23 +77,7 @@ impl RedisBackend {
         queues: Queues,
         options: WorkerOptions,
     ) -> Result<(Self, WorkerHandle), QueueError> {
-        let keys = queues.keys(&options.queue)?;
-        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            leased_key: keys.leased(&options.worker_id),
-            queue_name: Arc::from(options.queue.as_str()),
-            keys,
-            queues,
-            worker_id: options.worker_id,
-            retry: options.retry,
-            credits: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
-            stop: CancellationToken::new(),
-            acks: acks_tx,
-            unstarted: Mutex::new(jobs_rx),
-            counters: FetchCounters::default(),
-            fetcher: Mutex::default(),
-        });
+        let (shared, acks_rx, jobs_tx) = Shared::new(queues, options)?;
         let fetcher = tokio::spawn(fetcher::fetch_loop(Arc::clone(&shared), jobs_tx));
         *shared.fetcher.lock().expect("fetcher lock") = Some(fetcher);
         tokio::spawn(completer::ack_loop(Arc::clone(&shared), acks_rx));

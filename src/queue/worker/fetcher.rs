@@ -123,12 +123,12 @@ async fn take_credits(shared: &Shared, batch: usize) -> Option<usize> {
     Some(1)
 }
 
-enum Fetched {
+pub(super) enum Fetched {
     Jobs(Vec<String>),
     Paused,
 }
 
-async fn fetch<C: redis::aio::ConnectionLike + Send>(
+pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
     shared: &Shared,
     n: usize,
     conn: &mut C,

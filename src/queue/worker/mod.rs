@@ -4,7 +4,8 @@
 //! * [`backend`]: the apalis backend, handing leased jobs to apalis;
 //! * [`settle`]: the middleware turning each run's result into a settlement;
 //! * [`completer`]: writes settlements in batches and heartbeats the worker's lease;
-//! * [`state`]: what they share, and the messages the completer takes.
+//! * [`state`]: what they share, and the messages the completer takes;
+//! * [`inline`]: the same parts driven by the caller, to run a queue until it is empty.
 //!
 //! Invariant: a credit is taken before a job is leased and returned only after its
 //! settlement is committed in Redis, so the leased count never exceeds the credit total.
@@ -13,7 +14,8 @@ pub mod backend;
 mod completer;
 mod fetcher;
 pub mod settle;
+pub mod inline;
 pub mod state;
 
-pub use backend::{RedisBackend, WorkerHandle, WorkerOptions};
-pub use state::FetchCounters;
+pub use backend::{RedisBackend, WorkerHandle};
+pub use state::{FetchCounters, WorkerOptions};

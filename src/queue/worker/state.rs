@@ -16,6 +16,21 @@ use crate::queue::{
     scripts,
 };
 
+/// How one worker fetches.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Unique worker id.
+    pub worker_id: String,
+    /// Queue to fetch from.
+    pub queue: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Extra jobs leased ahead of free slots, to hide fetch latency.
+    pub prefetch: usize,
+    /// Retry policy for jobs that fail here.
+    pub retry: RetryPolicy,
+}
+
 /// State shared by the backend, its fetcher, its acker and the ack layer.
 pub(crate) struct Shared {
     pub(crate) queues: Queues,
@@ -77,6 +92,40 @@ pub enum AckOp {
 }
 
 impl Shared {
+    /// The state of a new worker as `options` describe it, with the receiving ends of its
+    /// completer's and its jobs' channels.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn new(
+        queues: Queues,
+        options: WorkerOptions,
+    ) -> Result<
+        (
+            Arc<Self>,
+            mpsc::UnboundedReceiver<AckOp>,
+            mpsc::UnboundedSender<Job>,
+        ),
+        QueueError,
+    > {
+        let keys = queues.keys(&options.queue)?;
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Self {
+            leased_key: keys.leased(&options.worker_id),
+            queue_name: Arc::from(options.queue.as_str()),
+            keys,
+            queues,
+            worker_id: options.worker_id,
+            retry: options.retry,
+            credits: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
+            stop: CancellationToken::new(),
+            acks: acks_tx,
+            unstarted: Mutex::new(jobs_rx),
+            counters: FetchCounters::default(),
+            fetcher: Mutex::default(),
+        });
+        Ok((shared, acks_rx, jobs_tx))
+    }
+
     pub(crate) fn lease_expiry_ms(&self) -> u64 {
         job::now_ms() + self.queues.settings().lease_secs * 1000
     }
