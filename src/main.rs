@@ -128,7 +128,13 @@ fn main() -> ExitCode {
                     settings.http.listen = listen;
                 }
                 let roles = Roles::serve(&settings);
-                app::run(settings, roles, Hooks::default(), switchboard::shutdown::signal()).await
+                app::run(
+                    settings,
+                    roles,
+                    Hooks::default(),
+                    switchboard::shutdown::signal(),
+                )
+                .await
             }
             Command::Ingest { listen } => {
                 if let Some(listen) = listen {
@@ -148,11 +154,15 @@ fn main() -> ExitCode {
                     settings.http.listen = listen;
                     roles.http = true;
                 }
-                app::run(settings, roles, Hooks::default(), switchboard::shutdown::signal()).await
+                app::run(
+                    settings,
+                    roles,
+                    Hooks::default(),
+                    switchboard::shutdown::signal(),
+                )
+                .await
             }
-            Command::Schedule { listen, action } => {
-                schedule::run(settings, listen, action).await
-            }
+            Command::Schedule { listen, action } => schedule::run(settings, listen, action).await,
             Command::Migrate => app::migrate(&settings).await,
             Command::Demo { url } => demo::run(&settings, &url).await,
             Command::Status { json } => admin::status(&settings, json).await,

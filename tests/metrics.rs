@@ -191,7 +191,10 @@ async fn job_counters_and_queue_gauges_match_a_known_workload() {
         vec![queue.clone()],
         &h.settings.maintenance,
     );
-    assert_eq!(rescuer.run_once(chrono::Utc::now()).await.unwrap().rescued, 0);
+    assert_eq!(
+        rescuer.run_once(chrono::Utc::now()).await.unwrap().rescued,
+        0
+    );
     let after_rescue = telemetry::init_metrics().unwrap().render();
     assert_eq!(
         value(

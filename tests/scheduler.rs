@@ -18,7 +18,9 @@ use common::Harness;
 use serde_json::Value;
 use switchboard::{
     config::{CatchUp, ScheduleSettings, SchedulerSettings},
-    maintenance::{Elector, ElectorConfig, Prune, Pruner, Scheduler, Service as _, scheduler::FireOutcome},
+    maintenance::{
+        Elector, ElectorConfig, Prune, Pruner, Scheduler, Service as _, scheduler::FireOutcome,
+    },
     queue::job::now_ms,
 };
 use switchboard_jobs::{
@@ -352,7 +354,10 @@ async fn one_leader_at_a_time_and_a_handover_on_release() {
     assert!(a.run_once(chrono::Utc::now()).await.unwrap());
     assert!(!b.run_once(chrono::Utc::now()).await.unwrap());
     assert!(a.leadership().is_leader() && !b.leadership().is_leader());
-    assert!(a.run_once(chrono::Utc::now()).await.unwrap(), "the holder renews");
+    assert!(
+        a.run_once(chrono::Utc::now()).await.unwrap(),
+        "the holder renews"
+    );
 
     // The leader shuts down and hands the lease back; the other takes it at its next round.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -392,7 +397,14 @@ async fn pruner_trims_webhook_events_past_retention(dialect: &str) {
         let row = webhook_events::get(&store, "stripe", id).await.unwrap();
         assert_eq!(row.is_some(), kept, "{id}");
     }
-    assert_eq!(pruner.run_once(chrono::Utc::now()).await.unwrap().webhook_events, 0);
+    assert_eq!(
+        pruner
+            .run_once(chrono::Utc::now())
+            .await
+            .unwrap()
+            .webhook_events,
+        0
+    );
 
     // Reminder claims follow the same retention (their appointments are long past by then).
     assert_eq!(

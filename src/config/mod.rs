@@ -433,10 +433,7 @@ impl Settings {
             );
         }
         problems.extend(self.dashboard.problems());
-        problems.extend(schedule::problems(
-            &self.scheduler,
-            &self.schedule,
-        ));
+        problems.extend(schedule::problems(&self.scheduler, &self.schedule));
         if problems.is_empty() {
             Ok(())
         } else {

@@ -30,8 +30,7 @@ use base64::Engine as _;
 use super::{
     Dash,
     access::{Access, secret_eq},
-    csrf,
-    session,
+    csrf, session,
 };
 use crate::config::DashboardSettings;
 

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::{
     Dash,
-    api::{Failure, check_id},
     access::Access,
+    api::{Failure, check_id},
     overview,
     views::{
         ErrorPage, FailedLine, FailedPage, JobPage, Layout, OverviewPage, QueueLine, SupLine,

@@ -136,7 +136,10 @@ impl Service for Elector {
     async fn stopped(&self) {
         self.leadership.set(None);
         if self.held.load(Ordering::Relaxed)
-            && let Err(e) = self.queues.leader_lease(&self.token, self.lease_ms(), false).await
+            && let Err(e) = self
+                .queues
+                .leader_lease(&self.token, self.lease_ms(), false)
+                .await
         {
             tracing::warn!(error = %e, "releasing the maintenance lease failed");
         }

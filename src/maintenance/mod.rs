@@ -36,7 +36,9 @@ pub use self::{
     rescuer::{RescueOutcome, Rescuer, RescuerConfig},
     scheduler::Scheduler,
 };
-use crate::{config::MaintenanceSettings, queue::Queues, shutdown::sleep_or_stop, telemetry::metric};
+use crate::{
+    config::MaintenanceSettings, queue::Queues, shutdown::sleep_or_stop, telemetry::metric,
+};
 
 /// Longest wait after failed rounds: the backoff doubles from one second up to this.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
@@ -162,7 +164,11 @@ impl Maintainer {
         vec![
             tokio::spawn(run(self.elector, None, shutdown.clone())),
             tokio::spawn(run(self.promoter, None, shutdown.clone())),
-            tokio::spawn(run(self.rescuer, Some(leadership.clone()), shutdown.clone())),
+            tokio::spawn(run(
+                self.rescuer,
+                Some(leadership.clone()),
+                shutdown.clone(),
+            )),
             tokio::spawn(run(self.pruner, Some(leadership), shutdown.clone())),
         ]
     }

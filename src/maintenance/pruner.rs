@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchboard_jobs::{
     JobArgs, JobContext, JobError,
     store::{Store, StoreError, appointment_reminders, webhook_events},
 };
-use chrono::{DateTime, Utc};
 
 use super::{Service, ms};
 use crate::{config::MaintenanceSettings, queue::Queues};

@@ -28,10 +28,10 @@ pub mod keys;
 pub mod overview;
 mod producer;
 pub mod rate_limit;
-pub(crate) mod scripts;
-pub mod upkeep;
 pub mod retry;
 pub mod schedule;
+pub(crate) mod scripts;
+pub mod upkeep;
 pub mod worker;
 
 use std::{
@@ -42,9 +42,9 @@ use std::{
 
 use redis::aio::ConnectionManager;
 
-pub use producer::{Enqueued, Producer};
 pub use job::{Envelope, Job};
 pub use keys::QueueKeys;
+pub use producer::{Enqueued, Producer};
 
 use crate::config::QueueSettings;
 

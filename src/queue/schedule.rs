@@ -128,13 +128,13 @@ impl Queues {
     ) -> Result<bool, QueueError> {
         let key = super::keys::leader_key(&self.settings().prefix);
         let mut conn = self.conn();
-        let held: i64 = scripts::LEADER
+        let holds: i64 = scripts::LEADER
             .key(key)
             .arg(token)
             .arg(lease_ms)
             .arg(if hold { "hold" } else { "release" })
             .invoke_async(&mut conn)
             .await?;
-        Ok(held == 1)
+        Ok(holds == 1)
     }
 }

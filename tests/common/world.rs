@@ -355,14 +355,9 @@ impl World {
         };
         let fleet = if own_fleet && !inline {
             Some(
-                Fleet::start(
-                    &h.queues,
-                    Arc::clone(&registry),
-                    &fleet,
-                    None,
-                )
-                .await
-                .unwrap(),
+                Fleet::start(&h.queues, Arc::clone(&registry), &fleet, None)
+                    .await
+                    .unwrap(),
             )
         } else {
             None
@@ -404,7 +399,10 @@ impl World {
             }
             let s = self.h.queues.stats(queue).await.unwrap();
             for dead in self.h.queues.dead_list(queue, 20).await.unwrap() {
-                eprintln!("dead on {queue}: {} {} {:?}", dead.id, dead.kind, dead.error);
+                eprintln!(
+                    "dead on {queue}: {} {} {:?}",
+                    dead.id, dead.kind, dead.error
+                );
             }
             assert!(
                 s.processed + s.dead >= n && s.pending + s.running + s.delayed == 0,

@@ -100,23 +100,25 @@ async fn run_one<S>(shared: &Shared, service: &mut S, item: String)
 where
     S: Service<Task<Job>>,
 {
-    match job::decode(&item) {
-        Ok((id, envelope)) => {
-            let job = Job {
-                id: std::sync::Arc::from(id),
-                queue: std::sync::Arc::clone(&shared.queue_name),
-                envelope,
-                item: std::sync::Arc::from(item.as_str()),
-            };
-            if std::future::poll_fn(|cx| service.poll_ready(cx)).await.is_ok() {
-                // The settle layer reports the outcome to the completer; the result itself
-                // is the job's, already recorded there.
-                let _ = service.call(Task::new(job)).await;
-            }
-        }
-        Err(_) => {
-            let id = item.split_once(' ').map_or(item.as_str(), |(id, _)| id).to_owned();
-            let _ = shared.acks.send(AckOp::Dead { id, item });
-        }
+    let Ok((id, envelope)) = job::decode(&item) else {
+        let id = item
+            .split_once(' ')
+            .map_or(item.as_str(), |(id, _)| id)
+            .to_owned();
+        let _ = shared.acks.send(AckOp::Dead { id, item });
+        return;
+    };
+    let job = Job {
+        id: std::sync::Arc::from(id),
+        queue: std::sync::Arc::clone(&shared.queue_name),
+        envelope,
+        item: std::sync::Arc::from(item.as_str()),
+    };
+    if std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .is_ok()
+    {
+        // The settle layer reports the outcome to the completer.
+        let _ = service.call(Task::new(job)).await;
     }
 }

@@ -13,8 +13,8 @@
 pub mod backend;
 mod completer;
 mod fetcher;
-pub mod settle;
 pub mod inline;
+pub mod settle;
 pub mod state;
 
 pub use backend::{RedisBackend, WorkerHandle};
