@@ -7,26 +7,20 @@
 
 #![forbid(unsafe_code)]
 
-mod args;
 pub mod billing;
 pub mod calendar;
 pub mod clients;
-mod context;
-mod error;
-mod limiter;
+mod job;
 pub mod noop;
 pub mod notify;
-pub mod notify_send;
-mod registry;
 pub mod services;
 pub mod store;
 pub mod webhook;
 
-pub use args::{EnqueueOptions, JobArgs};
-pub use context::{EnqueueError, Enqueuer, JobContext, JobMeta};
-pub use error::JobError;
-pub use limiter::RateLimiter;
-pub use registry::{Handler, Registry};
+pub use job::{
+    Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext, JobError,
+    JobMeta, Policy, RateLimiter, Registry,
+};
 
 /// The built-in kinds that need no services (`noop`): benchmarks and queue tests use these.
 pub fn registry() -> Registry {
@@ -81,12 +75,12 @@ pub fn domain_registry(services: &std::sync::Arc<services::Services>) -> Registr
         notify::reminders::run_reminders(Arc::clone(&s), args, ctx)
     });
     let s = Arc::clone(services);
-    registry.register::<notify_send::NotifyEmail, _, _>(move |args, _| {
-        notify_send::run_email(Arc::clone(&s), args)
+    registry.register::<notify::send::NotifyEmail, _, _>(move |args, _| {
+        notify::send::run_email(Arc::clone(&s), args)
     });
     let s = Arc::clone(services);
-    registry.register::<notify_send::NotifySms, _, _>(move |args, _| {
-        notify_send::run_sms(Arc::clone(&s), args)
+    registry.register::<notify::send::NotifySms, _, _>(move |args, _| {
+        notify::send::run_sms(Arc::clone(&s), args)
     });
     registry
 }

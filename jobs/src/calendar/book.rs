@@ -17,7 +17,7 @@ use crate::{
         calcom::{Attendee, Booking, BookingQuery, CalcomClient, CreateBooking},
     },
     notify::templates::{MessageVars, Template},
-    notify_send::{self, Message},
+    notify::send::{self, Message},
     services::Services,
     store::{
         appointments::{self, Appointment},
@@ -216,10 +216,10 @@ async fn store_and_confirm(
         vars: vars.clone(),
     };
     if let Some(to) = appointment.attendee_email.clone() {
-        notify_send::email(ctx, message(to, "email")).await?;
+        send::email(ctx, message(to, "email")).await?;
     }
     if let Some(to) = args.customer_phone.clone() {
-        notify_send::sms(ctx, message(to, "sms")).await?;
+        send::sms(ctx, message(to, "sms")).await?;
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc
 use crate::{
     JobArgs, JobContext, JobError,
     notify::templates::{MessageVars, Template},
-    notify_send::{self, Message},
+    notify::send::{self, Message},
     services::Services,
     store::{
         Store,
@@ -222,9 +222,9 @@ async fn remind(
             Reserved::Taken => continue,
         }
         if channel == "email" {
-            notify_send::email(ctx, message).await?;
+            send::email(ctx, message).await?;
         } else {
-            notify_send::sms(ctx, message).await?;
+            send::sms(ctx, message).await?;
         }
     }
     Ok(())

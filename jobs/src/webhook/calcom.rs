@@ -10,7 +10,7 @@ use super::{CalcomWebhook, Handled, invalid, record, transient};
 use crate::{
     JobContext, JobError,
     notify::templates::{MessageVars, Template},
-    notify_send::{self, Message},
+    notify::send::{self, Message},
     services::Services,
     store::{
         appointments::{self, Appointment},
@@ -181,10 +181,10 @@ async fn notify_customer(
         vars: vars.clone(),
     };
     if let Some(to) = email {
-        notify_send::email(ctx, message(to, "email")).await?;
+        send::email(ctx, message(to, "email")).await?;
     }
     if let Some(to) = phone {
-        notify_send::sms(ctx, message(to, "sms")).await?;
+        send::sms(ctx, message(to, "sms")).await?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use super::{Handled, StripeWebhook, invalid, record, transient};
 use crate::{
     JobContext, JobError,
     notify::templates::{MessageVars, Template},
-    notify_send::{self, Message},
+    notify::send::{self, Message},
     services::Services,
     store::{
         companies,
@@ -138,7 +138,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
                 ..MessageVars::default()
             },
         };
-        notify_send::email(ctx, message).await?;
+        send::email(ctx, message).await?;
     }
     Ok(Handled::Processed)
 }
