@@ -1,92 +1,73 @@
 //! Switchboard's domain: what a job is, what it carries and what it does.
 //!
 //! Every job kind is one typed, versioned argument struct implementing [`JobArgs`] with its
-//! policy (queue, attempts, timeout) beside it, and one handler registered in a [`Registry`].
-//! This crate never names Redis or HTTP servers: handlers that create follow-up work use the
-//! [`Enqueuer`] capability carried by their [`JobContext`], which the runtime implements.
+//! [`Policy`] (attempts, timeout, backoff, retry budget) beside it, and one handler registered
+//! in a [`Registry`]. This crate never names Redis or HTTP servers: handlers that create
+//! follow-up work use the [`Enqueuer`] capability carried by their [`JobContext`], which the
+//! runtime implements.
+//!
+//! **One kind, one module.** The kind `family.name` lives in the module `family::name`: its
+//! argument struct (re-exported from `family`), its [`JobArgs`] impl and its handler
+//! `pub async fn handle(services: Arc<Services>, args, ctx: JobContext) -> Result<(), JobError>`.
+//! So `calendar.reschedule` is [`calendar::reschedule::handle`] and `notify.sms` is
+//! [`notify::sms::handle`]; `noop` ([`noop::handle`]) alone takes no services. What several
+//! kinds of a family share sits beside them in that family (`calendar::access`,
+//! `notify::send`, the `webhook` module itself).
 
 #![forbid(unsafe_code)]
 
-mod args;
+use std::sync::Arc;
+
+use services::Services;
+
 pub mod billing;
 pub mod calendar;
 pub mod clients;
-mod context;
-mod error;
-mod limiter;
+mod job;
 pub mod noop;
 pub mod notify;
-pub mod notify_send;
-mod registry;
 pub mod services;
 pub mod store;
 pub mod webhook;
 
-pub use args::{EnqueueOptions, JobArgs};
-pub use context::{EnqueueError, Enqueuer, JobContext, JobMeta};
-pub use error::JobError;
-pub use limiter::RateLimiter;
-pub use registry::{Handler, Registry};
+pub use job::{
+    Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext, JobError,
+    JobMeta, Policy, RateLimiter, Registry,
+};
 
 /// The built-in kinds that need no services (`noop`): benchmarks and queue tests use these.
 pub fn registry() -> Registry {
     let mut registry = Registry::default();
-    registry.register::<noop::Noop, _, _>(noop::run);
+    registry.register::<noop::Noop, _, _>(noop::handle);
     registry
 }
 
 /// Every job kind with a handler in this build, wired to `services`.
-pub fn domain_registry(services: &std::sync::Arc<services::Services>) -> Registry {
-    use std::sync::Arc;
-
+pub fn domain_registry(services: &Arc<Services>) -> Registry {
     let mut registry = registry();
-    let s = Arc::clone(services);
-    registry.register::<webhook::RetellWebhook, _, _>(move |args, ctx| {
-        webhook::retell::run(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<webhook::CalcomWebhook, _, _>(move |args, ctx| {
-        webhook::calcom::run(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<webhook::StripeWebhook, _, _>(move |args, ctx| {
-        webhook::stripe::run(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<calendar::CalendarBook, _, _>(move |args, ctx| {
-        calendar::run_book(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<calendar::CalendarReschedule, _, _>(move |args, ctx| {
-        calendar::run_reschedule(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<calendar::CalendarCancel, _, _>(move |args, ctx| {
-        calendar::run_cancel(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<calendar::CalendarReconcile, _, _>(move |args, ctx| {
-        calendar::run_reconcile(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<billing::ReportUsage, _, _>(move |args, _| {
-        billing::run_report_usage(Arc::clone(&s), args)
-    });
-    let s = Arc::clone(services);
-    registry.register::<billing::BillingReconcile, _, _>(move |args, ctx| {
-        billing::run_reconcile(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<notify::reminders::NotifyReminders, _, _>(move |args, ctx| {
-        notify::reminders::run_reminders(Arc::clone(&s), args, ctx)
-    });
-    let s = Arc::clone(services);
-    registry.register::<notify_send::NotifyEmail, _, _>(move |args, _| {
-        notify_send::run_email(Arc::clone(&s), args)
-    });
-    let s = Arc::clone(services);
-    registry.register::<notify_send::NotifySms, _, _>(move |args, _| {
-        notify_send::run_sms(Arc::clone(&s), args)
-    });
+    let r = &mut registry;
+    with_services(r, services, webhook::retell::handle);
+    with_services(r, services, webhook::calcom::handle);
+    with_services(r, services, webhook::stripe::handle);
+    with_services(r, services, calendar::book::handle);
+    with_services(r, services, calendar::reschedule::handle);
+    with_services(r, services, calendar::cancel::handle);
+    with_services(r, services, calendar::reconcile::handle);
+    with_services(r, services, billing::report_usage::handle);
+    with_services(r, services, billing::reconcile::handle);
+    with_services(r, services, notify::reminders::handle);
+    with_services(r, services, notify::email::handle);
+    with_services(r, services, notify::sms::handle);
     registry
+}
+
+/// Register `handle` for its kind `A`, each run getting its own handle on `services`.
+fn with_services<A, H, Fut>(registry: &mut Registry, services: &Arc<Services>, handle: H)
+where
+    A: JobArgs,
+    H: Fn(Arc<Services>, A, JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    let services = Arc::clone(services);
+    registry.register::<A, _, _>(move |args, ctx| handle(Arc::clone(&services), args, ctx));
 }

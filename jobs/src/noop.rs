@@ -21,8 +21,8 @@ impl JobArgs for Noop {
     const QUEUE: &'static str = "maintenance";
 }
 
-/// The handler.
-pub async fn run(args: Noop, _ctx: JobContext) -> Result<(), JobError> {
+/// Handler of `noop`: the only one without services.
+pub async fn handle(args: Noop, _ctx: JobContext) -> Result<(), JobError> {
     if let Some(ms) = args.sleep_ms {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }

@@ -7,17 +7,19 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use serde::{Deserialize, Serialize};
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::CalendarBook;
+use super::access::RateLimited;
 use crate::{
-    JobContext, JobError,
-    clients::{
-        SendError,
-        calcom::{Attendee, Booking, BookingQuery, CalcomClient, CreateBooking},
+    JobArgs, JobContext, JobError,
+    clients::calcom::{Attendee, Booking, BookingQuery, CreateBooking},
+    notify::{
+        email,
+        send::Message,
+        sms,
+        templates::{MessageVars, Template},
     },
-    notify::templates::{MessageVars, Template},
-    notify_send::{self, Message},
     services::Services,
     store::{
         appointments::{self, Appointment},
@@ -28,8 +30,29 @@ use crate::{
 /// How far ahead of the preferred start free slots are searched.
 const SEARCH_DAYS: i64 = 7;
 
-/// The handler.
-pub async fn run_book(
+/// Arguments of `calendar.book`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarBook {
+    /// The Retell call that asked for it (also the idempotency key: one booking per call).
+    pub call_id: String,
+    pub company_id: i64,
+    pub branch_id: i64,
+    pub customer_id: Option<i64>,
+    pub service: Option<String>,
+    /// ISO 8601 as the agent captured it.
+    pub preferred_start: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_phone: Option<String>,
+}
+
+impl JobArgs for CalendarBook {
+    const KIND: &'static str = "calendar.book";
+    const QUEUE: &'static str = "calendar";
+}
+
+/// Handler of `calendar.book`.
+pub async fn handle(
     services: Arc<Services>,
     args: CalendarBook,
     ctx: JobContext,
@@ -60,7 +83,7 @@ pub async fn run_book(
     let request_id = format!("book:{}", args.call_id);
     let email = attendee_email(&args)?;
     let (from, to) = window(args.preferred_start.as_deref())?;
-    let cal = Calendar {
+    let cal = RateLimited {
         services: &services,
         limit_name: &limit_name,
     };
@@ -216,59 +239,10 @@ async fn store_and_confirm(
         vars: vars.clone(),
     };
     if let Some(to) = appointment.attendee_email.clone() {
-        notify_send::email(ctx, message(to, "email")).await?;
+        email::enqueue(ctx, message(to, "email")).await?;
     }
     if let Some(to) = args.customer_phone.clone() {
-        notify_send::sms(ctx, message(to, "sms")).await?;
+        sms::enqueue(ctx, message(to, "sms")).await?;
     }
     Ok(())
-}
-
-/// Cal.com calls of one job: each takes a rate-limit slot first.
-pub(super) struct Calendar<'a> {
-    pub services: &'a Services,
-    pub limit_name: &'a str,
-}
-
-impl Calendar<'_> {
-    /// List bookings matching `query`, taking a slot for every page requested.
-    pub async fn list_bookings(
-        &self,
-        client: &CalcomClient,
-        query: &BookingQuery,
-    ) -> Result<Vec<Booking>, JobError> {
-        let mut pages = client.booking_pages(query);
-        while !pages.is_complete() {
-            self.call(pages.next_page()).await?;
-        }
-        Ok(pages.into_bookings())
-    }
-
-    /// Take a slot, then run `request`; a full limit or a 429 snoozes the job.
-    pub async fn call<T>(
-        &self,
-        request: impl Future<Output = Result<T, SendError>>,
-    ) -> Result<T, JobError> {
-        let access = &self.services.calendar;
-        let wait = self
-            .services
-            .limiter
-            .acquire(
-                self.limit_name,
-                access.requests_per_minute,
-                std::time::Duration::from_secs(60),
-            )
-            .await
-            .map_err(JobError::Retry)?;
-        if let Some(wait) = wait {
-            return Err(JobError::Snooze(wait));
-        }
-        request.await.map_err(|e| match e {
-            SendError::Transient {
-                retry_after: Some(after),
-                ..
-            } => JobError::Snooze(after),
-            other => other.into(),
-        })
-    }
 }

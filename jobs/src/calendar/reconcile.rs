@@ -29,11 +29,12 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
+use serde::{Deserialize, Serialize};
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{CalendarReconcile, book::Calendar};
+use super::access::RateLimited;
 use crate::{
-    EnqueueOptions, JobContext, JobError,
+    EnqueueOptions, JobArgs, JobContext, JobError,
     clients::calcom::{self, Booking, BookingQuery},
     services::Services,
     store::{
@@ -140,8 +141,37 @@ impl Sweep {
     }
 }
 
+/// Arguments of `calendar.reconcile`; every field has a default, so `{}` is a whole job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CalendarReconcile {
+    /// How many days ahead of now are compared with Cal.com.
+    pub days: u32,
+    /// After this many seconds a run starts no further branch and leaves the rest to a
+    /// continuation: keep it well below the calendar supervisor's job timeout.
+    pub budget_secs: u64,
+    /// Set on a continuation (a run cut short by the Cal.com rate limit or its budget): only
+    /// branches with a larger id are left to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_branch_id: Option<i64>,
+}
+
+impl Default for CalendarReconcile {
+    fn default() -> Self {
+        Self {
+            days: 14,
+            budget_secs: 10,
+            after_branch_id: None,
+        }
+    }
+}
+
+impl JobArgs for CalendarReconcile {
+    const KIND: &'static str = "calendar.reconcile";
+    const QUEUE: &'static str = "calendar";
+}
 /// Handler of `calendar.reconcile`.
-pub async fn run_reconcile(
+pub async fn handle(
     services: Arc<Services>,
     args: CalendarReconcile,
     ctx: JobContext,
@@ -240,7 +270,7 @@ async fn reconcile_branch(
         before_end: Some(Window::text(window.to)?),
         ..BookingQuery::default()
     };
-    let cal = Calendar {
+    let cal = RateLimited {
         services,
         limit_name: &limit_name,
     };

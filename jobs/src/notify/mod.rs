@@ -1,7 +1,16 @@
-//! Customer and admin notifications: what a message says ([`templates`]) and the jobs that
-//! decide when one is due ([`reminders`]); `crate::notify_send` sends them.
+//! Customer and admin notifications, one kind per module: `notify.email` ([`email`]) and
+//! `notify.sms` ([`sms`]) send one message at most once through the outbox ([`send`]);
+//! `notify.reminders` ([`reminders`]) decides when reminders are due. What a message says is
+//! in [`templates`].
 
+pub mod email;
 pub mod reminders;
+pub mod send;
+pub mod sms;
 pub mod templates;
 
+pub use email::NotifyEmail;
+pub use reminders::NotifyReminders;
+pub use send::Message;
+pub use sms::NotifySms;
 pub use templates::{Locale, MessageVars, Rendered, Template, render};

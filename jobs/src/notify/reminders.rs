@@ -24,8 +24,12 @@ use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc
 
 use crate::{
     JobArgs, JobContext, JobError,
-    notify::templates::{MessageVars, Template},
-    notify_send::{self, Message},
+    notify::{
+        email,
+        send::Message,
+        sms,
+        templates::{MessageVars, Template},
+    },
     services::Services,
     store::{
         Store,
@@ -76,7 +80,7 @@ impl Kind {
 
 /// Handler of `notify.reminders`. Result: reminders newly enqueued per kind, and
 /// `no_contact` (due appointments without an email address or phone number).
-pub async fn run_reminders(
+pub async fn handle(
     services: Arc<Services>,
     _args: NotifyReminders,
     ctx: JobContext,
@@ -222,9 +226,9 @@ async fn remind(
             Reserved::Taken => continue,
         }
         if channel == "email" {
-            notify_send::email(ctx, message).await?;
+            email::enqueue(ctx, message).await?;
         } else {
-            notify_send::sms(ctx, message).await?;
+            sms::enqueue(ctx, message).await?;
         }
     }
     Ok(())

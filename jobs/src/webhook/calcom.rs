@@ -6,11 +6,15 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{CalcomWebhook, Handled, invalid, record, transient};
+use super::{Handled, db_retry, invalid, with_event_row};
 use crate::{
     JobContext, JobError,
-    notify::templates::{MessageVars, Template},
-    notify_send::{self, Message},
+    notify::{
+        email,
+        send::Message,
+        sms,
+        templates::{MessageVars, Template},
+    },
     services::Services,
     store::{
         appointments::{self, Appointment},
@@ -18,6 +22,8 @@ use crate::{
         customers,
     },
 };
+
+webhook_kind!(CalcomWebhook, "webhook.calcom");
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,14 +58,14 @@ struct Attendee {
     phone_number: Option<String>,
 }
 
-/// The handler.
-pub async fn run(
+/// Handler of `webhook.calcom`.
+pub async fn handle(
     services: Arc<Services>,
     args: CalcomWebhook,
     ctx: JobContext,
 ) -> Result<(), JobError> {
     let event = args.0;
-    record(&services, &event, process(&services, &event.body, &ctx)).await
+    with_event_row(&services, &event, process(&services, &event.body, &ctx)).await
 }
 
 async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Handled, JobError> {
@@ -80,7 +86,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     })?;
     let business = companies::by_calcom_event_type(store, event_type)
         .await
-        .map_err(transient)?
+        .map_err(db_retry)?
         .ok_or_else(|| {
             JobError::permanent(format!(
                 "no branch books through Cal.com event type {event_type} (booking {})",
@@ -105,7 +111,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
                 email.as_deref(),
             )
             .await
-            .map_err(transient)?,
+            .map_err(db_retry)?,
         ),
         None => None,
     };
@@ -137,13 +143,13 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     };
     appointments::upsert(store, &appointment)
         .await
-        .map_err(transient)?;
+        .map_err(db_retry)?;
     if template == Template::Reschedule
         && let Some(old) = &p.reschedule_uid
     {
         appointments::set_status(store, old, "rescheduled")
             .await
-            .map_err(transient)?;
+            .map_err(db_retry)?;
     }
 
     let vars = MessageVars {
@@ -181,10 +187,10 @@ async fn notify_customer(
         vars: vars.clone(),
     };
     if let Some(to) = email {
-        notify_send::email(ctx, message(to, "email")).await?;
+        email::enqueue(ctx, message(to, "email")).await?;
     }
     if let Some(to) = phone {
-        notify_send::sms(ctx, message(to, "sms")).await?;
+        sms::enqueue(ctx, message(to, "sms")).await?;
     }
     Ok(())
 }

@@ -1,19 +1,40 @@
-//! Webhook jobs: what ingest enqueues for each verified provider event, and their handlers
-//! (one module per provider). Every run records the event in `webhook_events`: `processed`,
-//! `ignored` (an event type Switchboard does not act on) or `failed` (with the reason, and
-//! the job goes to the dead set).
+//! Webhook jobs: what ingest enqueues for each verified provider event, one kind per provider
+//! module (`webhook.retell` is [`retell::RetellWebhook`], handled by [`retell::handle`]); all
+//! three carry the same [`WebhookEvent`]. Every run records the event in `webhook_events`:
+//! `processed`, `ignored` (an event type Switchboard does not act on) or `failed` (with the
+//! reason, and the job goes to the dead set).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    JobError,
+    services::Services,
+    store::{StoreError, webhook_events},
+};
+
+/// Declares the argument struct of one webhook kind: a [`WebhookEvent`] on the `webhooks`
+/// queue. Defined before the provider modules, which invoke it, so it is in their scope.
+macro_rules! webhook_kind {
+    ($name:ident, $kind:literal) => {
+        #[doc = concat!("Arguments of `", $kind, "`.")]
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub $crate::webhook::WebhookEvent);
+
+        impl $crate::JobArgs for $name {
+            const KIND: &'static str = $kind;
+            const QUEUE: &'static str = "webhooks";
+        }
+    };
+}
 
 pub mod calcom;
 pub mod retell;
 pub mod stripe;
 
-use serde::{Deserialize, Serialize};
-
-use crate::{
-    JobArgs, JobError,
-    services::Services,
-    store::{StoreError, webhook_events},
-};
+pub use calcom::CalcomWebhook;
+pub use retell::RetellWebhook;
+pub use stripe::StripeWebhook;
 
 /// A verified webhook delivery, exactly as received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,24 +53,6 @@ pub struct WebhookEvent {
     pub body: String,
 }
 
-macro_rules! webhook_kind {
-    ($name:ident, $kind:literal) => {
-        #[doc = concat!("Arguments of `", $kind, "`.")]
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub WebhookEvent);
-
-        impl JobArgs for $name {
-            const KIND: &'static str = $kind;
-            const QUEUE: &'static str = "webhooks";
-        }
-    };
-}
-
-webhook_kind!(RetellWebhook, "webhook.retell");
-webhook_kind!(CalcomWebhook, "webhook.calcom");
-webhook_kind!(StripeWebhook, "webhook.stripe");
-
 /// How processing of an event ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handled {
@@ -60,7 +63,7 @@ pub enum Handled {
 }
 
 /// Run `work` for `event`, bracketed by its `webhook_events` row.
-pub(crate) async fn record<F>(
+pub(crate) async fn with_event_row<F>(
     services: &Services,
     event: &WebhookEvent,
     work: F,
@@ -78,7 +81,7 @@ where
         event.received_at_ms as i64,
     )
     .await
-    .map_err(transient)?;
+    .map_err(db_retry)?;
     let outcome = work.await;
     let (status, error) = match &outcome {
         Ok(Handled::Processed) => ("processed", None),
@@ -89,13 +92,13 @@ where
             let text = e.to_string();
             webhook_events::finish(store, provider, id, "received", Some(&text))
                 .await
-                .map_err(transient)?;
+                .map_err(db_retry)?;
             return outcome.map(|_| ());
         }
     };
     webhook_events::finish(store, provider, id, status, error)
         .await
-        .map_err(transient)?;
+        .map_err(db_retry)?;
     if let Ok(Handled::Ignored) = outcome {
         tracing::info!(provider, event_type = %event.event_type, "webhook event ignored");
     }
@@ -103,7 +106,7 @@ where
 }
 
 /// A database failure is worth retrying.
-pub(crate) fn transient(e: StoreError) -> JobError {
+pub(crate) fn db_retry(e: StoreError) -> JobError {
     JobError::retry(e)
 }
 

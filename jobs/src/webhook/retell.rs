@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Handled, RetellWebhook, invalid, record, transient};
+use super::{Handled, db_retry, invalid, with_event_row};
 use crate::{
     EnqueueOptions, JobContext, JobError,
     billing::ReportUsage,
@@ -18,6 +18,8 @@ use crate::{
         companies, customers, usage_events,
     },
 };
+
+webhook_kind!(RetellWebhook, "webhook.retell");
 
 #[derive(Deserialize)]
 struct Body {
@@ -51,14 +53,14 @@ struct Analysis {
 /// How long follow-ups stay deduplicated on the queue.
 const FOLLOW_UP_UNIQUE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The handler.
-pub async fn run(
+/// Handler of `webhook.retell`.
+pub async fn handle(
     services: Arc<Services>,
     args: RetellWebhook,
     ctx: JobContext,
 ) -> Result<(), JobError> {
     let event = args.0;
-    record(&services, &event, process(&services, &event.body, &ctx)).await
+    with_event_row(&services, &event, process(&services, &event.body, &ctx)).await
 }
 
 async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Handled, JobError> {
@@ -84,7 +86,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     let from = call.from_number.clone().unwrap_or_default();
     let business = companies::by_phone_number(store, to)
         .await
-        .map_err(transient)?
+        .map_err(db_retry)?
         .ok_or_else(|| {
             JobError::permanent(format!(
                 "no business owns the called number {to} (retell call {})",
@@ -110,7 +112,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         Some(
             customers::upsert(store, company_id, &from, name.as_deref(), email.as_deref())
                 .await
-                .map_err(transient)?,
+                .map_err(db_retry)?,
         )
     };
     let analysis = call.call_analysis.as_ref();
@@ -135,7 +137,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         },
     )
     .await
-    .map_err(transient)?;
+    .map_err(db_retry)?;
 
     follow_ups(
         services,
@@ -196,7 +198,7 @@ async fn follow_ups(
         let seconds = (duration_ms.max(0) + 999) / 1000;
         usage_events::record(store, &call.call_id, company_id, seconds)
             .await
-            .map_err(transient)?;
+            .map_err(db_retry)?;
         let options =
             EnqueueOptions::default().unique(format!("usage:{}", call.call_id), FOLLOW_UP_UNIQUE);
         ctx.enqueue(

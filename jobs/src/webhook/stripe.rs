@@ -6,17 +6,22 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{Handled, StripeWebhook, invalid, record, transient};
+use super::{Handled, db_retry, invalid, with_event_row};
 use crate::{
     JobContext, JobError,
-    notify::templates::{MessageVars, Template},
-    notify_send::{self, Message},
+    notify::{
+        email,
+        send::Message,
+        templates::{MessageVars, Template},
+    },
     services::Services,
     store::{
         companies,
         invoices::{self, Invoice},
     },
 };
+
+webhook_kind!(StripeWebhook, "webhook.stripe");
 
 #[derive(Deserialize)]
 struct Body {
@@ -42,14 +47,14 @@ struct Object {
     hosted_invoice_url: Option<String>,
 }
 
-/// The handler.
-pub async fn run(
+/// Handler of `webhook.stripe`.
+pub async fn handle(
     services: Arc<Services>,
     args: StripeWebhook,
     ctx: JobContext,
 ) -> Result<(), JobError> {
     let event = args.0;
-    record(&services, &event, process(&services, &event.body, &ctx)).await
+    with_event_row(&services, &event, process(&services, &event.body, &ctx)).await
 }
 
 async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Handled, JobError> {
@@ -70,7 +75,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     })?;
     let company = companies::by_stripe_customer(store, customer)
         .await
-        .map_err(transient)?
+        .map_err(db_retry)?
         .ok_or_else(|| {
             JobError::permanent(format!(
                 "no company is Stripe customer {customer} (event {})",
@@ -86,7 +91,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         })?;
         companies::set_billing_status(store, company.id, status)
             .await
-            .map_err(transient)?;
+            .map_err(db_retry)?;
         return Ok(Handled::Processed);
     }
     let failed = body.kind == "invoice.payment_failed";
@@ -103,14 +108,14 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         currency: o.currency.clone().unwrap_or_else(|| "usd".into()),
         hosted_invoice_url: o.hosted_invoice_url.clone(),
     };
-    invoices::upsert(store, &invoice).await.map_err(transient)?;
+    invoices::upsert(store, &invoice).await.map_err(db_retry)?;
     companies::set_billing_status(
         store,
         company.id,
         if failed { "past_due" } else { "active" },
     )
     .await
-    .map_err(transient)?;
+    .map_err(db_retry)?;
     if failed {
         let Some(admin) = company.admin_email.clone() else {
             tracing::warn!(
@@ -138,7 +143,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
                 ..MessageVars::default()
             },
         };
-        notify_send::email(ctx, message).await?;
+        email::enqueue(ctx, message).await?;
     }
     Ok(Handled::Processed)
 }

@@ -1,90 +1,21 @@
-//! Billing jobs. `billing.report_usage` reports an ended call's minutes to Stripe as a meter
-//! event. It never bills twice: the event's `identifier` is the call id (Stripe deduplicates
-//! it) and its `Idempotency-Key` is derived from it, so every retry sends the same request;
-//! `usage_events.reported_at_ms` records the outcome and a reported call is not sent again.
-//!
-//! `billing.reconcile` (hourly, from the scheduler) catches what the Retell webhook's own
-//! follow-up missed: ended calls whose usage was never recorded or never reported get a
-//! `billing.report_usage` job, at most one per call per `unique_secs` however many runs see
-//! them. Calls that ended within `min_age_secs` are left to the webhook's follow-up.
+//! `billing.reconcile` (hourly, from the scheduler): ended calls whose usage was never
+//! recorded or never reported get a `billing.report_usage` job, at most one per call per
+//! `unique_secs` however many runs see them. Calls that ended within `min_age_secs` are left
+//! to the Retell webhook's own follow-up.
 
 use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use super::ReportUsage;
 use crate::{
     EnqueueOptions, JobArgs, JobContext, JobError,
-    clients::stripe::{MeterEvent, usage_idempotency_key},
     services::Services,
     store::{
-        companies, now_ms,
+        now_ms,
         usage_events::{self, Unreported},
     },
 };
-
-/// Arguments of `billing.report_usage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportUsage {
-    /// The call whose `usage_events` row to report (Stripe's `identifier`).
-    pub call_id: String,
-    pub company_id: i64,
-}
-
-impl JobArgs for ReportUsage {
-    const KIND: &'static str = "billing.report_usage";
-    const QUEUE: &'static str = "billing";
-}
-
-/// Handler of `billing.report_usage`.
-pub async fn run_report_usage(services: Arc<Services>, args: ReportUsage) -> Result<(), JobError> {
-    let store = &services.store;
-    let (seconds, reported) = usage_events::get(store, &args.call_id)
-        .await
-        .map_err(JobError::retry)?
-        .ok_or_else(|| {
-            JobError::permanent(format!("call {} has no usage recorded", args.call_id))
-        })?;
-    if reported.is_some() {
-        return Ok(());
-    }
-    let company = companies::get(store, args.company_id)
-        .await
-        .map_err(JobError::retry)?
-        .ok_or_else(|| {
-            JobError::permanent(format!("company {} does not exist", args.company_id))
-        })?;
-    let customer = company.stripe_customer_id.clone().ok_or_else(|| {
-        JobError::permanent(format!(
-            "company {} ({}) has no Stripe customer",
-            company.id, company.name
-        ))
-    })?;
-    let stripe = services.stripe.as_ref().ok_or_else(|| {
-        JobError::permanent("STRIPE_SECRET_KEY is not set: usage cannot be reported")
-    })?;
-    // Every attempt must send the same parameters under its Idempotency-Key, so the time is
-    // the recording time of the usage, not "now".
-    let recorded_ms = usage_events::recorded_at(store, &args.call_id)
-        .await
-        .map_err(JobError::retry)?
-        .unwrap_or_else(now_ms);
-    let event = MeterEvent {
-        stripe_customer_id: customer,
-        // Billable minutes, started minutes count.
-        value: (seconds + 59) / 60,
-        identifier: args.call_id.clone(),
-        timestamp: recorded_ms / 1000,
-        idempotency_key: usage_idempotency_key(&args.call_id),
-    };
-    stripe
-        .report_meter_event(&event)
-        .await
-        .map_err(JobError::from)?;
-    usage_events::mark_reported(store, &args.call_id)
-        .await
-        .map_err(JobError::retry)?;
-    Ok(())
-}
 
 /// Arguments of `billing.reconcile`; every field has a default, so `{}` is a whole job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +49,7 @@ impl JobArgs for BillingReconcile {
 /// Handler of `billing.reconcile`. Result: `enqueued` (new report jobs), `already_queued`
 /// (suppressed: a report of this call was enqueued here within `unique_secs`), `recorded`
 /// (usage rows written from the call's own times) and `skipped` (calls without a duration).
-pub async fn run_reconcile(
+pub async fn handle(
     services: Arc<Services>,
     args: BillingReconcile,
     ctx: JobContext,

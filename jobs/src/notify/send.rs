@@ -1,4 +1,5 @@
-//! `notify.email` and `notify.sms`: send a rendered template at most once.
+//! Sending a notification at most once, for `notify.email` ([`super::email`]) and
+//! `notify.sms` ([`super::sms`]): the [`Message`] both carry and the delivery they share.
 //!
 //! The outbox row (see [`crate::store::notifications`]) is claimed before the message leaves
 //! and marked sent after the provider accepted it. A retry of a sent notification sends
@@ -7,12 +8,12 @@
 //! the Message-ID (derived from the notification key) lets an operator find out in the mail
 //! server's log whether the message left.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    EnqueueOptions, JobArgs, JobContext, JobError,
+    JobError,
     clients::{SendError, mail::OutgoingEmail},
     notify::templates::{Locale, MessageVars, Template, render},
     services::Services,
@@ -33,48 +34,8 @@ pub struct Message {
     pub vars: MessageVars,
 }
 
-/// Arguments of `notify.email`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct NotifyEmail(pub Message);
-
-impl JobArgs for NotifyEmail {
-    const KIND: &'static str = "notify.email";
-    const QUEUE: &'static str = "notifications";
-}
-
-/// Arguments of `notify.sms`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct NotifySms(pub Message);
-
-impl JobArgs for NotifySms {
-    const KIND: &'static str = "notify.sms";
-    const QUEUE: &'static str = "notifications";
-}
-
 /// How long the queue suppresses a second enqueue of the same notification key.
-const UNIQUE_FOR: Duration = Duration::from_secs(72 * 3600);
-
-/// Enqueue `message` by email, deduplicated by its key.
-pub async fn email(ctx: &JobContext, message: Message) -> Result<(), JobError> {
-    let key = format!("notify:{}", message.key);
-    let options = EnqueueOptions::default().unique(key, UNIQUE_FOR);
-    ctx.enqueue(&NotifyEmail(message), options)
-        .await
-        .map(drop)
-        .map_err(JobError::retry)
-}
-
-/// Enqueue `message` by SMS, deduplicated by its key.
-pub async fn sms(ctx: &JobContext, message: Message) -> Result<(), JobError> {
-    let key = format!("notify:{}", message.key);
-    let options = EnqueueOptions::default().unique(key, UNIQUE_FOR);
-    ctx.enqueue(&NotifySms(message), options)
-        .await
-        .map(drop)
-        .map_err(JobError::retry)
-}
+pub(super) const UNIQUE_FOR: Duration = Duration::from_secs(72 * 3600);
 
 /// The Message-ID of a notification: stable across attempts, so a duplicate is detectable.
 pub fn message_id(key: &str) -> String {
@@ -91,17 +52,12 @@ pub fn message_id(key: &str) -> String {
     id
 }
 
-/// Handler of `notify.email`.
-pub async fn run_email(services: Arc<Services>, args: NotifyEmail) -> Result<(), JobError> {
-    deliver(&services, &args.0, "email").await
-}
-
-/// Handler of `notify.sms`.
-pub async fn run_sms(services: Arc<Services>, args: NotifySms) -> Result<(), JobError> {
-    deliver(&services, &args.0, "sms").await
-}
-
-async fn deliver(services: &Services, m: &Message, channel: &str) -> Result<(), JobError> {
+/// Claim the outbox row of `m`, send it on `channel` (`email` or `sms`) and record the outcome.
+pub(super) async fn deliver(
+    services: &Services,
+    m: &Message,
+    channel: &str,
+) -> Result<(), JobError> {
     let store = &services.store;
     let row = NewNotification {
         unique_key: &m.key,

@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use super::Policy;
+
 /// Arguments of one job kind. The struct is what travels on the queue (as JSON), so it is
 /// the contract between producers and the handler: change it only by adding optional
 /// fields, or bump [`JobArgs::VERSION`] and keep reading the old shape.
@@ -14,8 +16,9 @@ pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync + 'static {
     const QUEUE: &'static str;
     /// Version of the argument shape, stored with every job.
     const VERSION: u16 = 1;
-    /// Attempts before the job goes to the dead set; `None` takes the supervisor's setting.
-    const MAX_ATTEMPTS: Option<u32> = None;
+    /// Attempts, timeout, backoff and retry budget of the kind; the default takes all of them
+    /// from the supervisor that runs it.
+    const POLICY: Policy = Policy::DEFAULT;
 }
 
 /// How a job is enqueued beyond its arguments.

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use crate::{EnqueueOptions, JobArgs};
+use super::{EnqueueOptions, JobArgs};
 
 /// Facts about the running job.
 #[derive(Debug, Clone)]

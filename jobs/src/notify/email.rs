@@ -1,0 +1,38 @@
+//! `notify.email`: one rendered template to one address, at most once (the outbox rules are
+//! in [`super::send`]). Producers call [`enqueue`], which deduplicates by the message key.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::send::{self, Message, UNIQUE_FOR};
+use crate::{EnqueueOptions, JobArgs, JobContext, JobError, services::Services};
+
+/// Arguments of `notify.email`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NotifyEmail(pub Message);
+
+impl JobArgs for NotifyEmail {
+    const KIND: &'static str = "notify.email";
+    const QUEUE: &'static str = "notifications";
+}
+
+/// Enqueue `message` by email, deduplicated by its key.
+pub async fn enqueue(ctx: &JobContext, message: Message) -> Result<(), JobError> {
+    let key = format!("notify:{}", message.key);
+    let options = EnqueueOptions::default().unique(key, UNIQUE_FOR);
+    ctx.enqueue(&NotifyEmail(message), options)
+        .await
+        .map(drop)
+        .map_err(JobError::retry)
+}
+
+/// Handler of `notify.email`.
+pub async fn handle(
+    services: Arc<Services>,
+    args: NotifyEmail,
+    _ctx: JobContext,
+) -> Result<(), JobError> {
+    send::deliver(&services, &args.0, "email").await
+}

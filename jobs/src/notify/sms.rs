@@ -1,0 +1,38 @@
+//! `notify.sms`: one rendered template to one phone number, at most once (the outbox rules
+//! are in [`super::send`]). Producers call [`enqueue`], which deduplicates by the message key.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::send::{self, Message, UNIQUE_FOR};
+use crate::{EnqueueOptions, JobArgs, JobContext, JobError, services::Services};
+
+/// Arguments of `notify.sms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NotifySms(pub Message);
+
+impl JobArgs for NotifySms {
+    const KIND: &'static str = "notify.sms";
+    const QUEUE: &'static str = "notifications";
+}
+
+/// Enqueue `message` by SMS, deduplicated by its key.
+pub async fn enqueue(ctx: &JobContext, message: Message) -> Result<(), JobError> {
+    let key = format!("notify:{}", message.key);
+    let options = EnqueueOptions::default().unique(key, UNIQUE_FOR);
+    ctx.enqueue(&NotifySms(message), options)
+        .await
+        .map(drop)
+        .map_err(JobError::retry)
+}
+
+/// Handler of `notify.sms`.
+pub async fn handle(
+    services: Arc<Services>,
+    args: NotifySms,
+    _ctx: JobContext,
+) -> Result<(), JobError> {
+    send::deliver(&services, &args.0, "sms").await
+}
