@@ -705,3 +705,98 @@ async fn completions_are_counted_per_minute_for_the_recent_windows() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn a_kinds_own_attempts_timeout_and_backoff_win_over_the_supervisors() {
+    let h = Harness::new().await;
+    let switches = jobs::Switches::new();
+    // The supervisor allows 5 attempts, 20 s per attempt and retries within 20 ms.
+    let mut settings = h.fleet_settings("policy", 4, 4, 5);
+    settings.supervisors[0].timeout_secs = 20;
+    let fleet = h.fleet(&settings, jobs::registry(&switches), None).await;
+    let one_shot = h
+        .queues
+        .enqueue(&jobs::OneShot::default(), EnqueueOptions::default())
+        .await
+        .unwrap();
+    let hung = h
+        .queues
+        .enqueue(&jobs::Hung::default(), EnqueueOptions::default())
+        .await
+        .unwrap();
+    let patient = h
+        .queues
+        .enqueue(&jobs::Patient::default(), EnqueueOptions::default())
+        .await
+        .unwrap();
+    let queues = h.queues.clone();
+    // Within 10 s, far less than the supervisor's 20 s timeout: only the kind's 100 ms can
+    // have ended the hung job.
+    h.wait_for("two dead and one retry waiting", SECS, || {
+        let queues = queues.clone();
+        async move {
+            let s = queues.stats("policy").await.unwrap();
+            s.dead == 2 && s.delayed == 1
+        }
+    })
+    .await;
+    let dead = h.queues.dead_list("policy", 10).await.unwrap();
+    let find = |id: &str| dead.iter().find(|d| d.id == id).expect("dead job").clone();
+    let d = find(&one_shot.id);
+    assert_eq!(
+        (d.attempts, d.error.as_deref()),
+        (1, Some("boom")),
+        "one attempt, not 5"
+    );
+    let d = find(&hung.id);
+    assert_eq!((d.attempts, d.error.as_deref()), (1, Some("timed out")));
+    // The retry waits the kind's hour (with jitter: 30 to 60 min), not the supervisor's 20 ms.
+    let delayed: Vec<(String, u64)> = redis::cmd("ZRANGE")
+        .arg(h.queues.keys("policy").unwrap().delayed.as_str())
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut h.conn())
+        .await
+        .unwrap();
+    assert_eq!(delayed.len(), 1);
+    assert!(delayed[0].0.starts_with(&patient.id), "{delayed:?}");
+    let wait_ms = delayed[0]
+        .1
+        .saturating_sub(switchboard::queue::job::now_ms());
+    assert!(
+        (29 * 60_000..=60 * 60_000).contains(&wait_ms),
+        "retry in {wait_ms} ms"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_kind_timeout_longer_than_the_lease_is_refused_at_start() {
+    let h = Harness::new().await;
+    let mut registry = switchboard_jobs::registry();
+    registry.register::<TooSlow, _, _>(|_, _| async { Ok(()) });
+    let err = switchboard::fleet::Fleet::start(
+        &h.queues,
+        std::sync::Arc::new(registry),
+        &h.fleet_settings("policy", 1, 1, 1),
+        None,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        err.to_string().contains("test.too_slow") && err.to_string().contains("lease"),
+        "{err}"
+    );
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct TooSlow {}
+
+impl switchboard_jobs::JobArgs for TooSlow {
+    const KIND: &'static str = "test.too_slow";
+    const QUEUE: &'static str = "policy";
+    const POLICY: switchboard_jobs::Policy =
+        switchboard_jobs::Policy::DEFAULT.timeout(Duration::from_secs(3600));
+}

@@ -3,6 +3,7 @@
 use std::{
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use apalis_core::task::Task;
@@ -27,6 +28,8 @@ pub struct Dispatcher {
     queues: Queues,
     observer: Option<Observer>,
     slots: WorkerSlots,
+    /// Limit on one attempt for kinds that do not set their own.
+    default_timeout: Duration,
 }
 
 impl Dispatcher {
@@ -37,6 +40,7 @@ impl Dispatcher {
         queues: Queues,
         observer: Option<Observer>,
         slots: WorkerSlots,
+        default_timeout: Duration,
     ) -> Self {
         Self {
             registry,
@@ -44,7 +48,13 @@ impl Dispatcher {
             queues,
             observer,
             slots,
+            default_timeout,
         }
+    }
+
+    /// The registry it dispatches to (the kinds' policies too).
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
     }
 }
 
@@ -75,6 +85,11 @@ impl Service<Task<Job>> for Dispatcher {
             attempt: job.envelope.attempt + 1,
         };
         let ctx = JobContext::new(meta, Arc::clone(&self.enqueuer));
+        let limit = self
+            .registry
+            .policy(kind)
+            .timeout
+            .unwrap_or(self.default_timeout);
         let run = handler(job.envelope.args.get(), ctx.clone());
         // Every log line a handler writes carries the job's id, kind, queue and attempt.
         let span = tracing::info_span!("job", id = %job.id, kind, queue = %job.queue, attempt = job.envelope.attempt + 1);
@@ -82,7 +97,10 @@ impl Service<Task<Job>> for Dispatcher {
         let queues = self.queues.clone();
         slots.take();
         async move {
-            let result = run.await;
+            // A timed-out attempt is a transient failure, like any other.
+            let result = tokio::time::timeout(limit, run)
+                .await
+                .unwrap_or_else(|_| Err(JobError::retry("timed out")));
             slots.give_back();
             if result.is_ok()
                 && let Some(value) = ctx.result()

@@ -30,11 +30,12 @@ pub async fn drain(
     supervisor: &SupervisorSettings,
 ) -> Result<Drained, QueueError> {
     let dispatcher = Dispatcher::new(
-        registry,
+        Arc::clone(&registry),
         Arc::new(queues.producer()),
         queues.clone(),
         None,
         WorkerSlots::new(&supervisor.name),
+        Duration::from_secs(supervisor.timeout_secs),
     );
     let drain = Drain {
         with_scheduled: true,
@@ -44,6 +45,7 @@ pub async fn drain(
             base: Duration::from_millis(supervisor.backoff.base_ms),
             cap: Duration::from_millis(supervisor.backoff.cap_ms),
         },
+        policies: registry,
     };
     inline::drain(queues, queue, drain, dispatcher).await
 }

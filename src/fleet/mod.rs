@@ -57,6 +57,17 @@ impl Fleet {
         observer: Option<Observer>,
     ) -> Result<Self, crate::queue::QueueError> {
         let enqueuer: Arc<dyn Enqueuer> = Arc::new(queues.producer());
+        // A job must end (or time out) before its lease could pass to another worker.
+        let lease = Duration::from_secs(queues.settings().lease_secs);
+        for kind in registry.kinds() {
+            if let Some(timeout) = registry.policy(kind).timeout
+                && timeout >= lease
+            {
+                return Err(crate::queue::QueueError::InvalidPolicy(format!(
+                    "job kind {kind}: its timeout ({timeout:?}) must be shorter than queue.lease_secs ({lease:?})"
+                )));
+            }
+        }
         let stop = CancellationToken::new();
         let mut workers = Vec::new();
         let mut slots = Vec::new();
@@ -71,6 +82,7 @@ impl Fleet {
                 queues.clone(),
                 observer.clone(),
                 sup_slots,
+                Duration::from_secs(sup.timeout_secs),
             );
             for queue in &sup.queues {
                 queues.register_queue(queue).await?;
@@ -157,14 +169,15 @@ fn start_worker(
             base: Duration::from_millis(sup.backoff.base_ms),
             cap: Duration::from_millis(sup.backoff.cap_ms),
         },
+        policies: dispatcher.registry(),
     };
     let (backend, handle) = RedisBackend::start(queues.clone(), options)?;
     let worker = WorkerBuilder::new(worker_id.as_str())
         .backend(backend)
         .layer(CatchPanicLayer::with_panic_handler(on_panic))
-        // The limit wraps the timeout, so waiting for a free slot never eats a job's time.
+        // The dispatcher applies each kind's timeout inside the limit, so waiting for a free
+        // slot never eats a job's time.
         .concurrency(sup.concurrency)
-        .timeout(Duration::from_secs(sup.timeout_secs))
         .build(dispatcher);
     let stop = stop.clone();
     let join = tokio::spawn(async move {

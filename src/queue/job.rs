@@ -44,6 +44,9 @@ pub struct Envelope {
     /// When the last attempt failed, ms since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<u64>,
+    /// When the first attempt failed, ms since the epoch: a kind's retry budget counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed_at: Option<u64>,
 }
 
 const fn one() -> u16 {
@@ -72,6 +75,7 @@ impl Envelope {
             unique: None,
             err: None,
             failed_at: None,
+            first_failed_at: None,
         }
     }
 
@@ -156,6 +160,7 @@ mod tests {
             unique: None,
             err: Some("boom".into()),
             failed_at: Some(3),
+            first_failed_at: Some(2),
         };
         let item = encode("01ABC", &env);
         assert!(item.starts_with("01ABC {"));

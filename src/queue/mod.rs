@@ -63,6 +63,9 @@ pub enum QueueError {
     /// Arguments did not serialize.
     #[error("job arguments do not serialize: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A job kind's policy that cannot work with the queue settings.
+    #[error("{0}")]
+    InvalidPolicy(String),
     /// A queue name that cannot be used as part of a key.
     #[error("invalid queue name {0:?}: use letters, digits, '-', '_' and '.'")]
     InvalidQueue(String),

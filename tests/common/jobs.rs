@@ -8,7 +8,7 @@ use std::sync::{
 };
 
 use serde::{Deserialize, Serialize};
-use switchboard_jobs::{JobArgs, JobError, Registry};
+use switchboard_jobs::{JobArgs, JobError, Policy, Registry};
 use tokio::sync::Semaphore;
 
 /// Fails with "boom" while `Switches::failing` is set.
@@ -45,6 +45,41 @@ pub struct Throttled {}
 impl JobArgs for Throttled {
     const KIND: &'static str = "test.throttled";
     const QUEUE: &'static str = "throttled";
+}
+
+/// Always fails; its kind allows one attempt, whatever the supervisor says.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct OneShot {}
+
+impl JobArgs for OneShot {
+    const KIND: &'static str = "test.one_shot";
+    const QUEUE: &'static str = "policy";
+    const POLICY: Policy = Policy::DEFAULT.max_attempts(1);
+}
+
+/// Never finishes; its kind allows 100 ms per attempt and one attempt.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Hung {}
+
+impl JobArgs for Hung {
+    const KIND: &'static str = "test.hung";
+    const QUEUE: &'static str = "policy";
+    const POLICY: Policy = Policy::DEFAULT
+        .max_attempts(1)
+        .timeout(std::time::Duration::from_millis(100));
+}
+
+/// Always fails; its kind waits an hour between attempts.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Patient {}
+
+impl JobArgs for Patient {
+    const KIND: &'static str = "test.patient";
+    const QUEUE: &'static str = "policy";
+    const POLICY: Policy = Policy::DEFAULT.max_attempts(3).backoff(
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(3600),
+    );
 }
 
 /// What the test jobs read and report.
@@ -102,6 +137,9 @@ pub fn registry(switches: &Arc<Switches>) -> Registry {
             std::time::Duration::from_secs(60),
         ))
     });
+    registry.register::<OneShot, _, _>(|_, _| async { Err(JobError::retry("boom")) });
+    registry.register::<Patient, _, _>(|_, _| async { Err(JobError::retry("boom")) });
+    registry.register::<Hung, _, _>(|_, _| futures::future::pending());
     registry.register::<Poison, _, _>(|_, _| async {
         Err(JobError::permanent("payload can never work"))
     });

@@ -4,7 +4,10 @@
 //! retries, dead jobs, results and counters come out exactly as they would in the fleet; only
 //! the concurrency is one.
 
+use std::sync::Arc;
+
 use apalis_core::{error::BoxDynError, task::Task};
+use switchboard_jobs::Registry;
 use tower_layer::Layer as _;
 use tower_service::Service;
 
@@ -21,7 +24,7 @@ use crate::queue::{
 };
 
 /// How far a drain goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Drain {
     /// Also run delayed jobs (scheduled ones and retries) at once instead of at their time,
     /// round after round, until none is left.
@@ -30,6 +33,8 @@ pub struct Drain {
     pub max_runs: u64,
     /// Attempts and backoff for jobs whose kind does not set its own.
     pub retry: RetryPolicy,
+    /// The kinds' own policies.
+    pub policies: Arc<Registry>,
 }
 
 /// What a drain did.
@@ -59,6 +64,7 @@ where
         concurrency: 1,
         prefetch: 0,
         retry: drain.retry,
+        policies: Arc::clone(&drain.policies),
     };
     let (shared, acks_rx, _jobs) = Shared::new(queues.clone(), options)?;
     let completer = tokio::spawn(completer::ack_loop(std::sync::Arc::clone(&shared), acks_rx));

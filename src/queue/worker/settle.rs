@@ -15,7 +15,10 @@ use tower_service::Service;
 
 use super::state::{AckOp, Shared};
 use crate::{
-    queue::job::{self, Job},
+    queue::{
+        job::{self, Job},
+        retry,
+    },
     telemetry::metric::{self, JobOutcome},
 };
 
@@ -114,12 +117,19 @@ fn settle(
     }
     let permanent = matches!(find_job_error(error), Some(JobError::Permanent(_)));
     let attempt = envelope.attempt + 1;
-    let max = envelope.max.unwrap_or(shared.retry.max_attempts);
+    let kind = shared.policies.policy(&envelope.kind);
+    let mut retry = shared.retry.for_kind(&kind);
+    if let Some(max) = envelope.max {
+        retry.max_attempts = max;
+    }
     envelope.attempt = attempt;
     envelope.err = Some(error_text(error));
     envelope.failed_at = Some(now);
+    let first_failed = *envelope.first_failed_at.get_or_insert(now);
     tracing::warn!(queue = %queue, job = %id, kind = %envelope.kind, attempt, error = envelope.err.as_deref().unwrap_or_default(), "job failed");
-    if permanent || attempt >= max {
+    // A per-job attempts override is stricter than a kind's budget: it counts attempts.
+    let budget = kind.retry_budget.filter(|_| envelope.max.is_none());
+    if permanent || retry::exhausted(&retry, budget, attempt, first_failed, now) {
         metric::job_finished(queue, &envelope.kind, JobOutcome::Dead, ran);
         let item = job::encode(&id, &envelope);
         return AckOp::Dead {
@@ -130,7 +140,7 @@ fn settle(
     metric::job_finished(queue, &envelope.kind, JobOutcome::Retried, ran);
     let delay = match find_job_error(error) {
         Some(JobError::RetryAfter(_, after)) => *after,
-        _ => shared.retry.delay(attempt),
+        _ => retry.delay(attempt),
     };
     let due_ms = now + delay.as_millis() as u64;
     envelope.run_at = Some(due_ms);

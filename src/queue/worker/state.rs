@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, atomic::AtomicU64};
 
+use switchboard_jobs::Registry;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +18,7 @@ use crate::queue::{
 };
 
 /// How one worker fetches.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerOptions {
     /// Unique worker id.
     pub worker_id: String,
@@ -27,8 +28,10 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Extra jobs leased ahead of free slots, to hide fetch latency.
     pub prefetch: usize,
-    /// Retry policy for jobs that fail here.
+    /// Retry policy for jobs that fail here (the supervisor's defaults).
     pub retry: RetryPolicy,
+    /// The job kinds' own policies, which win over `retry`.
+    pub policies: Arc<Registry>,
 }
 
 /// State shared by the backend, its fetcher, its acker and the ack layer.
@@ -39,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) worker_id: String,
     pub(crate) leased_key: String,
     pub(crate) retry: RetryPolicy,
+    /// Each kind's own attempts, backoff and retry budget (over `retry`).
+    pub(crate) policies: Arc<Registry>,
     /// Free lease slots; see the module invariant.
     pub(crate) credits: Arc<Semaphore>,
     /// Cancelled when the worker must stop fetching.
@@ -116,6 +121,7 @@ impl Shared {
             queues,
             worker_id: options.worker_id,
             retry: options.retry,
+            policies: options.policies,
             credits: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
             stop: CancellationToken::new(),
             acks: acks_tx,
