@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use switchboard_jobs::{
     Registry,
     clients::{
-        mail::Mailer,
+        mail::{Mailer, SmtpCredentials},
         sms::{SmsClient, SmsSettings},
         stripe::{StripeClient, StripeSettings},
     },
@@ -96,13 +96,13 @@ pub struct Hooks {
     pub observer: Option<Observer>,
     /// The handler registry; the built-in one when `None`.
     pub registry: Option<Registry>,
-    /// Webhook secrets; read from the environment when `None`.
+    /// Webhook secrets; from `settings.secrets` when `None`.
     pub secrets: Option<WebhookSecrets>,
     /// Clock for signature windows; the system clock when `None`.
     pub clock: Option<Clock>,
     /// The handlers' dependencies; built from the settings and environment when `None`.
     pub services: Option<Arc<Services>>,
-    /// Dashboard credentials; read from the environment when `None`.
+    /// Dashboard credentials; from `settings.secrets` when `None`.
     pub dashboard_credentials: Option<dashboard::Credentials>,
 }
 
@@ -195,7 +195,7 @@ pub async fn run(
         if roles.ingest {
             queues.register_queue(&settings.ingest.queue).await?;
             let secrets = hooks.secrets.unwrap_or_else(|| {
-                let mut s = WebhookSecrets::from_env();
+                let mut s = WebhookSecrets::new(&settings.secrets);
                 if stand_ins {
                     s.with_dev_defaults(dev::RETELL_KEY, dev::CALCOM_SECRET, dev::STRIPE_SECRET);
                 }
@@ -243,7 +243,7 @@ fn dashboard_access(
     let credentials = hooks
         .dashboard_credentials
         .take()
-        .unwrap_or_else(dashboard::Credentials::from_env);
+        .unwrap_or_else(|| dashboard::Credentials::new(&settings.secrets));
     if roles.http {
         let addr = match &hooks.listener {
             Some(l) => l.local_addr()?,
@@ -287,17 +287,26 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
             .await
             .context("migrating the embedded SQLite database")?;
     }
-    let mailer = Mailer::new(&settings.mail).map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
+    let secrets = &settings.secrets;
+    let login = SmtpCredentials::from_secrets(
+        secrets.smtp_username.as_ref(),
+        secrets.smtp_password.as_ref(),
+    )
+    .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
+    let mailer =
+        Mailer::new(&settings.mail, login).map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
     let stand_ins = settings
         .dev
         .stand_ins
         .then(|| dev::base_url(&settings.http.listen));
-    let mut sms = SmsClient::from_env(&settings.sms);
-    let mut stripe = StripeClient::from_env(&settings.stripe);
+    let mut sms = match (&secrets.sms_account_sid, &secrets.sms_auth_token) {
+        (Some(sid), Some(token)) => Some(SmsClient::new(&settings.sms, sid.clone(), token.clone())),
+        _ => None,
+    };
+    let mut stripe =
+        (secrets.stripe_secret_key.clone()).map(|key| StripeClient::new(&settings.stripe, key));
     let mut calcom_settings = settings.calcom_settings();
-    let mut calcom_key = std::env::var("CALCOM_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
+    let mut calcom_key = secrets.calcom_api_key.clone();
     if let Some(base) = &stand_ins {
         if sms.is_none() {
             let s = SmsSettings {

@@ -26,9 +26,12 @@ pub mod clients;
 mod job;
 pub mod noop;
 pub mod notify;
+pub mod secret;
 pub mod services;
 pub mod store;
 pub mod webhook;
+
+pub use secret::Secret;
 
 pub use job::{
     Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext, JobError,

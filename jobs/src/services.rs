@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::{
-    RateLimiter,
+    RateLimiter, Secret,
     clients::{
         calcom::{CalcomClient, CalcomSettings},
         mail::Mailer,
@@ -24,7 +24,7 @@ pub struct Services {
     pub sms: Option<SmsClient>,
     /// Cal.com access.
     pub calendar: CalendarAccess,
-    /// Stripe; `None` when `STRIPE_SECRET_KEY` is not set (usage reports then fail for good).
+    /// Stripe; `None` without a secret key (usage reports then fail for good).
     pub stripe: Option<StripeClient>,
     /// Provider rate limits shared by the whole fleet.
     pub limiter: Arc<dyn RateLimiter>,
@@ -33,8 +33,8 @@ pub struct Services {
 /// How to reach Cal.com for a company.
 pub struct CalendarAccess {
     pub settings: CalcomSettings,
-    /// `CALCOM_API_KEY`: used for companies without a key of their own.
-    pub default_key: Option<String>,
+    /// The deployment's key (`CALCOM_API_KEY`), for companies without a key of their own.
+    pub default_key: Option<Secret>,
     /// Requests per minute allowed per API key, across the fleet.
     pub requests_per_minute: u32,
 }
@@ -45,9 +45,10 @@ impl CalendarAccess {
         let key = company
             .calcom_api_key
             .as_ref()
-            .map(|k| k.0.clone())
-            .or_else(|| self.default_key.clone())?;
-        let limit_name = format!("calcom:{key}");
-        Some((CalcomClient::new(&self.settings, key), limit_name))
+            .or(self.default_key.as_ref())?;
+        // One limit per key, as Cal.com counts. The name holds the key, so it must stay
+        // inside the limiter (the runtime's keeps only a digest of it).
+        let limit_name = format!("calcom:{}", key.expose());
+        Some((CalcomClient::new(&self.settings, key.clone()), limit_name))
     }
 }

@@ -30,12 +30,16 @@ fn settings(server: &MockServer, timeout_secs: u64) -> CalcomSettings {
     }
 }
 
-/// Matches requests with our key and the given `cal-api-version`.
+/// Matches requests with our key, the given `cal-api-version` and our `User-Agent`.
 fn authed(method: &str, path: &str, version: &str) -> wiremock::MockBuilder {
     Mock::given(matchers::method(method))
         .and(matchers::path(path))
         .and(matchers::bearer_token(KEY))
         .and(matchers::header("cal-api-version", version))
+        .and(matchers::header(
+            "user-agent",
+            concat!("switchboard/", env!("CARGO_PKG_VERSION")),
+        ))
 }
 
 fn success(status: u16, data: Value) -> ResponseTemplate {

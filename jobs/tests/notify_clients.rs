@@ -191,7 +191,7 @@ fn assert_is_our_email(eml: &str) {
 #[tokio::test]
 async fn smtp_delivers_both_parts_with_our_message_id() {
     let sink = Sink::start(&[]).await;
-    let mailer = Mailer::with_credentials(&smtp_settings(sink.port), None).unwrap();
+    let mailer = Mailer::new(&smtp_settings(sink.port), None).unwrap();
     mailer.send(&email("dana@example.com")).await.unwrap();
 
     let messages = sink.messages(1).await;
@@ -212,7 +212,7 @@ async fn smtp_delivers_both_parts_with_our_message_id() {
 #[tokio::test]
 async fn smtp_try_later_is_transient_and_the_retry_delivers_once() {
     let sink = Sink::start(&["--fail-first", "1"]).await;
-    let mailer = Mailer::with_credentials(&smtp_settings(sink.port), None).unwrap();
+    let mailer = Mailer::new(&smtp_settings(sink.port), None).unwrap();
     let email = email("dana@example.com");
 
     match mailer.send(&email).await {
@@ -239,7 +239,7 @@ async fn smtp_try_later_is_transient_and_the_retry_delivers_once() {
 #[tokio::test]
 async fn smtp_rejected_recipient_is_permanent() {
     let sink = Sink::start(&["--reject-rcpt", "gone@example.com"]).await;
-    let mailer = Mailer::with_credentials(&smtp_settings(sink.port), None).unwrap();
+    let mailer = Mailer::new(&smtp_settings(sink.port), None).unwrap();
     match mailer.send(&email("gone@example.com")).await {
         Err(SendError::Permanent(reason)) => assert!(reason.contains("550"), "{reason}"),
         other => panic!("expected a permanent failure, got {other:?}"),
@@ -251,7 +251,7 @@ async fn smtp_rejected_recipient_is_permanent() {
 
 #[tokio::test]
 async fn smtp_server_down_is_transient() {
-    let mailer = Mailer::with_credentials(&smtp_settings(closed_port()), None).unwrap();
+    let mailer = Mailer::new(&smtp_settings(closed_port()), None).unwrap();
     let result = mailer.send(&email("dana@example.com")).await;
     assert!(
         matches!(result, Err(SendError::Transient { .. })),
@@ -268,7 +268,7 @@ async fn file_transport_writes_one_eml_and_rejects_bad_addresses() {
         file_dir: dir.to_str().unwrap().into(),
         ..smtp_settings(25)
     };
-    let mailer = Mailer::with_credentials(&settings, None).unwrap();
+    let mailer = Mailer::new(&settings, None).unwrap();
     assert!(dir.is_dir(), "the directory is created up front");
 
     let bad = mailer.send(&email("not an address")).await;
@@ -313,6 +313,10 @@ async fn sms_is_posted_as_a_form_with_basic_auth() {
     Mock::given(matchers::method("POST"))
         .and(matchers::path(MESSAGES))
         .and(matchers::basic_auth("ACtest", "s3cret-token"))
+        .and(matchers::header(
+            "user-agent",
+            concat!("switchboard/", env!("CARGO_PKG_VERSION")),
+        ))
         .and(matchers::header(
             "content-type",
             "application/x-www-form-urlencoded",

@@ -165,6 +165,10 @@ async fn a_server_error_is_transient_and_every_attempt_is_the_same_event() {
         header(first, "idempotency-key"),
         header(second, "idempotency-key")
     );
+    assert_eq!(
+        header(first, "user-agent"),
+        concat!("switchboard/", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[tokio::test]

@@ -30,15 +30,15 @@ pub async fn run(settings: &Settings, url: &str) -> anyhow::Result<()> {
     }
     seed(&store).await?;
     let client = reqwest::Client::new();
-    let secret = |var: &str, dev: &str| {
-        std::env::var(var)
-            .ok()
-            .and_then(|v| v.split(',').next().map(str::to_owned))
-            .unwrap_or_else(|| dev.to_owned())
+    // The first (newest) of each configured list, as the server accepts it.
+    let secret = |list: &[switchboard_jobs::Secret], dev: &str| {
+        list.first()
+            .map_or_else(|| dev.to_owned(), |s| s.expose().to_owned())
     };
-    let retell_key = secret("RETELL_WEBHOOK_KEY", dev::RETELL_KEY);
-    let stripe_secret = secret("STRIPE_WEBHOOK_SECRET", dev::STRIPE_SECRET);
-    let calcom_secret = secret("CALCOM_WEBHOOK_SECRET", dev::CALCOM_SECRET);
+    let s = &settings.secrets;
+    let retell_key = secret(&s.retell_webhook_keys, dev::RETELL_KEY);
+    let stripe_secret = secret(&s.stripe_webhook_secrets, dev::STRIPE_SECRET);
+    let calcom_secret = secret(&s.calcom_webhook_secrets, dev::CALCOM_SECRET);
 
     let preferred = (OffsetDateTime::now_utc() + Span::days(1))
         .replace_time(time::Time::from_hms(10, 0, 0).expect("valid time"))

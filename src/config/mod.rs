@@ -14,9 +14,13 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 pub mod schedule;
+pub mod secrets;
 pub mod timetable;
 
-pub use self::schedule::{CatchUp, ScheduleSettings, SchedulerSettings};
+pub use self::{
+    schedule::{CatchUp, ScheduleSettings, SchedulerSettings},
+    secrets::Secrets,
+};
 
 /// The embedded defaults (the documented file itself).
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -44,6 +48,10 @@ pub struct Settings {
     #[serde(default)]
     pub schedule: Vec<ScheduleSettings>,
     pub dashboard: DashboardSettings,
+    /// Credentials, from the environment only (never a file): filled by [`Settings::load`],
+    /// empty in [`Settings::defaults`].
+    #[serde(skip)]
+    pub secrets: Secrets,
 }
 
 /// See `[dashboard]` in `config/default.toml`. The credentials themselves come from the
@@ -244,9 +252,10 @@ impl Settings {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             figment = figment.merge(Serialized::default("database.url", url));
         }
-        let settings: Self = figment
+        let mut settings: Self = figment
             .extract()
             .map_err(|e| ConfigError(e.into_iter().map(|e| e.to_string()).collect()))?;
+        settings.secrets = Secrets::from_env();
         settings.validate()?;
         Ok(settings)
     }

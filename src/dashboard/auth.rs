@@ -34,7 +34,7 @@ use super::{
 };
 use crate::config::DashboardSettings;
 
-/// The dashboard's secrets, from the environment only.
+/// The dashboard's secrets, from the environment only (through `config::Secrets`).
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// Bearer token (`SWITCHBOARD_DASHBOARD_TOKEN`).
@@ -44,12 +44,12 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Read `SWITCHBOARD_DASHBOARD_TOKEN` and `SWITCHBOARD_DASHBOARD_PASSWORD` (empty = unset).
-    pub fn from_env() -> Self {
-        let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    /// `SWITCHBOARD_DASHBOARD_TOKEN` and `SWITCHBOARD_DASHBOARD_PASSWORD`, as loaded.
+    pub fn new(secrets: &crate::config::Secrets) -> Self {
+        let text = |s: &Option<switchboard_jobs::Secret>| s.as_ref().map(|s| s.expose().to_owned());
         Self {
-            token: read("SWITCHBOARD_DASHBOARD_TOKEN"),
-            password: read("SWITCHBOARD_DASHBOARD_PASSWORD"),
+            token: text(&secrets.dashboard_token),
+            password: text(&secrets.dashboard_password),
         }
     }
 

@@ -1,5 +1,6 @@
-//! Webhook secrets, from the environment only. A variable may hold a comma-separated list so
-//! secrets can be rotated: any one matching secret passes. Never printed.
+//! Webhook secrets, from the environment only (through `config::Secrets`). A variable may
+//! hold a comma-separated list so secrets can be rotated: any one matching secret passes.
+//! Never printed.
 
 use std::fmt;
 
@@ -46,18 +47,18 @@ pub struct WebhookSecrets {
 }
 
 impl WebhookSecrets {
-    /// Read `RETELL_WEBHOOK_KEY`, `CALCOM_WEBHOOK_SECRET` and `STRIPE_WEBHOOK_SECRET`.
-    pub fn from_env() -> Self {
-        let read = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| SecretList::parse(&v))
-                .filter(|l| !l.is_empty())
+    /// `RETELL_WEBHOOK_KEY`, `CALCOM_WEBHOOK_SECRET` and `STRIPE_WEBHOOK_SECRET`, as loaded.
+    pub fn new(secrets: &crate::config::Secrets) -> Self {
+        let list = |l: &[switchboard_jobs::Secret]| {
+            Some(SecretList(
+                l.iter().map(|s| s.expose().to_owned()).collect(),
+            ))
+            .filter(|l| !l.is_empty())
         };
         Self {
-            retell: read("RETELL_WEBHOOK_KEY"),
-            calcom: read("CALCOM_WEBHOOK_SECRET"),
-            stripe: read("STRIPE_WEBHOOK_SECRET"),
+            retell: list(&secrets.retell_webhook_keys),
+            calcom: list(&secrets.calcom_webhook_secrets),
+            stripe: list(&secrets.stripe_webhook_secrets),
         }
     }
 }

@@ -294,7 +294,7 @@ impl World {
             )
             .mount(&sms)
             .await;
-        let mailer = Mailer::new(&mail_settings(sink.port)).unwrap();
+        let mailer = Mailer::new(&mail_settings(sink.port), None).unwrap();
         let sms_client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
         let calendar = CalendarAccess {
             settings: serde_json::from_value(

@@ -17,17 +17,15 @@
 use std::{
     collections::{BTreeMap, HashSet},
     fmt,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
-use reqwest::{
-    StatusCode, Url,
-    header::{HeaderMap, RETRY_AFTER},
-};
+use reqwest::{StatusCode, Url, header::HeaderMap};
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
 
-use super::{ConfigError, SendError, error_chain};
+use super::{InvalidSettings, SendError, http};
+use crate::secret::Secret;
 
 const API_VERSION: &str = "cal-api-version";
 const BOOKINGS_VERSION: &str = "2024-08-13";
@@ -36,8 +34,6 @@ const SLOTS_VERSION: &str = "2024-09-04";
 const PAGE_SIZE: usize = 100;
 /// Pages `list_bookings` reads before it gives up rather than answer with a partial list.
 const MAX_PAGES: usize = 50;
-/// Longest wait a rate-limit answer may impose; longer values are taken as broken headers.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Refusal bodies are cut to this many characters.
 const MAX_DETAIL: usize = 300;
 
@@ -62,18 +58,20 @@ impl Default for CalcomSettings {
 
 impl CalcomSettings {
     /// The first problem that would stop Cal.com calls from working.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidSettings> {
         let url = self.base_url.trim();
         let usable = Url::parse(url).is_ok_and(|u| {
             matches!(u.scheme(), "http" | "https") && u.has_host() && u.query().is_none()
         });
         if !usable {
-            return Err(ConfigError(format!(
+            return Err(InvalidSettings(format!(
                 "calcom.base_url {url:?} is not an http(s) URL without a query"
             )));
         }
         if self.timeout_secs == 0 {
-            return Err(ConfigError("calcom.timeout_secs must be at least 1".into()));
+            return Err(InvalidSettings(
+                "calcom.timeout_secs must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -85,8 +83,8 @@ pub struct CalcomClient {
     http: reqwest::Client,
     /// `base_url` without a trailing slash.
     base_url: String,
-    /// Never printed; redacted from anything Cal.com echoes back.
-    api_key: String,
+    /// Redacted from anything Cal.com echoes back.
+    api_key: Secret,
 }
 
 /// A booking to make. Serialised as Cal.com's create-booking body.
@@ -195,15 +193,9 @@ struct RefusalDetail {
 
 impl CalcomClient {
     /// A client for `settings` acting with `api_key`.
-    pub fn new(settings: &CalcomSettings, api_key: String) -> CalcomClient {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
-            .build()
-            // Fails only when the TLS backend cannot initialise, as `reqwest::Client::new`
-            // (which panics then too); nothing could be called anyway.
-            .expect("the HTTP client's TLS backend initialises");
+    pub fn new(settings: &CalcomSettings, api_key: Secret) -> CalcomClient {
         CalcomClient {
-            http,
+            http: http::client(settings.timeout_secs),
             base_url: settings.base_url.trim().trim_end_matches('/').to_owned(),
             api_key: trim_key(api_key),
         }
@@ -211,7 +203,7 @@ impl CalcomClient {
 
     /// The same client acting with another company's key, sharing the connection pool.
     #[must_use]
-    pub fn with_api_key(&self, api_key: String) -> CalcomClient {
+    pub fn with_api_key(&self, api_key: Secret) -> CalcomClient {
         CalcomClient {
             api_key: trim_key(api_key),
             ..self.clone()
@@ -394,7 +386,7 @@ impl CalcomClient {
         version: &str,
     ) -> Result<reqwest::Response, SendError> {
         let response = request
-            .bearer_auth(&self.api_key)
+            .bearer_auth(self.api_key.expose())
             .header(API_VERSION, version)
             .send()
             .await
@@ -408,23 +400,9 @@ impl CalcomClient {
         Err(self.redact(classify(op, status, retry_after, &text)))
     }
 
-    /// `e` with every occurrence of the key replaced. Keys shorter than 8 characters are not
-    /// real keys (and replacing them would mangle the message).
+    /// `e` without the key (Cal.com may echo it, and so may an unbuildable request).
     fn redact(&self, e: SendError) -> SendError {
-        if self.api_key.len() < 8 {
-            return e;
-        }
-        let clean = |s: String| s.replace(&self.api_key, "[redacted]");
-        match e {
-            SendError::Transient {
-                reason,
-                retry_after,
-            } => SendError::Transient {
-                reason: clean(reason),
-                retry_after,
-            },
-            SendError::Permanent(reason) => SendError::Permanent(clean(reason)),
-        }
+        http::redact(e, &self.api_key)
     }
 }
 
@@ -437,11 +415,11 @@ impl fmt::Debug for CalcomClient {
 }
 
 /// `key` without the whitespace a pasted key often brings.
-fn trim_key(key: String) -> String {
-    if key.trim().len() == key.len() {
+fn trim_key(key: Secret) -> Secret {
+    if key.expose().trim().len() == key.expose().len() {
         key
     } else {
-        key.trim().to_owned()
+        Secret::new(key.expose().trim())
     }
 }
 
@@ -451,7 +429,7 @@ async fn body<T: DeserializeOwned>(op: &str, response: reqwest::Response) -> Res
     let bytes = response.bytes().await.map_err(|e| {
         format!(
             "Cal.com {op}: reading the answer: {}",
-            error_chain(&e.without_url())
+            http::error_chain(&e.without_url())
         )
     })?;
     serde_json::from_slice(&bytes)
@@ -469,53 +447,39 @@ fn unreadable_write(op: &str, why: &str) -> SendError {
     ))
 }
 
-/// No answer: may be retried. A request that cannot even be built never will. No URL in the
-/// message: its query holds attendee emails.
+/// No answer (see [`http::request_failed`]). No URL in the message: its query holds
+/// attendee emails.
 fn request_failed(op: &str, e: reqwest::Error) -> SendError {
-    let permanent = e.is_builder();
-    let reason = format!("Cal.com {op}: {}", error_chain(&e.without_url()));
-    if permanent {
-        SendError::Permanent(reason)
-    } else {
-        SendError::transient(reason)
-    }
+    http::request_failed(&format!("Cal.com {op}"), e)
 }
 
-/// The wait a refusal asks for, in seconds: `Retry-After` (429 and 503), else for 429 the
-/// largest of Cal.com's `X-RateLimit-Reset-<name>` headers (seconds until that limit's block
-/// ends; all of them are blocked when Cal.com refuses, and a retry that is refused again
-/// costs an attempt). A value above 10^9 is read as a Unix time (Cal.com's API v1 form).
+/// The wait a refusal asks for: `Retry-After` (429 and 503), else for 429 the largest of
+/// Cal.com's `X-RateLimit-Reset-<name>` headers (seconds until that limit's block ends; all
+/// of them are blocked when Cal.com refuses, and a retry that is refused again costs an
+/// attempt). Values are read by [`http::wait`]: seconds, a Unix time (Cal.com's API v1
+/// form) or an HTTP-date, capped at an hour.
 fn retry_after(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
-    let seconds = |v: &reqwest::header::HeaderValue| -> Option<u64> {
-        let n = v.to_str().ok()?.trim().parse::<u64>().ok()?;
-        if n < 1_000_000_000 {
-            return Some(n);
-        }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-        Some(n.saturating_sub(now))
-    };
     let wait = match status {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-            headers.get(RETRY_AFTER).and_then(seconds)
+            http::retry_after(headers)
         }
         _ => None,
     };
-    let wait = wait.or_else(|| {
+    wait.or_else(|| {
         (status == StatusCode::TOO_MANY_REQUESTS)
             .then(|| {
                 headers
                     .iter()
                     .filter(|(name, _)| name.as_str().starts_with("x-ratelimit-reset"))
-                    .filter_map(|(_, v)| seconds(v))
+                    .filter_map(|(_, v)| http::wait(v))
                     .max()
             })
             .flatten()
-    });
-    wait.map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+    })
 }
 
-/// 429, 408 and 5xx may pass later; any other refusal is about this request or this key
-/// and will not.
+/// Cal.com's refusal text (its `error.message` and `error.code`, else the body, cut), classified
+/// by [`http::classify`].
 fn classify(op: &str, status: StatusCode, retry_after: Option<Duration>, body: &str) -> SendError {
     let text = |v: serde_json::Value| match v {
         serde_json::Value::String(s) => s,
@@ -541,15 +505,7 @@ fn classify(op: &str, status: StatusCode, retry_after: Option<Duration>, body: &
     };
     let detail: String = detail.chars().take(MAX_DETAIL).collect();
     let reason = format!("Cal.com {op} answered {status}: {detail}");
-    match status {
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => SendError::Transient {
-            reason,
-            retry_after,
-        },
-        StatusCode::REQUEST_TIMEOUT => SendError::transient(reason),
-        s if s.is_server_error() => SendError::transient(reason),
-        _ => SendError::Permanent(reason),
-    }
+    http::classify(status, retry_after, reason)
 }
 
 /// `null` read as the type's default.

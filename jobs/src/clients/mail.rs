@@ -3,8 +3,8 @@
 //! Every message is `multipart/alternative` (plain text and HTML) and carries the caller's
 //! Message-ID, so a message sent twice is recognisable in the mail server's log. A send
 //! opens its own SMTP connection (no pool: pooled connections need a Tokio runtime to be
-//! dropped in, and notification volume does not need them). The SMTP login comes from
-//! `SMTP_USERNAME` / `SMTP_PASSWORD` only; [`SmtpCredentials`] never prints the password.
+//! dropped in, and notification volume does not need them). The SMTP login is handed
+//! over by the runtime as [`SmtpCredentials`], which never print the password.
 
 use std::{fmt, path::PathBuf, time::Duration};
 
@@ -15,7 +15,8 @@ use lettre::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, SendError, env_var, error_chain};
+use super::{InvalidSettings, SendError, http::error_chain};
+use crate::secret::Secret;
 
 /// How email leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +62,8 @@ pub struct MailSettings {
 
 impl MailSettings {
     /// The first problem that would stop mail from working.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |what: String| Err(ConfigError(format!("mail.{what}")));
+    pub fn validate(&self) -> Result<(), InvalidSettings> {
+        let bad = |what: String| Err(InvalidSettings(format!("mail.{what}")));
         if let Err(e) = self.from.parse::<Mailbox>() {
             return bad(format!("from {:?} is not a mailbox: {e}", self.from));
         }
@@ -80,20 +81,29 @@ impl MailSettings {
     }
 }
 
-/// The SMTP login.
+/// The SMTP login. The user name is an account name, not a credential: `Debug` shows it, so
+/// operators can see which login a mailer uses; the password never prints.
 #[derive(Clone)]
 pub struct SmtpCredentials {
     pub username: String,
-    pub password: String,
+    pub password: Secret,
 }
 
 impl SmtpCredentials {
-    /// `SMTP_USERNAME` and `SMTP_PASSWORD`; `None` when both are unset (no login).
-    pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        match (env_var("SMTP_USERNAME"), env_var("SMTP_PASSWORD")) {
-            (Some(username), Some(password)) => Ok(Some(Self { username, password })),
+    /// The login from the configured user name and password (`SMTP_USERNAME`,
+    /// `SMTP_PASSWORD`); `None` when neither is set (no login). One without the other is a
+    /// mistake, refused at start-up rather than found at the first send.
+    pub fn from_secrets(
+        username: Option<&Secret>,
+        password: Option<&Secret>,
+    ) -> Result<Option<Self>, InvalidSettings> {
+        match (username, password) {
+            (Some(username), Some(password)) => Ok(Some(Self {
+                username: username.expose().to_owned(),
+                password: password.clone(),
+            })),
             (None, None) => Ok(None),
-            _ => Err(ConfigError(
+            _ => Err(InvalidSettings(
                 "set both SMTP_USERNAME and SMTP_PASSWORD, or neither".into(),
             )),
         }
@@ -104,7 +114,7 @@ impl fmt::Debug for SmtpCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpCredentials")
             .field("username", &self.username)
-            .field("password", &"[redacted]")
+            .field("password", &self.password)
             .finish()
     }
 }
@@ -144,27 +154,22 @@ enum Transport {
 }
 
 impl Mailer {
-    /// A mailer for `settings`, logging in with `SMTP_USERNAME` / `SMTP_PASSWORD` when set.
-    pub fn new(settings: &MailSettings) -> Result<Mailer, ConfigError> {
-        Self::with_credentials(settings, SmtpCredentials::from_env()?)
-    }
-
-    /// A mailer for `settings` with an explicit SMTP login (or none).
-    pub fn with_credentials(
+    /// A mailer for `settings`, logging in with `credentials` (SMTP only; `None`: no login).
+    pub fn new(
         settings: &MailSettings,
         credentials: Option<SmtpCredentials>,
-    ) -> Result<Mailer, ConfigError> {
+    ) -> Result<Mailer, InvalidSettings> {
         settings.validate()?;
         let from = settings
             .from
             .parse()
-            .map_err(|e| ConfigError(format!("mail.from: {e}")))?;
+            .map_err(|e| InvalidSettings(format!("mail.from: {e}")))?;
         let transport = match settings.transport {
             MailTransport::Smtp => smtp(settings, credentials)?,
             MailTransport::File => {
                 let dir = PathBuf::from(&settings.file_dir);
                 std::fs::create_dir_all(&dir).map_err(|e| {
-                    ConfigError(format!("mail.file_dir: creating {}: {e}", dir.display()))
+                    InvalidSettings(format!("mail.file_dir: creating {}: {e}", dir.display()))
                 })?;
                 Transport::File {
                     files: AsyncFileTransport::new(&dir),
@@ -236,7 +241,7 @@ impl fmt::Debug for Mailer {
 fn smtp(
     settings: &MailSettings,
     credentials: Option<SmtpCredentials>,
-) -> Result<Transport, ConfigError> {
+) -> Result<Transport, InvalidSettings> {
     type Smtp = AsyncSmtpTransport<Tokio1Executor>;
     let host = settings.host.trim();
     let builder = match settings.tls {
@@ -244,12 +249,12 @@ fn smtp(
         MailTls::Tls => Smtp::relay(host),
         MailTls::None => Ok(Smtp::builder_dangerous(host)),
     }
-    .map_err(|e| ConfigError(format!("mail.host {host:?}: {}", error_chain(&e))))?;
+    .map_err(|e| InvalidSettings(format!("mail.host {host:?}: {}", error_chain(&e))))?;
     let mut builder = builder
         .port(settings.port)
         .timeout(Some(Duration::from_secs(settings.timeout_secs)));
     if let Some(c) = credentials {
-        builder = builder.credentials(Credentials::new(c.username, c.password));
+        builder = builder.credentials(Credentials::new(c.username, c.password.expose().to_owned()));
     }
     let server = format!("{host}:{}", settings.port);
     Ok(Transport::Smtp {
@@ -355,7 +360,7 @@ mod tests {
         for (s, key) in cases {
             let e = s.validate().unwrap_err();
             assert!(e.0.starts_with(key), "{key}: {e}");
-            assert!(Mailer::with_credentials(&s, None).is_err(), "{key}");
+            assert!(Mailer::new(&s, None).is_err(), "{key}");
         }
     }
 
@@ -366,8 +371,7 @@ mod tests {
             password: "hunter2".into(),
         };
         for tls in [MailTls::Starttls, MailTls::Tls, MailTls::None] {
-            let mailer =
-                Mailer::with_credentials(&MailSettings { tls, ..settings() }, Some(login.clone()));
+            let mailer = Mailer::new(&MailSettings { tls, ..settings() }, Some(login.clone()));
             let printed = format!("{:?} {login:?}", mailer.unwrap());
             assert!(
                 printed.contains("smtp.example.com:587") && printed.contains("mailer"),

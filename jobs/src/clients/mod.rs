@@ -1,17 +1,21 @@
 //! Outbound message transports, email ([`mail`]) and SMS ([`sms`]), usage reports to
-//! Stripe ([`stripe`]) and bookings in Cal.com ([`calcom`]).
+//! Stripe ([`stripe`]) and bookings in Cal.com ([`calcom`]). The three HTTP clients share one
+//! layer (`http`): how they are built (timeouts, `User-Agent`), how a refusal is classified,
+//! how `Retry-After` is read and how credentials are kept out of errors.
 //!
 //! All answer with the same [`SendError`], split by what a retry can achieve: a transient
 //! failure (the provider is down, slow, rate-limiting or said "try later") may succeed on a
 //! later attempt; a permanent one (bad address, rejected message, bad credentials) never
-//! will, so the job goes to the dead set at once. Credentials come from the environment and
-//! never appear in settings, errors or logs.
+//! will, so the job goes to the dead set at once. Credentials are handed to each client as
+//! [`Secret`](crate::Secret)s by the runtime (which reads them once, at start-up) and never
+//! appear in settings, errors or logs. Settings that cannot work are an [`InvalidSettings`].
 
 use std::time::Duration;
 
 use crate::JobError;
 
 pub mod calcom;
+mod http;
 pub mod mail;
 pub mod sms;
 pub mod stripe;
@@ -56,31 +60,11 @@ impl From<SendError> for JobError {
     }
 }
 
-/// Settings or credentials that cannot work; reported at start-up.
+/// A client's settings or credentials that cannot work; reported at start-up. (The runtime's
+/// own `config::ConfigError` lists every problem of the whole configuration.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ConfigError(pub String);
-
-/// `name` from the environment; unset and empty are the same.
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// `e` and its sources, joined: transport errors keep the useful detail in the chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        // Some errors already repeat their source in their own message.
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+pub struct InvalidSettings(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -2,16 +2,17 @@
 //!
 //! One request per message: `POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json` with
 //! the form fields `From`, `To` and `Body`, authenticated with HTTP basic auth (account SID,
-//! auth token). The answer's `sid` identifies the message at the provider. The auth token
-//! comes from `SMS_AUTH_TOKEN` only and is never printed; errors carry no URL (it holds the
-//! account SID).
+//! auth token). The answer's `sid` identifies the message at the provider. Both
+//! credentials arrive as [`Secret`]s and are never printed; errors carry no URL (it holds
+//! the account SID).
 
 use std::{fmt, time::Duration};
 
-use reqwest::{StatusCode, header::RETRY_AFTER};
+use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, SendError, env_var, error_chain};
+use super::{InvalidSettings, SendError, http};
+use crate::secret::Secret;
 
 /// The `[sms]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,18 +28,20 @@ pub struct SmsSettings {
 
 impl SmsSettings {
     /// The first problem that would stop SMS from working.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidSettings> {
         let url = self.base_url.trim();
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(ConfigError(format!(
+            return Err(InvalidSettings(format!(
                 "sms.base_url {url:?} is not an http(s) URL"
             )));
         }
         if self.from.trim().is_empty() {
-            return Err(ConfigError("sms.from is empty".into()));
+            return Err(InvalidSettings("sms.from is empty".into()));
         }
         if self.timeout_secs == 0 {
-            return Err(ConfigError("sms.timeout_secs must be at least 1".into()));
+            return Err(InvalidSettings(
+                "sms.timeout_secs must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -50,8 +53,8 @@ pub struct SmsClient {
     /// The account's Messages endpoint.
     url: String,
     from: String,
-    account_sid: String,
-    auth_token: String,
+    account_sid: Secret,
+    auth_token: Secret,
 }
 
 /// A Twilio error body, e.g. `{"code": 21211, "message": "The 'To' number ... is not a valid
@@ -70,28 +73,18 @@ struct Accepted {
 
 impl SmsClient {
     /// A client for `settings` with the given account credentials.
-    pub fn new(settings: &SmsSettings, account_sid: String, auth_token: String) -> SmsClient {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
-            .build()
-            // Fails only when the TLS backend cannot initialise, as `reqwest::Client::new`
-            // (which panics then too); nothing could send anyway.
-            .expect("the HTTP client's TLS backend initialises");
+    pub fn new(settings: &SmsSettings, account_sid: Secret, auth_token: Secret) -> SmsClient {
         let base = settings.base_url.trim().trim_end_matches('/');
         SmsClient {
-            http,
-            url: format!("{base}/2010-04-01/Accounts/{account_sid}/Messages.json"),
+            http: http::client(settings.timeout_secs),
+            url: format!(
+                "{base}/2010-04-01/Accounts/{}/Messages.json",
+                account_sid.expose()
+            ),
             from: settings.from.clone(),
             account_sid,
             auth_token,
         }
-    }
-
-    /// A client with `SMS_ACCOUNT_SID` and `SMS_AUTH_TOKEN`; `None` when either is unset.
-    pub fn from_env(settings: &SmsSettings) -> Option<SmsClient> {
-        let sid = env_var("SMS_ACCOUNT_SID")?;
-        let token = env_var("SMS_AUTH_TOKEN")?;
-        Some(Self::new(settings, sid, token))
     }
 
     /// Send `body` to `to` (E.164) and return the provider's message id.
@@ -99,7 +92,7 @@ impl SmsClient {
         let response = self
             .http
             .post(&self.url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
             .form(&[("From", self.from.as_str()), ("To", to), ("Body", body)])
             .send()
             .await
@@ -110,18 +103,13 @@ impl SmsClient {
                 Ok(accepted) => Ok(accepted.sid),
                 // The provider took the message; retrying would send it twice.
                 Err(e) => {
-                    tracing::warn!(%status, error = %error_chain(&e.without_url()),
+                    tracing::warn!(%status, error = %http::error_chain(&e.without_url()),
                         "SMS accepted, but the answer has no message sid");
                     Ok(String::new())
                 }
             };
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = http::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         Err(classify(status, retry_after, &text))
     }
@@ -136,20 +124,13 @@ impl fmt::Debug for SmsClient {
     }
 }
 
-/// No answer at all: the request may be retried. A request that cannot even be built (a
-/// broken `base_url`) never will.
+/// No answer at all (see [`http::request_failed`]).
 fn request_failed(e: reqwest::Error) -> SendError {
-    let permanent = e.is_builder();
-    let reason = format!("SMS API: {}", error_chain(&e.without_url()));
-    if permanent {
-        SendError::Permanent(reason)
-    } else {
-        SendError::transient(reason)
-    }
+    http::request_failed("SMS API", e)
 }
 
-/// 429, 408 and 5xx may pass later (429 and 503 say when, in seconds); any other refusal is
-/// about this message or this account and will not.
+/// The gateway's refusal text (Twilio's `message` and `code`, else the body, cut), classified
+/// by [`http::classify`]: about this message or this account unless 408, 429 or 5xx.
 fn classify(status: StatusCode, retry_after: Option<Duration>, body: &str) -> SendError {
     let detail = match serde_json::from_str::<ApiError>(body) {
         Ok(ApiError {
@@ -163,15 +144,7 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, body: &str) -> Se
         _ => body.chars().take(200).collect(),
     };
     let reason = format!("SMS API answered {status}: {detail}");
-    match status {
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => SendError::Transient {
-            reason,
-            retry_after,
-        },
-        StatusCode::REQUEST_TIMEOUT => SendError::transient(reason),
-        s if s.is_server_error() => SendError::transient(reason),
-        _ => SendError::Permanent(reason),
-    }
+    http::classify(status, retry_after, reason)
 }
 
 #[cfg(test)]

@@ -8,15 +8,16 @@
 //! same [`MeterEvent`] on every attempt: the `Idempotency-Key` makes Stripe replay its first
 //! answer to a retry (for 24 hours), and the `identifier` makes Stripe refuse a second event
 //! for the same call (for at least 24 hours) even under a new key. That refusal is reported as
-//! success: the usage is at Stripe. The secret key comes from `STRIPE_SECRET_KEY` only and
-//! never appears in `Debug` output, errors or logs.
+//! success: the usage is at Stripe. The secret key arrives as a [`Secret`] and never
+//! appears in `Debug` output, errors or logs.
 
 use std::{fmt, time::Duration};
 
-use reqwest::{StatusCode, header::RETRY_AFTER};
+use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, SendError, env_var, error_chain};
+use super::{InvalidSettings, SendError, http};
+use crate::secret::Secret;
 
 /// Stripe's limits on `event_name` and `identifier`, and on `Idempotency-Key` headers.
 const MAX_EVENT_NAME: usize = 100;
@@ -47,21 +48,23 @@ impl Default for StripeSettings {
 
 impl StripeSettings {
     /// The first problem that would stop usage reports from working.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidSettings> {
         let url = self.base_url.trim();
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(ConfigError(format!(
+            return Err(InvalidSettings(format!(
                 "stripe.base_url {url:?} is not an http(s) URL"
             )));
         }
         let name = self.meter_event_name.trim();
         if name.is_empty() || name.len() > MAX_EVENT_NAME {
-            return Err(ConfigError(format!(
+            return Err(InvalidSettings(format!(
                 "stripe.meter_event_name must be 1 to {MAX_EVENT_NAME} characters"
             )));
         }
         if self.timeout_secs == 0 {
-            return Err(ConfigError("stripe.timeout_secs must be at least 1".into()));
+            return Err(InvalidSettings(
+                "stripe.timeout_secs must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -124,8 +127,8 @@ pub struct StripeClient {
     /// The meter events endpoint.
     url: String,
     event_name: String,
-    /// Never printed; scrubbed from Stripe's answers before they become errors.
-    secret_key: String,
+    /// Scrubbed from Stripe's answers before they become errors.
+    secret_key: Secret,
 }
 
 /// A Stripe error answer: `{"error": {"type": ..., "code": ..., "message": ...}}`.
@@ -145,25 +148,14 @@ struct ApiError {
 
 impl StripeClient {
     /// A client for `settings` with the given secret key (`sk_...` or a restricted `rk_...`).
-    pub fn new(settings: &StripeSettings, secret_key: String) -> StripeClient {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
-            .build()
-            // Fails only when the TLS backend cannot initialise, as `reqwest::Client::new`
-            // (which panics then too); nothing could send anyway.
-            .expect("the HTTP client's TLS backend initialises");
+    pub fn new(settings: &StripeSettings, secret_key: Secret) -> StripeClient {
         let base = settings.base_url.trim().trim_end_matches('/');
         StripeClient {
-            http,
+            http: http::client(settings.timeout_secs),
             url: format!("{base}/v1/billing/meter_events"),
             event_name: settings.meter_event_name.trim().to_owned(),
             secret_key,
         }
-    }
-
-    /// Reads `STRIPE_SECRET_KEY`; `None` when unset or empty.
-    pub fn from_env(settings: &StripeSettings) -> Option<StripeClient> {
-        env_var("STRIPE_SECRET_KEY").map(|key| Self::new(settings, key))
     }
 
     /// Report `event` to the configured meter.
@@ -187,7 +179,7 @@ impl StripeClient {
         let response = self
             .http
             .post(&self.url)
-            .bearer_auth(&self.secret_key)
+            .bearer_auth(self.secret_key.expose())
             .header("Idempotency-Key", &event.idempotency_key)
             .form(&[
                 ("event_name", self.event_name.as_str()),
@@ -208,7 +200,7 @@ impl StripeClient {
             // Stripe took the event; a retry would only meet the duplicate refusal.
             Err(e) => {
                 tracing::warn!(%status, identifier = %event.identifier,
-                    error = %error_chain(&e.without_url()),
+                    error = %http::error_chain(&e.without_url()),
                     "Stripe recorded the meter event, but its answer did not parse");
                 Ok(already_recorded(event))
             }
@@ -223,20 +215,13 @@ impl StripeClient {
     ) -> Result<MeterEventReceipt, SendError> {
         let status = response.status();
         let headers = response.headers();
-        let retry_after = headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = http::retry_after(headers);
         // `true` or `false` when Stripe knows whether a retry can help.
         let should_retry = headers
             .get("stripe-should-retry")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<bool>().ok());
-        let mut text = response.text().await.unwrap_or_default();
-        if !self.secret_key.is_empty() {
-            text = text.replace(self.secret_key.as_str(), "[redacted]");
-        }
+        let text = http::redact_text(&response.text().await.unwrap_or_default(), &self.secret_key);
         let error = serde_json::from_str::<ErrorBody>(&text)
             .unwrap_or_default()
             .error;
@@ -286,16 +271,10 @@ fn check(event: &MeterEvent) -> Result<(), SendError> {
     )))
 }
 
-/// No answer at all: the request may be retried. A request that cannot even be built (a
-/// broken `base_url`, an idempotency key that is no header value) never will.
+/// No answer at all (see [`http::request_failed`]); an idempotency key that is no header
+/// value is one of the requests that cannot even be built.
 fn request_failed(e: reqwest::Error) -> SendError {
-    let permanent = e.is_builder();
-    let reason = format!("Stripe API: {}", error_chain(&e.without_url()));
-    if permanent {
-        SendError::Permanent(reason)
-    } else {
-        SendError::transient(reason)
-    }
+    http::request_failed("Stripe API", e)
 }
 
 /// Stripe's refusal of a second event with an `identifier` it already has. Observed as a 400
@@ -310,7 +289,10 @@ fn is_duplicate(error: &ApiError) -> bool {
         || (message.contains("identifier") && message.contains("already"))
 }
 
-/// What a retry can achieve, given the status, Stripe's own advice and the error code.
+/// What a retry can achieve: [`http::classify`], with Stripe's additions. Stripe's
+/// `Retry-After` counts on every transient answer, not only 429 and 503; and a refusal that
+/// is otherwise permanent is transient when Stripe says so (`Stripe-Should-Retry: true`), or,
+/// when it says nothing, for a 409 or a busy code.
 fn classify(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -331,17 +313,19 @@ fn classify(
         error.code.as_deref(),
         Some("lock_timeout" | "idempotency_key_in_use" | "rate_limit")
     );
-    let transient = match status {
-        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => true,
-        s if s.is_server_error() => true,
-        _ => should_retry.unwrap_or(status == StatusCode::CONFLICT || busy),
-    };
-    if transient {
-        SendError::Transient {
+    match http::classify(status, retry_after, reason) {
+        SendError::Transient { reason, .. } => SendError::Transient {
             reason,
             retry_after,
-        }
-    } else {
+        },
         SendError::Permanent(reason)
+            if should_retry.unwrap_or(status == StatusCode::CONFLICT || busy) =>
+        {
+            SendError::Transient {
+                reason,
+                retry_after,
+            }
+        }
+        permanent @ SendError::Permanent(_) => permanent,
     }
 }

@@ -4,6 +4,7 @@
 use sqlx::{Row, any::AnyRow};
 
 use super::{RowExt, Store, StoreError, now_ms};
+use crate::Secret;
 
 /// A company as the jobs need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,17 +19,7 @@ pub struct Company {
     pub billing_status: String,
     pub stripe_customer_id: Option<String>,
     /// The company's own Cal.com API key, if it has one.
-    pub calcom_api_key: Option<ApiKey>,
-}
-
-/// A credential read from the database; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(pub String);
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(redacted)")
-    }
+    pub calcom_api_key: Option<Secret>,
 }
 
 /// A branch and how it books.
@@ -60,7 +51,7 @@ fn company(row: &AnyRow) -> Result<Company, sqlx::Error> {
         admin_phone: row.opt_text(5)?,
         billing_status: row.text(6)?,
         stripe_customer_id: row.opt_text(7)?,
-        calcom_api_key: row.opt_text(8)?.map(ApiKey),
+        calcom_api_key: row.opt_text(8)?.map(Secret::from),
     })
 }
 
