@@ -128,25 +128,13 @@ fn main() -> ExitCode {
                     settings.http.listen = listen;
                 }
                 let roles = Roles::serve(&settings);
-                app::run(
-                    settings,
-                    roles,
-                    Hooks::default(),
-                    switchboard::shutdown::signal(),
-                )
-                .await
+                run_until_signal(settings, roles).await
             }
             Command::Ingest { listen } => {
                 if let Some(listen) = listen {
                     settings.http.listen = listen;
                 }
-                app::run(
-                    settings,
-                    Roles::ingest(),
-                    Hooks::default(),
-                    switchboard::shutdown::signal(),
-                )
-                .await
+                run_until_signal(settings, Roles::ingest()).await
             }
             Command::Work { listen } => {
                 let mut roles = Roles::work();
@@ -154,13 +142,7 @@ fn main() -> ExitCode {
                     settings.http.listen = listen;
                     roles.http = true;
                 }
-                app::run(
-                    settings,
-                    roles,
-                    Hooks::default(),
-                    switchboard::shutdown::signal(),
-                )
-                .await
+                run_until_signal(settings, roles).await
             }
             Command::Schedule { listen, action } => schedule::run(settings, listen, action).await,
             Command::Migrate => app::migrate(&settings).await,
@@ -186,4 +168,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Run `roles` until SIGTERM or SIGINT.
+async fn run_until_signal(settings: Settings, roles: Roles) -> anyhow::Result<()> {
+    app::run(
+        settings,
+        roles,
+        Hooks::default(),
+        switchboard::shutdown::signal(),
+    )
+    .await
 }

@@ -325,7 +325,7 @@ impl World {
         );
         let supervisor = SupervisorSettings {
             name: "domain".into(),
-            queues: names.clone(),
+            queues: names,
             concurrency: 4,
             workers,
             prefetch: Some(4),
@@ -339,19 +339,7 @@ impl World {
         let registry = Arc::new(switchboard_jobs::domain_registry(&services));
         let fleet = FleetSettings {
             shutdown_timeout_secs: 5,
-            supervisors: vec![SupervisorSettings {
-                name: "domain".into(),
-                queues: names,
-                concurrency: 4,
-                workers,
-                prefetch: Some(4),
-                max_attempts: 3,
-                timeout_secs: 2,
-                backoff: BackoffSettings {
-                    base_ms: 5,
-                    cap_ms: 20,
-                },
-            }],
+            supervisors: vec![supervisor.clone()],
         };
         let fleet = if own_fleet && !inline {
             Some(
