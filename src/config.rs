@@ -9,9 +9,6 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub mod secrets;
-pub use secrets::Secrets;
-
 pub use crate::maintenance::scheduler::{CatchUp, ScheduleSettings, SchedulerSettings};
 
 /// The embedded defaults (the documented file itself).
@@ -217,6 +214,10 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+// Beside the loader that fills `Settings::secrets`.
+pub mod secrets;
+pub use secrets::Secrets;
 
 impl Settings {
     /// Load the layers (defaults, `<dir>/<env>.toml`, an explicit file, environment) and validate.
