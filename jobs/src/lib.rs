@@ -11,7 +11,7 @@
 //! `pub async fn handle(services: Arc<Services>, args, ctx: JobContext) -> Result<(), JobError>`.
 //! So `calendar.reschedule` is [`calendar::reschedule::handle`] and `notify.sms` is
 //! [`notify::sms::handle`]; `noop` ([`noop::handle`]) alone takes no services. What several
-//! kinds of a family share sits beside them in that family (`calendar::access`,
+//! kinds of a family share sits beside them in that family (`calendar::rate_limited`,
 //! `notify::send`, the `webhook` module itself).
 
 #![forbid(unsafe_code)]

@@ -12,7 +12,7 @@ const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO appointment_reminders (appoin
 
 /// What [`claim`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claimed {
+pub enum ReminderClaim {
     /// This call wrote the row: the reminder is new.
     New,
     /// Another run wrote it, and its notifications may not be queued yet.
@@ -22,8 +22,8 @@ pub enum Claimed {
 }
 
 /// Record that the `kind` reminder of appointment `uid` is due. Of concurrent callers,
-/// exactly one sees [`Claimed::New`].
-pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<Claimed, StoreError> {
+/// exactly one sees [`ReminderClaim::New`].
+pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<ReminderClaim, StoreError> {
     const OP: &str = "appointment_reminders.claim";
     let inserted = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
         .bind(uid)
@@ -33,7 +33,7 @@ pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<Claimed, Stor
         .await
         .op(OP)?;
     if inserted.rows_affected() > 0 {
-        return Ok(Claimed::New);
+        return Ok(ReminderClaim::New);
     }
     let row = sqlx::query(
         "SELECT enqueued_at_ms FROM appointment_reminders WHERE appointment_uid = ? AND kind = ?",
@@ -44,8 +44,8 @@ pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<Claimed, Stor
     .await
     .op(OP)?;
     Ok(match row.try_get::<Option<i64>, _>(0).op(OP)? {
-        Some(_) => Claimed::Enqueued,
-        None => Claimed::Unfinished,
+        Some(_) => ReminderClaim::Enqueued,
+        None => ReminderClaim::Unfinished,
     })
 }
 
