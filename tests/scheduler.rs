@@ -411,7 +411,7 @@ async fn pruner_trims_webhook_events_past_retention(dialect: &str) {
         appointment_reminders::claim(&store, "uid_1", "reminder_24h")
             .await
             .unwrap(),
-        appointment_reminders::Claimed::New
+        appointment_reminders::ReminderClaim::New
     );
     assert_eq!(
         pruner

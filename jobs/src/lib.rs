@@ -11,8 +11,30 @@
 //! `pub async fn handle(services: Arc<Services>, args, ctx: JobContext) -> Result<(), JobError>`.
 //! So `calendar.reschedule` is [`calendar::reschedule::handle`] and `notify.sms` is
 //! [`notify::sms::handle`]; `noop` ([`noop::handle`]) alone takes no services. What several
-//! kinds of a family share sits beside them in that family (`calendar::access`,
+//! kinds of a family share sits beside them in that family (`calendar::rate_limited`,
 //! `notify::send`, the `webhook` module itself).
+//!
+//! Layout:
+//! - `job/`: the contract the queue needs: [`JobArgs`] and [`EnqueueOptions`], [`Policy`] and
+//!   [`Backoff`], [`JobContext`] with the [`Enqueuer`] and [`RateLimiter`] capabilities,
+//!   [`JobError`] (the outcomes other than success) and the [`Registry`]. Re-exported here.
+//! - `noop.rs`: the `noop` kind, for benchmarks and queue tests ([`registry`]).
+//! - `webhook/`: `webhook.retell`, `webhook.calcom`, `webhook.stripe`: one verified delivery
+//!   each, recorded in `webhook_events` and turned into rows and follow-up jobs.
+//! - `calendar/`: `calendar.book`, `.reschedule`, `.cancel` and `.reconcile` against Cal.com,
+//!   every request behind the key's fleet-wide rate limit (`rate_limited.rs`).
+//! - `billing/`: `billing.report_usage` (call minutes to Stripe, exactly once) and
+//!   `billing.reconcile` (the reports the webhook path missed).
+//! - `notify/`: `notify.email`, `notify.sms` (at most once through the outbox, `send.rs`),
+//!   `notify.reminders`, and what messages say (`templates.rs`, `templates/`).
+//! - `clients/`: the outbound transports: Cal.com, Stripe and SMS over one HTTP layer
+//!   (`http.rs`), mail over SMTP or files; all fail with one `SendError`.
+//! - `store/`: the database (sqlx, MariaDB/MySQL and `SQLite`), one repository module per
+//!   table; errors name the operation that failed.
+//! - `services.rs`: what handlers share (store, clients, limiter), built once by the runtime;
+//!   [`domain_registry`] wires every kind to it.
+//! - `secret.rs`: [`Secret`], a credential that never prints; the runtime loads them, this
+//!   crate never reads the environment.
 
 #![forbid(unsafe_code)]
 

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use serde::{Deserialize, Serialize};
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::access::RateLimited;
+use super::rate_limited::RateLimited;
 use crate::{
     JobArgs, JobContext, JobError,
     clients::calcom::{Attendee, Booking, BookingQuery, CreateBooking},

@@ -32,7 +32,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use serde::{Deserialize, Serialize};
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::access::RateLimited;
+use super::rate_limited::RateLimited;
 use crate::{
     EnqueueOptions, JobArgs, JobContext, JobError,
     clients::calcom::{self, Booking, BookingQuery},
@@ -315,7 +315,7 @@ async fn sync(
     let ours = appointments::get(store, &b.uid).await?;
     let drift = match (status.as_str(), ours) {
         ("accepted", None) => {
-            let row = appointment(store, company, branch, b).await?;
+            let row = new_appointment(store, company, branch, b).await?;
             if appointments::insert_if_absent(store, &row).await? {
                 Drift::Created
             } else {
@@ -353,7 +353,7 @@ async fn sync(
 
 /// The appointment row of a booking made at Cal.com, its customer found or created from the
 /// first attendee.
-async fn appointment(
+async fn new_appointment(
     store: &Store,
     company: &Company,
     branch: &Branch,

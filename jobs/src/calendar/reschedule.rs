@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::access::{RateLimited, appointment_and_client};
+use super::rate_limited::{RateLimited, appointment_and_client};
 use crate::{
     JobArgs, JobContext, JobError,
     clients::calcom::{self, BookingQuery},

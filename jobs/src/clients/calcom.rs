@@ -390,7 +390,8 @@ impl CalcomClient {
             .header(API_VERSION, version)
             .send()
             .await
-            .map_err(|e| self.redact(request_failed(op, e)))?;
+            // No URL in the message (`http::request_failed`): its query holds attendee emails.
+            .map_err(|e| self.redact(http::request_failed(&format!("Cal.com {op}"), e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -445,12 +446,6 @@ fn unreadable_write(op: &str, why: &str) -> SendError {
     SendError::Permanent(format!(
         "{why} (Cal.com {op} succeeded, so the booking may have changed: check before retrying)"
     ))
-}
-
-/// No answer (see [`http::request_failed`]). No URL in the message: its query holds
-/// attendee emails.
-fn request_failed(op: &str, e: reqwest::Error) -> SendError {
-    http::request_failed(&format!("Cal.com {op}"), e)
 }
 
 /// The wait a refusal asks for: `Retry-After` (429 and 503), else for 429 the largest of

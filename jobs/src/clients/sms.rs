@@ -96,7 +96,7 @@ impl SmsClient {
             .form(&[("From", self.from.as_str()), ("To", to), ("Body", body)])
             .send()
             .await
-            .map_err(request_failed)?;
+            .map_err(|e| http::request_failed("SMS API", e))?;
         let status = response.status();
         if status.is_success() {
             return match response.json::<Accepted>().await {
@@ -122,11 +122,6 @@ impl fmt::Debug for SmsClient {
             .field("account_sid", &self.account_sid)
             .finish_non_exhaustive()
     }
-}
-
-/// No answer at all (see [`http::request_failed`]).
-fn request_failed(e: reqwest::Error) -> SendError {
-    http::request_failed("SMS API", e)
 }
 
 /// The gateway's refusal text (Twilio's `message` and `code`, else the body, cut), classified

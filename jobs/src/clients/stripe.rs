@@ -190,7 +190,8 @@ impl StripeClient {
             ])
             .send()
             .await
-            .map_err(request_failed)?;
+            // An idempotency key that is no header value fails here, as unbuildable: permanent.
+            .map_err(|e| http::request_failed("Stripe API", e))?;
         let status = response.status();
         if !status.is_success() {
             return self.refused(response, event).await;
@@ -269,12 +270,6 @@ fn check(event: &MeterEvent) -> Result<(), SendError> {
         "meter event {:?} not sent: {problem}",
         event.identifier
     )))
-}
-
-/// No answer at all (see [`http::request_failed`]); an idempotency key that is no header
-/// value is one of the requests that cannot even be built.
-fn request_failed(e: reqwest::Error) -> SendError {
-    http::request_failed("Stripe API", e)
 }
 
 /// Stripe's refusal of a second event with an `identifier` it already has. Observed as a 400

@@ -33,7 +33,7 @@ use crate::{
     services::Services,
     store::{
         Store,
-        appointment_reminders::{self, Claimed},
+        appointment_reminders::{self, ReminderClaim},
         appointments::{self, Appointment},
         companies::{self, Company},
         customers,
@@ -103,7 +103,7 @@ pub async fn handle(
         let claimed = appointment_reminders::claim(store, &a.uid, kind.as_str())
             .await
             .map_err(JobError::retry)?;
-        if claimed == Claimed::Enqueued {
+        if claimed == ReminderClaim::Enqueued {
             continue;
         }
         let to = recipients(&services, a).await?;
@@ -118,8 +118,8 @@ pub async fn handle(
             .await
             .map_err(JobError::retry)?;
         match (claimed, kind) {
-            (Claimed::New, Kind::Day) => day += 1,
-            (Claimed::New, Kind::TwoHours) => two_hours += 1,
+            (ReminderClaim::New, Kind::Day) => day += 1,
+            (ReminderClaim::New, Kind::TwoHours) => two_hours += 1,
             _ => {}
         }
     }

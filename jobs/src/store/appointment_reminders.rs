@@ -5,14 +5,14 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, now_ms};
+use super::{Op, Store, StoreError, now_ms};
 
 const INSERT_MYSQL: &str = "INSERT IGNORE INTO appointment_reminders (appointment_uid, kind, created_at_ms) VALUES (?, ?, ?)";
 const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO appointment_reminders (appointment_uid, kind, created_at_ms) VALUES (?, ?, ?)";
 
 /// What [`claim`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claimed {
+pub enum ReminderClaim {
     /// This call wrote the row: the reminder is new.
     New,
     /// Another run wrote it, and its notifications may not be queued yet.
@@ -22,16 +22,18 @@ pub enum Claimed {
 }
 
 /// Record that the `kind` reminder of appointment `uid` is due. Of concurrent callers,
-/// exactly one sees [`Claimed::New`].
-pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<Claimed, StoreError> {
+/// exactly one sees [`ReminderClaim::New`].
+pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<ReminderClaim, StoreError> {
+    const OP: &str = "appointment_reminders.claim";
     let inserted = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
         .bind(uid)
         .bind(kind)
         .bind(now_ms())
         .execute(store.pool())
-        .await?;
+        .await
+        .op(OP)?;
     if inserted.rows_affected() > 0 {
-        return Ok(Claimed::New);
+        return Ok(ReminderClaim::New);
     }
     let row = sqlx::query(
         "SELECT enqueued_at_ms FROM appointment_reminders WHERE appointment_uid = ? AND kind = ?",
@@ -39,10 +41,11 @@ pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<Claimed, Stor
     .bind(uid)
     .bind(kind)
     .fetch_one(store.pool())
-    .await?;
-    Ok(match row.try_get::<Option<i64>, _>(0)? {
-        Some(_) => Claimed::Enqueued,
-        None => Claimed::Unfinished,
+    .await
+    .op(OP)?;
+    Ok(match row.try_get::<Option<i64>, _>(0).op(OP)? {
+        Some(_) => ReminderClaim::Enqueued,
+        None => ReminderClaim::Unfinished,
     })
 }
 
@@ -56,7 +59,7 @@ pub async fn mark_enqueued(store: &Store, uid: &str, kind: &str) -> Result<(), S
     .bind(uid)
     .bind(kind)
     .execute(store.pool())
-    .await?;
+    .await.op("appointment_reminders.mark_enqueued")?;
     Ok(())
 }
 
@@ -71,4 +74,5 @@ pub async fn prune(store: &Store, cutoff_ms: i64, limit: i64) -> Result<u64, Sto
         limit,
     )
     .await
+    .op("appointment_reminders.prune")
 }

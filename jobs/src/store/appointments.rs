@@ -4,7 +4,7 @@
 use sqlx::{Row, any::AnyRow};
 use time::{Duration, OffsetDateTime};
 
-use super::{RowExt, Store, StoreError, now_ms};
+use super::{Op, RowExt, Store, StoreError, now_ms};
 
 /// A booking as Cal.com reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +56,9 @@ const UPSERT_SQLITE: &str = "INSERT INTO appointments (uid, company_id, branch_i
 
 /// Insert or update the booking `a.uid`.
 pub async fn upsert(store: &Store, a: &Appointment) -> Result<(), StoreError> {
-    write(store, store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE), a).await?;
+    write(store, store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE), a)
+        .await
+        .op("appointments.upsert")?;
     Ok(())
 }
 
@@ -67,7 +69,8 @@ pub async fn set_status(store: &Store, uid: &str, status: &str) -> Result<bool, 
         .bind(now_ms())
         .bind(uid)
         .execute(store.pool())
-        .await?;
+        .await
+        .op("appointments.set_status")?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -93,24 +96,28 @@ fn appointment(row: &AnyRow) -> Result<Appointment, sqlx::Error> {
 
 /// A booking by uid.
 pub async fn get(store: &Store, uid: &str) -> Result<Option<Appointment>, StoreError> {
+    const OP: &str = "appointments.get";
     let sql = format!("SELECT {COLUMNS} FROM appointments WHERE uid = ?");
     let row = sqlx::query(&sql)
         .bind(uid)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row.as_ref().map(appointment).transpose()?)
+        .await
+        .op(OP)?;
+    row.as_ref().map(appointment).transpose().op(OP)
 }
 
 /// The latest booking made for a call.
 pub async fn find_by_call(store: &Store, call_id: &str) -> Result<Option<Appointment>, StoreError> {
+    const OP: &str = "appointments.find_by_call";
     let sql = format!(
         "SELECT {COLUMNS} FROM appointments WHERE call_id = ? AND status = 'booked' ORDER BY id DESC"
     );
     let row = sqlx::query(&sql)
         .bind(call_id)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row.as_ref().map(appointment).transpose()?)
+        .await
+        .op(OP)?;
+    row.as_ref().map(appointment).transpose().op(OP)
 }
 
 const SELECT_BOOKED_ALL: &str =
@@ -127,6 +134,7 @@ pub async fn booked_around(
     from: OffsetDateTime,
     to: OffsetDateTime,
 ) -> Result<Vec<Appointment>, StoreError> {
+    const OP: &str = "appointments.booked_around";
     let day = |t: OffsetDateTime| {
         let d = t.date();
         format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
@@ -142,11 +150,16 @@ pub async fn booked_around(
     if let Some(branch) = branch_id {
         query = query.bind(branch);
     }
-    let rows = query.bind(low).bind(high).fetch_all(store.pool()).await?;
-    Ok(rows
-        .iter()
+    let rows = query
+        .bind(low)
+        .bind(high)
+        .fetch_all(store.pool())
+        .await
+        .op(OP)?;
+    rows.iter()
         .map(appointment)
-        .collect::<Result<_, sqlx::Error>>()?)
+        .collect::<Result<_, sqlx::Error>>()
+        .op(OP)
 }
 
 const INSERT_NEW_MYSQL: &str = "INSERT IGNORE INTO appointments (uid, company_id, branch_id, customer_id, status, title, \
@@ -164,7 +177,8 @@ pub async fn insert_if_absent(store: &Store, a: &Appointment) -> Result<bool, St
         store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE),
         a,
     )
-    .await?;
+    .await
+    .op("appointments.insert_if_absent")?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -179,7 +193,7 @@ pub async fn cancel_if_booked(store: &Store, uid: &str, reason: &str) -> Result<
     .bind(now_ms())
     .bind(uid)
     .execute(store.pool())
-    .await?;
+    .await.op("appointments.cancel_if_booked")?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -198,7 +212,7 @@ pub async fn move_if_booked(
     .bind(now_ms())
     .bind(uid)
     .execute(store.pool())
-    .await?;
+    .await.op("appointments.move_if_booked")?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -208,8 +222,8 @@ async fn write(
     store: &Store,
     sql: &'static str,
     a: &Appointment,
-) -> Result<sqlx::any::AnyQueryResult, StoreError> {
-    Ok(sqlx::query(sql)
+) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+    sqlx::query(sql)
         .bind(&a.uid)
         .bind(a.company_id)
         .bind(a.branch_id)
@@ -227,5 +241,5 @@ async fn write(
         .bind(&a.call_id)
         .bind(now_ms())
         .execute(store.pool())
-        .await?)
+        .await
 }

@@ -4,7 +4,7 @@
 
 use sqlx::{Row, any::AnyRow};
 
-use super::{RowExt, Store, StoreError, now_ms};
+use super::{Op, RowExt, Store, StoreError, now_ms};
 
 /// Stage of a call, in the order Retell reports them.
 pub const STAGE_STARTED: i64 = 1;
@@ -77,7 +77,8 @@ pub async fn upsert(store: &Store, c: &Call) -> Result<(), StoreError> {
         .bind(&c.analysis_json)
         .bind(now_ms())
         .execute(store.pool())
-        .await?;
+        .await
+        .op("calls.upsert")?;
     Ok(())
 }
 
@@ -103,19 +104,23 @@ fn call(row: &AnyRow) -> Result<Call, sqlx::Error> {
 
 /// A call by Retell's id.
 pub async fn get(store: &Store, call_id: &str) -> Result<Option<Call>, StoreError> {
+    const OP: &str = "calls.get";
     let sql = format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?");
     let row = sqlx::query(&sql)
         .bind(call_id)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row.as_ref().map(call).transpose()?)
+        .await
+        .op(OP)?;
+    row.as_ref().map(call).transpose().op(OP)
 }
 
 /// Number of call rows of a company.
 pub async fn count(store: &Store, company_id: i64) -> Result<i64, StoreError> {
+    const OP: &str = "calls.count";
     let row = sqlx::query("SELECT COUNT(*) FROM calls WHERE company_id = ?")
         .bind(company_id)
         .fetch_one(store.pool())
-        .await?;
-    Ok(row.try_get(0)?)
+        .await
+        .op(OP)?;
+    row.try_get(0).op(OP)
 }

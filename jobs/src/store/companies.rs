@@ -3,7 +3,7 @@
 
 use sqlx::{Row, any::AnyRow};
 
-use super::{RowExt, Store, StoreError, now_ms};
+use super::{Op, RowExt, Store, StoreError, now_ms};
 use crate::Secret;
 
 /// A company as the jobs need it.
@@ -64,6 +64,7 @@ fn business(row: &AnyRow) -> Result<Business, sqlx::Error> {
 
 /// The business that owns the called number.
 pub async fn by_phone_number(store: &Store, number: &str) -> Result<Option<Business>, StoreError> {
+    const OP: &str = "companies.by_phone_number";
     let sql = format!(
         "SELECT {COMPANY_COLUMNS}, b.id FROM phone_numbers p \
          JOIN branches b ON b.id = p.branch_id JOIN companies c ON c.id = b.company_id \
@@ -72,8 +73,9 @@ pub async fn by_phone_number(store: &Store, number: &str) -> Result<Option<Busin
     let row = sqlx::query(&sql)
         .bind(number)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row.as_ref().map(business).transpose()?)
+        .await
+        .op(OP)?;
+    row.as_ref().map(business).transpose().op(OP)
 }
 
 /// The business whose branch books through Cal.com event type `event_type_id`.
@@ -81,6 +83,7 @@ pub async fn by_calcom_event_type(
     store: &Store,
     event_type_id: i64,
 ) -> Result<Option<Business>, StoreError> {
+    const OP: &str = "companies.by_calcom_event_type";
     let sql = format!(
         "SELECT {COMPANY_COLUMNS}, b.id FROM branches b JOIN companies c ON c.id = b.company_id \
          WHERE b.calcom_event_type_id = ?"
@@ -88,8 +91,9 @@ pub async fn by_calcom_event_type(
     let row = sqlx::query(&sql)
         .bind(event_type_id)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row.as_ref().map(business).transpose()?)
+        .await
+        .op(OP)?;
+    row.as_ref().map(business).transpose().op(OP)
 }
 
 /// The company billed as Stripe customer `customer_id`.
@@ -97,54 +101,61 @@ pub async fn by_stripe_customer(
     store: &Store,
     customer_id: &str,
 ) -> Result<Option<Company>, StoreError> {
+    const OP: &str = "companies.by_stripe_customer";
     let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies c WHERE c.stripe_customer_id = ?");
     let row = sqlx::query(&sql)
         .bind(customer_id)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row.as_ref().map(company).transpose()?)
+        .await
+        .op(OP)?;
+    row.as_ref().map(company).transpose().op(OP)
 }
 
 /// A company by id.
 pub async fn get(store: &Store, id: i64) -> Result<Option<Company>, StoreError> {
+    const OP: &str = "companies.get";
     let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies c WHERE c.id = ?");
     let row = sqlx::query(&sql)
         .bind(id)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row.as_ref().map(company).transpose()?)
+        .await
+        .op(OP)?;
+    row.as_ref().map(company).transpose().op(OP)
 }
 
 /// A branch by id.
 pub async fn branch(store: &Store, id: i64) -> Result<Option<Branch>, StoreError> {
+    const OP: &str = "companies.branch";
     let row = sqlx::query(
         "SELECT id, company_id, name, calcom_event_type_id, timezone FROM branches WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(store.pool())
-    .await?;
-    Ok(row
-        .map(|r| {
-            Ok::<_, sqlx::Error>(Branch {
-                id: r.try_get(0)?,
-                company_id: r.try_get(1)?,
-                name: r.text(2)?,
-                calcom_event_type_id: r.try_get(3)?,
-                timezone: r.text(4)?,
-            })
+    .await
+    .op(OP)?;
+    row.map(|r| {
+        Ok::<_, sqlx::Error>(Branch {
+            id: r.try_get(0)?,
+            company_id: r.try_get(1)?,
+            name: r.text(2)?,
+            calcom_event_type_id: r.try_get(3)?,
+            timezone: r.text(4)?,
         })
-        .transpose()?)
+    })
+    .transpose()
+    .op(OP)
 }
 
 /// Every branch that books through Cal.com (it has an event type), with its company, by
 /// branch id; branches of companies whose subscription ended (`canceled`) are left out.
 pub async fn calendar_branches(store: &Store) -> Result<Vec<(Company, Branch)>, StoreError> {
+    const OP: &str = "companies.calendar_branches";
     let sql = format!(
         "SELECT {COMPANY_COLUMNS}, b.id, b.name, b.calcom_event_type_id, b.timezone \
          FROM branches b JOIN companies c ON c.id = b.company_id \
          WHERE b.calcom_event_type_id IS NOT NULL AND c.billing_status <> 'canceled' ORDER BY b.id"
     );
-    let rows = sqlx::query(&sql).fetch_all(store.pool()).await?;
+    let rows = sqlx::query(&sql).fetch_all(store.pool()).await.op(OP)?;
     let pair = |r: &AnyRow| {
         let company = company(r)?;
         let branch = Branch {
@@ -156,7 +167,10 @@ pub async fn calendar_branches(store: &Store) -> Result<Vec<(Company, Branch)>, 
         };
         Ok::<_, sqlx::Error>((company, branch))
     };
-    Ok(rows.iter().map(pair).collect::<Result<_, _>>()?)
+    rows.iter()
+        .map(pair)
+        .collect::<Result<_, sqlx::Error>>()
+        .op(OP)
 }
 
 /// Set the company's billing status (`active`, `past_due`, `canceled`, ...).
@@ -165,7 +179,8 @@ pub async fn set_billing_status(store: &Store, id: i64, status: &str) -> Result<
         .bind(status)
         .bind(id)
         .execute(store.pool())
-        .await?;
+        .await
+        .op("companies.set_billing_status")?;
     Ok(())
 }
 
@@ -195,7 +210,9 @@ pub async fn insert_company(store: &Store, c: &NewCompany) -> Result<i64, StoreE
     .bind(&c.stripe_customer_id)
     .bind(&c.calcom_api_key)
     .bind(now_ms());
-    insert_returning_id(store, insert).await
+    insert_returning_id(store, insert)
+        .await
+        .op("companies.insert_company")
 }
 
 /// Insert a branch; returns its id.
@@ -211,7 +228,9 @@ pub async fn insert_branch(
         .bind(name)
         .bind(calcom_event_type_id)
         .bind(timezone);
-    insert_returning_id(store, insert).await
+    insert_returning_id(store, insert)
+        .await
+        .op("companies.insert_branch")
 }
 
 /// Attach a phone number to a branch.
@@ -223,14 +242,16 @@ pub async fn insert_phone_number(
     let insert = sqlx::query("INSERT INTO phone_numbers (branch_id, number) VALUES (?, ?)")
         .bind(branch_id)
         .bind(number);
-    insert_returning_id(store, insert).await
+    insert_returning_id(store, insert)
+        .await
+        .op("companies.insert_phone_number")
 }
 
 /// Run `insert` and read the new row's id on the same connection.
 async fn insert_returning_id<'q>(
     store: &Store,
     insert: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-) -> Result<i64, StoreError> {
+) -> Result<i64, sqlx::Error> {
     let mut conn = store.pool().acquire().await?;
     insert.execute(&mut *conn).await?;
     let last = store
@@ -238,7 +259,6 @@ async fn insert_returning_id<'q>(
         .pick("SELECT LAST_INSERT_ID()", "SELECT last_insert_rowid()");
     let row = sqlx::query(last).fetch_one(&mut *conn).await?;
     // MySQL reports an unsigned BIGINT; read it as whatever integer the driver gives.
-    Ok(row
-        .try_get::<i64, _>(0)
-        .or_else(|_| row.try_get::<i32, _>(0).map(i64::from))?)
+    row.try_get::<i64, _>(0)
+        .or_else(|_| row.try_get::<i32, _>(0).map(i64::from))
 }

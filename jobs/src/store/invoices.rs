@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{RowExt, Store, StoreError, now_ms};
+use super::{Op, RowExt, Store, StoreError, now_ms};
 
 /// An invoice as the latest event reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,30 +39,32 @@ pub async fn upsert(store: &Store, i: &Invoice) -> Result<(), StoreError> {
         .bind(&i.hosted_invoice_url)
         .bind(now_ms())
         .execute(store.pool())
-        .await?;
+        .await
+        .op("invoices.upsert")?;
     Ok(())
 }
 
 /// An invoice by Stripe id.
 pub async fn get(store: &Store, stripe_invoice_id: &str) -> Result<Option<Invoice>, StoreError> {
+    const OP: &str = "invoices.get";
     let row = sqlx::query(
         "SELECT stripe_invoice_id, company_id, status, amount_due, amount_paid, currency, hosted_invoice_url \
          FROM invoices WHERE stripe_invoice_id = ?",
     )
     .bind(stripe_invoice_id)
     .fetch_optional(store.pool())
-    .await?;
-    Ok(row
-        .map(|r| {
-            Ok::<_, sqlx::Error>(Invoice {
-                stripe_invoice_id: r.text(0)?,
-                company_id: r.try_get(1)?,
-                status: r.text(2)?,
-                amount_due: r.try_get(3)?,
-                amount_paid: r.try_get(4)?,
-                currency: r.text(5)?,
-                hosted_invoice_url: r.opt_text(6)?,
-            })
+    .await.op(OP)?;
+    row.map(|r| {
+        Ok::<_, sqlx::Error>(Invoice {
+            stripe_invoice_id: r.text(0)?,
+            company_id: r.try_get(1)?,
+            status: r.text(2)?,
+            amount_due: r.try_get(3)?,
+            amount_paid: r.try_get(4)?,
+            currency: r.text(5)?,
+            hosted_invoice_url: r.opt_text(6)?,
         })
-        .transpose()?)
+    })
+    .transpose()
+    .op(OP)
 }

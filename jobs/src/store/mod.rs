@@ -63,9 +63,13 @@ fn scheme(url: &str) -> &str {
 /// Database failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or refused a statement.
-    #[error("database: {0}")]
-    Db(sqlx::Error),
+    /// The database could not be reached, refused a statement or gave a row that does not
+    /// decode, in the repository operation `op` (`<module>.<function>`, e.g. `calls.upsert`).
+    #[error("database: {op}: {source}")]
+    Db {
+        op: &'static str,
+        source: sqlx::Error,
+    },
     /// A migration failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -82,7 +86,7 @@ pub(crate) async fn delete_older(
     column: &'static str,
     cutoff_ms: i64,
     limit: i64,
-) -> Result<u64, StoreError> {
+) -> Result<u64, sqlx::Error> {
     let sql = match store.dialect() {
         Dialect::MySql => format!("DELETE FROM {table} WHERE {column} < ? LIMIT ?"),
         Dialect::Sqlite => format!(
@@ -101,10 +105,24 @@ pub(crate) async fn delete_older(
 /// all counted where they become a [`StoreError`].
 pub const DATABASE_ERRORS: &str = "switchboard_database_errors_total";
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
+impl StoreError {
+    /// The failure of `op`, counted in [`DATABASE_ERRORS`]: every database error becomes a
+    /// `StoreError` here and nowhere else, so the counter sees each one once.
+    fn db(op: &'static str, source: sqlx::Error) -> Self {
         metrics::counter!(DATABASE_ERRORS).increment(1);
-        Self::Db(e)
+        Self::Db { op, source }
+    }
+}
+
+/// Naming the repository operation a sqlx result belongs to: `.op("calls.upsert")?` turns
+/// its error into a [`StoreError::Db`] that says which statement failed.
+pub(crate) trait Op<T> {
+    fn op(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Op<T> for Result<T, sqlx::Error> {
+    fn op(self, op: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::db(op, source))
     }
 }
 
@@ -144,7 +162,8 @@ impl Store {
                 })
             })
             .connect(url)
-            .await?;
+            .await
+            .op("store.connect")?;
         Ok(Self { pool, dialect })
     }
 
@@ -253,7 +272,7 @@ mod metric_tests {
     use super::*;
 
     #[test]
-    fn a_failed_statement_counts_as_a_database_error() {
+    fn a_failed_statement_counts_as_a_database_error_naming_its_operation() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
@@ -266,9 +285,24 @@ mod metric_tests {
                 let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.path().display());
                 let store = Store::connect(&url).await.unwrap();
                 // Not migrated: the table is missing.
-                webhook_events::get(&store, "stripe", "evt_1")
+                let e = webhook_events::get(&store, "stripe", "evt_1")
                     .await
                     .unwrap_err();
+                // The error names the operation whose statement failed.
+                assert!(
+                    matches!(
+                        &e,
+                        StoreError::Db {
+                            op: "webhook_events.get",
+                            ..
+                        }
+                    ),
+                    "{e:?}"
+                );
+                assert!(
+                    e.to_string().starts_with("database: webhook_events.get: "),
+                    "{e}"
+                );
                 store.pool().close().await;
             });
         });

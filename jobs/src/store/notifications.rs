@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 
-use super::{RowExt, Store, StoreError, now_ms};
+use super::{Op, RowExt, Store, StoreError, now_ms};
 
 /// What a send attempt may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO notifications (unique_key, ch
      VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)";
 
 /// Write the outbox row unless its unique key exists; returns how many rows it wrote.
-async fn insert(store: &Store, n: &NewNotification<'_>) -> Result<u64, StoreError> {
+async fn insert(store: &Store, n: &NewNotification<'_>) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
         .bind(n.unique_key)
         .bind(n.channel)
@@ -57,20 +57,23 @@ async fn insert(store: &Store, n: &NewNotification<'_>) -> Result<u64, StoreErro
 /// Write the outbox row if new, then try to claim the send. The claim is one conditional
 /// UPDATE, so of two concurrent attempts exactly one gets `Send`.
 pub async fn claim(store: &Store, n: &NewNotification<'_>) -> Result<Claim, StoreError> {
-    insert(store, n).await?;
+    const OP: &str = "notifications.claim";
+    insert(store, n).await.op(OP)?;
     let claimed = sqlx::query(
         "UPDATE notifications SET status = 'sending', attempts = attempts + 1 \
          WHERE unique_key = ? AND status IN ('pending', 'retry')",
     )
     .bind(n.unique_key)
     .execute(store.pool())
-    .await?;
+    .await
+    .op(OP)?;
     let row = sqlx::query("SELECT status, attempts FROM notifications WHERE unique_key = ?")
         .bind(n.unique_key)
         .fetch_one(store.pool())
-        .await?;
-    let status: String = row.text(0)?;
-    let attempts: i64 = row.try_get(1)?;
+        .await
+        .op(OP)?;
+    let status: String = row.text(0).op(OP)?;
+    let attempts: i64 = row.try_get(1).op(OP)?;
     Ok(match (claimed.rows_affected(), status.as_str()) {
         (1, _) => Claim::Send { attempts },
         (_, "sent") => Claim::AlreadySent,
@@ -94,15 +97,17 @@ pub enum Reserved {
 /// Write the outbox row of a notification about to be enqueued, unless it exists. The
 /// unique key makes exactly one of any number of concurrent callers see [`Reserved::New`].
 pub async fn reserve(store: &Store, n: &NewNotification<'_>) -> Result<Reserved, StoreError> {
-    let inserted = insert(store, n).await?;
+    const OP: &str = "notifications.reserve";
+    let inserted = insert(store, n).await.op(OP)?;
     if inserted > 0 {
         return Ok(Reserved::New);
     }
     let row = sqlx::query("SELECT status FROM notifications WHERE unique_key = ?")
         .bind(n.unique_key)
         .fetch_optional(store.pool())
-        .await?;
-    let status = row.map(|r| r.text(0)).transpose()?;
+        .await
+        .op(OP)?;
+    let status = row.map(|r| r.text(0)).transpose().op(OP)?;
     Ok(match status.as_deref() {
         Some("pending") => Reserved::Pending,
         _ => Reserved::Taken,
@@ -120,18 +125,22 @@ pub async fn mark_sent(
         .bind(now_ms())
         .bind(unique_key)
         .execute(store.pool())
-        .await?;
+        .await.op("notifications.mark_sent")?;
     Ok(())
 }
 
 /// The provider refused it in a way that proves it was not accepted: another attempt may send.
 pub async fn mark_retry(store: &Store, unique_key: &str, error: &str) -> Result<(), StoreError> {
-    set_status(store, unique_key, "retry", error).await
+    set_status(store, unique_key, "retry", error)
+        .await
+        .op("notifications.mark_retry")
 }
 
 /// It can never be sent.
 pub async fn mark_failed(store: &Store, unique_key: &str, error: &str) -> Result<(), StoreError> {
-    set_status(store, unique_key, "failed", error).await
+    set_status(store, unique_key, "failed", error)
+        .await
+        .op("notifications.mark_failed")
 }
 
 async fn set_status(
@@ -139,7 +148,7 @@ async fn set_status(
     unique_key: &str,
     status: &str,
     error: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE notifications SET status = ?, last_error = ? WHERE unique_key = ?")
         .bind(status)
         .bind(error)
@@ -165,13 +174,14 @@ pub struct Notification {
 
 /// Every notification whose key starts with `prefix`, by key.
 pub async fn list(store: &Store, prefix: &str) -> Result<Vec<Notification>, StoreError> {
+    const OP: &str = "notifications.list";
     let rows = sqlx::query(
         "SELECT unique_key, channel, recipient, template, locale, status, attempts, message_id, last_error \
          FROM notifications WHERE unique_key LIKE ? ORDER BY unique_key",
     )
     .bind(format!("{prefix}%"))
     .fetch_all(store.pool())
-    .await?;
+    .await.op(OP)?;
     rows.iter()
         .map(|r| {
             Ok(Notification {
@@ -187,5 +197,5 @@ pub async fn list(store: &Store, prefix: &str) -> Result<Vec<Notification>, Stor
             })
         })
         .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+        .op(OP)
 }

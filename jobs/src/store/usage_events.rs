@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{RowExt, Store, StoreError, now_ms};
+use super::{Op, RowExt, Store, StoreError, now_ms};
 
 const INSERT_MYSQL: &str = "INSERT IGNORE INTO usage_events (call_id, company_id, seconds, created_at_ms) VALUES (?, ?, ?, ?)";
 const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO usage_events (call_id, company_id, seconds, created_at_ms) VALUES (?, ?, ?, ?)";
@@ -21,19 +21,22 @@ pub async fn record(
         .bind(seconds)
         .bind(now_ms())
         .execute(store.pool())
-        .await?;
+        .await
+        .op("usage_events.record")?;
     Ok(done.rows_affected() > 0)
 }
 
 /// The billable seconds of a call and whether they were reported.
 pub async fn get(store: &Store, call_id: &str) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+    const OP: &str = "usage_events.get";
     let row = sqlx::query("SELECT seconds, reported_at_ms FROM usage_events WHERE call_id = ?")
         .bind(call_id)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row
-        .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
-        .transpose()?)
+        .await
+        .op(OP)?;
+    row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+        .op(OP)
 }
 
 /// Record that the call's usage reached Stripe.
@@ -44,18 +47,21 @@ pub async fn mark_reported(store: &Store, call_id: &str) -> Result<(), StoreErro
     .bind(now_ms())
     .bind(call_id)
     .execute(store.pool())
-    .await?;
+    .await
+    .op("usage_events.mark_reported")?;
     Ok(())
 }
 
 /// When the call's usage was recorded (ms since the epoch): a stable time for the meter
 /// event, the same on every retry.
 pub async fn recorded_at(store: &Store, call_id: &str) -> Result<Option<i64>, StoreError> {
+    const OP: &str = "usage_events.recorded_at";
     let row = sqlx::query("SELECT created_at_ms FROM usage_events WHERE call_id = ?")
         .bind(call_id)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?)
+        .await
+        .op(OP)?;
+    row.map(|r| r.try_get(0)).transpose().op(OP)
 }
 
 /// An ended call whose usage has not reached Stripe.
@@ -78,6 +84,7 @@ pub async fn unreported(
     ended_before_ms: i64,
     limit: i64,
 ) -> Result<Vec<Unreported>, StoreError> {
+    const OP: &str = "usage_events.unreported";
     let rows = sqlx::query(
         "SELECT c.call_id, c.company_id, u.seconds, c.duration_ms, c.started_at_ms, c.ended_at_ms \
          FROM calls c JOIN companies co ON co.id = c.company_id \
@@ -89,7 +96,7 @@ pub async fn unreported(
     .bind(ended_before_ms)
     .bind(limit)
     .fetch_all(store.pool())
-    .await?;
+    .await.op(OP)?;
     rows.iter()
         .map(|r| {
             Ok(Unreported {
@@ -102,5 +109,5 @@ pub async fn unreported(
             })
         })
         .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+        .op(OP)
 }

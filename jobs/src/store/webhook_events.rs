@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{RowExt, Store, StoreError, now_ms};
+use super::{Op, RowExt, Store, StoreError, now_ms};
 
 const BEGIN_MYSQL: &str = "INSERT IGNORE INTO webhook_events (provider, event_id, event_type, received_at_ms, status) VALUES (?, ?, ?, ?, 'received')";
 const BEGIN_SQLITE: &str = "INSERT OR IGNORE INTO webhook_events (provider, event_id, event_type, received_at_ms, status) VALUES (?, ?, ?, ?, 'received')";
@@ -22,7 +22,8 @@ pub async fn begin(
         .bind(event_type)
         .bind(received_at_ms)
         .execute(store.pool())
-        .await?;
+        .await
+        .op("webhook_events.begin")?;
     Ok(())
 }
 
@@ -41,7 +42,7 @@ pub async fn finish(
         .bind(provider)
         .bind(event_id)
         .execute(store.pool())
-        .await?;
+        .await.op("webhook_events.finish")?;
     Ok(())
 }
 
@@ -51,18 +52,21 @@ pub async fn get(
     provider: &str,
     event_id: &str,
 ) -> Result<Option<(String, String, Option<String>, Option<i64>)>, StoreError> {
+    const OP: &str = "webhook_events.get";
     let row = sqlx::query("SELECT event_type, status, error, processed_at_ms FROM webhook_events WHERE provider = ? AND event_id = ?")
         .bind(provider)
         .bind(event_id)
         .fetch_optional(store.pool())
-        .await?;
-    Ok(row
-        .map(|r| Ok::<_, sqlx::Error>((r.text(0)?, r.text(1)?, r.opt_text(2)?, r.try_get(3)?)))
-        .transpose()?)
+        .await.op(OP)?;
+    row.map(|r| Ok::<_, sqlx::Error>((r.text(0)?, r.text(1)?, r.opt_text(2)?, r.try_get(3)?)))
+        .transpose()
+        .op(OP)
 }
 
 /// Delete up to `limit` rows received before `cutoff_ms`; returns how many went. Callers
 /// repeat until fewer than `limit` go, so no single statement holds locks for long.
 pub async fn prune(store: &Store, cutoff_ms: i64, limit: i64) -> Result<u64, StoreError> {
-    super::delete_older(store, "webhook_events", "received_at_ms", cutoff_ms, limit).await
+    super::delete_older(store, "webhook_events", "received_at_ms", cutoff_ms, limit)
+        .await
+        .op("webhook_events.prune")
 }

@@ -14,7 +14,7 @@ use crate::{
     calendar::CalendarBook,
     services::Services,
     store::{
-        calls::{self, Call as CallRow, STAGE_ANALYZED, STAGE_ENDED, STAGE_STARTED},
+        calls::{self, Call, STAGE_ANALYZED, STAGE_ENDED, STAGE_STARTED},
         companies, customers, usage_events,
     },
 };
@@ -24,12 +24,13 @@ webhook_kind!(RetellWebhook, "webhook.retell");
 #[derive(Deserialize)]
 struct Body {
     event: String,
-    call: Call,
+    call: RetellCall,
 }
 
 #[derive(Deserialize)]
 #[allow(clippy::struct_field_names)] // Retell's own field names
-struct Call {
+/// The call as Retell describes it (the row it becomes is a [`Call`]).
+struct RetellCall {
     call_id: String,
     from_number: Option<String>,
     to_number: Option<String>,
@@ -118,7 +119,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     let analysis = call.call_analysis.as_ref();
     calls::upsert(
         store,
-        &CallRow {
+        &Call {
             call_id: call.call_id.clone(),
             company_id,
             branch_id: business.branch_id,
@@ -158,7 +159,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
 async fn follow_ups(
     services: &Services,
     ctx: &JobContext,
-    call: &Call,
+    call: &RetellCall,
     stage: i64,
     company_id: i64,
     branch_id: i64,
