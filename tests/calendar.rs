@@ -195,6 +195,7 @@ async fn booking_takes_the_nearest_slot_and_confirms_once(dialect: &str) {
         dialect,
         Options {
             queues: QUEUES,
+            inline: true,
             ..Options::default()
         },
     )
@@ -243,6 +244,7 @@ async fn a_lost_create_response_does_not_book_twice(dialect: &str) {
         dialect,
         Options {
             queues: QUEUES,
+            inline: true,
             ..Options::default()
         },
     )
@@ -386,6 +388,7 @@ async fn cal_com_4xx_goes_to_the_dead_set_with_its_message(dialect: &str) {
         dialect,
         Options {
             queues: QUEUES,
+            inline: true,
             ..Options::default()
         },
     )
@@ -433,6 +436,7 @@ async fn usage_is_reported_once_with_a_stable_identifier(dialect: &str) {
         dialect,
         Options {
             queues: QUEUES,
+            inline: true,
             ..Options::default()
         },
     )
@@ -551,6 +555,7 @@ async fn a_lost_reschedule_response_does_not_move_twice(dialect: &str) {
         dialect,
         Options {
             queues: QUEUES,
+            inline: true,
             ..Options::default()
         },
     )
