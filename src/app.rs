@@ -100,7 +100,7 @@ pub struct Hooks {
     pub secrets: Option<WebhookSecrets>,
     /// Clock for signature windows; the system clock when `None`.
     pub clock: Option<Clock>,
-    /// The handlers' dependencies; built from the settings and environment when `None`.
+    /// The handlers' dependencies; built from the settings (and their secrets) when `None`.
     pub services: Option<Arc<Services>>,
     /// Dashboard credentials; from `settings.secrets` when `None`.
     pub dashboard_credentials: Option<dashboard::Credentials>,
@@ -303,8 +303,10 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
         (Some(sid), Some(token)) => Some(SmsClient::new(&settings.sms, sid.clone(), token.clone())),
         _ => None,
     };
-    let mut stripe =
-        (secrets.stripe_secret_key.clone()).map(|key| StripeClient::new(&settings.stripe, key));
+    let mut stripe = secrets
+        .stripe_secret_key
+        .clone()
+        .map(|key| StripeClient::new(&settings.stripe, key));
     let mut calcom_settings = settings.calcom_settings();
     let mut calcom_key = secrets.calcom_api_key.clone();
     if let Some(base) = &stand_ins {

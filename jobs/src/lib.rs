@@ -27,8 +27,8 @@
 //!   `billing.reconcile` (the reports the webhook path missed).
 //! - `notify/`: `notify.email`, `notify.sms` (at most once through the outbox, `send.rs`),
 //!   `notify.reminders`, and what messages say (`templates.rs`, `templates/`).
-//! - `clients/`: the outbound transports: Cal.com, Stripe and SMS over one HTTP layer
-//!   (`http.rs`), mail over SMTP or files; all fail with one `SendError`.
+//! - `clients/`: the outbound transports: Cal.com (`calcom/`), Stripe and SMS over one HTTP
+//!   layer (`http.rs`), mail over SMTP or files; all fail with one `SendError`.
 //! - `store/`: the database (sqlx, MariaDB/MySQL and `SQLite`), one repository module per
 //!   table; errors name the operation that failed.
 //! - `services.rs`: what handlers share (store, clients, limiter), built once by the runtime;

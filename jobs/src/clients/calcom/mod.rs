@@ -13,27 +13,29 @@
 //!
 //! A write whose answer cannot be read (create, reschedule) is a permanent failure: Cal.com
 //! may have made the booking, and a blind retry could make a second one.
+//!
+//! Here: the settings, the client and its requests; the booking types and the UTC time form
+//! are in `bookings.rs`, the page-by-page listing in `pages.rs`.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    fmt,
-    time::Duration,
-};
+mod bookings;
+mod pages;
+
+use std::{collections::BTreeMap, fmt, time::Duration};
 
 use reqwest::{StatusCode, Url, header::HeaderMap};
-use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
-use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use self::bookings::{format_utc, instant, to_utc};
+pub use self::{
+    bookings::{Attendee, Booking, BookingQuery, CreateBooking, utc},
+    pages::BookingPages,
+};
 use super::{InvalidSettings, SendError, http};
 use crate::secret::Secret;
 
 const API_VERSION: &str = "cal-api-version";
 const BOOKINGS_VERSION: &str = "2024-08-13";
 const SLOTS_VERSION: &str = "2024-09-04";
-/// Bookings per page of `GET /bookings`.
-const PAGE_SIZE: usize = 100;
-/// Pages `list_bookings` reads before it gives up rather than answer with a partial list.
-const MAX_PAGES: usize = 50;
 /// Refusal bodies are cut to this many characters.
 const MAX_DETAIL: usize = 300;
 
@@ -87,90 +89,10 @@ pub struct CalcomClient {
     api_key: Secret,
 }
 
-/// A booking to make. Serialised as Cal.com's create-booking body.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateBooking {
-    /// RFC 3339; sent as UTC.
-    pub start: String,
-    pub event_type_id: i64,
-    pub attendee: Attendee,
-    /// Stored with the booking and returned by every read; Cal.com limits key count and sizes.
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// Who a booking is for. Lenient when read: missing or null fields are empty.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, rename_all = "camelCase")]
-pub struct Attendee {
-    #[serde(deserialize_with = "nullable")]
-    pub name: String,
-    #[serde(deserialize_with = "nullable")]
-    pub email: String,
-    /// IANA name, e.g. `Europe/Berlin`.
-    #[serde(deserialize_with = "nullable")]
-    pub time_zone: String,
-    /// E.164.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phone_number: Option<String>,
-}
-
-/// A booking as Cal.com reports it (the fields the jobs use).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Booking {
-    pub id: i64,
-    pub uid: String,
-    #[serde(default)]
-    pub title: Option<String>,
-    /// UTC, in the form of [`utc`].
-    #[serde(deserialize_with = "utc_time")]
-    pub start: String,
-    #[serde(deserialize_with = "utc_time")]
-    pub end: String,
-    /// `accepted`, `cancelled`, `pending`, `rejected`, ...
-    pub status: String,
-    #[serde(default)]
-    pub event_type_id: Option<i64>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub attendees: Vec<Attendee>,
-    /// Non-string values arrive as their JSON text (`42`, `true`, `{"a":1}`).
-    #[serde(default, deserialize_with = "metadata")]
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// Filters of [`CalcomClient::list_bookings`]; `None` leaves a filter out.
-#[derive(Debug, Clone, Default)]
-pub struct BookingQuery {
-    pub event_type_id: Option<i64>,
-    pub attendee_email: Option<String>,
-    /// Bookings starting at or after this time (Cal.com `afterStart`).
-    pub after_start: Option<String>,
-    /// Bookings ending at or before this time (Cal.com `beforeEnd`).
-    pub before_end: Option<String>,
-    /// `upcoming`, `recurring`, `past`, `cancelled` or `unconfirmed`; several comma-separated.
-    pub status: Option<String>,
-}
-
 /// `{"status": "success", "data": ...}`.
 #[derive(Deserialize)]
 struct Answer<T> {
     data: T,
-}
-
-/// A page of `GET /bookings`.
-#[derive(Deserialize)]
-struct BookingPage {
-    data: Vec<Booking>,
-    #[serde(default)]
-    pagination: Option<Pagination>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Pagination {
-    has_next_page: Option<bool>,
 }
 
 /// One slot; the `range` format and seated slots add fields we do not need.
@@ -336,26 +258,7 @@ impl CalcomClient {
     /// The same listing one request at a time, for callers that pace each request (a
     /// rate-limit slot per page).
     pub fn booking_pages<'a>(&'a self, query: &BookingQuery) -> BookingPages<'a> {
-        let filters = [
-            ("eventTypeId", query.event_type_id.map(|id| id.to_string())),
-            ("attendeeEmail", query.attendee_email.clone()),
-            ("afterStart", query.after_start.clone()),
-            ("beforeEnd", query.before_end.clone()),
-            ("status", query.status.clone()),
-            ("sortStart", Some("asc".to_owned())),
-        ];
-        BookingPages {
-            client: self,
-            filters: filters
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v?)))
-                .collect(),
-            bookings: Vec::new(),
-            seen: HashSet::new(),
-            skip: 0,
-            pages: 0,
-            done: false,
-        }
+        BookingPages::new(self, query)
     }
 
     /// `{base_url}/{segments...}`, each segment percent-encoded.
@@ -501,118 +404,4 @@ fn classify(op: &str, status: StatusCode, retry_after: Option<Duration>, body: &
     let detail: String = detail.chars().take(MAX_DETAIL).collect();
     let reason = format!("Cal.com {op} answered {status}: {detail}");
     http::classify(status, retry_after, reason)
-}
-
-/// `null` read as the type's default.
-fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// Any JSON object; non-string values as their JSON text.
-fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    let map = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?;
-    Ok(map
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => (k, s),
-            other => (k, other.to_string()),
-        })
-        .collect())
-}
-
-/// `time` (RFC 3339) as the UTC form this client sends and returns,
-/// `2026-09-29T16:30:00.000Z`; `None` when it is not an RFC 3339 time (dates included).
-/// Compare booking and slot times in this form (or as instants), never as given.
-pub fn utc(time: &str) -> Option<String> {
-    instant(time).map(format_utc)
-}
-
-/// `time` in UTC when it is an RFC 3339 time, else as given (Cal.com will say what is wrong).
-fn to_utc(time: &str) -> String {
-    utc(time).unwrap_or_else(|| time.to_owned())
-}
-
-fn instant(time: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(time.trim(), &Rfc3339)
-        .ok()
-        .map(|t| t.to_offset(UtcOffset::UTC))
-}
-
-/// `t` (in UTC) as `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form Cal.com itself answers with.
-fn format_utc(t: OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
-/// A booking time in the UTC form of [`utc`] (as given when it is not RFC 3339).
-fn utc_time<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    String::deserialize(d).map(|t| to_utc(&t))
-}
-
-/// A booking listing read one page per [`BookingPages::next_page`] call.
-pub struct BookingPages<'a> {
-    client: &'a CalcomClient,
-    filters: Vec<(&'static str, String)>,
-    bookings: Vec<Booking>,
-    /// Offset paging over a changing list can repeat a booking across pages.
-    seen: HashSet<String>,
-    skip: usize,
-    pages: usize,
-    done: bool,
-}
-
-impl BookingPages<'_> {
-    /// Read the next page; false once the listing is complete (no request is made then).
-    pub async fn next_page(&mut self) -> Result<bool, SendError> {
-        const OP: &str = "list bookings";
-        if self.done {
-            return Ok(false);
-        }
-        if self.pages == MAX_PAGES {
-            return Err(SendError::Permanent(format!(
-                "Cal.com {OP}: more than {MAX_PAGES} pages of bookings match; narrow the query"
-            )));
-        }
-        let url = self.client.url(&["bookings"])?;
-        let request = self
-            .client
-            .http
-            .get(url)
-            .query(&self.filters)
-            .query(&[("take", PAGE_SIZE), ("skip", self.skip)]);
-        let response = self.client.send(OP, request, BOOKINGS_VERSION).await?;
-        let page: BookingPage = body(OP, response).await.map_err(SendError::transient)?;
-        self.pages += 1;
-        let n = page.data.len();
-        let seen = &mut self.seen;
-        self.bookings
-            .extend(page.data.into_iter().filter(|b| seen.insert(b.uid.clone())));
-        // Cal.com may cap `take`; its `hasNextPage`, when given, is the better signal.
-        let more = page
-            .pagination
-            .and_then(|p| p.has_next_page)
-            .unwrap_or(n >= PAGE_SIZE);
-        self.done = !more || n == 0;
-        self.skip += n;
-        Ok(!self.done)
-    }
-
-    /// Whether more pages remain to be read.
-    pub fn is_complete(&self) -> bool {
-        self.done
-    }
-
-    /// The bookings read so far, earliest start first.
-    pub fn into_bookings(self) -> Vec<Booking> {
-        self.bookings
-    }
 }
