@@ -73,6 +73,7 @@ on_both_databases!(
     retell_events_merge_into_one_call_in_any_order,
     an_analysis_asking_for_an_appointment_enqueues_a_booking,
     bookings_are_stored_and_customers_told_once,
+    a_booking_within_a_day_gets_no_day_reminder_but_its_two_hour_one,
     stripe_invoices_update_billing_and_warn_the_admin,
     unknown_events_are_ignored_and_unknown_businesses_fail_clearly,
     german_companies_get_german_messages,
@@ -440,6 +441,22 @@ async fn german_companies_get_german_messages(dialect: &str) {
             .to_owned()
     };
     assert_ne!(subject(&mails[0]), subject(&english.sink.messages()[0]));
+    // 16:30 UTC is 09:30 in the branch's zone (America/Los_Angeles, daylight time then).
+    let body = |m: &str| m.replace("=\r\n", "").replace("=\n", "");
+    let german = body(&mails[0]);
+    assert!(
+        german.contains("Dienstag, 29. September 2026, 09:30 Uhr (PDT)"),
+        "{german}"
+    );
+    let english_mail = body(&english.sink.messages()[0]);
+    assert!(
+        english_mail.contains("Tuesday, September 29, 2026 at 9:30 AM (PDT)"),
+        "{english_mail}"
+    );
+    assert!(
+        !english_mail.contains("2026-09-29T16:30:00Z"),
+        "{english_mail}"
+    );
     w.stop().await;
     english.stop().await;
 }
@@ -464,5 +481,76 @@ async fn a_failing_smtp_server_is_retried_without_a_duplicate(dialect: &str) {
     let rows = notifications::list(&w.store, "invoice:").await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 2));
+    w.stop().await;
+}
+
+/// A Cal.com booking `uid` starting `from_now` ahead.
+async fn booking_soon(w: &World, uid: &str, from_now: time::Duration) {
+    use time::format_description::well_known::Rfc3339;
+    let start = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap()
+        + from_now;
+    let mut body: serde_json::Value =
+        serde_json::from_str(&fixture("calcom_booking_created.json")).unwrap();
+    body["payload"]["uid"] = uid.into();
+    body["payload"]["startTime"] = start.format(&Rfc3339).unwrap().into();
+    body["payload"]["endTime"] = (start + time::Duration::minutes(30))
+        .format(&Rfc3339)
+        .unwrap()
+        .into();
+    let e = event(
+        "calcom",
+        "BOOKING_CREATED",
+        &format!("created:{uid}"),
+        body.to_string(),
+    );
+    w.h.queues
+        .enqueue(&CalcomWebhook(e), EnqueueOptions::default())
+        .await
+        .unwrap();
+}
+
+async fn a_booking_within_a_day_gets_no_day_reminder_but_its_two_hour_one(dialect: &str) {
+    let w = World::new(dialect, "en", 0).await;
+    booking_soon(&w, "soon_10h", time::Duration::hours(10)).await;
+    booking_soon(&w, "soon_90min", time::Duration::minutes(90)).await;
+    w.settled("webhooks", 2).await;
+    w.settled("notifications", 4).await;
+    // Both confirmed; then a reminder run.
+    let run =
+        w.h.queues
+            .enqueue(
+                &switchboard_jobs::notify::reminders::NotifyReminders {},
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap();
+    w.settled("notifications", 5).await;
+    let result =
+        w.h.queues
+            .job_result("notifications", &run.id)
+            .await
+            .unwrap();
+    assert_eq!(
+        result,
+        Some(serde_json::json!({"reminder_24h": 0, "reminder_2h": 1, "no_contact": 0}))
+    );
+    w.settled("notifications", 7).await;
+    let keys: Vec<String> = notifications::list(&w.store, "appointment:")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.unique_key)
+        .collect();
+    assert!(
+        !keys.iter().any(|k| k.contains("reminder_24h")),
+        "no day reminder right after the confirmation: {keys:?}"
+    );
+    assert!(
+        keys.contains(&"appointment:soon_90min:reminder_2h:email".to_owned()),
+        "{keys:?}"
+    );
+    assert_eq!(keys.len(), 6, "{keys:?}");
     w.stop().await;
 }

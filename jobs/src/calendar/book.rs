@@ -15,10 +15,10 @@ use crate::{
     JobArgs, JobContext, JobError,
     clients::calcom::{Attendee, Booking, BookingQuery, CreateBooking},
     notify::{
-        email,
+        email, local_time, reminders,
         send::Message,
         sms,
-        templates::{MessageVars, Template},
+        templates::{Locale, MessageVars, Template},
     },
     services::Services,
     store::{
@@ -218,11 +218,25 @@ async fn store_and_confirm(
     appointments::upsert(&services.store, &appointment)
         .await
         .map_err(JobError::retry)?;
+    reminders::skip_day_reminder_if_soon(
+        &services.store,
+        &booking.uid,
+        &booking.start,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(JobError::retry)?;
     let vars = MessageVars {
         recipient_name: args.customer_name.clone().unwrap_or_default(),
         company_name: company.name.clone(),
         service: args.service.clone().or_else(|| booking.title.clone()),
-        start: Some(booking.start.clone()),
+        start: Some(local_time::format(
+            &booking.start,
+            &local_time::business_zone(&services.store, company, args.branch_id)
+                .await
+                .map_err(JobError::retry)?,
+            Locale::from_tag(&company.locale),
+        )),
         ..MessageVars::default()
     };
     // The same keys as the BOOKING_CREATED webhook uses, so the customer hears it once.

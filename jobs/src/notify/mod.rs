@@ -4,6 +4,7 @@
 //! in [`templates`].
 
 pub mod email;
+pub mod local_time;
 pub mod reminders;
 pub mod send;
 pub mod sms;

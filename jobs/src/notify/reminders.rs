@@ -25,10 +25,10 @@ use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc
 use crate::{
     JobArgs, JobContext, JobError,
     notify::{
-        email,
+        email, local_time,
         send::Message,
         sms,
-        templates::{MessageVars, Template},
+        templates::{Locale, MessageVars, Template},
     },
     services::Services,
     store::{
@@ -76,6 +76,28 @@ impl Kind {
             Some(Self::Day)
         }
     }
+}
+
+/// Called when a booking is confirmed: an appointment booked less than 24 h ahead gets no
+/// `reminder_24h` (the confirmation has just told the customer); its `reminder_2h` still
+/// goes. The claim is written as already enqueued, so no reminder run sends it later.
+pub async fn skip_day_reminder_if_soon(
+    store: &Store,
+    uid: &str,
+    start_at: &str,
+    now: OffsetDateTime,
+) -> Result<(), crate::store::StoreError> {
+    let Ok(start) = OffsetDateTime::parse(start_at.trim(), &Rfc3339) else {
+        return Ok(());
+    };
+    if start - now >= Span::hours(24) {
+        return Ok(());
+    }
+    let kind = Kind::Day.as_str();
+    if appointment_reminders::claim(store, uid, kind).await? != ReminderClaim::Enqueued {
+        appointment_reminders::mark_enqueued(store, uid, kind).await?;
+    }
+    Ok(())
 }
 
 /// Handler of `notify.reminders`. Result: reminders newly enqueued per kind, and
@@ -193,11 +215,18 @@ async fn remind(
     kind: Kind,
     to: Recipients,
 ) -> Result<(), JobError> {
+    let zone = local_time::business_zone(&services.store, company, a.branch_id)
+        .await
+        .map_err(JobError::retry)?;
     let vars = MessageVars {
         recipient_name: to.name.clone().unwrap_or_default(),
         company_name: company.name.clone(),
         service: a.title.clone(),
-        start: Some(a.start_at.clone()),
+        start: Some(local_time::format(
+            &a.start_at,
+            &zone,
+            Locale::from_tag(&company.locale),
+        )),
         location: a.location.clone(),
         ..MessageVars::default()
     };

@@ -95,7 +95,8 @@ pub struct MessageVars {
     /// The booked service, e.g. "Zahnreinigung".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// Start of the appointment, formatted for the reader, e.g. "Di., 29.09.2026, 09:30 Uhr".
+    /// Start of the appointment, formatted for the reader in the business's zone (see
+    /// [`super::local_time`]), e.g. "Dienstag, 29. September 2026, 09:30 Uhr (MESZ)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
     /// The old start of a rescheduled appointment, formatted like `start`.

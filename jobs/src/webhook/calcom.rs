@@ -10,10 +10,10 @@ use super::{Handled, db_retry, invalid, with_event_row};
 use crate::{
     JobContext, JobError,
     notify::{
-        email,
+        email, local_time, reminders,
         send::Message,
         sms,
-        templates::{MessageVars, Template},
+        templates::{Locale, MessageVars, Template},
     },
     services::Services,
     store::{
@@ -152,18 +152,43 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
             .map_err(db_retry)?;
     }
 
-    let vars = MessageVars {
-        recipient_name: name.clone().unwrap_or_default(),
+    if matches!(template, Template::Confirmation | Template::Reschedule) {
+        reminders::skip_day_reminder_if_soon(
+            store,
+            &p.uid,
+            &p.start_time,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(db_retry)?;
+    }
+    let vars = message_vars(store, &business, &p, name.clone()).await?;
+    notify_customer(ctx, &business, &p.uid, template, email, phone, name, vars).await?;
+    Ok(Handled::Processed)
+}
+
+/// What the customer's message says, with times in the business's zone and language.
+async fn message_vars(
+    store: &crate::store::Store,
+    business: &Business,
+    p: &Payload,
+    name: Option<String>,
+) -> Result<MessageVars, JobError> {
+    let zone = local_time::business_zone(store, &business.company, business.branch_id)
+        .await
+        .map_err(db_retry)?;
+    let locale = Locale::from_tag(&business.company.locale);
+    let local = |t: &str| local_time::format(t, &zone, locale);
+    Ok(MessageVars {
+        recipient_name: name.unwrap_or_default(),
         company_name: business.company.name.clone(),
         service: p.event_title.clone().or(p.title.clone()),
-        start: Some(p.start_time.clone()),
-        previous_start: p.reschedule_start_time.clone(),
+        start: Some(local(&p.start_time)),
+        previous_start: p.reschedule_start_time.as_deref().map(local),
         location: p.location.clone(),
         amount: None,
         invoice_url: None,
-    };
-    notify_customer(ctx, &business, &p.uid, template, email, phone, name, vars).await?;
-    Ok(Handled::Processed)
+    })
 }
 
 /// Enqueue the customer's notifications, keyed by booking and template so each goes once.
