@@ -800,3 +800,39 @@ impl switchboard_jobs::JobArgs for TooSlow {
     const POLICY: switchboard_jobs::Policy =
         switchboard_jobs::Policy::DEFAULT.timeout(Duration::from_secs(3600));
 }
+
+#[tokio::test]
+async fn a_retry_budget_keeps_trying_past_the_attempts_until_its_time_is_up() {
+    let h = Harness::new().await;
+    let switches = jobs::Switches::new();
+    let promoter = start_promoter(&h, "budget");
+    // The supervisor would give up after 2 attempts; the kind keeps trying for 300 ms.
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("budget", 1, 1, 2),
+            jobs::registry(&switches),
+            None,
+        )
+        .await;
+    let job = h
+        .queues
+        .enqueue(&jobs::Budgeted::default(), EnqueueOptions::default())
+        .await
+        .unwrap();
+    let queues = h.queues.clone();
+    h.wait_for("the budgeted job dead", SECS, || {
+        let queues = queues.clone();
+        async move { queues.stats("budget").await.unwrap().dead == 1 }
+    })
+    .await;
+    let dead = h.queues.dead_list("budget", 10).await.unwrap();
+    assert_eq!(dead[0].id, job.id);
+    assert!(dead[0].attempts > 2, "attempts: {}", dead[0].attempts);
+    assert!(
+        dead[0].died_at_ms >= dead[0].enqueued_at_ms + 300,
+        "dead only once the budget passed: {:?}",
+        dead[0]
+    );
+    fleet.stop().await;
+    promoter.cancel();
+}

@@ -96,3 +96,31 @@ where
     let services = Arc::clone(services);
     registry.register::<A, _, _>(move |args, ctx| handle(Arc::clone(&services), args, ctx));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{JobArgs, Policy, billing, calendar, notify, webhook};
+
+    #[test]
+    fn work_customers_and_the_books_depend_on_survives_outages() {
+        for policy in [
+            webhook::RetellWebhook::POLICY,
+            webhook::CalcomWebhook::POLICY,
+            webhook::StripeWebhook::POLICY,
+            calendar::book::CalendarBook::POLICY,
+            calendar::reschedule::CalendarReschedule::POLICY,
+            calendar::cancel::CalendarCancel::POLICY,
+            billing::report_usage::ReportUsage::POLICY,
+            notify::email::NotifyEmail::POLICY,
+            notify::sms::NotifySms::POLICY,
+        ] {
+            assert_eq!(policy, Policy::OUTAGE_PROOF);
+            assert!(policy.retry_budget.unwrap().as_secs() >= 3600);
+        }
+        // Recurring runs keep attempts: the next run does the work again anyway.
+        assert_eq!(
+            calendar::reconcile::CalendarReconcile::POLICY,
+            Policy::DEFAULT
+        );
+    }
+}

@@ -82,6 +82,17 @@ impl JobArgs for Patient {
     );
 }
 
+/// Always fails; its kind retries for 300 ms from the first failure, however many attempts
+/// that takes.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Budgeted {}
+
+impl JobArgs for Budgeted {
+    const KIND: &'static str = "test.budgeted";
+    const QUEUE: &'static str = "budget";
+    const POLICY: Policy = Policy::DEFAULT.retry_budget(std::time::Duration::from_millis(300));
+}
+
 /// What the test jobs read and report.
 #[derive(Debug)]
 pub struct Switches {
@@ -140,6 +151,7 @@ pub fn registry(switches: &Arc<Switches>) -> Registry {
     registry.register::<OneShot, _, _>(|_, _| async { Err(JobError::retry("boom")) });
     registry.register::<Patient, _, _>(|_, _| async { Err(JobError::retry("boom")) });
     registry.register::<Hung, _, _>(|_, _| futures::future::pending());
+    registry.register::<Budgeted, _, _>(|_, _| async { Err(JobError::retry("down")) });
     registry.register::<Poison, _, _>(|_, _| async {
         Err(JobError::permanent("payload can never work"))
     });

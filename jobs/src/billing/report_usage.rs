@@ -25,6 +25,7 @@ pub struct ReportUsage {
 impl JobArgs for ReportUsage {
     const KIND: &'static str = "billing.report_usage";
     const QUEUE: &'static str = "billing";
+    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF;
 }
 
 /// Handler of `billing.report_usage`.

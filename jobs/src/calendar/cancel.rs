@@ -19,6 +19,7 @@ pub struct CalendarCancel {
 impl JobArgs for CalendarCancel {
     const KIND: &'static str = "calendar.cancel";
     const QUEUE: &'static str = "calendar";
+    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF;
 }
 
 /// Handler of `calendar.cancel`.

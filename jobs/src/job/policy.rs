@@ -77,6 +77,13 @@ impl Policy {
         }
     }
 
+    /// Work a customer or the books depend on (webhook processing, bookings, usage reports,
+    /// messages): retried for a day from its first failure instead of a few attempts, with
+    /// the supervisor's backoff (capped at minutes), so an outage of SMTP, the SMS gateway,
+    /// Cal.com, Stripe or the database of minutes to hours loses nothing and needs no
+    /// operator. Permanent failures are still dead at once.
+    pub const OUTAGE_PROOF: Policy = Policy::DEFAULT.retry_budget(Duration::from_secs(24 * 3600));
+
     /// The same policy retrying until `budget` has passed since the first failure.
     #[must_use]
     pub const fn retry_budget(self, budget: Duration) -> Policy {
