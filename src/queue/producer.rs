@@ -150,20 +150,6 @@ impl Producer {
     ) -> Result<Enqueued, QueueError> {
         self.0.enqueue(args, options).await
     }
-
-    /// Enqueue arguments already serialized; see [`Queues::enqueue_json`].
-    pub async fn enqueue_json(
-        &self,
-        kind: &str,
-        version: u16,
-        args_json: String,
-        queue: &str,
-        options: EnqueueOptions,
-    ) -> Result<Enqueued, QueueError> {
-        self.0
-            .enqueue_json(kind, version, args_json, queue, options)
-            .await
-    }
 }
 
 impl Queues {
