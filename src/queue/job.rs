@@ -22,6 +22,14 @@ pub struct Envelope {
     /// Version of the kind's argument shape.
     #[serde(default = "one")]
     pub v: u16,
+    /// The sequence key: jobs of one queue with the same key run one at a time, in enqueue
+    /// order. Kept before `args` so the rescue script finds it without decoding the args.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sq: Option<String>,
+    /// Expiry, ms since the epoch: a job not started by then is recorded as expired and
+    /// never runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
     /// The typed arguments, kept as raw JSON until the handler decodes them.
     pub args: Box<RawValue>,
     /// Attempts already made (0 before the first run).
@@ -67,6 +75,8 @@ impl Envelope {
             lost: false,
             kind: kind.into(),
             v: version,
+            sq: None,
+            exp: None,
             args,
             attempt: 0,
             max: None,
@@ -152,6 +162,8 @@ mod tests {
             lost: false,
             kind: "noop".into(),
             v: 1,
+            sq: Some("booking:1".into()),
+            exp: None,
             args: RawValue::from_string(r#"{"a":1}"#.into()).unwrap(),
             attempt: 2,
             max: Some(5),

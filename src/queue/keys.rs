@@ -17,6 +17,10 @@ pub struct QueueKeys {
     pub dead_at: String,
     /// ZSET id -> finish time (ms) of recently completed jobs, trimmed by window and count.
     pub completed: String,
+    /// HASH id -> item of jobs that expired before they started (never run, not dead).
+    pub expired: String,
+    /// ZSET id -> time of expiry (ms); orders and trims `expired`.
+    pub expired_at: String,
     /// HASH of counters: running, processed, failed, retried, dead, rescued.
     pub stats: String,
     /// HASH minute number (ms since the epoch / 60,000) -> jobs completed in that minute; the
@@ -40,6 +44,8 @@ impl QueueKeys {
             dead: key("dead"),
             dead_at: key("dead_at"),
             completed: key("completed"),
+            expired: key("expired"),
+            expired_at: key("expired_at"),
             stats: key("stats"),
             throughput: key("throughput"),
             paused: key("paused"),
@@ -77,6 +83,16 @@ impl QueueKeys {
     /// STRING dedupe key -> first job id.
     pub fn unique(&self, key: &str) -> String {
         format!("{}:unique:{key}", self.tag)
+    }
+
+    /// LIST of one sequence: the id of the job that is out, then the waiting successors.
+    pub fn sequence(&self, key: &str) -> String {
+        format!("{}{key}", self.sequence_prefix())
+    }
+
+    /// What every sequence key of this queue starts with (the scripts append the key).
+    pub fn sequence_prefix(&self) -> String {
+        format!("{}:seq:", self.tag)
     }
 
     /// Pattern matching every key of this queue (for SCAN in tests and tools).

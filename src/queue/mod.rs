@@ -69,6 +69,9 @@ pub enum QueueError {
     /// A queue name that cannot be used as part of a key.
     #[error("invalid queue name {0:?}: use letters, digits, '-', '_' and '.'")]
     InvalidQueue(String),
+    /// A sequence key that cannot be used as part of a key.
+    #[error("invalid sequence key {0:?}: use 1 to 200 of letters, digits, '.', '_', ':' and '-'")]
+    InvalidSequence(String),
 }
 
 /// A handle on all queues under one key prefix. Cheap to clone; share it.

@@ -50,30 +50,47 @@ impl Queues {
         options: EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
         let keys = self.keys(queue)?;
+        if let Some(key) = &options.sequence {
+            check_sequence_key(key)?;
+        }
         let args = RawValue::from_string(args_json)?;
-        let run_at = options.run_at.map(|t| {
+        let ms = |t: std::time::SystemTime| {
             t.duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64)
-        });
+        };
+        let run_at = options.run_at.map(ms);
         let envelope = Envelope {
             max: options.max_attempts,
             run_at,
             unique: options.unique.as_ref().map(|(k, _)| k.clone()),
+            sq: options.sequence.clone(),
+            exp: options.expires_at.map(ms),
             ..Envelope::new(kind, version, args)
         };
         let id = options.id.unwrap_or_else(job::new_id);
         let item = job::encode(&id, &envelope);
         let mut conn = self.conn();
 
-        if let Some((key, ttl)) = &options.unique {
-            let (pushed, first): (i64, String) = scripts::ENQUEUE_UNIQUE
-                .key(keys.unique(key))
+        if options.unique.is_some() || options.sequence.is_some() {
+            let (unique_key, ttl) = match &options.unique {
+                Some((key, ttl)) => (keys.unique(key), ttl.as_millis().max(1).to_string()),
+                None => (keys.unique(""), String::new()),
+            };
+            let due = run_at
+                .filter(|&at| at > job::now_ms())
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let (pushed, first): (i64, String) = scripts::ENQUEUE
+                .key(unique_key)
                 .key(&keys.pending)
                 .key(&keys.delayed)
+                .key(keys.sequence(options.sequence.as_deref().unwrap_or("")))
+                .key(&keys.stats)
                 .arg(&id)
-                .arg(ttl.as_millis().max(1) as u64)
+                .arg(ttl)
                 .arg(&item)
-                .arg(run_at.map(|t| t.to_string()).unwrap_or_default())
+                .arg(due)
+                .arg(if options.sequence.is_some() { "1" } else { "" })
                 .invoke_async(&mut conn)
                 .await?;
             return Ok(Enqueued {
@@ -134,6 +151,24 @@ impl Queues {
         let mut conn = self.conn();
         let () = pipe.query_async(&mut conn).await?;
         Ok(out)
+    }
+}
+
+/// Longest sequence key accepted.
+const SEQUENCE_KEY_MAX: usize = 200;
+
+/// A sequence key is part of a Redis key name: 1 to [`SEQUENCE_KEY_MAX`] of
+/// `A-Z a-z 0-9 . _ : -`.
+fn check_sequence_key(key: &str) -> Result<(), QueueError> {
+    let ok = !key.is_empty()
+        && key.len() <= SEQUENCE_KEY_MAX
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(QueueError::InvalidSequence(key.to_owned()))
     }
 }
 

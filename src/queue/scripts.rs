@@ -11,11 +11,23 @@ macro_rules! script {
     };
 }
 
+/// A script that settles jobs, with the sequence helpers (`sequence.lua`) in front.
+macro_rules! settling_script {
+    ($name:ident, $file:literal) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/sequence.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        });
+    };
+}
+
 script!(FETCH, "fetch.lua");
-script!(ACK, "ack.lua");
+settling_script!(ACK, "ack.lua");
 script!(PROMOTE, "promote.lua");
-script!(RESCUE, "rescue.lua");
-script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
+settling_script!(RESCUE, "rescue.lua");
+script!(ENQUEUE, "enqueue.lua");
 script!(REVIVE, "revive.lua");
 script!(RATE_LIMIT, "rate_limit.lua");
 script!(FIND, "find.lua");

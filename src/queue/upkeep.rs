@@ -69,9 +69,11 @@ impl Queues {
                 .key(&k.stats)
                 .key(&k.dead)
                 .key(&k.dead_at)
+                .key(&k.delayed)
                 .arg(&worker)
                 .arg(now_ms)
                 .arg(self.settings().max_rescues)
+                .arg(k.sequence_prefix())
                 .invoke_async(&mut conn)
                 .await?;
             if n > 0 {

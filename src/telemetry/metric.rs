@@ -77,6 +77,8 @@ pub enum JobOutcome {
     Dead,
     /// Asked to run later; no attempt used.
     Snoozed,
+    /// Past its expiry before it started: never run, not dead.
+    Expired,
 }
 
 impl JobOutcome {
@@ -87,6 +89,7 @@ impl JobOutcome {
             Self::Retried => &["failed", "retried"],
             Self::Dead => &["failed", "dead"],
             Self::Snoozed => &["snoozed"],
+            Self::Expired => &["expired"],
         }
     }
 }

@@ -35,6 +35,12 @@ pub struct EnqueueOptions {
     pub unique: Option<(String, Duration)>,
     /// Attempts override for this one job.
     pub max_attempts: Option<u32>,
+    /// Sequence key: jobs of one queue with the same key run one at a time, in enqueue
+    /// order, fleet-wide (e.g. every event of one booking); other keys run in parallel.
+    pub sequence: Option<String>,
+    /// A job not started by this time is recorded as expired and never runs (e.g. a
+    /// reminder after the appointment began).
+    pub expires_at: Option<SystemTime>,
 }
 
 impl EnqueueOptions {
@@ -55,6 +61,20 @@ impl EnqueueOptions {
     #[must_use]
     pub fn unique(mut self, key: impl Into<String>, ttl: Duration) -> Self {
         self.unique = Some((key.into(), ttl));
+        self
+    }
+
+    /// Run one at a time, in enqueue order, with the other jobs of sequence `key`.
+    #[must_use]
+    pub fn sequence(mut self, key: impl Into<String>) -> Self {
+        self.sequence = Some(key.into());
+        self
+    }
+
+    /// Never start after `at`: a job still waiting then is recorded as expired.
+    #[must_use]
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
         self
     }
 

@@ -1,27 +1,32 @@
 -- ack: settle a batch of one worker's leased jobs.
 --
 -- KEYS[1] leased     HASH id -> item held by the worker
--- KEYS[2] stats      HASH counters: running, processed, failed, retried, dead
+-- KEYS[2] stats      HASH counters: running, processed, failed, retried, dead, expired
 -- KEYS[3] completed  ZSET id -> finish time (ms), trimmed to ARGV[2] members
 -- KEYS[4] delayed    ZSET item -> due time (ms)
 -- KEYS[5] dead       HASH id -> item with its last error
 -- KEYS[6] dead_at    ZSET id -> death time (ms), trimmed to ARGV[3] members
 -- KEYS[7] pending    LIST of ready items
 -- KEYS[8] throughput HASH minute number -> jobs completed in that minute
+-- KEYS[9] expired    HASH id -> item of jobs that expired unstarted
+-- KEYS[10] expired_at ZSET id -> expiry time (ms), trimmed to ARGV[3] members
 -- ARGV[1] now (ms)   ARGV[2] completed cap   ARGV[3] dead cap
 -- ARGV[4..] groups of four: op, id, score, item
---   op 'c' completed (score, item unused)
+--   op 'c' completed (item unused)
 --   op 'r' retry: item (rewritten, attempt counted) goes to delayed at score
 --   op 's' snooze: item goes to delayed at score, no failure counted
 --   op 'f' failed for good: item (with its error) goes to the dead set
 --   op 'x' release unstarted: item goes back to the head of pending
+--   op 'e' expired before it started: item goes to the expired set, never runs
+--   For 'c', 'f' and 'e' the score slot holds the job's sequence key (`seq:<key>`) or '': a job
+--   that settles for good lets the next job of its sequence in (advance, sequence.lua).
 -- A job whose lease is gone (a rescuer already re-queued it) is skipped: the re-queued copy
 -- runs again, which is what at-least-once means.
 -- Returns {settled, skipped}. Complexity: O(B log M) for B ops, M the size of a sorted set.
 local leased, stats, completed, delayed, dead, dead_at, pending =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now = ARGV[1]
-local done, failed, retried, died, settled, skipped = {}, 0, 0, 0, 0, 0
+local done, failed, retried, died, expired, settled, skipped = {}, 0, 0, 0, 0, 0, 0
 
 for i = 4, #ARGV, 4 do
   local op, id, score, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -30,6 +35,7 @@ for i = 4, #ARGV, 4 do
     if op == 'c' then
       done[#done + 1] = now
       done[#done + 1] = id
+      if score ~= '' then advance(score, id, pending, delayed, stats, now) end
     elseif op == 'r' then
       redis.call('ZADD', delayed, score, item)
       retried = retried + 1
@@ -41,8 +47,14 @@ for i = 4, #ARGV, 4 do
       redis.call('ZADD', dead_at, now, id)
       failed = failed + 1
       died = died + 1
+      if score ~= '' then advance(score, id, pending, delayed, stats, now) end
     elseif op == 'x' then
       redis.call('RPUSH', pending, item)
+    elseif op == 'e' then
+      redis.call('HSET', KEYS[9], id, item)
+      redis.call('ZADD', KEYS[10], now, id)
+      expired = expired + 1
+      if score ~= '' then advance(score, id, pending, delayed, stats, now) end
     end
   else
     skipped = skipped + 1
@@ -66,6 +78,15 @@ if died > 0 then
     local oldest = redis.call('ZRANGE', dead_at, 0, extra - 1)
     redis.call('ZREM', dead_at, unpack(oldest))
     redis.call('HDEL', dead, unpack(oldest))
+  end
+end
+if expired > 0 then
+  redis.call('HINCRBY', stats, 'expired', expired)
+  local extra = redis.call('ZCARD', KEYS[10]) - tonumber(ARGV[3])
+  if extra > 0 then
+    local oldest = redis.call('ZRANGE', KEYS[10], 0, extra - 1)
+    redis.call('ZREM', KEYS[10], unpack(oldest))
+    redis.call('HDEL', KEYS[9], unpack(oldest))
   end
 end
 return {settled, skipped}

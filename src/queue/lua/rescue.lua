@@ -8,13 +8,16 @@
 -- KEYS[5] stats     HASH counters (`running`, `rescued`, `dead`)
 -- KEYS[6] dead      HASH id -> item of jobs that failed for good
 -- KEYS[7] dead_at   ZSET id -> time of death (ms)
+-- KEYS[8] delayed   ZSET item -> due time (ms)
 -- ARGV[1] worker id ARGV[2] now (ms)
 -- ARGV[3] rescues allowed per job, or '' for a worker's own orderly hand-back (no counting)
+-- ARGV[4] the queue's sequence key prefix (`{prefix:queue}:seq:`)
 -- The expiry is checked again here, so a worker that heartbeated since the caller looked
 -- keeps its jobs. Each leased job's rescue count (`resc`, the first field of its envelope
 -- JSON) grows by one; a job past the limit goes to the dead set marked `lost`, the others
--- to the head of pending: they were next in line already. Jobs still in the inbox had not
--- started and go back uncounted.
+-- to the head of pending: they were next in line already. A job set aside that heads a
+-- sequence (`"sq"` in its envelope, before `"args"`) lets the sequence's next job in. Jobs
+-- still in the inbox had not started and go back uncounted.
 -- Returns the number of jobs re-queued or set aside, or -1 when the worker is alive.
 -- Complexity: O(L) for the L jobs the worker held (bounded by its prefetch).
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -36,6 +39,9 @@ for i = 1, #leased, 2 do
       redis.call('HSET', KEYS[6], id, head .. '{"resc":' .. n .. ',"lost":true,' .. rest)
       redis.call('ZADD', KEYS[7], ARGV[2], id)
       died = died + 1
+      local args_at = string.find(rest, '"args":', 1, true) or #rest
+      local sq = string.match(string.sub(rest, 1, args_at), '"sq":"([^"]*)"')
+      if sq then advance(ARGV[4] .. sq, id, KEYS[4], KEYS[8], KEYS[5], ARGV[2]) end
     else
       back[#back + 1] = head .. '{"resc":' .. n .. ',' .. rest
     end

@@ -83,19 +83,34 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
         .key(&k.dead_at)
         .key(&k.pending)
         .key(&k.throughput)
+        .key(&k.expired)
+        .key(&k.expired_at)
         .arg(job::now_ms())
         .arg(settings.completed_max)
         .arg(settings.dead_max);
     for op in batch.iter() {
         match op {
-            AckOp::Done { id } => invocation.arg("c").arg(id.as_ref()).arg("").arg(""),
+            AckOp::Done { id, seq } => invocation
+                .arg("c")
+                .arg(id.as_ref())
+                .arg(seq.as_deref().unwrap_or(""))
+                .arg(""),
             AckOp::Retry { id, due_ms, item } => {
                 invocation.arg("r").arg(id.as_ref()).arg(*due_ms).arg(item)
             }
             AckOp::Snooze { id, due_ms, item } => {
                 invocation.arg("s").arg(id.as_ref()).arg(*due_ms).arg(item)
             }
-            AckOp::Dead { id, item } => invocation.arg("f").arg(id).arg("").arg(item),
+            AckOp::Dead { id, item, seq } => invocation
+                .arg("f")
+                .arg(id)
+                .arg(seq.as_deref().unwrap_or(""))
+                .arg(item),
+            AckOp::Expired { id, item, seq } => invocation
+                .arg("e")
+                .arg(id.as_ref())
+                .arg(seq.as_deref().unwrap_or(""))
+                .arg(item.as_ref()),
             AckOp::Release { id, item } => invocation
                 .arg("x")
                 .arg(id.as_ref())

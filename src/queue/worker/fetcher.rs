@@ -161,6 +161,9 @@ fn deliver(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>, item: String) {
                 envelope,
                 item: Arc::from(item),
             };
+            if shared.expire_if_due(&job) {
+                return;
+            }
             if let Err(returned) = jobs.send(job) {
                 // The worker is stopping: give the job straight back.
                 shared.release(returned.0);
@@ -172,7 +175,11 @@ fn deliver(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>, item: String) {
                 .map_or(item.as_str(), |(id, _)| id)
                 .to_owned();
             tracing::error!(queue = %shared.queue_name, job = %id, error = %e, "malformed job sent to the dead set");
-            let _ = shared.acks.send(AckOp::Dead { id, item });
+            let _ = shared.acks.send(AckOp::Dead {
+                id,
+                item,
+                seq: None,
+            });
         }
     }
 }

@@ -111,7 +111,11 @@ where
             .split_once(' ')
             .map_or(item.as_str(), |(id, _)| id)
             .to_owned();
-        let _ = shared.acks.send(AckOp::Dead { id, item });
+        let _ = shared.acks.send(AckOp::Dead {
+            id,
+            item,
+            seq: None,
+        });
         return;
     };
     let job = Job {
@@ -120,6 +124,9 @@ where
         envelope,
         item: std::sync::Arc::from(item.as_str()),
     };
+    if shared.expire_if_due(&job) {
+        return;
+    }
     if std::future::poll_fn(|cx| service.poll_ready(cx))
         .await
         .is_ok()

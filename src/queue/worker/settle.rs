@@ -103,9 +103,10 @@ fn settle(
     ran: Duration,
 ) -> AckOp {
     let queue = &shared.queue_name;
+    let seq = envelope.sq.as_deref().map(|key| shared.keys.sequence(key));
     let Some(error) = error else {
         metric::job_finished(queue, &envelope.kind, JobOutcome::Completed, ran);
-        return AckOp::Done { id };
+        return AckOp::Done { id, seq };
     };
     let now = job::now_ms();
     if let Some(JobError::Snooze(delay)) = find_job_error(error) {
@@ -135,6 +136,7 @@ fn settle(
         return AckOp::Dead {
             id: id.to_string(),
             item,
+            seq,
         };
     }
     metric::job_finished(queue, &envelope.kind, JobOutcome::Retried, ran);

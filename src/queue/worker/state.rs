@@ -4,17 +4,23 @@
 //! Invariant: a credit is taken before a job is leased and returned only after its
 //! settlement is committed in Redis, so the leased count never exceeds the credit total.
 
-use std::sync::{Arc, Mutex, atomic::AtomicU64};
+use std::{
+    sync::{Arc, Mutex, atomic::AtomicU64},
+    time::Duration,
+};
 
 use switchboard_jobs::Registry;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{
-    QueueError, QueueKeys, Queues,
-    job::{self, Job},
-    retry::RetryPolicy,
-    scripts,
+use crate::{
+    queue::{
+        QueueError, QueueKeys, Queues,
+        job::{self, Job},
+        retry::RetryPolicy,
+        scripts,
+    },
+    telemetry::metric::{self, JobOutcome},
 };
 
 /// How one worker fetches.
@@ -72,8 +78,8 @@ pub struct FetchCounters {
 /// One settlement for the acker.
 #[derive(Debug)]
 pub enum AckOp {
-    /// Completed successfully.
-    Done { id: Arc<str> },
+    /// Completed successfully; `seq` is its sequence's key (`QueueKeys::sequence`), if any.
+    Done { id: Arc<str>, seq: Option<String> },
     /// Failed; run again at `due_ms` with the rewritten item.
     Retry {
         id: Arc<str>,
@@ -86,10 +92,20 @@ pub enum AckOp {
         due_ms: u64,
         item: String,
     },
+    /// Leased, and past its expiry before it started: recorded as expired, never run.
+    Expired {
+        id: Arc<str>,
+        item: Arc<str>,
+        seq: Option<String>,
+    },
     /// Leased but never started: back to the head of pending.
     Release { id: Arc<str>, item: Arc<str> },
-    /// Failed for good; the item carries its last error.
-    Dead { id: String, item: String },
+    /// Failed for good; the item carries its last error. `seq` as for `Done`.
+    Dead {
+        id: String,
+        item: String,
+        seq: Option<String>,
+    },
     /// Reply once everything sent before has been written.
     Flush(oneshot::Sender<()>),
     /// The worker has retired: stop.
@@ -145,6 +161,34 @@ impl Shared {
         });
     }
 
+    /// True when `job` expired before it could start; it is then settled as expired (never
+    /// run, not dead) and must not be handed to the service.
+    pub(crate) fn expire_if_due(&self, job: &Job) -> bool {
+        let Some(exp) = job.envelope.exp else {
+            return false;
+        };
+        if exp > job::now_ms() {
+            return false;
+        }
+        metric::job_finished(
+            &self.queue_name,
+            &job.envelope.kind,
+            JobOutcome::Expired,
+            Duration::ZERO,
+        );
+        tracing::info!(queue = %self.queue_name, job = %job.id, kind = %job.envelope.kind, "job expired before it started; not run");
+        let _ = self.acks.send(AckOp::Expired {
+            id: Arc::clone(&job.id),
+            item: Arc::clone(&job.item),
+            seq: job
+                .envelope
+                .sq
+                .as_deref()
+                .map(|key| self.keys.sequence(key)),
+        });
+        true
+    }
+
     /// Hand every job this worker holds (leased or in its inbox) back to the head of the
     /// queue and deregister the worker; how many went back.
     pub(crate) async fn release_all(&self) -> Result<u64, QueueError> {
@@ -157,9 +201,11 @@ impl Shared {
             .key(&self.keys.stats)
             .key(&self.keys.dead)
             .key(&self.keys.dead_at)
+            .key(&self.keys.delayed)
             .arg(&self.worker_id)
             .arg(u64::MAX / 2)
             .arg("")
+            .arg(self.keys.sequence_prefix())
             .invoke_async(&mut conn)
             .await?;
         Ok(n.max(0) as u64)

@@ -1,0 +1,33 @@
+-- enqueue: push one job that carries a dedupe key, a sequence key, or both.
+--
+-- KEYS[1] unique    STRING dedupe key -> first job id, with a TTL (unused without ARGV[2])
+-- KEYS[2] pending   LIST of ready items
+-- KEYS[3] delayed   ZSET item -> due time (ms)
+-- KEYS[4] seq       LIST the job's sequence (see sequence.lua; unused without ARGV[5])
+-- KEYS[5] stats     HASH counters; `waiting` counts jobs waiting behind a sequence head
+-- ARGV[1] job id    ARGV[2] dedupe TTL in ms or '' for none   ARGV[3] item
+-- ARGV[4] due time (ms) or '' for now   ARGV[5] '1' when the job has a sequence key
+-- The dedupe check and the push are one step. With a sequence, a job whose key has nothing
+-- out becomes its head and is pushed as usual; otherwise it waits in the sequence list,
+-- and settling the head moves it in.
+-- Returns {1, id} when enqueued, {0, first id} when suppressed. Complexity: O(1) (O(log D)
+-- for a delayed push).
+if ARGV[2] ~= '' and not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, redis.call('GET', KEYS[1])}
+end
+if ARGV[5] == '1' then
+  if redis.call('LLEN', KEYS[4]) > 0 then
+    local due = ARGV[4]
+    if due == '' then due = '0' end
+    redis.call('RPUSH', KEYS[4], due .. ' ' .. ARGV[3])
+    redis.call('HINCRBY', KEYS[5], 'waiting', 1)
+    return {1, ARGV[1]}
+  end
+  redis.call('RPUSH', KEYS[4], ARGV[1])
+end
+if ARGV[4] == '' then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+else
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+end
+return {1, ARGV[1]}
