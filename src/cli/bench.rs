@@ -41,6 +41,10 @@ pub enum BenchCommand {
         concurrency: usize,
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Put job i in line under sequence key i mod K (0: no keys); then also count jobs
+        /// that started before an earlier job of their key.
+        #[arg(long, default_value_t = 0)]
+        keys: usize,
     },
     /// Enqueue at a steady rate into a running fleet; time from enqueue to handler start.
     Latency {
@@ -79,7 +83,8 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
             jobs,
             concurrency,
             workers,
-        } => drain(&queues, &settings, jobs, concurrency, workers).await,
+            keys,
+        } => drain(&queues, jobs, concurrency, workers, keys).await,
         BenchCommand::Latency {
             rate,
             secs,
@@ -156,22 +161,28 @@ fn supervisor(concurrency: usize, workers: usize) -> FleetSettings {
 
 async fn drain(
     queues: &Queues,
-    _settings: &Settings,
     jobs: usize,
     concurrency: usize,
     workers: usize,
+    keys: usize,
 ) -> anyhow::Result<serde_json::Value> {
-    let ids: Vec<String> = (0..jobs).map(|i| format!("b{i}")).collect();
-    for (chunk_ids, chunk) in ids
-        .chunks(10_000)
-        .zip((0..jobs).collect::<Vec<_>>().chunks(10_000))
-    {
-        let args = vec![Noop::default(); chunk.len()];
-        queues.enqueue_many(QUEUE, &args, Some(chunk_ids)).await?;
+    if keys == 0 {
+        let ids: Vec<String> = (0..jobs).map(|i| format!("b{i}")).collect();
+        for (chunk_ids, chunk) in ids
+            .chunks(10_000)
+            .zip((0..jobs).collect::<Vec<_>>().chunks(10_000))
+        {
+            let args = vec![Noop::default(); chunk.len()];
+            queues.enqueue_many(QUEUE, &args, Some(chunk_ids)).await?;
+        }
+    } else {
+        enqueue_in_line(queues, jobs, keys).await?;
     }
-    drop(ids);
     let runs: Arc<Vec<AtomicU8>> = Arc::new((0..jobs).map(|_| AtomicU8::new(0)).collect());
-    let counter = Arc::clone(&runs);
+    // The order jobs started in (1-based; 0: never), to check each key's order afterwards.
+    let started: Arc<Vec<AtomicU64>> = Arc::new((0..jobs).map(|_| AtomicU64::new(0)).collect());
+    let clock = Arc::new(AtomicU64::new(0));
+    let (counter, order) = (Arc::clone(&runs), Arc::clone(&started));
     let observer: Observer = Arc::new(move |job: &job::Job| {
         if let Some(i) = job
             .id
@@ -180,6 +191,9 @@ async fn drain(
             && let Some(slot) = counter.get(i)
         {
             slot.fetch_add(1, Ordering::Relaxed);
+            if keys > 0 {
+                order[i].store(clock.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
         }
     });
     let start = Instant::now();
@@ -202,10 +216,41 @@ async fn drain(
         .iter()
         .filter(|r| r.load(Ordering::Relaxed) > 1)
         .count();
+    // Job i + keys is the next job of i's key: it must not have started first.
+    let out_of_order = (keys..jobs)
+        .filter(|&i| started[i].load(Ordering::Relaxed) < started[i - keys].load(Ordering::Relaxed))
+        .count();
     Ok(json!({
-        "bench": "drain", "jobs": jobs, "completed": jobs - lost, "lost": lost, "duplicates": duplicates,
-        "seconds": round(seconds), "jobs_per_sec": (jobs as f64 / seconds).round(), "rss_mb": round(rss_mb),
+        "bench": "drain", "jobs": jobs, "keys": keys, "completed": jobs - lost, "lost": lost, "duplicates": duplicates,
+        "out_of_order": out_of_order, "seconds": round(seconds), "jobs_per_sec": (jobs as f64 / seconds).round(),
+        "rss_mb": round(rss_mb),
     }))
+}
+
+/// Enqueue job `b<i>` under sequence key `k<i mod keys>`, each key's jobs in order of i (one
+/// producer task owns each key), 64 producers at once.
+async fn enqueue_in_line(queues: &Queues, jobs: usize, keys: usize) -> anyhow::Result<()> {
+    const PRODUCERS: usize = 64;
+    let mut tasks = Vec::new();
+    for p in 0..PRODUCERS {
+        let queues = queues.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (0..jobs).filter(|i| (i % keys) % PRODUCERS == p) {
+                let options = EnqueueOptions {
+                    id: Some(format!("b{i}")),
+                    ..EnqueueOptions::default()
+                }
+                .on_queue(QUEUE)
+                .sequence(format!("k{}", i % keys));
+                queues.enqueue(&Noop::default(), options).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }
 
 async fn latency(
