@@ -646,7 +646,7 @@ async fn unreported_calls_are_billed_once(dialect: &str) {
     let first = run(&w, &BillingReconcile::default()).await;
     assert_eq!(
         first,
-        json!({"enqueued": 2, "already_queued": 0, "recorded": 1, "skipped": 0})
+        json!({"enqueued": 2, "already_queued": 0, "recorded": 1, "skipped": 0, "unbillable": 0})
     );
     w.settled("billing", 3).await;
     let events: Vec<(String, String)> = w
@@ -679,7 +679,7 @@ async fn unreported_calls_are_billed_once(dialect: &str) {
     let second = run_scheduled::<BillingReconcile>(&w).await;
     assert_eq!(
         second,
-        json!({"enqueued": 0, "already_queued": 0, "recorded": 0, "skipped": 0})
+        json!({"enqueued": 0, "already_queued": 0, "recorded": 0, "skipped": 0, "unbillable": 0})
     );
     w.settled("billing", 4).await;
     assert_eq!(w.stripe.received_requests().await.unwrap().len(), 2);

@@ -31,6 +31,7 @@ fn event() -> MeterEvent {
         value: 7,
         identifier: "call_8f2a".into(),
         timestamp: 1_767_225_600,
+        call_ended_at: None,
         idempotency_key: usage_idempotency_key("call_8f2a"),
     }
 }

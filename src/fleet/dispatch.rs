@@ -156,7 +156,7 @@ async fn report(queues: &Queues, name: &str, gate: Gate, result: &Result<(), Job
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = queues
-        .circuit_record(name, outcome.as_ref().map(|()| ()).map_err(String::as_str))
+        .circuit_record(name, outcome.as_ref().copied().map_err(String::as_str))
         .await
     {
         tracing::warn!(circuit = name, error = %e, "recording the circuit's outcome failed");

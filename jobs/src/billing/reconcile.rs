@@ -48,7 +48,8 @@ impl JobArgs for BillingReconcile {
 
 /// Handler of `billing.reconcile`. Result: `enqueued` (new report jobs), `already_queued`
 /// (suppressed: a report of this call was enqueued here within `unique_secs`), `recorded`
-/// (usage rows written from the call's own times) and `skipped` (calls without a duration).
+/// (usage rows written from the call's own times), `skipped` (calls without a duration) and
+/// `unbillable` (calls whose report Stripe refused for good, in all).
 pub async fn handle(
     services: Arc<Services>,
     args: BillingReconcile,
@@ -95,8 +96,14 @@ pub async fn handle(
             already_queued += 1;
         }
     }
+    // Calls Stripe refused for good are not offered again (see `report_usage`); their count
+    // is in every run's result for finance.
+    let unbillable = usage_events::unbillable(store)
+        .await
+        .map_err(JobError::retry)?;
     tracing::info!(
         candidates = calls.len(),
+        unbillable,
         enqueued,
         already_queued,
         recorded,
@@ -108,6 +115,7 @@ pub async fn handle(
         "already_queued": already_queued,
         "recorded": recorded,
         "skipped": skipped,
+        "unbillable": unbillable,
     }));
     Ok(())
 }

@@ -79,6 +79,9 @@ pub struct MeterEvent {
     pub identifier: String,
     /// When the usage happened, unix seconds; Stripe takes the past 35 days only.
     pub timestamp: i64,
+    /// For usage reported after that window (at the time of the report instead): when the
+    /// call really ended, unix seconds, sent as `payload[call_ended_at]` for the books.
+    pub call_ended_at: Option<i64>,
     /// The same for every attempt, e.g. [`usage_idempotency_key`].
     pub idempotency_key: String,
 }
@@ -176,18 +179,23 @@ impl StripeClient {
         check(event)?;
         let value = event.value.to_string();
         let timestamp = event.timestamp.to_string();
+        let ended = event.call_ended_at.map(|t| t.to_string());
+        let mut form = vec![
+            ("event_name", self.event_name.as_str()),
+            ("payload[stripe_customer_id]", &event.stripe_customer_id),
+            ("payload[value]", &value),
+            ("identifier", &event.identifier),
+            ("timestamp", &timestamp),
+        ];
+        if let Some(ended) = &ended {
+            form.push(("payload[call_ended_at]", ended));
+        }
         let response = self
             .http
             .post(&self.url)
             .bearer_auth(self.secret_key.expose())
             .header("Idempotency-Key", &event.idempotency_key)
-            .form(&[
-                ("event_name", self.event_name.as_str()),
-                ("payload[stripe_customer_id]", &event.stripe_customer_id),
-                ("payload[value]", &value),
-                ("identifier", &event.identifier),
-                ("timestamp", &timestamp),
-            ])
+            .form(&form)
             .send()
             .await
             // An idempotency key that is no header value fails here, as unbuildable: permanent.

@@ -78,7 +78,8 @@ pub struct Unreported {
 
 /// Up to `limit` calls that ended (they have an end time or a duration) no later than
 /// `ended_before_ms` (the row's last update when Retell gave no end time), whose company
-/// bills through Stripe, and whose usage is unrecorded or unreported; oldest call first.
+/// bills through Stripe, and whose usage is unrecorded or unreported (and not refused for
+/// good: see [`mark_unbillable`]); oldest call first.
 pub async fn unreported(
     store: &Store,
     ended_before_ms: i64,
@@ -90,6 +91,7 @@ pub async fn unreported(
          FROM calls c JOIN companies co ON co.id = c.company_id \
          LEFT JOIN usage_events u ON u.call_id = c.call_id \
          WHERE (c.ended_at_ms IS NOT NULL OR c.duration_ms IS NOT NULL) AND u.reported_at_ms IS NULL \
+         AND u.failed_at_ms IS NULL \
          AND co.stripe_customer_id IS NOT NULL AND COALESCE(c.ended_at_ms, c.updated_at_ms) <= ? \
          ORDER BY c.id LIMIT ?",
     )
@@ -110,4 +112,78 @@ pub async fn unreported(
         })
         .collect::<Result<_, sqlx::Error>>()
         .op(OP)
+}
+
+/// Fix the meter event time of a call's report: `candidate_ms` unless an earlier attempt
+/// fixed one that is still at or after `usable_after_ms`; returns the time to send. Every
+/// attempt then sends the same event, as its `Idempotency-Key` requires. Dying before or
+/// after this write is harmless: the next attempt reads what was fixed, or fixes it.
+pub async fn fix_billed_at(
+    store: &Store,
+    call_id: &str,
+    candidate_ms: i64,
+    usable_after_ms: i64,
+) -> Result<i64, StoreError> {
+    const OP: &str = "usage_events.fix_billed_at";
+    sqlx::query(
+        "UPDATE usage_events SET billed_at_ms = ? WHERE call_id = ? \
+         AND (billed_at_ms IS NULL OR billed_at_ms < ?)",
+    )
+    .bind(candidate_ms)
+    .bind(call_id)
+    .bind(usable_after_ms)
+    .execute(store.pool())
+    .await
+    .op(OP)?;
+    let row = sqlx::query("SELECT billed_at_ms FROM usage_events WHERE call_id = ?")
+        .bind(call_id)
+        .fetch_one(store.pool())
+        .await
+        .op(OP)?;
+    row.try_get::<Option<i64>, _>(0)
+        .op(OP)
+        .map(|t| t.unwrap_or(candidate_ms))
+}
+
+/// Stripe refused the call's report for good: record why, so reconciliation stops offering
+/// it and finance can see it ([`unbillable`]).
+pub async fn mark_unbillable(store: &Store, call_id: &str, error: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE usage_events SET failed_at_ms = ?, report_error = ? WHERE call_id = ? AND reported_at_ms IS NULL",
+    )
+    .bind(now_ms())
+    .bind(error.chars().take(500).collect::<String>())
+    .bind(call_id)
+    .execute(store.pool())
+    .await
+    .op("usage_events.mark_unbillable")?;
+    Ok(())
+}
+
+/// How the report of a call ended badly: when, and Stripe's reason; `None` when it did not.
+pub async fn unbillable_reason(
+    store: &Store,
+    call_id: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    const OP: &str = "usage_events.unbillable_reason";
+    let row = sqlx::query(
+        "SELECT failed_at_ms, report_error FROM usage_events WHERE call_id = ? AND failed_at_ms IS NOT NULL",
+    )
+    .bind(call_id)
+    .fetch_optional(store.pool())
+    .await
+    .op(OP)?;
+    row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.opt_text(1)?.unwrap_or_default())))
+        .transpose()
+        .op(OP)
+}
+
+/// How many calls' usage Stripe refused for good (never billed; for finance).
+pub async fn unbillable(store: &Store) -> Result<i64, StoreError> {
+    const OP: &str = "usage_events.unbillable";
+    let row = sqlx::query("SELECT COUNT(*) FROM usage_events WHERE failed_at_ms IS NOT NULL AND reported_at_ms IS NULL")
+        .fetch_one(store.pool())
+        .await
+        .op(OP)?;
+    row.try_get(0).op(OP)
 }
