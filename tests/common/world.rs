@@ -21,13 +21,7 @@ macro_rules! on_both_databases {
     )*};
 }
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{process::Command, sync::Arc, time::Duration};
 
 use switchboard::{
     config::{BackoffSettings, FleetSettings, SupervisorSettings},
@@ -47,6 +41,7 @@ use switchboard_jobs::{
 use tokio_util::sync::CancellationToken;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
+pub use crate::common::smtp_sink::SmtpSink;
 use crate::common::{Harness, tcp_cut::TcpCut};
 
 /// The called number, Cal.com event type and Stripe customer of the seeded business.
@@ -57,80 +52,6 @@ pub const ADMIN_EMAIL: &str = "owner@harbordental.example";
 pub const CALCOM_KEY: &str = "cal_live_test_key";
 /// Attempts the world's supervisor allows a job whose kind has no policy of its own.
 pub const MAX_ATTEMPTS: u32 = 3;
-
-/// A real SMTP server (Python aiosmtpd) writing each message to a directory.
-pub struct SmtpSink {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-}
-
-impl SmtpSink {
-    pub fn start(fail_first: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (child, port) = spawn_sink(&dir, 0, fail_first);
-        Self { child, port, dir }
-    }
-
-    /// Kill the server: connections to its port are refused until [`SmtpSink::restart`].
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Start the server again on the same port, writing into the same directory, refusing
-    /// nothing.
-    pub fn restart(&mut self) {
-        let (child, port) = spawn_sink(&self.dir, self.port, 0);
-        assert_eq!(port, self.port);
-        self.child = child;
-    }
-
-    /// The messages received so far, as raw text.
-    pub fn messages(&self) -> Vec<String> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The sink process on `port` (0: a free one), and the port it listens on.
-fn spawn_sink(dir: &tempfile::TempDir, port: u16, fail_first: u32) -> (Child, u16) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--port", &port.to_string()])
-        .args(["--fail-first", &fail_first.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with aiosmtpd (pip install aiosmtpd)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("READY ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("sink said {line:?}"));
-    (child, port)
-}
 
 /// Where the test's database lives.
 pub enum Db {
