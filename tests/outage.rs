@@ -15,10 +15,18 @@ mod world;
 #[path = "common/outage.rs"]
 mod outage;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use common::{Harness, jobs};
 use outage::{Outage, outlast};
 use serde_json::{Value, json};
+use switchboard::{
+    maintenance::{Promoter, Service as _},
+    queue::admin::Selection,
+};
 use switchboard_jobs::{
     EnqueueOptions,
     calendar::CalendarBook,
@@ -27,6 +35,7 @@ use switchboard_jobs::{
     webhook::{RetellWebhook, WebhookEvent},
 };
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
+use tokio_util::sync::CancellationToken;
 use wiremock::{Mock, Request, Respond, ResponseTemplate, matchers};
 use world::{EVENT_TYPE, MAX_ATTEMPTS, Options, World};
 
@@ -308,4 +317,56 @@ async fn webhook_events_wait_out_a_database_cut() {
         "one usage report per call"
     );
     w.stop().await;
+}
+
+/// An outage longer than a kind's budget leaves its jobs dead; an operator's retry after it
+/// must give each a whole budget again, not one attempt.
+#[tokio::test]
+async fn a_retry_after_the_budget_ran_out_gets_a_whole_budget_again() {
+    let h = Harness::new().await;
+    let promoter = CancellationToken::new();
+    let names = vec!["budget".to_owned()];
+    tokio::spawn(
+        Promoter::new(h.queues.clone(), names, &h.settings.maintenance).run(promoter.clone()),
+    );
+    let settings = h.fleet_settings("budget", 1, 1, MAX_ATTEMPTS);
+    let fleet = h
+        .fleet(&settings, jobs::registry(&jobs::Switches::new()), None)
+        .await;
+    // `test.budgeted` always fails and retries for 300 ms from its first failure.
+    let job = h
+        .queues
+        .enqueue(&jobs::Budgeted::default(), EnqueueOptions::default())
+        .await;
+    let id = job.unwrap().id;
+    let dead_again = |failed: u64| {
+        let queues = h.queues.clone();
+        async move {
+            let s = queues.stats("budget").await.unwrap();
+            s.dead == 1 && s.failed > failed && s.pending + s.delayed + s.running == 0
+        }
+    };
+    h.wait_for("the job dead", Duration::from_secs(10), || dead_again(0))
+        .await;
+    let first = h.queues.dead_list("budget", 1).await.unwrap().remove(0);
+    assert!(first.attempts > MAX_ATTEMPTS, "{first:?}");
+
+    let revived = h
+        .queues
+        .dead_retry("budget", Selection::Ids(vec![id]))
+        .await;
+    assert_eq!(revived.unwrap(), 1);
+    let failed = u64::from(first.attempts);
+    h.wait_for("the job dead again", Duration::from_secs(10), || {
+        dead_again(failed)
+    })
+    .await;
+    let second = h.queues.dead_list("budget", 1).await.unwrap().remove(0);
+    assert!(
+        second.attempts > MAX_ATTEMPTS,
+        "a whole budget again, not {} attempt(s): {second:?}",
+        second.attempts
+    );
+    fleet.stop().await;
+    promoter.cancel();
 }

@@ -251,7 +251,7 @@ impl Queues {
         Ok(out)
     }
 
-    /// Put dead jobs back on the queue with fresh attempts; returns how many.
+    /// Put dead jobs back on the queue with fresh attempts and retry budgets; returns how many.
     pub async fn dead_retry(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
@@ -356,9 +356,12 @@ impl Queues {
     }
 }
 
-/// A dead job made fresh for another round: attempts reset, error kept out of the way.
+/// A dead job made fresh for another round: attempts and retry budget reset (a budget counts
+/// from the first failure, so a job that died of its budget would otherwise die again at its
+/// first failure), error kept out of the way.
 fn revived(mut env: Envelope) -> Envelope {
     env.attempt = 0;
+    env.first_failed_at = None;
     env.resc = 0;
     env.lost = false;
     env.run_at = None;
