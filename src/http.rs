@@ -90,12 +90,20 @@ impl Gauges {
                 ("delayed", s.delayed),
                 ("running", s.running),
                 ("dead", s.dead),
+                ("waiting", s.waiting),
             ] {
                 metrics::gauge!(metric::QUEUE_JOBS, "queue" => name.clone(), "state" => state)
                     .set(v as f64);
             }
             metrics::gauge!(metric::QUEUE_OLDEST_PENDING, "queue" => name.clone())
                 .set(s.oldest_pending_secs);
+        }
+        for c in self.queues.circuits().await? {
+            metrics::gauge!(metric::CIRCUIT_OPEN, "provider" => c.name).set(if c.open {
+                1.0
+            } else {
+                0.0
+            });
         }
         Ok(names.len())
     }

@@ -147,9 +147,32 @@ impl Ingest {
 }
 
 /// Items on the webhooks queue, decoded.
+/// Every webhook job enqueued: the pending ones, then those waiting in line behind an
+/// earlier event of the same provider object (`<due ms> <item>` in its sequence list).
 async fn queued(h: &Harness) -> Vec<(String, job::Envelope)> {
-    h.pending_items("webhooks")
+    let mut items = h.pending_items("webhooks").await;
+    let prefix = h.queues.keys("webhooks").unwrap().sequence_prefix();
+    let mut conn = h.conn();
+    for key in h
+        .keys()
         .await
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+    {
+        let waiting: Vec<String> = redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(1)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        items.extend(
+            waiting
+                .iter()
+                .map(|w| w.split_once(' ').unwrap().1.to_owned()),
+        );
+    }
+    items
         .iter()
         .map(|i| {
             let (id, e) = job::decode(i).unwrap();
@@ -193,6 +216,17 @@ async fn fixture_deliveries_are_enqueued_with_their_exact_bytes() {
             .unwrap_or_else(|| panic!("{file} not queued"));
         let provider = file.split('_').next().unwrap();
         assert_eq!(env.kind, format!("webhook.{provider}"));
+        // Each event is in line with the other events of its provider object.
+        let object = match provider {
+            "retell" => "call_5b2e9d0c7a4f41e38a1d2c6f90b1e7aa",
+            "stripe" => "cus_T8xHarborDental",
+            _ => "bK3v9Qp2LmX7tRz1Yc8WnA",
+        };
+        assert_eq!(
+            env.sq.as_deref(),
+            Some(format!("{provider}:{object}").as_str()),
+            "{file}"
+        );
         let args: Value = serde_json::from_str(env.args.get()).unwrap();
         assert_eq!(
             args["body"].as_str().unwrap().as_bytes(),

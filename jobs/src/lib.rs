@@ -103,18 +103,18 @@ mod tests {
 
     #[test]
     fn work_customers_and_the_books_depend_on_survives_outages() {
-        for policy in [
-            webhook::RetellWebhook::POLICY,
-            webhook::CalcomWebhook::POLICY,
-            webhook::StripeWebhook::POLICY,
-            calendar::book::CalendarBook::POLICY,
-            calendar::reschedule::CalendarReschedule::POLICY,
-            calendar::cancel::CalendarCancel::POLICY,
-            billing::report_usage::ReportUsage::POLICY,
-            notify::email::NotifyEmail::POLICY,
-            notify::sms::NotifySms::POLICY,
+        for (policy, provider) in [
+            (webhook::RetellWebhook::POLICY, "database"),
+            (webhook::CalcomWebhook::POLICY, "database"),
+            (webhook::StripeWebhook::POLICY, "database"),
+            (calendar::book::CalendarBook::POLICY, "calcom"),
+            (calendar::reschedule::CalendarReschedule::POLICY, "calcom"),
+            (calendar::cancel::CalendarCancel::POLICY, "calcom"),
+            (billing::report_usage::ReportUsage::POLICY, "stripe"),
+            (notify::email::NotifyEmail::POLICY, "smtp"),
+            (notify::sms::NotifySms::POLICY, "sms"),
         ] {
-            assert_eq!(policy, Policy::OUTAGE_PROOF);
+            assert_eq!(policy, Policy::OUTAGE_PROOF.circuit(provider));
             assert!(policy.retry_budget.unwrap().as_secs() >= 3600);
         }
         // Recurring runs keep attempts: the next run does the work again anyway.

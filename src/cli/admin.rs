@@ -111,12 +111,14 @@ fn status_table(o: &Overview, supervisors: &[Supervisor], workers: &[WorkerInfo]
     );
     let _ = writeln!(
         out,
-        "{:<16} {:>9} {:>8} {:>8} {:>7} {:>8} {:>9} {:>11} {:>8} {:>10} {:>7}  paused",
+        "{:<16} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>11} {:>8} {:>10} {:>7}  paused",
         "queue",
         "pending",
         "delayed",
         "running",
         "dead",
+        "in line",
+        "expired",
         "jobs/min",
         "past hour",
         "processed",
@@ -128,12 +130,14 @@ fn status_table(o: &Overview, supervisors: &[Supervisor], workers: &[WorkerInfo]
         let s = &r.stats;
         let _ = writeln!(
             out,
-            "{:<16} {:>9} {:>8} {:>8} {:>7} {:>8} {:>9} {:>11} {:>8} {:>10.1} {:>7}  {}",
+            "{:<16} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>11} {:>8} {:>10.1} {:>7}  {}",
             s.name,
             s.pending,
             s.delayed,
             s.running,
             s.dead,
+            s.waiting,
+            s.expired,
             r.jobs_per_minute,
             r.jobs_past_hour,
             s.processed,

@@ -67,7 +67,14 @@ pub async fn run(settings: &Settings, url: &str) -> anyhow::Result<()> {
         )
         .await?;
     }
-    let calcom = include_str!("../../tests/fixtures/webhooks/calcom_booking_created.json");
+    // The sample booking stands for one made on Cal.com's own page, not by the sample call
+    // (whose booking `calendar.book` makes): it names no call, so the demo's look-up of the
+    // call's appointment cannot pick it up, whichever is stored first.
+    let calcom = include_str!("../../tests/fixtures/webhooks/calcom_booking_created.json").replace(
+        r#""retell_call_id": "call_5b2e9d0c7a4f41e38a1d2c6f90b1e7aa""#,
+        r#""source": "booking page""#,
+    );
+    let calcom = calcom.as_str();
     let d = hex::encode(hmac_sha256(calcom_secret.as_bytes(), &[calcom.as_bytes()]));
     post(&client, url, "calcom", ("x-cal-signature-256", d), calcom).await?;
     let stripe = include_str!("../../tests/fixtures/webhooks/stripe_invoice_paid.json");

@@ -161,6 +161,27 @@ pub struct QueueSettings {
     pub dead_retention_secs: u64,
     pub dead_max: u64,
     pub max_rescues: u32,
+    /// A job that keeps snoozing (rate limits, an open circuit) fails after this long.
+    #[serde(default = "default_max_snooze_secs")]
+    pub max_snooze_secs: u64,
+    /// Consecutive transient failures of one provider that open its circuit.
+    #[serde(default = "default_circuit_failures")]
+    pub circuit_failures: u32,
+    /// How long an open circuit holds its provider's jobs before one probe may run.
+    #[serde(default = "default_circuit_open_secs")]
+    pub circuit_open_secs: u64,
+}
+
+const fn default_max_snooze_secs() -> u64 {
+    86_400
+}
+
+const fn default_circuit_failures() -> u32 {
+    5
+}
+
+const fn default_circuit_open_secs() -> u64 {
+    30
 }
 
 /// See `[maintenance]` in `config/default.toml`.
@@ -320,6 +341,21 @@ impl Settings {
         check(
             q.max_rescues >= 1,
             "queue.max_rescues must be at least 1".into(),
+        );
+        check(
+            q.max_snooze_secs >= 1,
+            "queue.max_snooze_secs must be at least 1".into(),
+        );
+        check(
+            q.circuit_failures >= 1,
+            "queue.circuit_failures must be at least 1".into(),
+        );
+        check(
+            (1..=3600).contains(&q.circuit_open_secs),
+            format!(
+                "queue.circuit_open_secs = {} must be between 1 and 3600",
+                q.circuit_open_secs
+            ),
         );
         check(
             ["text", "json"].contains(&self.telemetry.log_format.as_str()),

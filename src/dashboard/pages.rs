@@ -132,6 +132,8 @@ pub(crate) async fn overview(
             delayed: r.stats.delayed,
             running: r.stats.running,
             dead: r.stats.dead,
+            waiting: r.stats.waiting,
+            expired: r.stats.expired,
             per_minute: r.jobs_per_minute,
             past_hour: r.jobs_past_hour,
             wait: if r.stats.pending > 0 {
@@ -154,6 +156,15 @@ pub(crate) async fn overview(
         workers: o.workers,
         processes: o.processes,
         longest: o.longest_wait.map(|w| (w.queue, span(w.secs))),
+        circuits: o
+            .circuits
+            .into_iter()
+            .filter(|c| c.open)
+            .map(|c| {
+                let error = c.last_error.unwrap_or_default();
+                (c.name, c.open_for_secs, c.failures, error)
+            })
+            .collect(),
         rows,
         sups: overview::supervisors(&workers)
             .iter()

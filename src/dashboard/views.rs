@@ -33,6 +33,8 @@ pub(crate) struct OverviewPage {
     pub workers: usize,
     pub processes: usize,
     pub longest: Option<(String, String)>,
+    /// Open circuits: (provider, seconds to the next probe, failures, last error).
+    pub circuits: Vec<(String, u64, u64, String)>,
     pub rows: Vec<QueueLine>,
     pub sups: Vec<SupLine>,
 }
@@ -43,6 +45,10 @@ pub(crate) struct QueueLine {
     pub delayed: u64,
     pub running: u64,
     pub dead: u64,
+    /// Jobs waiting behind an earlier job of their sequence key.
+    pub waiting: u64,
+    /// Jobs that expired before they started, ever.
+    pub expired: u64,
     pub per_minute: u64,
     pub past_hour: u64,
     pub wait: String,

@@ -13,7 +13,7 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::{
-    queue::{Job, Queues},
+    queue::{Job, Queues, circuit::Gate},
     telemetry::metric::WorkerSlots,
 };
 
@@ -85,11 +85,9 @@ impl Service<Task<Job>> for Dispatcher {
             attempt: job.envelope.attempt + 1,
         };
         let ctx = JobContext::new(meta, Arc::clone(&self.enqueuer));
-        let limit = self
-            .registry
-            .policy(kind)
-            .timeout
-            .unwrap_or(self.default_timeout);
+        let policy = self.registry.policy(kind);
+        let limit = policy.timeout.unwrap_or(self.default_timeout);
+        let circuit = policy.circuit;
         let run = handler(job.envelope.args.get(), ctx.clone());
         // Every log line a handler writes carries the job's id, kind, queue and attempt.
         let span = tracing::info_span!("job", id = %job.id, kind, queue = %job.queue, attempt = job.envelope.attempt + 1);
@@ -97,11 +95,22 @@ impl Service<Task<Job>> for Dispatcher {
         let queues = self.queues.clone();
         slots.take();
         async move {
+            let gate = match circuit {
+                Some(name) => guard(&queues, name).await,
+                None => None,
+            };
+            if let Some(Gate::Open(wait)) = gate {
+                slots.give_back();
+                return Err(JobError::Snooze(wait));
+            }
             // A timed-out attempt is a transient failure, like any other.
             let result = tokio::time::timeout(limit, run)
                 .await
                 .unwrap_or_else(|_| Err(JobError::retry("timed out")));
             slots.give_back();
+            if let (Some(name), Some(gate)) = (circuit, gate) {
+                report(&queues, name, gate, &result).await;
+            }
             if result.is_ok()
                 && let Some(value) = ctx.result()
             {
@@ -117,5 +126,39 @@ impl Service<Task<Job>> for Dispatcher {
         }
         .instrument(span)
         .boxed()
+    }
+}
+
+/// The circuit's word for a job of provider `name`; `None` when Redis could not be asked
+/// (the job runs: a circuit spares attempts, it never stops work on its own).
+async fn guard(queues: &Queues, name: &str) -> Option<Gate> {
+    match queues.circuit_check(name).await {
+        Ok(gate) => Some(gate),
+        Err(e) => {
+            tracing::warn!(circuit = name, error = %e, "circuit check failed; running the job");
+            None
+        }
+    }
+}
+
+/// Tell the circuit how the call went. A transient failure counts against the provider; a
+/// success, or a permanent failure (the provider answered), closes a circuit that had
+/// failures or was probing. A snooze (a rate limit) says nothing about the provider's health.
+async fn report(queues: &Queues, name: &str, gate: Gate, result: &Result<(), JobError>) {
+    let outcome = match result {
+        Ok(()) | Err(JobError::Permanent(_)) => {
+            if gate == (Gate::Closed { failures: 0 }) {
+                return;
+            }
+            Ok(())
+        }
+        Err(JobError::Snooze(_)) => return,
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = queues
+        .circuit_record(name, outcome.as_ref().map(|()| ()).map_err(String::as_str))
+        .await
+    {
+        tracing::warn!(circuit = name, error = %e, "recording the circuit's outcome failed");
     }
 }

@@ -287,7 +287,8 @@ async fn accept(
     let s = &state.settings;
     let options = EnqueueOptions::default()
         .on_queue(s.queue.clone())
-        .unique(unique_key, Duration::from_secs(s.dedupe_ttl_secs));
+        .unique(unique_key, Duration::from_secs(s.dedupe_ttl_secs))
+        .sequence(envelope.sequence);
     let enqueue = async {
         match provider {
             Provider::Retell => state.producer.enqueue(&RetellWebhook(event), options).await,

@@ -23,6 +23,10 @@ pub struct QueueStats {
     pub running: u64,
     /// Jobs in the dead set.
     pub dead: u64,
+    /// Jobs waiting behind an earlier job of their sequence key (not yet pending).
+    pub waiting: u64,
+    /// Jobs that passed their expiry before they started (never run, not dead), ever.
+    pub expired: u64,
     /// Jobs completed successfully, ever.
     pub processed: u64,
     /// Attempts that ended in failure, ever.
@@ -165,6 +169,8 @@ impl Queues {
             delayed,
             running: counter("running"),
             dead,
+            waiting: counter("waiting"),
+            expired: counter("expired"),
             processed: counter("processed"),
             failed: counter("failed"),
             oldest_pending_secs,

@@ -55,6 +55,12 @@ pub struct Envelope {
     /// When the first attempt failed, ms since the epoch: a kind's retry budget counts from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failed_at: Option<u64>,
+    /// Times the job snoozed (rate limits, an open circuit); no attempt was used for them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub snz: u32,
+    /// When it first snoozed, ms since the epoch: `queue.max_snooze_secs` counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_snoozed_at: Option<u64>,
 }
 
 const fn one() -> u16 {
@@ -86,6 +92,8 @@ impl Envelope {
             err: None,
             failed_at: None,
             first_failed_at: None,
+            snz: 0,
+            first_snoozed_at: None,
         }
     }
 
@@ -173,6 +181,8 @@ mod tests {
             err: Some("boom".into()),
             failed_at: Some(3),
             first_failed_at: Some(2),
+            snz: 3,
+            first_snoozed_at: Some(1),
         };
         let item = encode("01ABC", &env);
         assert!(item.starts_with("01ABC {"));

@@ -22,6 +22,7 @@
 //! Every script is O(batch), never O(backlog), and never unpacks more than ~2,000 values.
 
 pub mod admin;
+pub mod circuit;
 pub mod inspect;
 pub mod job;
 pub mod keys;

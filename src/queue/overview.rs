@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::queue::{
     QueueError, Queues,
     admin::{QueueStats, WorkerInfo},
+    circuit::CircuitState,
     job,
 };
 
@@ -78,6 +79,8 @@ pub struct Overview {
     pub processes: usize,
     pub longest_wait: Option<LongestWait>,
     pub queues: Vec<QueueRow>,
+    /// Provider circuits that have seen failures; an `open` one holds its provider's jobs.
+    pub circuits: Vec<CircuitState>,
     pub generated_at_ms: u64,
 }
 
@@ -164,6 +167,7 @@ pub async fn overview(queues: &Queues, names: &[String]) -> Result<Overview, Que
         processes: processes.len(),
         longest_wait,
         queues: rows,
+        circuits: queues.circuits().await?,
         generated_at_ms: now,
     })
 }

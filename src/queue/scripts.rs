@@ -30,6 +30,7 @@ settling_script!(RESCUE, "rescue.lua");
 script!(ENQUEUE, "enqueue.lua");
 script!(REVIVE, "revive.lua");
 script!(RATE_LIMIT, "rate_limit.lua");
+script!(CIRCUIT, "circuit.lua");
 script!(FIND, "find.lua");
 script!(SCHEDULE_FIRE, "schedule_fire.lua");
 script!(LEADER, "leader.lua");

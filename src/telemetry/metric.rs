@@ -32,6 +32,8 @@ use std::time::Duration;
 pub const QUEUE_JOBS: &str = "switchboard_queue_jobs";
 /// Gauge: age in seconds of the oldest pending job, by queue, read from Redis.
 pub const QUEUE_OLDEST_PENDING: &str = "switchboard_queue_oldest_pending_seconds";
+/// Gauge: 1 while a provider's circuit is open (its jobs wait), else 0, by provider.
+pub const CIRCUIT_OPEN: &str = "switchboard_circuit_open";
 /// Counter: finished attempts by queue, kind and outcome (see the module doc).
 pub const JOBS: &str = "switchboard_jobs_total";
 /// Histogram: seconds from ready (enqueue or due time) to start, by queue.
@@ -105,6 +107,10 @@ pub(crate) fn describe_all() {
         QUEUE_OLDEST_PENDING,
         Unit::Seconds,
         "Age of the oldest pending job, read from Redis (max over instances)."
+    );
+    describe_gauge!(
+        CIRCUIT_OPEN,
+        "1 while a provider's circuit is open and its jobs wait for a probe, else 0."
     );
     describe_counter!(
         JOBS,

@@ -25,7 +25,7 @@ pub struct ReportUsage {
 impl JobArgs for ReportUsage {
     const KIND: &'static str = "billing.report_usage";
     const QUEUE: &'static str = "billing";
-    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF;
+    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF.circuit("stripe");
 }
 
 /// Handler of `billing.report_usage`.

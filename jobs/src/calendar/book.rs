@@ -49,7 +49,7 @@ pub struct CalendarBook {
 impl JobArgs for CalendarBook {
     const KIND: &'static str = "calendar.book";
     const QUEUE: &'static str = "calendar";
-    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF;
+    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF.circuit("calcom");
 }
 
 /// Handler of `calendar.book`.

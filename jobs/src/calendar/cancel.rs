@@ -19,7 +19,7 @@ pub struct CalendarCancel {
 impl JobArgs for CalendarCancel {
     const KIND: &'static str = "calendar.cancel";
     const QUEUE: &'static str = "calendar";
-    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF;
+    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF.circuit("calcom");
 }
 
 /// Handler of `calendar.cancel`.

@@ -27,7 +27,7 @@ pub struct CalendarReschedule {
 impl JobArgs for CalendarReschedule {
     const KIND: &'static str = "calendar.reschedule";
     const QUEUE: &'static str = "calendar";
-    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF;
+    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF.circuit("calcom");
 }
 
 /// Handler of `calendar.reschedule`. Cal.com gives the moved booking a new uid; a repeat

@@ -39,6 +39,9 @@ pub struct Policy {
     /// `None`: no time budget, attempts alone decide. `Some(d)`: keep retrying until `d` has
     /// passed since the first failure.
     pub retry_budget: Option<Duration>,
+    /// The provider whose fleet-wide circuit guards this kind (`smtp`, `sms`, `calcom`,
+    /// `stripe`, `database`): while it is open, the kind's jobs wait without running.
+    pub circuit: Option<&'static str>,
 }
 
 impl Policy {
@@ -48,6 +51,7 @@ impl Policy {
         timeout: None,
         backoff: None,
         retry_budget: None,
+        circuit: None,
     };
 
     /// The same policy with `n` attempts.
@@ -92,6 +96,15 @@ impl Policy {
             ..self
         }
     }
+
+    /// The same policy guarded by `provider`'s circuit.
+    #[must_use]
+    pub const fn circuit(self, provider: &'static str) -> Policy {
+        Policy {
+            circuit: Some(provider),
+            ..self
+        }
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +130,7 @@ mod tests {
                     cap: secs(60)
                 }),
                 retry_budget: Some(secs(3600)),
+                circuit: None,
             }
         );
         assert_eq!(

@@ -16,7 +16,7 @@ pub struct NotifyEmail(pub Message);
 impl JobArgs for NotifyEmail {
     const KIND: &'static str = "notify.email";
     const QUEUE: &'static str = "notifications";
-    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF;
+    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF.circuit("smtp");
 }
 
 /// Enqueue `message` by email, deduplicated by its key.

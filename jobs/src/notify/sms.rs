@@ -16,7 +16,7 @@ pub struct NotifySms(pub Message);
 impl JobArgs for NotifySms {
     const KIND: &'static str = "notify.sms";
     const QUEUE: &'static str = "notifications";
-    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF;
+    const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF.circuit("sms");
 }
 
 /// Enqueue `message` by SMS, deduplicated by its key.

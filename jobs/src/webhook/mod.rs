@@ -24,7 +24,7 @@ macro_rules! webhook_kind {
         impl $crate::JobArgs for $name {
             const KIND: &'static str = $kind;
             const QUEUE: &'static str = "webhooks";
-            const POLICY: $crate::Policy = $crate::Policy::OUTAGE_PROOF;
+            const POLICY: $crate::Policy = $crate::Policy::OUTAGE_PROOF.circuit("database");
         }
     };
 }

@@ -44,9 +44,13 @@ struct Body<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Payload<'a> {
     #[serde(borrow)]
     uid: Cow<'a, str>,
+    /// On `BOOKING_RESCHEDULED`, the booking that moved.
+    #[serde(borrow, default)]
+    reschedule_uid: Option<Cow<'a, str>>,
 }
 
 /// `triggerEvent`, `payload.uid`, `createdAt`; dedupe key `<triggerEvent>:<uid>:<createdAt>`.
@@ -57,7 +61,16 @@ pub fn identify(body: &[u8]) -> Result<EventId, IdentifyError> {
             "triggerEvent, payload.uid and createdAt must not be empty".into(),
         ));
     }
+    // A reschedule is about the booking that moved (its new uid is new): it runs in line
+    // with that booking's other events.
+    let object = b
+        .payload
+        .reschedule_uid
+        .as_deref()
+        .filter(|uid| !uid.is_empty() && b.trigger_event == "BOOKING_RESCHEDULED")
+        .unwrap_or(&b.payload.uid);
     Ok(EventId {
+        sequence: super::sequence_key("calcom", object),
         dedupe_key: format!("{}:{}:{}", b.trigger_event, b.payload.uid, b.created_at),
         event_type: b.trigger_event.into_owned(),
     })

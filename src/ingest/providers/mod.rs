@@ -50,6 +50,30 @@ pub struct EventId {
     pub event_type: String,
     /// Deliveries with the same key are one event.
     pub dedupe_key: String,
+    /// The provider object the event is about (`calcom:<booking uid>`, `stripe:<customer>`,
+    /// `retell:<call id>`): events of one object are processed one at a time, in arrival
+    /// order (the queue's sequence key); events of other objects run in parallel.
+    pub sequence: String,
+}
+
+/// `provider:id` as a sequence key: ids made only of the characters a key may hold are kept
+/// as they are (readable in Redis); any other id is replaced by its FNV-1a hash, which keeps
+/// one object on one key (a collision only serialises two objects, it never reorders).
+pub(crate) fn sequence_key(provider: &str, id: &str) -> String {
+    let plain = !id.is_empty()
+        && id.len() <= 120
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if plain {
+        return format!("{provider}:{id}");
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{provider}:h{hash:016x}")
 }
 
 /// Parse `body` as `T`, telling bad JSON apart from missing fields.

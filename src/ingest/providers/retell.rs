@@ -90,7 +90,7 @@ struct Call<'a> {
     call_id: Cow<'a, str>,
 }
 
-/// `event` and `call.call_id`; dedupe key `<event>:<call_id>`.
+/// `event` and `call.call_id`; dedupe key `<event>:<call_id>`, sequence the call.
 pub fn identify(body: &[u8]) -> Result<EventId, IdentifyError> {
     let b: Body<'_> = decode(body)?;
     if b.event.is_empty() || b.call.call_id.is_empty() {
@@ -99,6 +99,7 @@ pub fn identify(body: &[u8]) -> Result<EventId, IdentifyError> {
         ));
     }
     Ok(EventId {
+        sequence: super::sequence_key("retell", &b.call.call_id),
         dedupe_key: format!("{}:{}", b.event, b.call.call_id),
         event_type: b.event.into_owned(),
     })

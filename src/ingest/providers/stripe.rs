@@ -97,6 +97,23 @@ struct Body<'a> {
     id: Cow<'a, str>,
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    data: Option<Data<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Data<'a> {
+    #[serde(borrow)]
+    object: Object<'a>,
+}
+
+#[derive(Deserialize)]
+struct Object<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    /// A customer id, or the expanded customer object (then not used).
+    #[serde(default)]
+    customer: Option<serde_json::Value>,
 }
 
 /// `id` and `type`; dedupe key is the event id.
@@ -107,7 +124,19 @@ pub fn identify(body: &[u8]) -> Result<EventId, IdentifyError> {
             "id and type must not be empty".into(),
         ));
     }
+    // Invoice and subscription events both set the customer's billing status, so they are
+    // ordered per customer; an object without one is ordered by its own id, else the event.
+    let object = b.data.as_ref().map(|d| &d.object);
+    let customer = object
+        .and_then(|o| o.customer.as_ref())
+        .and_then(serde_json::Value::as_str);
+    let sequence = match (customer, object.and_then(|o| o.id.as_deref())) {
+        (Some(customer), _) if !customer.is_empty() => super::sequence_key("stripe", customer),
+        (_, Some(id)) if !id.is_empty() => super::sequence_key("stripe", id),
+        _ => super::sequence_key("stripe", &b.id),
+    };
     Ok(EventId {
+        sequence,
         dedupe_key: b.id.into_owned(),
         event_type: b.kind.into_owned(),
     })

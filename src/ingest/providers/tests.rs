@@ -89,6 +89,33 @@ fn fixture_envelopes_give_type_and_dedupe_key() {
 }
 
 #[test]
+fn events_are_sequenced_by_the_object_they_are_about() {
+    let r = retell::identify(&fixture("retell_call_ended.json")).unwrap();
+    assert_eq!(r.sequence, "retell:call_5b2e9d0c7a4f41e38a1d2c6f90b1e7aa");
+    let created = calcom::identify(&fixture("calcom_booking_created.json")).unwrap();
+    let cancelled = calcom::identify(&fixture("calcom_booking_cancelled.json")).unwrap();
+    assert_eq!(created.sequence, "calcom:bK3v9Qp2LmX7tRz1Yc8WnA");
+    assert_eq!(cancelled.sequence, created.sequence);
+    // A reschedule runs in line with the booking that moved, not under its new uid.
+    let moved = calcom::identify(&fixture("calcom_booking_rescheduled.json")).unwrap();
+    assert_eq!(moved.sequence, created.sequence);
+    // Invoice events are ordered per customer (they set its billing status).
+    let paid = stripe::identify(&fixture("stripe_invoice_paid.json")).unwrap();
+    let failed = stripe::identify(&fixture("stripe_invoice_payment_failed.json")).unwrap();
+    assert_eq!(paid.sequence, "stripe:cus_T8xHarborDental");
+    assert_eq!(failed.sequence, paid.sequence);
+    let bare = stripe::identify(br#"{"id":"evt_9","type":"x","data":{"object":{"id":"sub_1"}}}"#);
+    assert_eq!(bare.unwrap().sequence, "stripe:sub_1");
+    // Ids with characters a key cannot hold are hashed, the same id to the same key.
+    let odd = super::sequence_key("retell", "call id/with space");
+    assert!(
+        odd.starts_with("retell:h") && odd.len() == "retell:h".len() + 16,
+        "{odd}"
+    );
+    assert_eq!(odd, super::sequence_key("retell", "call id/with space"));
+}
+
+#[test]
 fn malformed_json_and_missing_identifiers_are_told_apart() {
     assert!(matches!(
         stripe::identify(b"{\"id\": \"evt_1\", "),

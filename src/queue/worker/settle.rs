@@ -110,6 +110,27 @@ fn settle(
     };
     let now = job::now_ms();
     if let Some(JobError::Snooze(delay)) = find_job_error(error) {
+        envelope.snz += 1;
+        let first = *envelope.first_snoozed_at.get_or_insert(now);
+        let cap_secs = shared.queues.settings().max_snooze_secs;
+        if now.saturating_sub(first) >= cap_secs * 1000 {
+            // Snoozing uses no attempt, so without a cap a job held by a limit that never
+            // frees (or a circuit that never closes) would wait forever, unseen.
+            metric::job_finished(queue, &envelope.kind, JobOutcome::Dead, ran);
+            envelope.err = Some(format!(
+                "gave up after snoozing {} times over {} s without completing (queue.max_snooze_secs = {cap_secs})",
+                envelope.snz,
+                now.saturating_sub(first) / 1000
+            ));
+            envelope.failed_at = Some(now);
+            tracing::warn!(queue = %queue, job = %id, kind = %envelope.kind, snoozes = envelope.snz, "job snoozed past its cap; sent to the dead set");
+            let item = job::encode(&id, &envelope);
+            return AckOp::Dead {
+                id: id.to_string(),
+                item,
+                seq,
+            };
+        }
         metric::job_finished(queue, &envelope.kind, JobOutcome::Snoozed, ran);
         let due_ms = now + delay.as_millis() as u64;
         envelope.run_at = Some(due_ms);
