@@ -362,12 +362,14 @@ impl Queues {
     }
 }
 
-/// A dead job made fresh for another round: attempts and retry budget reset (a budget counts
-/// from the first failure, so a job that died of its budget would otherwise die again at its
-/// first failure), error kept out of the way.
+/// A dead job made fresh for another round: attempts, retry budget and snooze cap reset (both
+/// count from a first failure or snooze, so a job that died of one would otherwise die again
+/// at its next failure or snooze), error kept out of the way.
 fn revived(mut env: Envelope) -> Envelope {
     env.attempt = 0;
     env.first_failed_at = None;
+    env.snz = 0;
+    env.first_snoozed_at = None;
     env.resc = 0;
     env.lost = false;
     env.run_at = None;

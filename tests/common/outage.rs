@@ -1,11 +1,10 @@
 //! Provider outages for the outage tests: a switch that makes a wiremock stand-in answer an
-//! error status until the outage ends, and a wait that holds an outage until every job has
-//! failed more often than its attempts alone would survive.
+//! error status until the outage ends, and a wait that holds an outage until its jobs have
+//! failed more often than their attempts alone would survive.
 //!
-//! What must stay true: an outage ends only after each job has been seen failing, still
-//! waiting to run again, past the attempts the supervisor allows; a job found dead or done
-//! during the outage fails the test at once (its retry budget was shorter than the outage, or
-//! the outage was no outage).
+//! What must stay true: an outage ends only after the queue recorded more failed attempts than
+//! its jobs' attempts allow together, with the provider's circuit open; a job found dead
+//! during the outage fails the test at once (its retry budget was shorter than the outage).
 
 #![allow(dead_code)]
 
@@ -17,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use switchboard::queue::inspect::JobState;
 use wiremock::{Match, Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::common::Harness;
@@ -76,36 +74,37 @@ impl Respond for Outage {
     }
 }
 
-/// Wait until each of `jobs` on `queue` has failed more than `attempts` times and still waits
-/// to run again, then return the failed attempts recorded on `queue`. Panics at once when one
-/// of them is dead or completed.
-pub async fn outlast(h: &Harness, queue: &str, jobs: &[String], attempts: u32) -> u64 {
+/// Wait until `queue` has recorded more than `failures` failed attempts while `circuit` (the
+/// provider's circuit) is open, then return the failed attempts. Panics at once when a job of
+/// `queue` is dead.
+///
+/// With `failures` the attempts all of the queue's jobs allow together, at least one job is
+/// then past its own attempts: without its kind's retry budget it would be dead. The circuit
+/// being open shows the outage held the jobs as production would (snoozing, with one probe
+/// per stretch), not only by their backoff.
+pub async fn outlast(h: &Harness, queue: &str, circuit: &str, failures: u64) -> u64 {
     let queues = &h.queues;
     h.wait_for(
         &format!(
-            "{} jobs on {queue} past {attempts} failed attempts",
-            jobs.len()
+            "more than {failures} failed attempts on {queue} behind the open {circuit} circuit"
         ),
         Duration::from_secs(20),
         || async move {
-            let mut past = true;
-            for id in jobs {
-                // A job moving between places while looked for can be missed; look again.
-                let Some(job) = queues.find_job(queue, id).await.unwrap() else {
-                    past = false;
-                    continue;
-                };
-                assert!(
-                    !matches!(job.state, JobState::Dead | JobState::Completed),
-                    "job {id} ({:?}) is {} during the outage after {} attempts: {:?}",
-                    job.kind,
-                    job.state.as_str(),
-                    job.attempts,
-                    job.error
+            let s = queues.stats(queue).await.unwrap();
+            if s.dead > 0 {
+                let dead = queues.dead_list(queue, 10).await.unwrap();
+                panic!(
+                    "dead during the outage after {} failed attempts: {dead:?}",
+                    s.failed
                 );
-                past &= job.attempts > attempts;
             }
-            past
+            let open = queues
+                .circuits()
+                .await
+                .unwrap()
+                .iter()
+                .any(|c| c.name == circuit && c.open);
+            open && s.failed > failures
         },
     )
     .await;

@@ -203,7 +203,9 @@ impl World {
             inline,
             db_cut,
         } = options;
-        let h = Harness::new().await;
+        // An open circuit holds its provider's jobs for the least time allowed, so a test that
+        // opens one sees its probe within a second.
+        let h = Harness::with(|s| s.queue.circuit_open_secs = 1).await;
         let (store, db) = database(dialect).await;
         let company_id = companies::insert_company(
             &store,
