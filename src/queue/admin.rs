@@ -257,7 +257,7 @@ impl Queues {
         Ok(out)
     }
 
-    /// Put dead jobs back on the queue with fresh attempts; returns how many.
+    /// Put dead jobs back on the queue with fresh attempts and retry budgets; returns how many.
     pub async fn dead_retry(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
@@ -362,9 +362,14 @@ impl Queues {
     }
 }
 
-/// A dead job made fresh for another round: attempts reset, error kept out of the way.
+/// A dead job made fresh for another round: attempts, retry budget and snooze cap reset (both
+/// count from a first failure or snooze, so a job that died of one would otherwise die again
+/// at its next failure or snooze), error kept out of the way.
 fn revived(mut env: Envelope) -> Envelope {
     env.attempt = 0;
+    env.first_failed_at = None;
+    env.snz = 0;
+    env.first_snoozed_at = None;
     env.resc = 0;
     env.lost = false;
     env.run_at = None;

@@ -6,6 +6,8 @@
 pub mod expo;
 pub mod jobs;
 pub mod running;
+pub mod smtp_sink;
+pub mod tcp_cut;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

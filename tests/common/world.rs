@@ -21,13 +21,7 @@ macro_rules! on_both_databases {
     )*};
 }
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{process::Command, sync::Arc, time::Duration};
 
 use switchboard::{
     config::{BackoffSettings, FleetSettings, SupervisorSettings},
@@ -47,7 +41,8 @@ use switchboard_jobs::{
 use tokio_util::sync::CancellationToken;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
-use crate::common::Harness;
+pub use crate::common::smtp_sink::SmtpSink;
+use crate::common::{Harness, tcp_cut::TcpCut};
 
 /// The called number, Cal.com event type and Stripe customer of the seeded business.
 pub const NUMBER: &str = "+14155550987";
@@ -55,59 +50,8 @@ pub const EVENT_TYPE: i64 = 90211;
 pub const STRIPE_CUSTOMER: &str = "cus_T8xHarborDental";
 pub const ADMIN_EMAIL: &str = "owner@harbordental.example";
 pub const CALCOM_KEY: &str = "cal_live_test_key";
-
-/// A real SMTP server (Python aiosmtpd) writing each message to a directory.
-pub struct SmtpSink {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-}
-
-impl SmtpSink {
-    pub fn start(fail_first: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--port", "0", "--fail-first", &fail_first.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("sink said {line:?}"));
-        Self { child, port, dir }
-    }
-
-    /// The messages received so far, as raw text.
-    pub fn messages(&self) -> Vec<String> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// Attempts the world's supervisor allows a job whose kind has no policy of its own.
+pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Where the test's database lives.
 pub enum Db {
@@ -188,6 +132,8 @@ pub struct Options {
     pub fleet: bool,
     /// Run jobs inline in `settled` instead of in a fleet (no fleet is started).
     pub inline: bool,
+    /// The handlers reach `MariaDB` through a [`TcpCut`] the test can cut (`World::db_cut`).
+    pub db_cut: bool,
 }
 
 impl Default for Options {
@@ -200,6 +146,7 @@ impl Default for Options {
             workers: 1,
             fleet: true,
             inline: false,
+            db_cut: false,
         }
     }
 }
@@ -220,6 +167,8 @@ pub struct World {
     pub fleet: Option<Fleet>,
     /// The handlers' dependencies, wired to the stand-ins.
     pub services: Arc<Services>,
+    /// With `Options::db_cut`: the proxy between the handlers and the database.
+    pub db_cut: Option<TcpCut>,
     promoter: CancellationToken,
     /// With `Options::inline`: the handlers and supervisor defaults `settled` drains with.
     inline: Option<(Arc<switchboard_jobs::Registry>, SupervisorSettings)>,
@@ -252,8 +201,11 @@ impl World {
             workers,
             fleet: own_fleet,
             inline,
+            db_cut,
         } = options;
-        let h = Harness::new().await;
+        // An open circuit holds its provider's jobs for the least time allowed, so a test that
+        // opens one sees its probe within a second.
+        let h = Harness::with(|s| s.queue.circuit_open_secs = 1).await;
         let (store, db) = database(dialect).await;
         let company_id = companies::insert_company(
             &store,
@@ -282,6 +234,12 @@ impl World {
             .await
             .unwrap();
 
+        let (db_cut, handler_store) = if db_cut {
+            let (cut, store) = through_cut(&db).await;
+            (Some(cut), store)
+        } else {
+            (None, store.clone())
+        };
         let sink = SmtpSink::start(smtp_fail_first);
         let calcom = MockServer::start().await;
         let stripe = MockServer::start().await;
@@ -309,7 +267,7 @@ impl World {
         }))
         .unwrap();
         let services = Arc::new(Services {
-            store: store.clone(),
+            store: handler_store,
             mailer,
             sms: Some(sms_client),
             calendar,
@@ -329,7 +287,7 @@ impl World {
             concurrency: 4,
             workers,
             prefetch: Some(4),
-            max_attempts: 3,
+            max_attempts: MAX_ATTEMPTS,
             timeout_secs: 2,
             backoff: BackoffSettings {
                 base_ms: 5,
@@ -362,6 +320,7 @@ impl World {
             branch_id,
             fleet,
             services,
+            db_cut,
             promoter,
             inline: inline.then_some((registry, supervisor)),
         }
@@ -426,6 +385,20 @@ impl World {
         }
         self.promoter.cancel();
     }
+}
+
+/// A [`TcpCut`] in front of `db`'s server and a store of `db` connected through it.
+async fn through_cut(db: &Db) -> (TcpCut, Store) {
+    let Db::MariaDb { admin_url, name } = db else {
+        panic!("a database cut needs MariaDB");
+    };
+    let mut url = reqwest::Url::parse(admin_url).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(3306));
+    let cut = TcpCut::start(upstream).await;
+    url.set_port(Some(cut.port)).unwrap();
+    url.set_path(name);
+    let store = Store::connect(url.as_str()).await.unwrap();
+    (cut, store)
 }
 
 fn mail_settings(port: u16) -> MailSettings {

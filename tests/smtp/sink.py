@@ -5,9 +5,10 @@
 
 Prints "READY <port>" on stdout once it listens on 127.0.0.1 (--port 0 picks a free port),
 then serves until killed or until its parent process exits. Each accepted message becomes
-DIR/<n>.eml: the bytes received after DATA, preceded by Return-Path and Delivered-To headers
-carrying the envelope. The file is written under a temporary name and renamed, and before
-the "250" reply, so a client that got its "250" finds the complete file.
+DIR/<n>.eml, numbered on after the files already there (so a sink restarted on the same
+directory keeps them): the bytes received after DATA, preceded by Return-Path and
+Delivered-To headers carrying the envelope. The file is written under a temporary name and
+renamed, and before the "250" reply, so a client that got its "250" finds the complete file.
 
 --fail-first N   answer the first N DATA commands with "451 4.3.0 try again later"
 --reject-rcpt A  answer RCPT TO:<A> with "550 5.1.1 mailbox unavailable" (repeatable)
@@ -59,7 +60,8 @@ class Sink:
         self.fail_first = fail_first
         self.reject = {a.lower() for a in reject}
         self.data_commands = 0
-        self.stored = 0
+        # A sink restarted on the same directory numbers on after what it stored before.
+        self.stored = sum(1 for f in os.listdir(directory) if f.endswith(".eml"))
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.reject:
