@@ -297,6 +297,16 @@ impl Settings {
                 problems.push(msg);
             }
         };
+        // The default sender is a placeholder for the development stand-in: real messages
+        // (stand-ins off, or a real gateway's credentials set) need the sender the gateway gave.
+        let real_sms = !self.dev.stand_ins || self.secrets.sms_account_sid.is_some();
+        check(
+            !(real_sms && self.sms.from.trim() == switchboard_jobs::clients::sms::PLACEHOLDER_FROM),
+            format!(
+                "sms.from is the placeholder {}: set the sender number (E.164) or id your SMS gateway gave you (sms.from, or SWITCHBOARD_SMS__FROM)",
+                switchboard_jobs::clients::sms::PLACEHOLDER_FROM
+            ),
+        );
         let q = &self.queue;
         check(
             ["redis://", "rediss://", "unix://", "redis+unix://"]
@@ -565,5 +575,20 @@ mod tests {
         );
         assert!(text.contains("name is used twice"), "{text}");
         assert!(err.0.len() >= 4, "{text}");
+    }
+
+    #[test]
+    fn real_providers_refuse_the_placeholder_sms_sender() {
+        let mut s = Settings::defaults();
+        s.validate().unwrap();
+        s.dev.stand_ins = false;
+        let err = s.validate().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("sms.from is the placeholder +10000000000") && err.0.len() == 1,
+            "{text}"
+        );
+        s.sms.from = "+4930555000".into();
+        s.validate().unwrap();
     }
 }

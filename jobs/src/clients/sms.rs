@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::{InvalidSettings, SendError, http};
 use crate::secret::Secret;
 
+/// The sender `config/default.toml` ships for the development stand-in; refused when real
+/// messages are sent.
+pub const PLACEHOLDER_FROM: &str = "+10000000000";
+
 /// The `[sms]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -45,8 +45,15 @@ impl<'a> BookingPages<'a> {
         let filters = [
             ("eventTypeId", query.event_type_id.map(|id| id.to_string())),
             ("attendeeEmail", query.attendee_email.clone()),
-            ("afterStart", query.after_start.clone()),
-            ("beforeEnd", query.before_end.clone()),
+            // Cal.com documents both filters in UTC; callers may hold times with an offset.
+            (
+                "afterStart",
+                query.after_start.as_deref().map(super::bookings::to_utc),
+            ),
+            (
+                "beforeEnd",
+                query.before_end.as_deref().map(super::bookings::to_utc),
+            ),
             ("status", query.status.clone()),
             ("sortStart", Some("asc".to_owned())),
         ];
