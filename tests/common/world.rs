@@ -41,6 +41,7 @@ use switchboard_jobs::{
         sms::{SmsClient, SmsSettings},
         stripe::StripeClient,
     },
+    notify::faults::Faults,
     services::{CalendarAccess, Services},
     store::{Store, companies},
 };
@@ -188,6 +189,9 @@ pub struct Options {
     pub fleet: bool,
     /// Run jobs inline in `settled` instead of in a fleet (no fleet is started).
     pub inline: bool,
+    /// Send SMS to the development stand-in (which remembers and lists what it accepted)
+    /// instead of the wiremock gateway `World::sms`.
+    pub sms_stand_in: bool,
 }
 
 impl Default for Options {
@@ -200,6 +204,7 @@ impl Default for Options {
             workers: 1,
             fleet: true,
             inline: false,
+            sms_stand_in: false,
         }
     }
 }
@@ -211,6 +216,8 @@ pub struct World {
     pub db: Db,
     pub sink: SmtpSink,
     pub sms: MockServer,
+    /// With `Options::sms_stand_in`: the stand-in gateway SMS go to.
+    pub gateway: Option<switchboard::dev::sms::Gateway>,
     /// Cal.com stand-in (base URL `<uri>/v2`).
     pub calcom: MockServer,
     /// Stripe stand-in.
@@ -252,6 +259,7 @@ impl World {
             workers,
             fleet: own_fleet,
             inline,
+            sms_stand_in,
         } = options;
         let h = Harness::new().await;
         let (store, db) = database(dialect).await;
@@ -295,7 +303,16 @@ impl World {
             .mount(&sms)
             .await;
         let mailer = Mailer::new(&mail_settings(sink.port), None).unwrap();
-        let sms_client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
+        let (sms_client, gateway) = if sms_stand_in {
+            let (gateway, base) = crate::common::sms_stand_in().await;
+            let sid = switchboard::dev::sms::ACCOUNT_SID;
+            let token = switchboard::dev::sms::AUTH_TOKEN;
+            let client = SmsClient::new(&sms_settings(&base), sid.into(), token.into());
+            (client, Some(gateway))
+        } else {
+            let client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
+            (client, None)
+        };
         let calendar = CalendarAccess {
             settings: serde_json::from_value(
                 serde_json::json!({"base_url": format!("{}/v2", calcom.uri()), "timeout_secs": 1}),
@@ -315,6 +332,7 @@ impl World {
             calendar,
             stripe: Some(StripeClient::new(&stripe_settings, "sk_test_world".into())),
             limiter: Arc::new(RedisRateLimiter::new(h.queues.clone())),
+            faults: Some(Arc::new(Faults::default())),
         });
 
         let promoter = CancellationToken::new();
@@ -356,6 +374,7 @@ impl World {
             db,
             sink,
             sms,
+            gateway,
             calcom,
             stripe,
             company_id,
@@ -418,6 +437,14 @@ impl World {
                 dead.id, dead.kind, dead.error
             );
         }
+    }
+
+    /// The fault injection of the world's deliveries (never fires until armed).
+    pub fn faults(&self) -> &Faults {
+        self.services
+            .faults
+            .as_deref()
+            .expect("the world arms faults")
     }
 
     pub async fn stop(mut self) {
