@@ -245,3 +245,101 @@ async fn a_confirmation_for_a_booking_moved_away_is_dropped(dialect: &str) {
     assert_eq!(w.sink.messages().len(), 1, "only the reschedule");
     w.stop().await;
 }
+
+/// The stand-in's sends, refusals, filters and pages, through the client where it can.
+#[tokio::test]
+async fn the_sms_stand_in_refuses_like_twilio_and_lists_by_number_and_day() {
+    use switchboard::dev::sms::{ACCOUNT_SID, AUTH_TOKEN};
+    use switchboard_jobs::clients::{
+        SendError,
+        sms::{SmsClient, SmsSettings},
+    };
+    const OTHER: &str = "+14155550199";
+    let (gateway, base) = common::sms_stand_in().await;
+    let settings = SmsSettings {
+        base_url: base.clone(),
+        from: "+15550000000".into(),
+        timeout_secs: 5,
+    };
+    let client = SmsClient::new(&settings, ACCOUNT_SID.into(), AUTH_TOKEN.into());
+    let today = time::OffsetDateTime::now_utc().date();
+
+    let wrong = SmsClient::new(&settings, ACCOUNT_SID.into(), "wrong-token".into());
+    let refused = wrong.send(PHONE, "hi").await;
+    assert!(
+        matches!(&refused, Err(SendError::Permanent(r)) if r.contains("401")),
+        "{refused:?}"
+    );
+    let refused = wrong.find_sent(PHONE, today, "Ref").await;
+    assert!(
+        matches!(&refused, Err(SendError::Permanent(r)) if r.contains("401")),
+        "{refused:?}"
+    );
+    let http = reqwest::Client::new();
+    let url = format!("{base}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json");
+    for (form, code) in [
+        (&[("From", "+15550000000"), ("Body", "hi")][..], 21604),
+        (&[("From", "+15550000000"), ("To", PHONE)][..], 21602),
+    ] {
+        let answer = http
+            .post(&url)
+            .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["code"], code, "{body}");
+    }
+    assert!(gateway.messages().is_empty(), "nothing refused was kept");
+
+    let first = client.send(PHONE, "One. Ref AAAAAA").await.unwrap();
+    let second = client.send(PHONE, "Two. Ref BBBBBB").await.unwrap();
+    client.send(OTHER, "Three. Ref BBBBBB").await.unwrap();
+    for sid in [&first, &second] {
+        assert_eq!(sid.len(), 34, "{sid}");
+        assert!(sid.starts_with("SM") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+    assert_ne!(first, second);
+    let listed = gateway.messages();
+    let sent = time::OffsetDateTime::parse(
+        listed[0]["date_sent"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc2822,
+    )
+    .unwrap()
+    .date();
+
+    let found = client.find_sent(PHONE, sent, "Ref BBBBBB").await.unwrap();
+    assert_eq!(found.map(|m| m.sid), Some(second.clone()));
+    let found = client.find_sent(OTHER, sent, "Ref AAAAAA").await.unwrap();
+    assert_eq!(found, None, "To filters");
+    let found = client
+        .find_sent(PHONE, sent.next_day().unwrap(), "Ref AAAAAA")
+        .await
+        .unwrap();
+    assert_eq!(found, None, "DateSent> filters");
+
+    // Pages of one, newest first, linked by `next_page_uri` relative to the API root.
+    let get = |url: String| {
+        http.get(url)
+            .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+            .send()
+    };
+    let answer = get(format!("{url}?To=%2B14155550123&PageSize=1"))
+        .await
+        .unwrap();
+    let page: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(page["messages"][0]["sid"], second.as_str());
+    let next = page["next_page_uri"].as_str().unwrap();
+    let page: serde_json::Value = get(format!("{base}{next}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"][0]["sid"], first.as_str());
+    assert_eq!(page["next_page_uri"], serde_json::Value::Null);
+    let answer = get(format!("{url}?DateSent%3E=yesterday")).await.unwrap();
+    assert_eq!(answer.status(), 400);
+}
