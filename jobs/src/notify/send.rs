@@ -42,7 +42,8 @@ use crate::{
 /// One message to one recipient.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
-    /// Unique key: the same key is never sent twice.
+    /// Unique key: the same key is never sent twice. An appointment's messages use
+    /// `appointment:{uid}:{template}:{channel}`; the send reads the booking's status by it.
     pub key: String,
     /// Email address or phone number.
     pub to: String,
