@@ -259,6 +259,8 @@ async fn record(
     match sent {
         Ok(Sent::Earlier(sid)) => {
             tracing::info!(key = %m.key, %sid, "SMS in doubt was accepted earlier: not sending again");
+            // Fault points: a death before this write leaves `sending` and the retry looks it
+            // up again (and finds it again); after it, every retry finds `sent`.
             notifications::mark_sent(store, &m.key, &sid)
                 .await
                 .map_err(JobError::retry)
@@ -279,6 +281,9 @@ async fn record(
         // The row stays `sending`: the next attempt (or an operator's retry from the dead
         // set) looks again, and nothing is sent before an answer.
         Err(Failed::Lookup(e)) => Err(JobError::from(e)),
+        // Fault points of both marks below: a death before the write leaves `sending`, and the
+        // retry resolves the doubt (nothing was accepted, so it sends); after it, the row says
+        // what happened.
         Err(Failed::Send(SendError::Permanent(reason))) => {
             notifications::mark_failed(store, &m.key, &reason)
                 .await
