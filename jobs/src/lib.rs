@@ -25,7 +25,8 @@
 //!   every request behind the key's fleet-wide rate limit (`rate_limited.rs`).
 //! - `billing/`: `billing.report_usage` (call minutes to Stripe, exactly once) and
 //!   `billing.reconcile` (the reports the webhook path missed).
-//! - `notify/`: `notify.email`, `notify.sms` (at most once through the outbox, `send.rs`),
+//! - `notify/`: `notify.email`, `notify.sms` (once through the outbox, `send.rs`, doubts
+//!   after a crash resolved in `doubt.rs`, test-only fault points in `faults.rs`),
 //!   `notify.reminders`, and what messages say (`templates.rs`, `templates/`).
 //! - `clients/`: the outbound transports: Cal.com (`calcom/`), Stripe and SMS over one HTTP
 //!   layer (`http.rs`), mail over SMTP or files; all fail with one `SendError`.

@@ -11,6 +11,7 @@ use crate::{
         sms::SmsClient,
         stripe::StripeClient,
     },
+    notify::faults::Faults,
     store::{Store, companies::Company},
 };
 
@@ -28,6 +29,9 @@ pub struct Services {
     pub stripe: Option<StripeClient>,
     /// Provider rate limits shared by the whole fleet.
     pub limiter: Arc<dyn RateLimiter>,
+    /// Test-only fault injection on the notification delivery path (see
+    /// [`Faults`](crate::notify::faults::Faults)); always `None` in production.
+    pub faults: Option<Arc<Faults>>,
 }
 
 /// How to reach Cal.com for a company.

@@ -4,6 +4,7 @@
 //! used in production (`dev.stand_ins = false`, `redis.embedded = false`).
 
 pub mod embedded;
+pub mod sms;
 pub mod standins;
 
 pub use standins::{CALCOM_SECRET, RETELL_KEY, STRIPE_SECRET, base_url, router};

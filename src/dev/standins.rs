@@ -1,6 +1,6 @@
 //! Development stand-ins for the outside world, so `serve` shows the whole path on a fresh
 //! machine without any provider account: Cal.com (slots, bookings), Stripe (meter events)
-//! and an SMS gateway, mounted under `/dev/` on the HTTP listener. Active only with
+//! and an SMS gateway ([`super::sms`]), mounted under `/dev/` on the HTTP listener. Active only with
 //! `dev.stand_ins = true` (the development default; `config/production.toml` turns it off),
 //! and then only for providers whose credentials are not in the environment.
 
@@ -18,6 +18,8 @@ use axum::{
 use serde_json::{Value, json};
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
 
+use super::sms::Gateway;
+
 /// Development webhook secrets, used only with stand-ins on and the variable unset.
 pub const RETELL_KEY: &str = "key_dev_switchboard";
 pub const CALCOM_SECRET: &str = "cal_dev_switchboard";
@@ -34,13 +36,16 @@ pub fn base_url(listen: &str) -> String {
 struct Recorded {
     bookings: Vec<Value>,
     meter_events: Vec<Value>,
-    sms: Vec<Value>,
+    /// The SMS gateway stand-in's messages ([`super::sms`]).
+    sms: Gateway,
 }
 
 type Shared = Arc<Mutex<Recorded>>;
 
 /// The `/dev` routes.
 pub fn router() -> Router {
+    let shared = Shared::default();
+    let sms = shared.lock().expect("dev state").sms.clone();
     Router::new()
         .route("/dev/calcom/v2/slots", get(slots))
         .route(
@@ -49,12 +54,9 @@ pub fn router() -> Router {
         )
         .route("/dev/calcom/v2/bookings/{uid}/cancel", post(cancel_booking))
         .route("/dev/stripe/v1/billing/meter_events", post(meter_event))
-        .route(
-            "/dev/sms/2010-04-01/Accounts/{sid}/Messages.json",
-            post(send_sms),
-        )
         .route("/dev/state", get(state))
-        .with_state(Shared::default())
+        .with_state(shared)
+        .merge(super::sms::router(sms))
 }
 
 fn parse(t: &str) -> Option<OffsetDateTime> {
@@ -170,27 +172,9 @@ async fn meter_event(
     )
 }
 
-async fn send_sms(
-    State(s): State<Shared>,
-    Path(_sid): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
-) -> (StatusCode, Json<Value>) {
-    let mut state = s.lock().expect("dev state");
-    let sid = format!("SMdev{}", state.sms.len() + 1);
-    tracing::info!(
-        to = form.get("To").map_or("", String::as_str),
-        "dev stand-in: SMS accepted"
-    );
-    state.sms.push(json!(form));
-    (
-        StatusCode::CREATED,
-        Json(json!({ "sid": sid, "status": "queued" })),
-    )
-}
-
 async fn state(State(s): State<Shared>) -> Json<Value> {
     let state = s.lock().expect("dev state");
     Json(
-        json!({ "bookings": state.bookings, "meter_events": state.meter_events, "sms": state.sms }),
+        json!({ "bookings": state.bookings, "meter_events": state.meter_events, "sms": state.sms.messages() }),
     )
 }

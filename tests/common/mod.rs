@@ -209,3 +209,14 @@ pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>
 pub fn at_ms(ms: u64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap()).unwrap()
 }
+
+/// The development SMS gateway stand-in (`switchboard::dev::sms`) served on a port of its
+/// own; returns its state and the `sms.base_url` that reaches it.
+pub async fn sms_stand_in() -> (switchboard::dev::sms::Gateway, String) {
+    let gateway = switchboard::dev::sms::Gateway::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = switchboard::dev::sms::router(gateway.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (gateway, format!("http://127.0.0.1:{port}/dev/sms"))
+}

@@ -35,6 +35,7 @@ use switchboard_jobs::{
         sms::{SmsClient, SmsSettings},
         stripe::StripeClient,
     },
+    notify::faults::Faults,
     services::{CalendarAccess, Services},
     store::{Store, companies},
 };
@@ -134,6 +135,9 @@ pub struct Options {
     pub inline: bool,
     /// The handlers reach `MariaDB` through a [`TcpCut`] the test can cut (`World::db_cut`).
     pub db_cut: bool,
+    /// Send SMS to the development stand-in (which remembers and lists what it accepted)
+    /// instead of the wiremock gateway `World::sms`.
+    pub sms_stand_in: bool,
 }
 
 impl Default for Options {
@@ -147,6 +151,7 @@ impl Default for Options {
             fleet: true,
             inline: false,
             db_cut: false,
+            sms_stand_in: false,
         }
     }
 }
@@ -158,6 +163,8 @@ pub struct World {
     pub db: Db,
     pub sink: SmtpSink,
     pub sms: MockServer,
+    /// With `Options::sms_stand_in`: the stand-in gateway SMS go to.
+    pub gateway: Option<switchboard::dev::sms::Gateway>,
     /// Cal.com stand-in (base URL `<uri>/v2`).
     pub calcom: MockServer,
     /// Stripe stand-in.
@@ -202,6 +209,7 @@ impl World {
             fleet: own_fleet,
             inline,
             db_cut,
+            sms_stand_in,
         } = options;
         // An open circuit holds its provider's jobs for the least time allowed, so a test that
         // opens one sees its probe within a second.
@@ -253,7 +261,16 @@ impl World {
             .mount(&sms)
             .await;
         let mailer = Mailer::new(&mail_settings(sink.port), None).unwrap();
-        let sms_client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
+        let (sms_client, gateway) = if sms_stand_in {
+            let (gateway, base) = crate::common::sms_stand_in().await;
+            let sid = switchboard::dev::sms::ACCOUNT_SID;
+            let token = switchboard::dev::sms::AUTH_TOKEN;
+            let client = SmsClient::new(&sms_settings(&base), sid.into(), token.into());
+            (client, Some(gateway))
+        } else {
+            let client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
+            (client, None)
+        };
         let calendar = CalendarAccess {
             settings: serde_json::from_value(
                 serde_json::json!({"base_url": format!("{}/v2", calcom.uri()), "timeout_secs": 1}),
@@ -273,6 +290,7 @@ impl World {
             calendar,
             stripe: Some(StripeClient::new(&stripe_settings, "sk_test_world".into())),
             limiter: Arc::new(RedisRateLimiter::new(h.queues.clone())),
+            faults: Some(Arc::new(Faults::default())),
         });
 
         let promoter = CancellationToken::new();
@@ -314,6 +332,7 @@ impl World {
             db,
             sink,
             sms,
+            gateway,
             calcom,
             stripe,
             company_id,
@@ -377,6 +396,14 @@ impl World {
                 dead.id, dead.kind, dead.error
             );
         }
+    }
+
+    /// The fault injection of the world's deliveries (never fires until armed).
+    pub fn faults(&self) -> &Faults {
+        self.services
+            .faults
+            .as_deref()
+            .expect("the world arms faults")
     }
 
     pub async fn stop(mut self) {

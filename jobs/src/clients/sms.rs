@@ -5,6 +5,11 @@
 //! auth token). The answer's `sid` identifies the message at the provider. Both
 //! credentials arrive as [`Secret`]s and are never printed; errors carry no URL (it holds
 //! the account SID).
+//!
+//! [`SmsClient::find_sent`] reads the same resource as a list (`GET`, filters `To` and
+//! `DateSent>` = on or after a UTC day, `PageSize`; the answer's `messages` and
+//! `next_page_uri`, a path relative to the API root), to learn whether a message whose send
+//! was in doubt was accepted. Its refusals are classified like a send's.
 
 use std::{fmt, time::Duration};
 
@@ -17,6 +22,13 @@ use crate::secret::Secret;
 /// The sender `config/default.toml` ships for the development stand-in; refused when real
 /// messages are sent.
 pub const PLACEHOLDER_FROM: &str = "+10000000000";
+
+/// Messages asked for per list page (the API allows 1 to 1000).
+const PAGE_SIZE: &str = "100";
+
+/// Pages a lookup reads at most; a number that has had more messages in the days looked at
+/// is not a customer's phone, and the lookup gives up rather than loop.
+const MAX_PAGES: usize = 20;
 
 /// The `[sms]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +66,8 @@ impl SmsSettings {
 /// Sends SMS. Cheap to share: one connection pool for all sends.
 pub struct SmsClient {
     http: reqwest::Client,
+    /// The API root (`base_url` without a trailing slash); list pages are relative to it.
+    base: String,
     /// The account's Messages endpoint.
     url: String,
     from: String,
@@ -75,12 +89,36 @@ struct Accepted {
     sid: String,
 }
 
+/// A message as the list shows it (the fields a lookup reads).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListedMessage {
+    /// `SM` and 32 hex digits.
+    pub sid: String,
+    pub to: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// RFC 2822 (`Thu, 24 Aug 2023 05:01:45 +0000`); `null` while not yet sent.
+    #[serde(default)]
+    pub date_sent: Option<String>,
+}
+
+/// One page of the list.
+#[derive(Deserialize)]
+struct ListPage {
+    messages: Vec<ListedMessage>,
+    #[serde(default)]
+    next_page_uri: Option<String>,
+}
+
 impl SmsClient {
     /// A client for `settings` with the given account credentials.
     pub fn new(settings: &SmsSettings, account_sid: Secret, auth_token: Secret) -> SmsClient {
         let base = settings.base_url.trim().trim_end_matches('/');
         SmsClient {
             http: http::client(settings.timeout_secs),
+            base: base.to_owned(),
             url: format!(
                 "{base}/2010-04-01/Accounts/{}/Messages.json",
                 account_sid.expose()
@@ -112,6 +150,76 @@ impl SmsClient {
                     Ok(String::new())
                 }
             };
+        }
+        let retry_after = http::retry_after(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        Err(classify(status, retry_after, &text))
+    }
+
+    /// The first message to `to` sent on or after the UTC day `since` whose body contains
+    /// `reference`, if the gateway lists one. Reads page after page until it is found or the
+    /// list ends; a page link outside this account's Messages list is not followed.
+    pub async fn find_sent(
+        &self,
+        to: &str,
+        since: time::Date,
+        reference: &str,
+    ) -> Result<Option<ListedMessage>, SendError> {
+        let day = format!(
+            "{:04}-{:02}-{:02}",
+            since.year(),
+            u8::from(since.month()),
+            since.day()
+        );
+        let first = self.http.get(&self.url).query(&[
+            ("To", to),
+            ("DateSent>", &day),
+            ("PageSize", PAGE_SIZE),
+        ]);
+        let mut page = self.list_page(first).await?;
+        for _ in 1..=MAX_PAGES {
+            if let Some(found) = page
+                .messages
+                .into_iter()
+                // `to` again: a gateway that ignored the filter must not match another number.
+                .find(|m| m.to == to && m.body.as_deref().is_some_and(|b| b.contains(reference)))
+            {
+                return Ok(Some(found));
+            }
+            let Some(next) = page.next_page_uri.filter(|n| !n.is_empty()) else {
+                return Ok(None);
+            };
+            let path = &self.url[self.base.len()..];
+            if !next.starts_with(path) {
+                return Err(SendError::Permanent(
+                    "SMS API list: the next page is not a page of this account's messages".into(),
+                ));
+            }
+            page = self
+                .list_page(self.http.get(format!("{}{next}", self.base)))
+                .await?;
+        }
+        Err(SendError::Permanent(format!(
+            "SMS API list: more than {MAX_PAGES} pages of messages to this number; look the message up by hand"
+        )))
+    }
+
+    /// One list request, answered.
+    async fn list_page(&self, request: reqwest::RequestBuilder) -> Result<ListPage, SendError> {
+        let response = request
+            .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
+            .send()
+            .await
+            .map_err(|e| http::request_failed("SMS API list", e))?;
+        let status = response.status();
+        if status.is_success() {
+            // An unreadable page decides nothing: try again later rather than send blind.
+            return response.json::<ListPage>().await.map_err(|e| {
+                SendError::transient(format!(
+                    "SMS API list answered {status} with an unreadable page: {}",
+                    http::error_chain(&e.without_url())
+                ))
+            });
         }
         let retry_after = http::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();

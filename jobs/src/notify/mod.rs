@@ -3,7 +3,9 @@
 //! `notify.reminders` ([`reminders`]) decides when reminders are due. What a message says is
 //! in [`templates`].
 
+pub mod doubt;
 pub mod email;
+pub mod faults;
 pub mod local_time;
 pub mod reminders;
 pub mod send;

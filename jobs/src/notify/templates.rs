@@ -8,7 +8,8 @@
 //!
 //! What must stay true: SMS text uses only the GSM 7-bit alphabet (one non-GSM character
 //! turns the whole message into UCS-2 and 70-character segments) and, apart from links, fits
-//! in 160 characters; the tests below check both.
+//! in 160 characters with the reference an SMS is sent with (`super::doubt`); the tests
+//! below check both.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,11 +1,16 @@
-//! `notifications`: the outbox that makes customer messages at-most-once.
+//! `notifications`: the outbox that makes customer messages go out once.
 //!
 //! A notification is identified by its unique key. Sending goes through states:
 //! `pending` (row written) -> `sending` (claimed by exactly one attempt, written *before*
 //! the message leaves) -> `sent` (after the provider accepted it). A classified failure that
-//! proves the message was not accepted puts it back to `retry`; a permanent one to `failed`.
-//! An attempt that finds `sent` does nothing; one that finds `sending` knows a previous
-//! attempt died between claiming and marking, so delivery is in doubt and it must not send.
+//! proves the message was not accepted puts it back to `retry`; a permanent one to `failed`;
+//! a message that is no longer wanted (its appointment was cancelled) to `dropped`.
+//! An attempt that finds `sent` or `dropped` does nothing; one that finds `sending` knows a
+//! previous attempt ended between claiming and marking (the queue runs one attempt of a job
+//! at a time: a job's timeout is shorter than its lease), so delivery is in doubt and that
+//! attempt takes the claim over to resolve it ([`Claim::Resolve`]; how is the sender's
+//! business, see `notify::doubt`). The take-over bumps `attempts` only if it still holds the
+//! value read, so of two attempts resolving the same doubt exactly one proceeds.
 
 use sqlx::Row;
 
@@ -18,8 +23,14 @@ pub enum Claim {
     Send { attempts: i64 },
     /// Already sent: do nothing.
     AlreadySent,
-    /// A previous attempt died mid-send: do not send again.
-    InDoubt,
+    /// A previous attempt ended between claim and mark, so the message may have left; this
+    /// attempt took the claim over (attempt number given) and must find out before sending.
+    /// `created_at_ms`: when the row was written, before any claim.
+    Resolve { attempts: i64, created_at_ms: i64 },
+    /// Another attempt took the in-doubt claim over at the same moment: leave it to that one.
+    Busy,
+    /// Dropped earlier (no longer wanted): do nothing.
+    Dropped,
     /// Failed for good earlier.
     Failed,
 }
@@ -67,18 +78,51 @@ pub async fn claim(store: &Store, n: &NewNotification<'_>) -> Result<Claim, Stor
     .execute(store.pool())
     .await
     .op(OP)?;
-    let row = sqlx::query("SELECT status, attempts FROM notifications WHERE unique_key = ?")
-        .bind(n.unique_key)
-        .fetch_one(store.pool())
-        .await
-        .op(OP)?;
+    let row = sqlx::query(
+        "SELECT status, attempts, created_at_ms FROM notifications WHERE unique_key = ?",
+    )
+    .bind(n.unique_key)
+    .fetch_one(store.pool())
+    .await
+    .op(OP)?;
     let status: String = row.text(0).op(OP)?;
     let attempts: i64 = row.try_get(1).op(OP)?;
+    let created_at_ms: i64 = row.try_get(2).op(OP)?;
     Ok(match (claimed.rows_affected(), status.as_str()) {
         (1, _) => Claim::Send { attempts },
         (_, "sent") => Claim::AlreadySent,
+        (_, "dropped") => Claim::Dropped,
         (_, "failed") => Claim::Failed,
-        _ => Claim::InDoubt,
+        (_, "sending") => take_over(store, n.unique_key, attempts, created_at_ms).await?,
+        // Changed between the UPDATE and the SELECT: another attempt is at it.
+        _ => Claim::Busy,
+    })
+}
+
+/// Take over an in-doubt claim seen with `attempts`: a compare-and-set on the attempt count,
+/// so only one of several concurrent resolvers gets [`Claim::Resolve`].
+async fn take_over(
+    store: &Store,
+    unique_key: &str,
+    attempts: i64,
+    created_at_ms: i64,
+) -> Result<Claim, StoreError> {
+    let taken = sqlx::query(
+        "UPDATE notifications SET attempts = attempts + 1 \
+         WHERE unique_key = ? AND status = 'sending' AND attempts = ?",
+    )
+    .bind(unique_key)
+    .bind(attempts)
+    .execute(store.pool())
+    .await
+    .op("notifications.take_over")?;
+    Ok(if taken.rows_affected() == 1 {
+        Claim::Resolve {
+            attempts: attempts + 1,
+            created_at_ms,
+        }
+    } else {
+        Claim::Busy
     })
 }
 
@@ -90,7 +134,7 @@ pub enum Reserved {
     /// The row existed and no send has claimed it yet (its job may still be queued, or an
     /// earlier enqueue was lost): enqueueing it again is safe under the queue's unique key.
     Pending,
-    /// A send claimed it already (sending, sent, retrying or failed): leave it.
+    /// A send claimed it already (sending, sent, retrying, failed or dropped): leave it.
     Taken,
 }
 
@@ -134,6 +178,27 @@ pub async fn mark_retry(store: &Store, unique_key: &str, error: &str) -> Result<
     set_status(store, unique_key, "retry", error)
         .await
         .op("notifications.mark_retry")
+}
+
+/// It is no longer wanted (`reason` says why): write the row if new and mark it `dropped`
+/// unless it was sent, failed or dropped already; returns whether this call dropped it.
+pub async fn drop_unsent(
+    store: &Store,
+    n: &NewNotification<'_>,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    const OP: &str = "notifications.drop_unsent";
+    insert(store, n).await.op(OP)?;
+    let done = sqlx::query(
+        "UPDATE notifications SET status = 'dropped', last_error = ? \
+         WHERE unique_key = ? AND status IN ('pending', 'retry', 'sending')",
+    )
+    .bind(reason)
+    .bind(n.unique_key)
+    .execute(store.pool())
+    .await
+    .op(OP)?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// It can never be sent.
