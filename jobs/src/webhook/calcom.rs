@@ -159,28 +159,8 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     let landed = appointments::record_event(store, &appointment, event_at_ms)
         .await
         .map_err(db_retry)?;
-    if template == Template::Reschedule
-        && let Some(old) = &p.reschedule_uid
-    {
-        // Its own time rule: a newer event of the old booking stands. Same fault points as
-        // above; the mark is idempotent at an equal time.
-        let moved_away = Appointment {
-            uid: old.clone(),
-            start_at: p
-                .reschedule_start_time
-                .clone()
-                .unwrap_or(p.start_time.clone()),
-            end_at: p.reschedule_end_time.clone().unwrap_or(p.end_time.clone()),
-            rescheduled_from_uid: None,
-            cancellation_reason: None,
-            ..appointment.clone()
-        };
-        if !appointments::mark_rescheduled(store, &moved_away, event_at_ms)
-            .await
-            .map_err(db_retry)?
-        {
-            tracing::info!(uid = %old, new = %p.uid, "old booking has a newer state: not marked rescheduled");
-        }
+    if template == Template::Reschedule {
+        mark_moved_away(store, &p, &appointment, event_at_ms).await?;
     }
     if !landed {
         return Ok(Handled::Stale);
@@ -199,6 +179,38 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     let vars = message_vars(store, &business, &p, name.clone()).await?;
     notify_customer(ctx, &business, &p.uid, template, email, phone, name, vars).await?;
     Ok(Handled::Processed)
+}
+
+/// After a `BOOKING_RESCHEDULED`: mark the old booking (`rescheduleUid`) moved away, under
+/// its own time rule (a newer event of the old booking stands). Fault points as for the new
+/// booking's write: the mark is idempotent at an equal time.
+async fn mark_moved_away(
+    store: &crate::store::Store,
+    p: &Payload,
+    new: &Appointment,
+    event_at_ms: i64,
+) -> Result<(), JobError> {
+    let Some(old) = &p.reschedule_uid else {
+        return Ok(());
+    };
+    let moved_away = Appointment {
+        uid: old.clone(),
+        start_at: p
+            .reschedule_start_time
+            .clone()
+            .unwrap_or(p.start_time.clone()),
+        end_at: p.reschedule_end_time.clone().unwrap_or(p.end_time.clone()),
+        rescheduled_from_uid: None,
+        cancellation_reason: None,
+        ..new.clone()
+    };
+    if !appointments::mark_rescheduled(store, &moved_away, event_at_ms)
+        .await
+        .map_err(db_retry)?
+    {
+        tracing::info!(uid = %old, new = %p.uid, "old booking has a newer state: not marked rescheduled");
+    }
+    Ok(())
 }
 
 /// Cal.com's `createdAt` in ms since the epoch; an event without one cannot be ordered.

@@ -155,33 +155,46 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         );
     }
     if failed {
-        let Some(admin) = company.admin_email.clone() else {
-            tracing::warn!(
-                company = company.id,
-                "payment failed but the company has no admin email"
-            );
-            return Ok(Handled::Processed);
-        };
-        let amount = format!(
-            "{:.2} {}",
-            invoice.amount_due as f64 / 100.0,
-            invoice.currency.to_uppercase()
-        );
-        let message = Message {
-            key: format!("invoice:{}:payment_failed:{}", o.id, body.id),
-            to: admin,
-            to_name: None,
-            template: Template::PaymentFailed,
-            locale: company.locale.clone(),
-            vars: MessageVars {
-                recipient_name: company.name.clone(),
-                company_name: company.name.clone(),
-                amount: Some(amount),
-                invoice_url: o.hosted_invoice_url.clone(),
-                ..MessageVars::default()
-            },
-        };
-        email::enqueue(ctx, message).await?;
+        warn_admin(ctx, &company, &invoice, &body.id).await?;
     }
     Ok(Handled::Processed)
+}
+
+/// Tell the company's admin that `invoice` could not be paid (once per invoice and event).
+async fn warn_admin(
+    ctx: &JobContext,
+    company: &companies::Company,
+    invoice: &Invoice,
+    event_id: &str,
+) -> Result<(), JobError> {
+    let Some(admin) = company.admin_email.clone() else {
+        tracing::warn!(
+            company = company.id,
+            "payment failed but the company has no admin email"
+        );
+        return Ok(());
+    };
+    let amount = format!(
+        "{:.2} {}",
+        invoice.amount_due as f64 / 100.0,
+        invoice.currency.to_uppercase()
+    );
+    let message = Message {
+        key: format!(
+            "invoice:{}:payment_failed:{event_id}",
+            invoice.stripe_invoice_id
+        ),
+        to: admin,
+        to_name: None,
+        template: Template::PaymentFailed,
+        locale: company.locale.clone(),
+        vars: MessageVars {
+            recipient_name: company.name.clone(),
+            company_name: company.name.clone(),
+            amount: Some(amount),
+            invoice_url: invoice.hosted_invoice_url.clone(),
+            ..MessageVars::default()
+        },
+    };
+    email::enqueue(ctx, message).await
 }
