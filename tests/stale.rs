@@ -1,24 +1,20 @@
 //! Provider events out of order, on `MariaDB` and on `SQLite`: an older Cal.com or Stripe event
 //! processed after a newer one changes nothing, notifies nobody and is recorded as
 //! `ignored`/`stale`; a cancelled or moved booking is never booked again; rows written
-//! without an event time (reconciliation, calendar jobs) yield to a timed webhook; and a
-//! reminder still queued when its appointment begins expires unsent.
+//! without an event time (reconciliation, calendar jobs) yield to a timed webhook; and
+//! writers racing on one booking cannot regress it.
 
 mod common;
 #[macro_use]
 #[path = "common/world.rs"]
 mod world;
 
-use std::time::{Duration, SystemTime};
-
 use serde_json::Value;
 use switchboard_jobs::{
     EnqueueOptions,
-    notify::reminders::NotifyReminders,
     store::{appointments, companies, invoices, notifications, webhook_events},
     webhook::{CalcomWebhook, StripeWebhook, WebhookEvent},
 };
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use world::World;
 
 const UID: &str = "bK3v9Qp2LmX7tRz1Yc8WnA";
@@ -121,7 +117,7 @@ on_both_databases!(
     a_move_seen_before_the_old_booking_keeps_it_moved,
     a_timed_webhook_wins_over_rows_written_without_a_time,
     a_late_payment_failure_leaves_a_paid_invoice_paid,
-    a_reminder_still_queued_when_the_appointment_begins_expires,
+    racing_writers_never_regress_a_booking,
 );
 
 async fn a_late_created_never_rebooks_a_cancelled_booking(dialect: &str) {
@@ -373,99 +369,38 @@ async fn a_late_payment_failure_leaves_a_paid_invoice_paid(dialect: &str) {
     w.stop().await;
 }
 
-async fn a_reminder_still_queued_when_the_appointment_begins_expires(dialect: &str) {
+async fn racing_writers_never_regress_a_booking(dialect: &str) {
     let w = World::new(dialect, "en", 0).await;
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    // One appointment begins in seconds (its reminder will still be queued then); the other
-    // in 90 minutes, whose reminder must still go.
-    let soon = now + time::Duration::seconds(4);
-    for (uid, start, who) in [
-        ("starts_soon", soon, "soon"),
-        ("starts_later", now + time::Duration::minutes(90), "later"),
-    ] {
-        let a = appointments::Appointment {
-            uid: uid.into(),
-            company_id: w.company_id,
-            branch_id: w.branch_id,
-            status: "booked".into(),
-            start_at: start.format(&Rfc3339).unwrap(),
-            end_at: (start + time::Duration::minutes(30))
-                .format(&Rfc3339)
-                .unwrap(),
-            attendee_email: Some(format!("{who}@example.com")),
-            attendee_phone: Some(
-                if who == "soon" {
-                    "+14155550101"
-                } else {
-                    "+14155550102"
-                }
-                .into(),
-            ),
-            ..appointments::Appointment::default()
-        };
-        appointments::upsert(&w.store, &a).await.unwrap();
+    let (t1, t2) = (1_790_150_400_000, 1_790_150_460_000);
+    let booking = |uid: &str, status: &str| appointments::Appointment {
+        uid: uid.into(),
+        company_id: w.company_id,
+        branch_id: w.branch_id,
+        status: status.into(),
+        start_at: "2026-09-29T16:30:00Z".into(),
+        end_at: "2026-09-29T17:00:00Z".into(),
+        ..appointments::Appointment::default()
+    };
+    for i in 0..20 {
+        let uid = format!("race_{i}");
+        let (created, cancelled) = (booking(&uid, "booked"), booking(&uid, "cancelled"));
+        // Two workers at once: the creation (t1) and the cancellation (t2) of one booking.
+        let (_, cancel_landed) = tokio::join!(
+            appointments::record_event(&w.store, &created, t1),
+            appointments::record_event(&w.store, &cancelled, t2),
+        );
+        assert!(
+            cancel_landed.unwrap(),
+            "{uid}: the newest event always lands"
+        );
+        let row = appointments::get(&w.store, &uid).await.unwrap().unwrap();
+        assert_eq!(row.status, "cancelled", "{uid}");
+        // Whoever came first, the creation now loses.
+        assert!(
+            !appointments::record_event(&w.store, &created, t1)
+                .await
+                .unwrap()
+        );
     }
-    // The reminder run alone, on a queue of its own: its notifications wait.
-    w.h.queues
-        .enqueue(
-            &NotifyReminders {},
-            EnqueueOptions::default().on_queue("reminders"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(w.drain_only("reminders").await, 1);
-    assert_eq!(
-        w.h.stats("notifications").await.pending,
-        4,
-        "two appointments, email and SMS each (the run must start before the first begins)"
-    );
-    let began = SystemTime::from(soon);
-    w.h.wait_for(
-        "the first appointment to begin",
-        Duration::from_secs(10),
-        || async { SystemTime::now() > began },
-    )
-    .await;
-    w.settled("notifications", 2).await;
-
-    let k = w.h.queues.keys("notifications").unwrap();
-    let mut conn = w.h.conn();
-    let counted: Option<u64> = redis::cmd("HGET")
-        .arg(&k.stats)
-        .arg("expired")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let kept: u64 = redis::cmd("HLEN")
-        .arg(&k.expired)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(
-        (counted, kept),
-        (Some(2), 2),
-        "both reminders of the begun appointment expired"
-    );
-    let s = w.h.stats("notifications").await;
-    assert_eq!(
-        (s.processed, s.dead, s.failed),
-        (2, 0, 0),
-        "expired is neither run nor dead"
-    );
-    let mails = mails(&w);
-    assert_eq!(mails.len(), 1);
-    assert!(mails[0].contains("later@example.com"), "{}", mails[0]);
-    let texts = sms_texts(&w).await;
-    assert_eq!(texts.len(), 1);
-    assert!(texts[0].contains("14155550102"), "{}", texts[0]);
-    let pending: Vec<(String, String)> = outbox(&w, "appointment:starts_soon:")
-        .await
-        .into_iter()
-        .filter(|(_, status)| status == "sent")
-        .collect();
-    assert!(
-        pending.is_empty(),
-        "nothing sent for the begun appointment: {pending:?}"
-    );
     w.stop().await;
 }
