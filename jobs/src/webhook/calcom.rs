@@ -276,3 +276,27 @@ async fn notify_customer(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_at_orders_events_to_the_millisecond() {
+        assert_eq!(
+            event_time(Some("2026-09-25T15:40:03.004Z"), "u").unwrap(),
+            1_790_350_803_004
+        );
+        assert_eq!(
+            event_time(Some("2026-09-25T17:40:03.004+02:00"), "u").unwrap(),
+            1_790_350_803_004,
+            "an offset is the same instant"
+        );
+        for unordered in [None, Some(""), Some("yesterday")] {
+            assert!(
+                matches!(event_time(unordered, "u"), Err(JobError::Permanent(r)) if r.contains("cannot be ordered")),
+                "{unordered:?}"
+            );
+        }
+    }
+}
