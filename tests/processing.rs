@@ -341,7 +341,7 @@ async fn stripe_invoices_update_billing_and_warn_the_admin(dialect: &str) {
         mails[0]
     );
 
-    let sub = r#"{"id":"evt_sub_1","type":"customer.subscription.updated","data":{"object":{"id":"sub_1","customer":"cus_T8xHarborDental","status":"canceled"}}}"#;
+    let sub = r#"{"id":"evt_sub_1","type":"customer.subscription.updated","created":1790240500,"data":{"object":{"id":"sub_1","customer":"cus_T8xHarborDental","status":"canceled"}}}"#;
     let e = event(
         "stripe",
         "customer.subscription.updated",

@@ -406,6 +406,17 @@ impl World {
             .expect("the world arms faults")
     }
 
+    /// With `Options::inline`: run the jobs of `queue` alone (it need not be one the world
+    /// works), leaving what they enqueue on other queues waiting; returns the runs.
+    pub async fn drain_only(&self, queue: &str) -> u64 {
+        let (registry, supervisor) = self.inline.as_ref().expect("an inline world");
+        let drained = drain(&self.h.queues, Arc::clone(registry), queue, supervisor)
+            .await
+            .unwrap();
+        assert!(!drained.stopped_early, "{queue} did not drain: {drained:?}");
+        drained.runs
+    }
+
     pub async fn stop(mut self) {
         if let Some(fleet) = self.fleet.take() {
             fleet.stop().await;

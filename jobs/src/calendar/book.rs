@@ -216,9 +216,18 @@ async fn store_and_confirm(
         cancellation_reason: None,
         call_id: Some(args.call_id.clone()),
     };
-    appointments::upsert(&services.store, &appointment)
+    // Fault points: dying before this write, the retry finds the booking at Cal.com by its
+    // request id and writes it then. Dying after it (before the confirmation), the retry
+    // writes it again and enqueues the confirmation under keys that make a repeat a no-op.
+    if !appointments::record_booked(&services.store, &appointment)
         .await
-        .map_err(JobError::retry)?;
+        .map_err(JobError::retry)?
+    {
+        // A cancellation (or move) got there first: it stands, and confirming now would
+        // tell the customer "confirmed" after "cancelled".
+        tracing::info!(call = %args.call_id, uid = %booking.uid, "booking already cancelled or moved here: not confirmed");
+        return Ok(());
+    }
     reminders::skip_day_reminder_if_soon(
         &services.store,
         &booking.uid,

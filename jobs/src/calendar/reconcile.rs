@@ -18,7 +18,9 @@
 //! Cal.com before the listing (the calendar jobs and webhooks write Cal.com first), so one
 //! missing from the listing is gone there, not too new to be listed.
 //! Every write is conditional on the row still being `booked`, so a webhook or calendar job
-//! that changes a booking meanwhile wins.
+//! that changes a booking meanwhile wins. Reconciliation writes no event time (`event_at_ms`
+//! stays as the last webhook left it, NULL on a row it creates), so any later Cal.com webhook
+//! still lands, and a stale one is still judged against the webhook time stored before.
 //!
 //! A branch that fails (no key, a Cal.com error) is logged and counted as `failed`; the run
 //! fails only when every branch it tried failed (Cal.com down). When the rate limit is full,

@@ -80,7 +80,10 @@ pub async fn handle(
         rescheduled_from_uid: Some(args.uid.clone()),
         ..appointment
     };
-    appointments::upsert(&services.store, &new)
+    // Fault points: dying before or between these writes, the retry finds the moved booking
+    // at Cal.com and writes both again. The new booking is written without an event time and
+    // only while not cancelled, so its own webhooks, earlier or later, keep their say.
+    appointments::record_booked(&services.store, &new)
         .await
         .map_err(JobError::retry)?;
     appointments::set_status(&services.store, &args.uid, "rescheduled")

@@ -21,8 +21,17 @@ impl JobArgs for NotifyEmail {
 
 /// Enqueue `message` by email, deduplicated by its key.
 pub async fn enqueue(ctx: &JobContext, message: Message) -> Result<(), JobError> {
+    enqueue_with(ctx, message, EnqueueOptions::default()).await
+}
+
+/// [`enqueue`] with further `options` (e.g. an expiry); the dedupe key is set here.
+pub async fn enqueue_with(
+    ctx: &JobContext,
+    message: Message,
+    options: EnqueueOptions,
+) -> Result<(), JobError> {
     let key = format!("notify:{}", message.key);
-    let options = EnqueueOptions::default().unique(key, UNIQUE_FOR);
+    let options = options.unique(key, UNIQUE_FOR);
     ctx.enqueue(&NotifyEmail(message), options)
         .await
         .map(drop)

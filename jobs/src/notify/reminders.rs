@@ -13,17 +13,22 @@
 //! enqueued; a run that finds the reminder unfinished (another run is at it, or one died
 //! half-way) enqueues the channels still `pending` again, under the queue's unique key, which
 //! suppresses the duplicate. The outbox claim makes each send itself at-most-once.
+//!
+//! A reminder is worthless once its appointment has begun: each channel's job is enqueued
+//! to expire at the appointment's start, so one still waiting then (a backlog, a paused
+//! queue, an SMTP outage) is recorded as expired by the queue and never sent.
 
 use std::{
     collections::{HashMap, hash_map::Entry},
     sync::Arc,
+    time::SystemTime,
 };
 
 use serde::{Deserialize, Serialize};
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    JobArgs, JobContext, JobError,
+    EnqueueOptions, JobArgs, JobContext, JobError,
     notify::{
         email, local_time,
         send::Message,
@@ -135,7 +140,7 @@ pub async fn handle(
             continue;
         }
         let company = company(store, &mut companies, a.company_id).await?;
-        remind(&services, &ctx, a, company, kind, to).await?;
+        remind(&services, &ctx, a, company, (kind, start), to).await?;
         appointment_reminders::mark_enqueued(store, &a.uid, kind.as_str())
             .await
             .map_err(JobError::retry)?;
@@ -205,14 +210,15 @@ async fn recipients(services: &Services, a: &Appointment) -> Result<Recipients, 
     Ok(to)
 }
 
-/// Enqueue the reminder on each channel the appointment can be reached by (a channel whose
-/// send was claimed already is left alone).
+/// Enqueue the reminder `kind` of the appointment starting at `start` on each channel it can
+/// be reached by (a channel whose send was claimed already is left alone), each job expiring
+/// at `start`.
 async fn remind(
     services: &Services,
     ctx: &JobContext,
     a: &Appointment,
     company: &Company,
-    kind: Kind,
+    (kind, start): (Kind, OffsetDateTime),
     to: Recipients,
 ) -> Result<(), JobError> {
     let zone = local_time::business_zone(&services.store, company, a.branch_id)
@@ -254,10 +260,14 @@ async fn remind(
             Reserved::New | Reserved::Pending => {}
             Reserved::Taken => continue,
         }
+        // Fault points: dying before this enqueue leaves the outbox row `pending` and the
+        // reminder unfinished, so the next run enqueues it; dying after it, the next run's
+        // enqueue is suppressed by the message's unique key. Past `start` it expires unsent.
+        let options = EnqueueOptions::default().expires_at(SystemTime::from(start));
         if channel == "email" {
-            email::enqueue(ctx, message).await?;
+            email::enqueue_with(ctx, message, options).await?;
         } else {
-            sms::enqueue(ctx, message).await?;
+            sms::enqueue_with(ctx, message, options).await?;
         }
     }
     Ok(())

@@ -1,5 +1,17 @@
 //! `appointments`: Cal.com bookings, one row per booking uid. A reschedule creates the new
 //! booking's row linked to the old uid and marks the old one `rescheduled`.
+//!
+//! What must stay true, whatever order events arrive in and however many workers race:
+//! - a webhook writes a row only if its Cal.com time (`createdAt`) is not older than the
+//!   row's `event_at_ms` (NULL, a row written without an event time, loses to any); the
+//!   comparison is in the statement's `WHERE`, so it holds against concurrent writers;
+//! - a row that is `cancelled` or `rescheduled` is never `booked` again (Cal.com never
+//!   re-uses a uid: a move makes a new one), by a webhook or by a calendar job;
+//! - writes without an event time (calendar jobs, reconciliation) leave `event_at_ms` alone.
+//!
+//! Each guarded write tells its caller whether it landed, so only the write that won
+//! notifies anyone. A repeat of the same event (same time) lands again: a retry after a
+//! crash between the write and its notifications must still send them.
 
 use sqlx::{Row, any::AnyRow};
 use time::{Duration, OffsetDateTime};
@@ -32,8 +44,8 @@ const COLUMNS: &str = "uid, company_id, branch_id, customer_id, status, title, s
      attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, call_id";
 
 const UPSERT_MYSQL: &str = "INSERT INTO appointments (uid, company_id, branch_id, customer_id, status, title, start_at, end_at, \
-     location, attendee_name, attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, call_id, updated_at_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+     location, attendee_name, attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, call_id, updated_at_ms, event_at_ms) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
      customer_id = COALESCE(VALUES(customer_id), customer_id), status = VALUES(status), title = COALESCE(VALUES(title), title), \
      start_at = VALUES(start_at), end_at = VALUES(end_at), location = COALESCE(VALUES(location), location), \
      attendee_name = COALESCE(VALUES(attendee_name), attendee_name), attendee_email = COALESCE(VALUES(attendee_email), attendee_email), \
@@ -42,8 +54,8 @@ const UPSERT_MYSQL: &str = "INSERT INTO appointments (uid, company_id, branch_id
      cancellation_reason = COALESCE(VALUES(cancellation_reason), cancellation_reason), \
      call_id = COALESCE(VALUES(call_id), call_id), updated_at_ms = VALUES(updated_at_ms)";
 const UPSERT_SQLITE: &str = "INSERT INTO appointments (uid, company_id, branch_id, customer_id, status, title, start_at, end_at, \
-     location, attendee_name, attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, call_id, updated_at_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO UPDATE SET \
+     location, attendee_name, attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, call_id, updated_at_ms, event_at_ms) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO UPDATE SET \
      customer_id = COALESCE(excluded.customer_id, appointments.customer_id), status = excluded.status, \
      title = COALESCE(excluded.title, appointments.title), start_at = excluded.start_at, end_at = excluded.end_at, \
      location = COALESCE(excluded.location, appointments.location), \
@@ -54,15 +66,22 @@ const UPSERT_SQLITE: &str = "INSERT INTO appointments (uid, company_id, branch_i
      cancellation_reason = COALESCE(excluded.cancellation_reason, appointments.cancellation_reason), \
      call_id = COALESCE(excluded.call_id, appointments.call_id), updated_at_ms = excluded.updated_at_ms";
 
-/// Insert or update the booking `a.uid`.
+/// Insert or update the booking `a.uid` unconditionally (set-up and tests; jobs use
+/// [`record_event`], [`record_booked`] or [`mark_rescheduled`]).
 pub async fn upsert(store: &Store, a: &Appointment) -> Result<(), StoreError> {
-    write(store, store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE), a)
-        .await
-        .op("appointments.upsert")?;
+    write(
+        store,
+        store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE),
+        a,
+        None,
+    )
+    .await
+    .op("appointments.upsert")?;
     Ok(())
 }
 
-/// Mark the booking `uid` (if known) with `status`; returns whether a row changed.
+/// Mark the booking `uid` (if known) with `status`, keeping its event time (a calendar
+/// job's own write, after Cal.com did it); returns whether a row changed.
 pub async fn set_status(store: &Store, uid: &str, status: &str) -> Result<bool, StoreError> {
     let done = sqlx::query("UPDATE appointments SET status = ?, updated_at_ms = ? WHERE uid = ?")
         .bind(status)
@@ -164,10 +183,10 @@ pub async fn booked_around(
 
 const INSERT_NEW_MYSQL: &str = "INSERT IGNORE INTO appointments (uid, company_id, branch_id, customer_id, status, title, \
      start_at, end_at, location, attendee_name, attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, \
-     call_id, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     call_id, updated_at_ms, event_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_NEW_SQLITE: &str = "INSERT OR IGNORE INTO appointments (uid, company_id, branch_id, customer_id, status, title, \
      start_at, end_at, location, attendee_name, attendee_email, attendee_phone, rescheduled_from_uid, cancellation_reason, \
-     call_id, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     call_id, updated_at_ms, event_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// Insert the booking `a.uid` unless a row for it exists (whatever its state: a webhook or
 /// a calendar job that wrote it first knows more); returns whether this call inserted it.
@@ -176,9 +195,119 @@ pub async fn insert_if_absent(store: &Store, a: &Appointment) -> Result<bool, St
         store,
         store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE),
         a,
+        None,
     )
     .await
     .op("appointments.insert_if_absent")?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The update half of [`record_event`] and [`record_booked`]. Binds: the columns of `a`
+/// from `customer_id` to `call_id` (`company_id`, `branch_id` never change), `updated_at_ms`,
+/// the event time for the column, then `uid`, the event time twice (NULL: no time rule) and
+/// the new status twice (a `booked` write needs a `booked` row).
+const GUARDED_UPDATE: &str = "UPDATE appointments SET customer_id = COALESCE(?, customer_id), status = ?, \
+     title = COALESCE(?, title), start_at = ?, end_at = ?, location = COALESCE(?, location), \
+     attendee_name = COALESCE(?, attendee_name), attendee_email = COALESCE(?, attendee_email), \
+     attendee_phone = COALESCE(?, attendee_phone), rescheduled_from_uid = COALESCE(?, rescheduled_from_uid), \
+     cancellation_reason = COALESCE(?, cancellation_reason), call_id = COALESCE(?, call_id), updated_at_ms = ?, \
+     event_at_ms = COALESCE(?, event_at_ms) \
+     WHERE uid = ? AND (? IS NULL OR event_at_ms IS NULL OR event_at_ms <= ?) AND (? <> 'booked' OR status = 'booked')";
+
+/// Write the booking `a` as a Cal.com event of time `event_at_ms` reports it: inserted when
+/// unknown, else updated when the stored event time is not newer and, for a `booked` write,
+/// the row is still `booked`. Returns whether the write landed (false: a newer event, or a
+/// cancellation or move, got there first; the event is stale).
+pub async fn record_event(
+    store: &Store,
+    a: &Appointment,
+    event_at_ms: i64,
+) -> Result<bool, StoreError> {
+    record(store, a, Some(event_at_ms))
+        .await
+        .op("appointments.record_event")
+}
+
+/// Write the booking `a` (status `booked`) as a calendar job made it at Cal.com: inserted
+/// when unknown, else updated only while the row is still `booked` (a cancellation or move
+/// that got there first stands), its event time left as it is. Returns whether it landed.
+pub async fn record_booked(store: &Store, a: &Appointment) -> Result<bool, StoreError> {
+    record(store, a, None)
+        .await
+        .op("appointments.record_booked")
+}
+
+/// Insert if absent, else the guarded update: two statements, each atomic, so a racing
+/// writer between them is simply the row the update's `WHERE` judges.
+async fn record(
+    store: &Store,
+    a: &Appointment,
+    event_at_ms: Option<i64>,
+) -> Result<bool, sqlx::Error> {
+    let insert = store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE);
+    if write(store, insert, a, event_at_ms).await?.rows_affected() > 0 {
+        return Ok(true);
+    }
+    // MySQL counts matched rows here (sqlx connects with CLIENT_FOUND_ROWS), so a repeat
+    // that changes nothing still reports that it landed.
+    let done = sqlx::query(GUARDED_UPDATE)
+        .bind(a.customer_id)
+        .bind(&a.status)
+        .bind(&a.title)
+        .bind(&a.start_at)
+        .bind(&a.end_at)
+        .bind(&a.location)
+        .bind(&a.attendee_name)
+        .bind(&a.attendee_email)
+        .bind(&a.attendee_phone)
+        .bind(&a.rescheduled_from_uid)
+        .bind(&a.cancellation_reason)
+        .bind(&a.call_id)
+        .bind(now_ms())
+        .bind(event_at_ms)
+        .bind(&a.uid)
+        .bind(event_at_ms)
+        .bind(event_at_ms)
+        .bind(&a.status)
+        .execute(store.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Mark the booking `old.uid` moved away by a reschedule at Cal.com time `event_at_ms`,
+/// unless a newer event wrote it. An unknown booking is inserted as `old` (status
+/// `rescheduled`), so its own `BOOKING_CREATED`, arriving late, cannot book it. Returns
+/// whether the mark landed.
+pub async fn mark_rescheduled(
+    store: &Store,
+    old: &Appointment,
+    event_at_ms: i64,
+) -> Result<bool, StoreError> {
+    const OP: &str = "appointments.mark_rescheduled";
+    let insert = store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE);
+    let tombstone = Appointment {
+        status: "rescheduled".into(),
+        ..old.clone()
+    };
+    if write(store, insert, &tombstone, Some(event_at_ms))
+        .await
+        .op(OP)?
+        .rows_affected()
+        > 0
+    {
+        return Ok(true);
+    }
+    let done = sqlx::query(
+        "UPDATE appointments SET status = 'rescheduled', event_at_ms = ?, updated_at_ms = ? \
+         WHERE uid = ? AND (event_at_ms IS NULL OR event_at_ms <= ?)",
+    )
+    .bind(event_at_ms)
+    .bind(now_ms())
+    .bind(&old.uid)
+    .bind(event_at_ms)
+    .execute(store.pool())
+    .await
+    .op(OP)?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -217,11 +346,12 @@ pub async fn move_if_booked(
 }
 
 /// Run `sql`, an insert of every column of `a` in table order (`uid` ... `call_id`,
-/// `updated_at_ms`).
+/// `updated_at_ms`, `event_at_ms`).
 async fn write(
     store: &Store,
     sql: &'static str,
     a: &Appointment,
+    event_at_ms: Option<i64>,
 ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
     sqlx::query(sql)
         .bind(&a.uid)
@@ -240,6 +370,7 @@ async fn write(
         .bind(&a.cancellation_reason)
         .bind(&a.call_id)
         .bind(now_ms())
+        .bind(event_at_ms)
         .execute(store.pool())
         .await
 }

@@ -173,15 +173,29 @@ pub async fn calendar_branches(store: &Store) -> Result<Vec<(Company, Branch)>, 
         .op(OP)
 }
 
-/// Set the company's billing status (`active`, `past_due`, `canceled`, ...).
-pub async fn set_billing_status(store: &Store, id: i64, status: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE companies SET billing_status = ? WHERE id = ?")
-        .bind(status)
-        .bind(id)
-        .execute(store.pool())
-        .await
-        .op("companies.set_billing_status")?;
-    Ok(())
+/// Set the company's billing status (`active`, `past_due`, `canceled`, ...) as a Stripe
+/// event of time `at_ms` (ms) reports it, unless a newer event set it (compared in the
+/// `WHERE`, so racing workers cannot regress it; NULL, never set by an event, loses).
+/// Returns whether it landed.
+pub async fn set_billing_status(
+    store: &Store,
+    id: i64,
+    status: &str,
+    at_ms: i64,
+) -> Result<bool, StoreError> {
+    // MySQL counts matched rows (sqlx connects with CLIENT_FOUND_ROWS), so a repeat counts.
+    let done = sqlx::query(
+        "UPDATE companies SET billing_status = ?, billing_status_at_ms = ? WHERE id = ? \
+         AND (billing_status_at_ms IS NULL OR billing_status_at_ms <= ?)",
+    )
+    .bind(status)
+    .bind(at_ms)
+    .bind(id)
+    .bind(at_ms)
+    .execute(store.pool())
+    .await
+    .op("companies.set_billing_status")?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// A company to insert.

@@ -1,10 +1,11 @@
-//! `invoices`: Stripe invoices of a company, one row per Stripe invoice id.
+//! `invoices`: Stripe invoices of a company, one row per Stripe invoice id, as the newest
+//! Stripe event about it (by the event's `created` time, kept in `event_at_ms`) reports it.
 
 use sqlx::Row;
 
 use super::{Op, RowExt, Store, StoreError, now_ms};
 
-/// An invoice as the latest event reports it.
+/// An invoice as one event reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {
     pub stripe_invoice_id: String,
@@ -18,18 +19,18 @@ pub struct Invoice {
     pub hosted_invoice_url: Option<String>,
 }
 
-const UPSERT_MYSQL: &str = "INSERT INTO invoices (stripe_invoice_id, company_id, status, amount_due, amount_paid, currency, hosted_invoice_url, updated_at_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE status = VALUES(status), amount_due = VALUES(amount_due), \
-     amount_paid = VALUES(amount_paid), currency = VALUES(currency), \
-     hosted_invoice_url = COALESCE(VALUES(hosted_invoice_url), hosted_invoice_url), updated_at_ms = VALUES(updated_at_ms)";
-const UPSERT_SQLITE: &str = "INSERT INTO invoices (stripe_invoice_id, company_id, status, amount_due, amount_paid, currency, hosted_invoice_url, updated_at_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (stripe_invoice_id) DO UPDATE SET status = excluded.status, \
-     amount_due = excluded.amount_due, amount_paid = excluded.amount_paid, currency = excluded.currency, \
-     hosted_invoice_url = COALESCE(excluded.hosted_invoice_url, invoices.hosted_invoice_url), updated_at_ms = excluded.updated_at_ms";
+const INSERT_NEW_MYSQL: &str = "INSERT IGNORE INTO invoices (stripe_invoice_id, company_id, status, amount_due, amount_paid, \
+     currency, hosted_invoice_url, updated_at_ms, event_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_NEW_SQLITE: &str = "INSERT OR IGNORE INTO invoices (stripe_invoice_id, company_id, status, amount_due, amount_paid, \
+     currency, hosted_invoice_url, updated_at_ms, event_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-/// Insert or update an invoice.
-pub async fn upsert(store: &Store, i: &Invoice) -> Result<(), StoreError> {
-    sqlx::query(store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE))
+/// Write the invoice as a Stripe event of time `event_at_ms` (ms) reports it: inserted when
+/// unknown, else updated unless the stored event time is newer (the comparison is in the
+/// `WHERE`, so racing workers cannot regress it; an equal time lands, so a retried event
+/// does its follow-ups again). Returns whether the write landed (false: the event is stale).
+pub async fn record(store: &Store, i: &Invoice, event_at_ms: i64) -> Result<bool, StoreError> {
+    const OP: &str = "invoices.record";
+    let inserted = sqlx::query(store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE))
         .bind(&i.stripe_invoice_id)
         .bind(i.company_id)
         .bind(&i.status)
@@ -38,10 +39,33 @@ pub async fn upsert(store: &Store, i: &Invoice) -> Result<(), StoreError> {
         .bind(&i.currency)
         .bind(&i.hosted_invoice_url)
         .bind(now_ms())
+        .bind(event_at_ms)
         .execute(store.pool())
         .await
-        .op("invoices.upsert")?;
-    Ok(())
+        .op(OP)?;
+    if inserted.rows_affected() > 0 {
+        return Ok(true);
+    }
+    // MySQL counts matched rows (sqlx connects with CLIENT_FOUND_ROWS): a repeat that
+    // changes nothing still reports that it landed.
+    let updated = sqlx::query(
+        "UPDATE invoices SET status = ?, amount_due = ?, amount_paid = ?, currency = ?, \
+         hosted_invoice_url = COALESCE(?, hosted_invoice_url), updated_at_ms = ?, event_at_ms = ? \
+         WHERE stripe_invoice_id = ? AND (event_at_ms IS NULL OR event_at_ms <= ?)",
+    )
+    .bind(&i.status)
+    .bind(i.amount_due)
+    .bind(i.amount_paid)
+    .bind(&i.currency)
+    .bind(&i.hosted_invoice_url)
+    .bind(now_ms())
+    .bind(event_at_ms)
+    .bind(&i.stripe_invoice_id)
+    .bind(event_at_ms)
+    .execute(store.pool())
+    .await
+    .op(OP)?;
+    Ok(updated.rows_affected() > 0)
 }
 
 /// An invoice by Stripe id.

@@ -1,5 +1,6 @@
 //! `webhook_events`: one row per provider event processed: when it arrived, when it was
-//! processed and how it ended (`processed`, `ignored` or `failed`).
+//! processed and how it ended (`processed`, `ignored` or `failed`; `ignored` with the error
+//! `stale` is an event older than the state already stored, which changed nothing).
 
 use sqlx::Row;
 

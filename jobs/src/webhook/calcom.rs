@@ -1,10 +1,17 @@
-//! `webhook.calcom`: `BOOKING_CREATED`, `BOOKING_CANCELLED` and `BOOKING_RESCHEDULED` upsert
-//! `appointments` (a reschedule links the old uid) and notify the customer by email and,
-//! when a phone number is known, by SMS.
+//! `webhook.calcom`: `BOOKING_CREATED`, `BOOKING_CANCELLED` and `BOOKING_RESCHEDULED` write
+//! `appointments` (a reschedule links the old uid and marks it `rescheduled`) and notify the
+//! customer by email and, when a phone number is known, by SMS.
+//!
+//! Events of one booking may arrive in any order. Each carries Cal.com's `createdAt`; a write
+//! lands only if no newer event wrote the row, and a `BOOKING_CREATED` never books a row
+//! that is cancelled or moved away (see [`appointments`]). Only an event whose write landed
+//! notifies; one that lost is recorded as stale and sends nothing, so the customer never
+//! hears "confirmed" after "cancelled".
 
 use std::sync::Arc;
 
 use serde::Deserialize;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{Handled, db_retry, invalid, with_event_row};
 use crate::{
@@ -29,6 +36,8 @@ webhook_kind!(CalcomWebhook, "webhook.calcom");
 #[serde(rename_all = "camelCase")]
 struct Body {
     trigger_event: String,
+    /// When Cal.com raised the event (RFC 3339): orders the events of one booking.
+    created_at: Option<String>,
     payload: Payload,
 }
 
@@ -47,6 +56,7 @@ struct Payload {
     cancellation_reason: Option<String>,
     reschedule_uid: Option<String>,
     reschedule_start_time: Option<String>,
+    reschedule_end_time: Option<String>,
     metadata: Option<serde_json::Value>,
 }
 
@@ -76,6 +86,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         "BOOKING_RESCHEDULED" => ("booked", Template::Reschedule),
         _ => return Ok(Handled::Ignored),
     };
+    let event_at_ms = event_time(body.created_at.as_deref(), &body.payload.uid)?;
     let p = body.payload;
     let store = &services.store;
     let event_type = p.event_type_id.ok_or_else(|| {
@@ -141,15 +152,18 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         cancellation_reason: p.cancellation_reason.clone(),
         call_id,
     };
-    appointments::upsert(store, &appointment)
+    // Fault points: dying before this write leaves nothing done, and the retry does it all.
+    // Dying after it (before the notifications below) leaves the row at this event's time;
+    // the retry's write lands again (an equal time does) unless a newer event landed
+    // meanwhile, and then enqueues the notifications, whose keys make a repeat a no-op.
+    let landed = appointments::record_event(store, &appointment, event_at_ms)
         .await
         .map_err(db_retry)?;
-    if template == Template::Reschedule
-        && let Some(old) = &p.reschedule_uid
-    {
-        appointments::set_status(store, old, "rescheduled")
-            .await
-            .map_err(db_retry)?;
+    if template == Template::Reschedule {
+        mark_moved_away(store, &p, &appointment, event_at_ms).await?;
+    }
+    if !landed {
+        return Ok(Handled::Stale);
     }
 
     if matches!(template, Template::Confirmation | Template::Reschedule) {
@@ -157,7 +171,7 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
             store,
             &p.uid,
             &p.start_time,
-            time::OffsetDateTime::now_utc(),
+            OffsetDateTime::now_utc(),
         )
         .await
         .map_err(db_retry)?;
@@ -165,6 +179,49 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     let vars = message_vars(store, &business, &p, name.clone()).await?;
     notify_customer(ctx, &business, &p.uid, template, email, phone, name, vars).await?;
     Ok(Handled::Processed)
+}
+
+/// After a `BOOKING_RESCHEDULED`: mark the old booking (`rescheduleUid`) moved away, under
+/// its own time rule (a newer event of the old booking stands). Fault points as for the new
+/// booking's write: the mark is idempotent at an equal time.
+async fn mark_moved_away(
+    store: &crate::store::Store,
+    p: &Payload,
+    new: &Appointment,
+    event_at_ms: i64,
+) -> Result<(), JobError> {
+    let Some(old) = &p.reschedule_uid else {
+        return Ok(());
+    };
+    let moved_away = Appointment {
+        uid: old.clone(),
+        start_at: p
+            .reschedule_start_time
+            .clone()
+            .unwrap_or(p.start_time.clone()),
+        end_at: p.reschedule_end_time.clone().unwrap_or(p.end_time.clone()),
+        rescheduled_from_uid: None,
+        cancellation_reason: None,
+        ..new.clone()
+    };
+    if !appointments::mark_rescheduled(store, &moved_away, event_at_ms)
+        .await
+        .map_err(db_retry)?
+    {
+        tracing::info!(uid = %old, new = %p.uid, "old booking has a newer state: not marked rescheduled");
+    }
+    Ok(())
+}
+
+/// Cal.com's `createdAt` in ms since the epoch; an event without one cannot be ordered.
+fn event_time(created_at: Option<&str>, uid: &str) -> Result<i64, JobError> {
+    let created_at = created_at.unwrap_or_default();
+    let at = OffsetDateTime::parse(created_at.trim(), &Rfc3339).map_err(|e| {
+        JobError::permanent(format!(
+            "calcom booking {uid}: createdAt {created_at:?} is not RFC 3339 ({e}), so the event cannot be ordered"
+        ))
+    })?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(JobError::permanent)
 }
 
 /// What the customer's message says, with times in the business's zone and language.
@@ -218,4 +275,28 @@ async fn notify_customer(
         sms::enqueue(ctx, message(to, "sms")).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_at_orders_events_to_the_millisecond() {
+        assert_eq!(
+            event_time(Some("2026-09-25T15:40:03.004Z"), "u").unwrap(),
+            1_790_350_803_004
+        );
+        assert_eq!(
+            event_time(Some("2026-09-25T17:40:03.004+02:00"), "u").unwrap(),
+            1_790_350_803_004,
+            "an offset is the same instant"
+        );
+        for unordered in [None, Some(""), Some("yesterday")] {
+            assert!(
+                matches!(event_time(unordered, "u"), Err(JobError::Permanent(r)) if r.contains("cannot be ordered")),
+                "{unordered:?}"
+            );
+        }
+    }
 }

@@ -1,8 +1,14 @@
 //! Webhook jobs: what ingest enqueues for each verified provider event, one kind per provider
 //! module (`webhook.retell` is [`retell::RetellWebhook`], handled by [`retell::handle`]); all
 //! three carry the same [`WebhookEvent`]. Every run records the event in `webhook_events`:
-//! `processed`, `ignored` (an event type Switchboard does not act on) or `failed` (with the
-//! reason, and the job goes to the dead set).
+//! `processed`, `ignored` (an event type Switchboard does not act on; or, with the reason
+//! `stale`, an event older than what is stored) or `failed` (with the reason, and the job goes
+//! to the dead set).
+//!
+//! Events of one booking or invoice may run in any order (retries, several workers). The
+//! Cal.com and Stripe handlers therefore compare the provider's own event time with the time
+//! stored on the row, in the same statement that writes it, and an event that loses changes
+//! nothing and notifies nobody.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +67,13 @@ pub enum Handled {
     Processed,
     /// An event type Switchboard does not act on.
     Ignored,
+    /// Older than what is stored (a newer event of the same booking or invoice, or a
+    /// cancellation, got there first): nothing written, nobody notified.
+    Stale,
 }
+
+/// The `error` column of an event that lost to a newer one.
+pub const STALE: &str = "stale";
 
 /// Run `work` for `event`, bracketed by its `webhook_events` row.
 pub(crate) async fn with_event_row<F>(
@@ -87,6 +99,7 @@ where
     let (status, error) = match &outcome {
         Ok(Handled::Processed) => ("processed", None),
         Ok(Handled::Ignored) => ("ignored", None),
+        Ok(Handled::Stale) => ("ignored", Some(STALE)),
         Err(JobError::Permanent(reason)) => ("failed", Some(reason.as_str())),
         // A transient failure will be retried: the row stays `received` with the error.
         Err(e) => {
@@ -100,8 +113,14 @@ where
     webhook_events::finish(store, provider, id, status, error)
         .await
         .map_err(db_retry)?;
-    if let Ok(Handled::Ignored) = outcome {
-        tracing::info!(provider, event_type = %event.event_type, "webhook event ignored");
+    match outcome {
+        Ok(Handled::Ignored) => {
+            tracing::info!(provider, event_type = %event.event_type, "webhook event ignored");
+        }
+        Ok(Handled::Stale) => {
+            tracing::info!(provider, event_type = %event.event_type, event = id, "webhook event older than the stored state: ignored");
+        }
+        _ => {}
     }
     outcome.map(|_| ())
 }

@@ -1,6 +1,12 @@
 //! `webhook.stripe`: `invoice.paid` and `invoice.payment_failed` update `invoices` and the
 //! company's billing status (a failure notifies the company's admin);
 //! `customer.subscription.updated` sets the billing status from the subscription.
+//!
+//! Stripe does not deliver in order. Each event carries its `created` time; the invoice row
+//! and the company's billing status each move only forward in it (the comparison is in the
+//! writing statement). An invoice event older than the stored invoice is stale: nothing is
+//! written and no email goes, so a late `invoice.payment_failed` after `invoice.paid` leaves
+//! the invoice paid and the company active.
 
 use std::sync::Arc;
 
@@ -26,6 +32,8 @@ webhook_kind!(StripeWebhook, "webhook.stripe");
 #[derive(Deserialize)]
 struct Body {
     id: String,
+    /// When Stripe raised the event, unix seconds: orders events of one invoice or company.
+    created: Option<i64>,
     #[serde(rename = "type")]
     kind: String,
     data: Data,
@@ -65,6 +73,15 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
     ) {
         return Ok(Handled::Ignored);
     }
+    let event_at_ms = body
+        .created
+        .and_then(|s| s.checked_mul(1000))
+        .ok_or_else(|| {
+            JobError::permanent(format!(
+                "stripe event {} ({}) has no created time, so it cannot be ordered",
+                body.id, body.kind
+            ))
+        })?;
     let o = body.data.object;
     let store = &services.store;
     let customer = o.customer.as_deref().ok_or_else(|| {
@@ -89,10 +106,16 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
                 o.id, body.id
             ))
         })?;
-        companies::set_billing_status(store, company.id, status)
+        // One conditional statement: dying before or after it, the retry lands it again (an
+        // equal time does) or finds a newer status standing.
+        let landed = companies::set_billing_status(store, company.id, status, event_at_ms)
             .await
             .map_err(db_retry)?;
-        return Ok(Handled::Processed);
+        return Ok(if landed {
+            Handled::Processed
+        } else {
+            Handled::Stale
+        });
     }
     let failed = body.kind == "invoice.payment_failed";
     let invoice = Invoice {
@@ -108,42 +131,70 @@ async fn process(services: &Services, body: &str, ctx: &JobContext) -> Result<Ha
         currency: o.currency.clone().unwrap_or_else(|| "usd".into()),
         hosted_invoice_url: o.hosted_invoice_url.clone(),
     };
-    invoices::upsert(store, &invoice).await.map_err(db_retry)?;
-    companies::set_billing_status(
-        store,
-        company.id,
-        if failed { "past_due" } else { "active" },
-    )
-    .await
-    .map_err(db_retry)?;
-    if failed {
-        let Some(admin) = company.admin_email.clone() else {
-            tracing::warn!(
-                company = company.id,
-                "payment failed but the company has no admin email"
-            );
-            return Ok(Handled::Processed);
-        };
-        let amount = format!(
-            "{:.2} {}",
-            invoice.amount_due as f64 / 100.0,
-            invoice.currency.to_uppercase()
+    // Fault points: dying before the invoice write leaves nothing done. Dying after it (before
+    // the billing status or the email) leaves the invoice at this event's time, and the retry
+    // lands it again (an equal time does) and does the rest; the email's key (invoice and
+    // event) makes a repeat a no-op. A stale invoice event stops here: the newer event of the
+    // same invoice set the billing status at a time at least as new (or its retry will).
+    if !invoices::record(store, &invoice, event_at_ms)
+        .await
+        .map_err(db_retry)?
+    {
+        return Ok(Handled::Stale);
+    }
+    let status = if failed { "past_due" } else { "active" };
+    if !companies::set_billing_status(store, company.id, status, event_at_ms)
+        .await
+        .map_err(db_retry)?
+    {
+        // The invoice itself did fail (or get paid): its email still goes below.
+        tracing::info!(
+            company = company.id,
+            event = %body.id,
+            "billing status set by a newer event: left alone"
         );
-        let message = Message {
-            key: format!("invoice:{}:payment_failed:{}", o.id, body.id),
-            to: admin,
-            to_name: None,
-            template: Template::PaymentFailed,
-            locale: company.locale.clone(),
-            vars: MessageVars {
-                recipient_name: company.name.clone(),
-                company_name: company.name.clone(),
-                amount: Some(amount),
-                invoice_url: o.hosted_invoice_url.clone(),
-                ..MessageVars::default()
-            },
-        };
-        email::enqueue(ctx, message).await?;
+    }
+    if failed {
+        warn_admin(ctx, &company, &invoice, &body.id).await?;
     }
     Ok(Handled::Processed)
+}
+
+/// Tell the company's admin that `invoice` could not be paid (once per invoice and event).
+async fn warn_admin(
+    ctx: &JobContext,
+    company: &companies::Company,
+    invoice: &Invoice,
+    event_id: &str,
+) -> Result<(), JobError> {
+    let Some(admin) = company.admin_email.clone() else {
+        tracing::warn!(
+            company = company.id,
+            "payment failed but the company has no admin email"
+        );
+        return Ok(());
+    };
+    let amount = format!(
+        "{:.2} {}",
+        invoice.amount_due as f64 / 100.0,
+        invoice.currency.to_uppercase()
+    );
+    let message = Message {
+        key: format!(
+            "invoice:{}:payment_failed:{event_id}",
+            invoice.stripe_invoice_id
+        ),
+        to: admin,
+        to_name: None,
+        template: Template::PaymentFailed,
+        locale: company.locale.clone(),
+        vars: MessageVars {
+            recipient_name: company.name.clone(),
+            company_name: company.name.clone(),
+            amount: Some(amount),
+            invoice_url: invoice.hosted_invoice_url.clone(),
+            ..MessageVars::default()
+        },
+    };
+    email::enqueue(ctx, message).await
 }
