@@ -154,7 +154,70 @@ on_both_databases!(
     a_run_past_its_budget_leaves_the_rest_to_a_continuation,
     reminders_go_once_per_appointment_and_kind,
     unreported_calls_are_billed_once,
+    a_move_done_the_cal_com_way_is_followed_and_foreign_bookings_ignored,
 );
+
+/// Cal.com moves a booking by creating a new one (with `rescheduledFromUid`) and cancelling
+/// the old; with the webhook lost, reconciliation must see one move, not a cancellation and
+/// an unrelated booking. Bookings the listing should not have returned are not imported.
+async fn a_move_done_the_cal_com_way_is_followed_and_foreign_bookings_ignored(dialect: &str) {
+    let w = world(dialect).await;
+    let base = now() + Span::days(2);
+    appointments::upsert(&w.store, &appointment(&w, "bk_old", base, "booked"))
+        .await
+        .unwrap();
+    let mut moved = booking("bk_new", base + Span::hours(4), "accepted");
+    moved["rescheduledFromUid"] = json!("bk_old");
+    let mut foreign = booking("bk_foreign", base + Span::hours(2), "accepted");
+    foreign["eventTypeId"] = json!(EVENT_TYPE + 1);
+    let listed = vec![
+        // The old booking first, as Cal.com's listing by start time has it.
+        booking("bk_old", base, "cancelled"),
+        moved,
+        foreign,
+        booking("bk_far", now() + Span::days(30), "accepted"),
+    ];
+    list_bookings(&w, EVENT_TYPE, listed).await;
+
+    let first = run(&w, &CalendarReconcile::default()).await;
+    assert_eq!(
+        first,
+        json!({"branches": 1, "created": 0, "cancelled": 0, "rescheduled": 1, "unchanged": 1, "failed": 0})
+    );
+    let [old, new, foreign, far] =
+        &rows(&w, &["bk_old", "bk_new", "bk_foreign", "bk_far"]).await[..]
+    else {
+        unreachable!()
+    };
+    assert_eq!(old.as_ref().unwrap().status, "rescheduled");
+    let new = new.as_ref().unwrap();
+    assert_eq!(
+        (new.status.as_str(), new.rescheduled_from_uid.as_deref()),
+        ("booked", Some("bk_old")),
+        "the new booking is linked to the one it replaced"
+    );
+    assert!(
+        foreign.is_none() && far.is_none(),
+        "not this branch's bookings"
+    );
+
+    // Nothing changes on the next run, and reconciliation told the customer nothing.
+    let second = run(&w, &CalendarReconcile::default()).await;
+    assert_eq!(
+        second,
+        json!({"branches": 1, "created": 0, "cancelled": 0, "rescheduled": 0, "unchanged": 2, "failed": 0})
+    );
+    w.settled("notifications", 0).await;
+    assert!(w.sink.messages().is_empty());
+    assert!(
+        notifications::list(&w.store, "appointment:")
+            .await
+            .unwrap()
+            .is_empty(),
+        "no notification for a move reconciliation found"
+    );
+    w.stop().await;
+}
 
 #[allow(clippy::too_many_lines)] // one planted calendar, two runs, every row checked
 async fn calendar_drift_is_fixed_both_ways_once(dialect: &str) {

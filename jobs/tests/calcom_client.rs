@@ -193,6 +193,7 @@ async fn create_booking_posts_camel_case_json_and_reads_the_booking() {
             ("switchboard_request".into(), "book:call_1".into()),
             ("vip".into(), "true".into()),
         ]),
+        rescheduled_from_uid: None,
     };
     assert_eq!(booking, expected);
 }
@@ -321,8 +322,14 @@ async fn list_bookings_sends_the_filters_and_pages_until_a_short_page() {
                 "erika+1@example.com",
             ))
             // Sent in UTC as the document asks, whatever offset the caller held.
-            .and(matchers::query_param("afterStart", "2026-09-29T00:00:00.000Z"))
-            .and(matchers::query_param("beforeEnd", "2026-10-06T00:00:00.000Z"))
+            .and(matchers::query_param(
+                "afterStart",
+                "2026-09-29T00:00:00.000Z",
+            ))
+            .and(matchers::query_param(
+                "beforeEnd",
+                "2026-10-06T00:00:00.000Z",
+            ))
             .and(matchers::query_param("status", "upcoming"))
             .and(matchers::query_param("sortStart", "asc"))
             .and(matchers::query_param("take", "100"))

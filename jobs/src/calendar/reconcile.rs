@@ -6,14 +6,18 @@
 //! a slot of the key's fleet-wide rate limit), then for each listed booking:
 //! - accepted at Cal.com, unknown here: the appointment is created (the customer found or
 //!   created from the first attendee: by phone number, else by email); no notification is
-//!   sent, Cal.com itself told the attendee;
+//!   sent, Cal.com itself told the attendee. One carrying `rescheduledFromUid` is a move done
+//!   Cal.com's way (a new booking, the old one cancelled) whose webhook was lost: it is linked
+//!   to the old appointment, which is marked `rescheduled`, and counted as rescheduled;
 //! - accepted, booked here at other times: our start and end are set to Cal.com's;
 //! - cancelled or rejected at Cal.com, booked here: ours is cancelled;
 //! - anything else is unchanged. That includes a booking active at Cal.com that is cancelled
 //!   or rescheduled here (our writes go to Cal.com first, so this is a change still on its way
 //!   and not restored; it is logged) and pending bookings (not booked until accepted).
 //!
-//! Appointments booked here in the window that Cal.com does not list at all are cancelled.
+//! Listed bookings of another event type, or outside the window, are ignored (the listing's
+//! filters are checked, not trusted). Appointments booked here in the window that Cal.com
+//! does not list at all are cancelled.
 //! They are read before Cal.com is asked: every booking stored before that read was made at
 //! Cal.com before the listing (the calendar jobs and webhooks write Cal.com first), so one
 //! missing from the listing is gone there, not too new to be listed.
@@ -87,8 +91,12 @@ impl Window {
     /// Whether an appointment lies in the window as Cal.com's filter reads it: starting at or
     /// after `from` and ending at or before `to`.
     fn holds(&self, a: &Appointment) -> bool {
+        self.holds_times(&a.start_at, &a.end_at)
+    }
+
+    fn holds_times(&self, start: &str, end: &str) -> bool {
         let at = |t: &str| OffsetDateTime::parse(t.trim(), &Rfc3339).ok();
-        matches!((at(&a.start_at), at(&a.end_at)), (Some(s), Some(e)) if s >= self.from && e <= self.to)
+        matches!((at(start), at(end)), (Some(s), Some(e)) if s >= self.from && e <= self.to)
     }
 
     fn text(t: OffsetDateTime) -> Result<String, JobError> {
@@ -278,6 +286,18 @@ async fn reconcile_branch(
     };
     let listed = cal.list_bookings(&client, &query).await?;
     let mut counts = Counts::default();
+    // Trust the filters, but check them: a booking of another event type, or outside the
+    // window, is not this branch's to import (or to count as listed).
+    let (mut listed, foreign): (Vec<Booking>, Vec<Booking>) = listed.into_iter().partition(|b| {
+        b.event_type_id.is_none_or(|t| t == event_type) && window.holds_times(&b.start, &b.end)
+    });
+    for b in &foreign {
+        tracing::warn!(uid = %b.uid, event_type = ?b.event_type_id, branch = branch.id,
+            "listed booking of another event type or outside the window: ignored");
+    }
+    // Moves first: a move's new booking marks the old one `rescheduled` before the old one,
+    // cancelled at Cal.com as part of the move, could be taken for a cancellation.
+    listed.sort_by_key(|b| b.rescheduled_from_uid.is_none());
     for booking in &listed {
         let drift = sync(store, company, branch, booking)
             .await
@@ -318,10 +338,14 @@ async fn sync(
     let drift = match (status.as_str(), ours) {
         ("accepted", None) => {
             let row = new_appointment(store, company, branch, b).await?;
-            if appointments::insert_if_absent(store, &row).await? {
-                Drift::Created
-            } else {
+            if !appointments::insert_if_absent(store, &row).await? {
                 Drift::Unchanged
+            } else if let Some(old) = &b.rescheduled_from_uid {
+                // Moved at Cal.com with the webhook lost: link and mark as the webhook would.
+                appointments::reschedule_if_booked(store, old).await?;
+                Drift::Rescheduled
+            } else {
+                Drift::Created
             }
         }
         ("accepted", Some(a)) if a.status == "booked" => {
@@ -390,7 +414,7 @@ async fn new_appointment(
         attendee_name: name,
         attendee_email: email,
         attendee_phone: phone,
-        rescheduled_from_uid: None,
+        rescheduled_from_uid: b.rescheduled_from_uid.clone(),
         cancellation_reason: None,
         call_id: b.metadata.get("retell_call_id").cloned(),
     })

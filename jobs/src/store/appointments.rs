@@ -326,6 +326,20 @@ pub async fn cancel_if_booked(store: &Store, uid: &str, reason: &str) -> Result<
     Ok(done.rows_affected() > 0)
 }
 
+/// Mark the booking `uid` moved away if it is still `booked` (reconciliation found its
+/// successor; a row another job moved on is left alone); returns whether this call marked it.
+pub async fn reschedule_if_booked(store: &Store, uid: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE appointments SET status = 'rescheduled', updated_at_ms = ? WHERE uid = ? AND status = 'booked'",
+    )
+    .bind(now_ms())
+    .bind(uid)
+    .execute(store.pool())
+    .await
+    .op("appointments.reschedule_if_booked")?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Set the times of the booking `uid` if it is still `booked`; returns whether it changed.
 pub async fn move_if_booked(
     store: &Store,

@@ -57,6 +57,10 @@ pub struct Booking {
     /// Non-string values arrive as their JSON text (`42`, `true`, `{"a":1}`).
     #[serde(default, deserialize_with = "metadata")]
     pub metadata: BTreeMap<String, String>,
+    /// Set on the booking a move created: the uid of the booking it replaced (Cal.com moves a
+    /// booking by creating a new one and cancelling the old).
+    #[serde(default)]
+    pub rescheduled_from_uid: Option<String>,
 }
 
 /// Filters of [`super::CalcomClient::list_bookings`]; `None` leaves a filter out.
