@@ -118,6 +118,7 @@ pub async fn database(dialect: &str) -> (Store, Db) {
 }
 
 /// How a [`World`] is set up.
+#[allow(clippy::struct_excessive_bools)] // independent switches of one test world
 pub struct Options {
     /// The company's locale.
     pub locale: &'static str,
