@@ -14,9 +14,7 @@ use std::{
 
 use common::Harness;
 use serde::{Deserialize, Serialize};
-use switchboard::maintenance::{Promoter, Service as _};
 use switchboard_jobs::{EnqueueOptions, JobArgs, JobError, Policy, Registry};
-use tokio_util::sync::CancellationToken;
 
 const SECS: Duration = Duration::from_secs(30);
 
@@ -65,17 +63,6 @@ fn registry(provider: &Arc<Provider>) -> Registry {
     registry
 }
 
-fn start_promoter(h: &Harness, queue: &str) -> CancellationToken {
-    let token = CancellationToken::new();
-    let promoter = Promoter::new(
-        h.queues.clone(),
-        vec![queue.to_owned()],
-        &h.settings.maintenance,
-    );
-    tokio::spawn(promoter.run(token.clone()));
-    token
-}
-
 #[tokio::test]
 async fn a_failing_provider_opens_its_circuit_and_its_jobs_wait_instead_of_burning_attempts() {
     const JOBS: usize = 40;
@@ -92,7 +79,7 @@ async fn a_failing_provider_opens_its_circuit_and_its_jobs_wait_instead_of_burni
             .await
             .unwrap();
     }
-    let promoter = start_promoter(&h, "calls");
+    let promoter = h.start_promoter("calls");
     let fleet = h
         .fleet(
             &h.fleet_settings("calls", 4, 4, 2),
@@ -162,7 +149,7 @@ async fn a_job_that_keeps_snoozing_fails_after_the_cap_with_a_clear_error() {
         .enqueue(&Sleepy::default(), EnqueueOptions::default())
         .await
         .unwrap();
-    let promoter = start_promoter(&h, "sleepy");
+    let promoter = h.start_promoter("sleepy");
     let fleet = h
         .fleet(
             &h.fleet_settings("sleepy", 1, 1, 3),

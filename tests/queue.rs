@@ -12,24 +12,11 @@ use std::{
 use common::{Harness, jobs};
 use switchboard::{
     fleet::Observer,
-    maintenance::{Promoter, Service as _},
     queue::{admin::Selection, job::Job},
 };
 use switchboard_jobs::{EnqueueOptions, noop::Noop};
-use tokio_util::sync::CancellationToken;
 
 const SECS: Duration = Duration::from_secs(10);
-
-fn start_promoter(h: &Harness, queue: &str) -> CancellationToken {
-    let token = CancellationToken::new();
-    let promoter = Promoter::new(
-        h.queues.clone(),
-        vec![queue.to_owned()],
-        &h.settings.maintenance,
-    );
-    tokio::spawn(promoter.run(token.clone()));
-    token
-}
 
 #[tokio::test]
 async fn processes_a_job() {
@@ -77,7 +64,7 @@ async fn processes_a_job() {
 async fn failing_job_retries_with_backoff_then_dies_with_its_error() {
     let h = Harness::new().await;
     let switches = jobs::Switches::new();
-    let promoter = start_promoter(&h, "flaky");
+    let promoter = h.start_promoter("flaky");
     let fleet = h
         .fleet(
             &h.fleet_settings("flaky", 2, 2, 3),
@@ -164,27 +151,6 @@ async fn poisoned_job_goes_to_the_dead_set_at_once() {
     fleet.stop().await;
 }
 
-/// Lease the head of `queue`'s pending list to `worker` as a fetch would, with a lease that
-/// has already expired: the worker died holding it.
-async fn lease_to_a_dead_worker(h: &Harness, queue: &str, worker: &str) -> String {
-    let k = h.queues.keys(queue).unwrap();
-    let mut conn = h.conn();
-    let item: String = redis::cmd("RPOP")
-        .arg(&k.pending)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let id = item.split(' ').next().unwrap().to_owned();
-    let () = redis::pipe()
-        .hset(k.leased(worker), &id, &item)
-        .zadd(&k.workers, worker, 1)
-        .hincr(&k.stats, "running", 1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    item
-}
-
 #[tokio::test]
 async fn a_job_that_keeps_killing_its_worker_is_set_aside_after_max_rescues() {
     let h = Harness::new().await;
@@ -198,7 +164,9 @@ async fn a_job_that_keeps_killing_its_worker_is_set_aside_after_max_rescues() {
         .await
         .unwrap();
     for round in 1..=max {
-        let item = lease_to_a_dead_worker(&h, "crashy", &format!("w{round}")).await;
+        let item = h
+            .lease_to_a_dead_worker("crashy", &format!("w{round}"))
+            .await;
         assert!(
             item.contains(&format!("\"resc\":{}", round - 1)) || round == 1,
             "{item}"
@@ -212,7 +180,7 @@ async fn a_job_that_keeps_killing_its_worker_is_set_aside_after_max_rescues() {
         );
     }
     // One crash more than allowed: the job goes to the dead set, marked, with a clear error.
-    lease_to_a_dead_worker(&h, "crashy", "w-last").await;
+    h.lease_to_a_dead_worker("crashy", "w-last").await;
     assert_eq!(h.queues.rescue("crashy", u64::MAX / 2).await.unwrap(), 1);
     let s = h.stats("crashy").await;
     assert_eq!((s.pending, s.running, s.dead), (0, 0, 1));
@@ -246,7 +214,7 @@ async fn a_job_that_keeps_killing_its_worker_is_set_aside_after_max_rescues() {
 async fn dead_jobs_can_be_retried_and_forgotten() {
     let h = Harness::new().await;
     let switches = jobs::Switches::new();
-    let promoter = start_promoter(&h, "flaky");
+    let promoter = h.start_promoter("flaky");
     let fleet = h
         .fleet(
             &h.fleet_settings("flaky", 2, 2, 1),
@@ -316,7 +284,7 @@ async fn delayed_job_never_runs_before_its_time() {
             .as_millis() as u64;
         sink.lock().unwrap().insert(job.id.to_string(), now);
     });
-    let promoter = start_promoter(&h, "later");
+    let promoter = h.start_promoter("later");
     let fleet = h
         .fleet(
             &h.fleet_settings("later", 4, 4, 3),
@@ -805,7 +773,7 @@ impl switchboard_jobs::JobArgs for TooSlow {
 async fn a_retry_budget_keeps_trying_past_the_attempts_until_its_time_is_up() {
     let h = Harness::new().await;
     let switches = jobs::Switches::new();
-    let promoter = start_promoter(&h, "budget");
+    let promoter = h.start_promoter("budget");
     // The supervisor would give up after 2 attempts; the kind keeps trying for 300 ms.
     let fleet = h
         .fleet(

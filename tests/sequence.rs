@@ -12,9 +12,7 @@ use std::{
 
 use common::Harness;
 use serde::{Deserialize, Serialize};
-use switchboard::maintenance::{Promoter, Service as _};
 use switchboard_jobs::{EnqueueOptions, JobArgs, JobError, Registry};
-use tokio_util::sync::CancellationToken;
 
 const SECS: Duration = Duration::from_secs(60);
 
@@ -150,13 +148,7 @@ async fn each_keys_jobs_run_one_at_a_time_in_order_while_keys_run_in_parallel() 
         "one job per key is out, the rest wait in line"
     );
     // Retries wait in the delayed set; the promoter brings them back.
-    let promoter = CancellationToken::new();
-    let promote = Promoter::new(
-        h.queues.clone(),
-        vec!["seq".into()],
-        &h.settings.maintenance,
-    );
-    tokio::spawn(promote.run(promoter.clone()));
+    let promoter = h.start_promoter("seq");
     let fleet = h
         .fleet(&h.fleet_settings("seq", 32, 32, 5), registry(&ledger), None)
         .await;
@@ -186,25 +178,6 @@ async fn each_keys_jobs_run_one_at_a_time_in_order_while_keys_run_in_parallel() 
     );
 }
 
-/// Take the pending job of `queue` as a worker `worker` that then dies.
-async fn lease_to_a_dead_worker(h: &Harness, queue: &str, worker: &str) -> String {
-    let k = h.queues.keys(queue).unwrap();
-    let mut conn = h.conn();
-    let item: String = redis::cmd("RPOP")
-        .arg(&k.pending)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let () = redis::pipe()
-        .hset(k.leased(worker), item.split(' ').next().unwrap(), &item)
-        .zadd(&k.workers, worker, 1)
-        .hincr(&k.stats, "running", 1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    item
-}
-
 #[tokio::test]
 async fn a_crashed_holder_releases_its_key_with_its_lease_and_order_holds() {
     let h = Harness::new().await;
@@ -212,7 +185,7 @@ async fn a_crashed_holder_releases_its_key_with_its_lease_and_order_holds() {
     let first = enqueue(&h, &step(7, 0)).await;
     enqueue(&h, &step(7, 1)).await;
     enqueue(&h, &step(7, 2)).await;
-    let held = lease_to_a_dead_worker(&h, "seq", "w-crashed").await;
+    let held = h.lease_to_a_dead_worker("seq", "w-crashed").await;
     assert!(held.starts_with(&first));
     // While the dead worker holds step 0, nothing of key 7 is ready.
     let s = h.stats("seq").await;
@@ -237,7 +210,7 @@ async fn a_head_lost_too_often_goes_dead_and_lets_the_next_job_of_its_key_in() {
     enqueue(&h, &step(3, 0)).await;
     enqueue(&h, &step(3, 1)).await;
     for round in 0..=h.settings.queue.max_rescues {
-        lease_to_a_dead_worker(&h, "seq", &format!("w{round}")).await;
+        h.lease_to_a_dead_worker("seq", &format!("w{round}")).await;
         assert_eq!(h.queues.rescue("seq", u64::MAX / 2).await.unwrap(), 1);
     }
     let s = h.stats("seq").await;

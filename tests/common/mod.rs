@@ -149,6 +149,41 @@ impl Harness {
         items
     }
 
+    /// Run a promoter over `queue` (retries and snoozed jobs come back) until the token is
+    /// cancelled.
+    pub fn start_promoter(&self, queue: &str) -> tokio_util::sync::CancellationToken {
+        use switchboard::maintenance::Service as _;
+        let token = tokio_util::sync::CancellationToken::new();
+        let promoter = switchboard::maintenance::Promoter::new(
+            self.queues.clone(),
+            vec![queue.to_owned()],
+            &self.settings.maintenance,
+        );
+        tokio::spawn(promoter.run(token.clone()));
+        token
+    }
+
+    /// Take the next pending job of `queue` as a worker `worker` that then dies holding it
+    /// (its lease never renewed); returns the item.
+    pub async fn lease_to_a_dead_worker(&self, queue: &str, worker: &str) -> String {
+        let k = self.queues.keys(queue).unwrap();
+        let mut conn = self.conn();
+        let item: String = redis::cmd("RPOP")
+            .arg(&k.pending)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let id = item.split(' ').next().unwrap().to_owned();
+        let () = redis::pipe()
+            .hset(k.leased(worker), &id, &item)
+            .zadd(&k.workers, worker, 1)
+            .hincr(&k.stats, "running", 1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        item
+    }
+
     /// A raw connection for checking Redis directly.
     pub fn conn(&self) -> redis::aio::ConnectionManager {
         self.queues.conn()
