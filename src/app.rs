@@ -315,7 +315,11 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
                 base_url: format!("{base}/sms"),
                 ..settings.sms.clone()
             };
-            sms = Some(SmsClient::new(&s, "ACdev".into(), "dev".into()));
+            sms = Some(SmsClient::new(
+                &s,
+                dev::SMS_ACCOUNT_SID.into(),
+                "dev".into(),
+            ));
             tracing::warn!(
                 "SMS goes to the development stand-in (no SMS_ACCOUNT_SID / SMS_AUTH_TOKEN)"
             );

@@ -35,6 +35,7 @@ use switchboard::{
     maintenance::{Promoter, Service as _},
     queue::rate_limit::RedisRateLimiter,
 };
+use switchboard_jobs::contract::{Provider, mocks};
 use switchboard_jobs::{
     clients::{
         mail::{MailSettings, Mailer},
@@ -55,6 +56,10 @@ pub const EVENT_TYPE: i64 = 90211;
 pub const STRIPE_CUSTOMER: &str = "cus_T8xHarborDental";
 pub const ADMIN_EMAIL: &str = "owner@harbordental.example";
 pub const CALCOM_KEY: &str = "cal_live_test_key";
+/// A well-formed account SID and message SID (`AC`/`SM` and 32 hex digits), as Twilio's
+/// document wants them.
+pub const SMS_ACCOUNT: &str = "AC7f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c";
+pub const SMS_SID: &str = "SM0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 /// A real SMTP server (Python aiosmtpd) writing each message to a directory.
 pub struct SmtpSink {
@@ -286,16 +291,26 @@ impl World {
         let calcom = MockServer::start().await;
         let stripe = MockServer::start().await;
         let sms = MockServer::start().await;
+        // Every request the providers' documents refuse gets their refusal and fails the test.
+        mocks::guard(&calcom, Provider::Calcom).await;
+        mocks::guard(&stripe, Provider::Stripe).await;
+        mocks::guard(&sms, Provider::Twilio).await;
         Mock::given(matchers::method("POST"))
-            .and(matchers::path("/2010-04-01/Accounts/ACtest/Messages.json"))
+            .and(matchers::path(&format!(
+                "/2010-04-01/Accounts/{SMS_ACCOUNT}/Messages.json"
+            )))
             .respond_with(
                 ResponseTemplate::new(201)
-                    .set_body_json(serde_json::json!({"sid": "SMtest", "status": "queued"})),
+                    .set_body_json(serde_json::json!({"sid": SMS_SID, "status": "queued"})),
             )
             .mount(&sms)
             .await;
         let mailer = Mailer::new(&mail_settings(sink.port), None).unwrap();
-        let sms_client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
+        let sms_client = SmsClient::new(
+            &sms_settings(&sms.uri()),
+            SMS_ACCOUNT.into(),
+            "token".into(),
+        );
         let calendar = CalendarAccess {
             settings: serde_json::from_value(
                 serde_json::json!({"base_url": format!("{}/v2", calcom.uri()), "timeout_secs": 1}),
