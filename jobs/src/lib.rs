@@ -33,7 +33,7 @@
 //!   table; errors name the operation that failed.
 //! - `services.rs`: what handlers share (store, clients, limiter), built once by the runtime;
 //!   [`domain_registry`] wires every kind to it.
-//! - `contract/` (feature `contract`): requests checked against the providers' OpenAPI
+//! - `contract/` (feature `contract`): requests checked against the providers' `OpenAPI`
 //!   documents, for the development stand-ins and the client tests; never in production.
 //! - `secret.rs`: [`Secret`], a credential that never prints; the runtime loads them, this
 //!   crate never reads the environment.

@@ -17,7 +17,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
 const KEY: &str = "cal_test_s3cret0123456789";
 
-/// A mock Cal.com API; every request its OpenAPI document refuses gets the
+/// A mock Cal.com API; every request its `OpenAPI` document refuses gets the
 /// provider's refusal and fails the test when the server drops (`contract::mocks::guard`).
 async fn guarded() -> MockServer {
     let server = MockServer::start().await;

@@ -295,7 +295,7 @@ async fn file_transport_writes_one_eml_and_rejects_bad_addresses() {
     assert_is_our_email(&messages[0]);
 }
 
-/// A mock SMS gateway (Twilio API); every request its OpenAPI document refuses gets the
+/// A mock SMS gateway (Twilio API); every request its `OpenAPI` document refuses gets the
 /// provider's refusal and fails the test when the server drops (`contract::mocks::guard`).
 async fn guarded() -> MockServer {
     let server = MockServer::start().await;

@@ -14,7 +14,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers};
 const PATH: &str = "/v1/billing/meter_events";
 const KEY: &str = "sk_test_51switchboardSECRET";
 
-/// A mock Stripe API; every request its OpenAPI document refuses gets the
+/// A mock Stripe API; every request its `OpenAPI` document refuses gets the
 /// provider's refusal and fails the test when the server drops (`contract::mocks::guard`).
 async fn guarded() -> MockServer {
     let server = MockServer::start().await;

@@ -22,10 +22,12 @@ const MINUTES: i64 = 30;
 type Answer = (StatusCode, Json<Value>);
 
 fn success(status: StatusCode, data: Value) -> Answer {
-    (status, Json(json!({ "status": "success", "data": data })))
+    let mut body = json!({ "status": "success" });
+    body["data"] = data;
+    (status, Json(body))
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> Answer {
+fn error(status: StatusCode, code: &str, message: &str) -> Answer {
     let error = json!({ "code": code, "message": message });
     (status, Json(json!({ "status": "error", "error": error })))
 }
@@ -57,7 +59,7 @@ pub async fn slots(State(s): State<Shared>, Query(q): Query<HashMap<String, Stri
         Some(Ok(zone)) => zone,
         Some(Err(_)) => {
             let message = format!("Invalid time zone {:?}", q["timeZone"]);
-            return error(StatusCode::BAD_REQUEST, "BadRequestException", message);
+            return error(StatusCode::BAD_REQUEST, "BadRequestException", &message);
         }
     };
     let (Some(start), Some(end)) = (
@@ -65,7 +67,7 @@ pub async fn slots(State(s): State<Shared>, Query(q): Query<HashMap<String, Stri
         q.get("end").and_then(|t| instant(t, true)),
     ) else {
         let message = "start and end must be ISO 8601 dates or times".to_owned();
-        return error(StatusCode::BAD_REQUEST, "BadRequestException", message);
+        return error(StatusCode::BAD_REQUEST, "BadRequestException", &message);
     };
     let booked: Vec<DateTime<Utc>> = s
         .lock()
@@ -128,10 +130,13 @@ pub async fn list(State(s): State<Shared>, Query(q): Query<HashMap<String, Strin
                     "unconfirmed" => b["status"] == "pending",
                     _ => false,
                 });
-            q.get("eventTypeId")
-                .is_none_or(|id| b["eventTypeId"].to_string() == *id)
-                && q.get("attendeeEmail")
-                    .is_none_or(|e| b["attendees"][0]["email"].as_str() == Some(e))
+            q.get("eventTypeId").is_none_or(|id| {
+                b["eventTypeId"]
+                    .as_i64()
+                    .is_some_and(|b| id.parse() == Ok(b))
+            }) && q
+                .get("attendeeEmail")
+                .is_none_or(|e| b["attendees"][0]["email"].as_str() == Some(e))
                 && after.is_none_or(|a| start.is_some_and(|s| s >= a))
                 && before.is_none_or(|z| end.is_some_and(|e| e <= z))
                 && status_ok
@@ -180,7 +185,7 @@ fn booking(n: usize, start: DateTime<Utc>, event_type_id: &Value, attendee: &Val
 pub async fn create(State(s): State<Shared>, Json(req): Json<Value>) -> Answer {
     let Some(start) = req["start"].as_str().and_then(|t| instant(t, false)) else {
         let message = "start must be an ISO 8601 time".to_owned();
-        return error(StatusCode::BAD_REQUEST, "BadRequestException", message);
+        return error(StatusCode::BAD_REQUEST, "BadRequestException", &message);
     };
     let mut state = s.lock().expect("dev state");
     let mut created = booking(
@@ -203,12 +208,12 @@ fn live(bookings: &[Value], uid: &str) -> Result<usize, Answer> {
         None => Err(error(
             StatusCode::NOT_FOUND,
             "NotFoundException",
-            format!("Booking with uid={uid} was not found in the database"),
+            &format!("Booking with uid={uid} was not found in the database"),
         )),
         Some(i) if bookings[i]["status"] == "cancelled" => Err(error(
             StatusCode::BAD_REQUEST,
             "BadRequestException",
-            "This booking has already been cancelled.".to_owned(),
+            "This booking has already been cancelled.",
         )),
         Some(i) => Ok(i),
     }
@@ -223,7 +228,7 @@ pub async fn reschedule(
 ) -> Answer {
     let Some(start) = req["start"].as_str().and_then(|t| instant(t, false)) else {
         let message = "start must be an ISO 8601 time".to_owned();
-        return error(StatusCode::BAD_REQUEST, "BadRequestException", message);
+        return error(StatusCode::BAD_REQUEST, "BadRequestException", &message);
     };
     let mut state = s.lock().expect("dev state");
     let old = match live(&state.bookings, &uid) {

@@ -1,4 +1,4 @@
-//! Every request to a stand-in is first checked against its provider's OpenAPI document
+//! Every request to a stand-in is first checked against its provider's `OpenAPI` document
 //! (`switchboard_jobs::contract`) and refused as that provider refuses it, so `serve` on a
 //! fresh machine fails where production would. Operations the documents do not have (a
 //! stand-in route added for development only) pass unchecked.

@@ -1,7 +1,7 @@
 //! Development stand-ins for the outside world, so `serve` shows the whole path on a fresh
 //! machine without any provider account: Cal.com (slots, bookings; `calcom.rs`), Stripe
 //! (meter events) and an SMS gateway, mounted under `/dev/` on the HTTP listener. Every
-//! request is first checked against the provider's OpenAPI document and refused as the
+//! request is first checked against the provider's `OpenAPI` document and refused as the
 //! provider would (`contract.rs`). Active only with
 //! `dev.stand_ins = true` (the development default; `config/production.toml` turns it off),
 //! and then only for providers whose credentials are not in the environment.

@@ -296,7 +296,7 @@ impl World {
         mocks::guard(&stripe, Provider::Stripe).await;
         mocks::guard(&sms, Provider::Twilio).await;
         Mock::given(matchers::method("POST"))
-            .and(matchers::path(&format!(
+            .and(matchers::path(format!(
                 "/2010-04-01/Accounts/{SMS_ACCOUNT}/Messages.json"
             )))
             .respond_with(

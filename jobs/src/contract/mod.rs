@@ -1,4 +1,4 @@
-//! The providers' contracts: requests checked against the official OpenAPI documents of
+//! The providers' contracts: requests checked against the official `OpenAPI` documents of
 //! Cal.com, Stripe and Twilio (excerpts in `jobs/contracts/openapi/`, compiled in), answered
 //! with OK or with the provider's own refusal ([`Refusal`]).
 //!
@@ -126,7 +126,7 @@ impl Contract {
                 ))
             })?;
         rules::credentials(self.provider, request.headers, &path_params)?;
-        self.headers(op, request.headers)?;
+        Self::headers(op, request.headers)?;
         for (name, value) in &path_params {
             let param = op
                 .params
@@ -148,7 +148,7 @@ impl Contract {
     }
 
     /// Declared headers: required ones present, `cal-api-version` equal to its declared value.
-    fn headers(&self, op: &Operation, headers: &HeaderMap) -> Result<(), Problem> {
+    fn headers(op: &Operation, headers: &HeaderMap) -> Result<(), Problem> {
         for param in op.params.iter().filter(|p| p.location == In::Header) {
             if param.name.eq_ignore_ascii_case("authorization") {
                 continue; // checked with the credentials

@@ -81,9 +81,8 @@ impl Operation {
         for (t, g) in template.iter().zip(&given) {
             match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
                 Some(name) if !g.is_empty() => found.push((name.to_owned(), decode(g))),
-                Some(_) => return None,
                 None if t == g => {}
-                None => return None,
+                _ => return None,
             }
         }
         Some(found)
@@ -121,7 +120,7 @@ fn body(doc: &Value, b: &Value) -> Body {
     }
 }
 
-/// A validator for `schema`, whose `$ref`s point into `doc`. OpenAPI 3.0 schemas are close to
+/// A validator for `schema`, whose `$ref`s point into `doc`. `OpenAPI` 3.0 schemas are close to
 /// draft 4; formats (`phone-number`, `unix-time`, ...) are not checked.
 pub(super) fn compile(doc: &Value, schema: &Value) -> Validator {
     let root = json!({ "components": doc["components"], "allOf": [schema] });

@@ -41,7 +41,7 @@ pub(super) fn credentials(
         Provider::Calcom if !bearer => Err(Problem::unauthorized(
             "Authorization: Bearer <api key> is required",
         )),
-        Provider::Stripe if !bearer && !basic.as_ref().is_some_and(|(u, _)| !u.is_empty()) => {
+        Provider::Stripe if !bearer && basic.as_ref().is_none_or(|(u, _)| u.is_empty()) => {
             Err(Problem::unauthorized(
                 "You did not provide an API key. Provide it in the Authorization header \
                  (Authorization: Bearer YOUR_SECRET_KEY).",
