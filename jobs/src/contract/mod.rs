@@ -230,6 +230,7 @@ impl Contract {
         } else {
             form::form_object(&self.doc, &body.schema, &form::pairs(request.body))
         };
+        rules::before_schemas(self.provider, &instance)?;
         let errors = messages(&body.validator, &instance);
         if errors.is_empty() {
             Ok(instance)

@@ -69,6 +69,14 @@ pub(super) fn credentials(
     }
 }
 
+/// Refusals the provider words more precisely than a schema error: Twilio's missing `To`.
+pub(super) fn before_schemas(provider: Provider, body: &Value) -> Result<(), Problem> {
+    if provider == Provider::Twilio && body["To"].as_str().is_none_or(str::is_empty) {
+        return Err(Problem::bad("A 'To' phone number is required.", Some("To")).twilio(21604));
+    }
+    Ok(())
+}
+
 /// Rules on a request whose schemas passed; `body` is the body as JSON (a form as an object).
 pub(super) fn beyond_schemas(
     provider: Provider,
