@@ -255,3 +255,36 @@ fn base64_of(text: &str) -> String {
     }
     out
 }
+
+/// The guard on a mock server answers a refused request with the provider's refusal ahead of
+/// a mock written to accept it, and lists it (the server would fail the test when it drops;
+/// `reset` clears that expectation here, where the refusal is the point).
+#[tokio::test]
+async fn the_guard_refuses_ahead_of_a_mock_that_accepts() {
+    use switchboard_jobs::contract::mocks;
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+
+    let server = MockServer::start().await;
+    mocks::guard(&server, Provider::Calcom).await;
+    Mock::given(matchers::any())
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&server)
+        .await;
+    let http = reqwest::Client::new();
+    let post = |version: &'static str| {
+        http.post(format!("{}/v2/bookings", server.uri()))
+            .bearer_auth("cal_test")
+            .header("cal-api-version", version)
+            .header("content-type", "application/json")
+            .body(BOOKING)
+    };
+    assert_eq!(post("2024-08-13").send().await.unwrap().status(), 201);
+    let refused = post("2024-09-04").send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "BadRequestException");
+    let reasons = mocks::refused(&server, Provider::Calcom).await;
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("must be 2024-08-13"), "{reasons:?}");
+    server.reset().await;
+}
