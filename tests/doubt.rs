@@ -156,7 +156,12 @@ async fn a_failed_lookup_is_retried_and_never_sends_blind(dialect: &str) {
     // The wiremock gateway: the first lookup answers 503, the second lists the message.
     let w = World::new(dialect, "en", 0).await;
     w.faults().arm(FaultPoint::BeforeMark, SMS_KEY);
-    let list = || matchers::path("/2010-04-01/Accounts/ACtest/Messages.json");
+    let list = || {
+        matchers::path(format!(
+            "/2010-04-01/Accounts/{}/Messages.json",
+            world::SMS_ACCOUNT
+        ))
+    };
     Mock::given(matchers::method("GET"))
         .and(list())
         .respond_with(ResponseTemplate::new(503))
@@ -175,7 +180,7 @@ async fn a_failed_lookup_is_retried_and_never_sends_blind(dialect: &str) {
     Mock::given(matchers::method("GET"))
         .and(list())
         .and(matchers::query_param("To", PHONE))
-        .and(matchers::basic_auth("ACtest", "token"))
+        .and(matchers::basic_auth(world::SMS_ACCOUNT, "token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(listed))
         .with_priority(2)
         .mount(&w.sms)

@@ -34,6 +34,8 @@
 //!   table; errors name the operation that failed.
 //! - `services.rs`: what handlers share (store, clients, limiter), built once by the runtime;
 //!   [`domain_registry`] wires every kind to it.
+//! - `contract/` (feature `contract`): requests checked against the providers' `OpenAPI`
+//!   documents, for the development stand-ins and the client tests; never in production.
 //! - `secret.rs`: [`Secret`], a credential that never prints; the runtime loads them, this
 //!   crate never reads the environment.
 
@@ -46,6 +48,8 @@ use services::Services;
 pub mod billing;
 pub mod calendar;
 pub mod clients;
+#[cfg(feature = "contract")]
+pub mod contract;
 mod job;
 pub mod noop;
 pub mod notify;

@@ -12,12 +12,21 @@ use switchboard_jobs::clients::{
     SendError,
     calcom::{Attendee, Booking, BookingQuery, CalcomClient, CalcomSettings, CreateBooking, utc},
 };
+use switchboard_jobs::contract::{Provider, mocks};
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
 const KEY: &str = "cal_test_s3cret0123456789";
 
-async fn calcom() -> (MockServer, CalcomClient) {
+/// A mock Cal.com API; every request its `OpenAPI` document refuses gets the
+/// provider's refusal and fails the test when the server drops (`contract::mocks::guard`).
+async fn guarded() -> MockServer {
     let server = MockServer::start().await;
+    mocks::guard(&server, Provider::Calcom).await;
+    server
+}
+
+async fn calcom() -> (MockServer, CalcomClient) {
+    let server = guarded().await;
     let client = CalcomClient::new(&settings(&server, 5), KEY.into());
     (server, client)
 }
@@ -321,7 +330,7 @@ async fn list_bookings_sends_the_filters_and_pages_until_a_short_page() {
                 "attendeeEmail",
                 "erika+1@example.com",
             ))
-            // Sent in UTC as the document asks, whatever offset the caller held.
+            // Sent in UTC, whatever offset they were given with.
             .and(matchers::query_param(
                 "afterStart",
                 "2026-09-29T00:00:00.000Z",
@@ -498,7 +507,7 @@ async fn refusal_is_permanent_with_the_api_message() {
 
 #[tokio::test]
 async fn slow_answer_is_transient() {
-    let server = MockServer::start().await;
+    let server = guarded().await;
     let client = CalcomClient::new(&settings(&server, 1), KEY.into());
     Mock::given(matchers::any())
         .respond_with(success(200, json!({})).set_delay(Duration::from_secs(5)))
@@ -595,6 +604,7 @@ async fn answers_are_classified_by_what_a_retry_can_do() {
     ];
     for (status, retry_after, body, transient) in cases {
         server.reset().await;
+        mocks::guard(&server, Provider::Calcom).await;
         let mut answer = ResponseTemplate::new(status);
         if body.is_null() {
             answer = answer.set_body_string("x".repeat(10_000));

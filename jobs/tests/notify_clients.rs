@@ -17,6 +17,7 @@ use switchboard_jobs::clients::{
     mail::{MailSettings, MailTls, MailTransport, Mailer, OutgoingEmail},
     sms::{SmsClient, SmsSettings},
 };
+use switchboard_jobs::contract::{Provider, mocks};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -25,7 +26,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
 const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/smtp/sink.py");
 const DEADLINE: Duration = Duration::from_secs(10);
-const MESSAGES: &str = "/2010-04-01/Accounts/ACtest/Messages.json";
+/// A well-formed account SID: Twilio's document wants `AC` and 32 hex digits.
+const ACCOUNT: &str = "AC5e1f0c0a7b9d4e3f8a6b2c1d0e9f8a7b";
+const MESSAGES: &str = "/2010-04-01/Accounts/AC5e1f0c0a7b9d4e3f8a6b2c1d0e9f8a7b/Messages.json";
 
 /// A running `sink.py`, killed when dropped.
 struct Sink {
@@ -292,14 +295,22 @@ async fn file_transport_writes_one_eml_and_rejects_bad_addresses() {
     assert_is_our_email(&messages[0]);
 }
 
-async fn twilio() -> (MockServer, SmsClient) {
+/// A mock SMS gateway (Twilio API); every request its `OpenAPI` document refuses gets the
+/// provider's refusal and fails the test when the server drops (`contract::mocks::guard`).
+async fn guarded() -> MockServer {
     let server = MockServer::start().await;
+    mocks::guard(&server, Provider::Twilio).await;
+    server
+}
+
+async fn twilio() -> (MockServer, SmsClient) {
+    let server = guarded().await;
     let settings = SmsSettings {
         base_url: server.uri(),
         from: "+4930555000".into(),
         timeout_secs: 5,
     };
-    let client = SmsClient::new(&settings, "ACtest".into(), "s3cret-token".into());
+    let client = SmsClient::new(&settings, ACCOUNT.into(), "s3cret-token".into());
     (server, client)
 }
 
@@ -312,7 +323,7 @@ async fn sms_is_posted_as_a_form_with_basic_auth() {
     let (server, client) = twilio().await;
     Mock::given(matchers::method("POST"))
         .and(matchers::path(MESSAGES))
-        .and(matchers::basic_auth("ACtest", "s3cret-token"))
+        .and(matchers::basic_auth(ACCOUNT, "s3cret-token"))
         .and(matchers::header(
             "user-agent",
             concat!("switchboard/", env!("CARGO_PKG_VERSION")),
@@ -435,7 +446,7 @@ async fn sms_api_down_is_transient() {
         from: "+4930555000".into(),
         timeout_secs: 5,
     };
-    let client = SmsClient::new(&settings, "ACtest".into(), "s3cret-token".into());
+    let client = SmsClient::new(&settings, ACCOUNT.into(), "s3cret-token".into());
     let result = client.send("+4915112345678", "hi").await;
     assert!(
         matches!(&result, Err(SendError::Transient { .. })),
@@ -443,7 +454,7 @@ async fn sms_api_down_is_transient() {
     );
     let reason = result.unwrap_err().to_string();
     assert!(
-        !reason.contains("ACtest"),
+        !reason.contains(ACCOUNT),
         "no URL (it holds the account SID): {reason}"
     );
 }

@@ -8,10 +8,19 @@ use switchboard_jobs::clients::{
     SendError,
     stripe::{MeterEvent, MeterEventReceipt, StripeClient, StripeSettings, usage_idempotency_key},
 };
+use switchboard_jobs::contract::{Provider, mocks};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers};
 
 const PATH: &str = "/v1/billing/meter_events";
 const KEY: &str = "sk_test_51switchboardSECRET";
+
+/// A mock Stripe API; every request its `OpenAPI` document refuses gets the
+/// provider's refusal and fails the test when the server drops (`contract::mocks::guard`).
+async fn guarded() -> MockServer {
+    let server = MockServer::start().await;
+    mocks::guard(&server, Provider::Stripe).await;
+    server
+}
 
 fn settings(server: &MockServer) -> StripeSettings {
     StripeSettings {
@@ -30,10 +39,16 @@ fn event() -> MeterEvent {
         stripe_customer_id: "cus_Q1x2y3".into(),
         value: 7,
         identifier: "call_8f2a".into(),
-        timestamp: 1_767_225_600,
+        timestamp: an_hour_ago(),
         call_ended_at: None,
         idempotency_key: usage_idempotency_key("call_8f2a"),
     }
+}
+
+/// Stripe takes events from the past 35 days only, so the event is recent.
+fn an_hour_ago() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_secs() as i64 - 3600
 }
 
 /// A `billing.meter_event` as Stripe returns it.
@@ -59,7 +74,7 @@ fn stripe_error(kind: &str, code: Option<&str>, message: &str) -> serde_json::Va
 
 /// A mock server that answers every meter event with `answer`.
 async fn stripe_answering(answer: ResponseTemplate) -> MockServer {
-    let server = MockServer::start().await;
+    let server = guarded().await;
     Mock::given(matchers::method("POST"))
         .and(matchers::path(PATH))
         .respond_with(answer)
@@ -78,7 +93,7 @@ fn header<'a>(request: &'a Request, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn an_event_goes_out_as_stripe_documents_it() {
-    let server = MockServer::start().await;
+    let server = guarded().await;
     Mock::given(matchers::method("POST"))
         .and(matchers::path(PATH))
         .and(matchers::header(
@@ -111,7 +126,7 @@ async fn an_event_goes_out_as_stripe_documents_it() {
             ("payload[stripe_customer_id]", "cus_Q1x2y3"),
             ("payload[value]", "7"),
             ("identifier", "call_8f2a"),
-            ("timestamp", "1767225600"),
+            ("timestamp", &event().timestamp.to_string()),
         ])
     );
 }
@@ -132,7 +147,7 @@ async fn a_recorded_event_returns_stripes_receipt() {
 
 #[tokio::test]
 async fn a_server_error_is_transient_and_every_attempt_is_the_same_event() {
-    let server = MockServer::start().await;
+    let server = guarded().await;
     Mock::given(matchers::method("POST"))
         .and(matchers::path(PATH))
         .respond_with(ResponseTemplate::new(500).set_body_json(stripe_error(
@@ -390,7 +405,7 @@ async fn the_secret_key_is_never_shown() {
 
 #[tokio::test]
 async fn an_event_stripe_could_not_deduplicate_is_not_sent() {
-    let server = MockServer::start().await;
+    let server = guarded().await;
     Mock::given(matchers::any())
         .respond_with(ResponseTemplate::new(200).set_body_json(recorded()))
         .expect(0)

@@ -3,8 +3,11 @@
 //! under `/dev/` ([`standins`]) with published development webhook secrets. Nothing here is
 //! used in production (`dev.stand_ins = false`, `redis.embedded = false`).
 
+mod calcom;
+mod contract;
 pub mod embedded;
 pub mod sms;
 pub mod standins;
+mod state;
 
-pub use standins::{CALCOM_SECRET, RETELL_KEY, STRIPE_SECRET, base_url, router};
+pub use standins::{CALCOM_SECRET, RETELL_KEY, SMS_ACCOUNT_SID, STRIPE_SECRET, base_url, router};

@@ -29,6 +29,7 @@ use switchboard::{
     maintenance::{Promoter, Service as _},
     queue::rate_limit::RedisRateLimiter,
 };
+use switchboard_jobs::contract::{Provider, mocks};
 use switchboard_jobs::{
     clients::{
         mail::{MailSettings, Mailer},
@@ -53,6 +54,10 @@ pub const ADMIN_EMAIL: &str = "owner@harbordental.example";
 pub const CALCOM_KEY: &str = "cal_live_test_key";
 /// Attempts the world's supervisor allows a job whose kind has no policy of its own.
 pub const MAX_ATTEMPTS: u32 = 3;
+/// A well-formed account SID and message SID (`AC`/`SM` and 32 hex digits), as Twilio's
+/// document wants them.
+pub const SMS_ACCOUNT: &str = "AC7f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c";
+pub const SMS_SID: &str = "SM0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 /// Where the test's database lives.
 pub enum Db {
@@ -253,11 +258,17 @@ impl World {
         let calcom = MockServer::start().await;
         let stripe = MockServer::start().await;
         let sms = MockServer::start().await;
+        // Every request the providers' documents refuse gets their refusal and fails the test.
+        mocks::guard(&calcom, Provider::Calcom).await;
+        mocks::guard(&stripe, Provider::Stripe).await;
+        mocks::guard(&sms, Provider::Twilio).await;
         Mock::given(matchers::method("POST"))
-            .and(matchers::path("/2010-04-01/Accounts/ACtest/Messages.json"))
+            .and(matchers::path(format!(
+                "/2010-04-01/Accounts/{SMS_ACCOUNT}/Messages.json"
+            )))
             .respond_with(
                 ResponseTemplate::new(201)
-                    .set_body_json(serde_json::json!({"sid": "SMtest", "status": "queued"})),
+                    .set_body_json(serde_json::json!({"sid": SMS_SID, "status": "queued"})),
             )
             .mount(&sms)
             .await;
@@ -269,7 +280,11 @@ impl World {
             let client = SmsClient::new(&sms_settings(&base), sid.into(), token.into());
             (client, Some(gateway))
         } else {
-            let client = SmsClient::new(&sms_settings(&sms.uri()), "ACtest".into(), "token".into());
+            let client = SmsClient::new(
+                &sms_settings(&sms.uri()),
+                SMS_ACCOUNT.into(),
+                "token".into(),
+            );
             (client, None)
         };
         let calendar = CalendarAccess {

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{BOOKINGS_VERSION, Booking, BookingQuery, CalcomClient, SendError, body};
+use super::{
+    BOOKINGS_VERSION, Booking, BookingQuery, CalcomClient, SendError, body, bookings::to_utc,
+};
 
 /// Bookings per page of `GET /bookings`.
 const PAGE_SIZE: usize = 100;
@@ -45,15 +47,9 @@ impl<'a> BookingPages<'a> {
         let filters = [
             ("eventTypeId", query.event_type_id.map(|id| id.to_string())),
             ("attendeeEmail", query.attendee_email.clone()),
-            // Cal.com documents both filters in UTC; callers may hold times with an offset.
-            (
-                "afterStart",
-                query.after_start.as_deref().map(super::bookings::to_utc),
-            ),
-            (
-                "beforeEnd",
-                query.before_end.as_deref().map(super::bookings::to_utc),
-            ),
+            // UTC like every time this client sends (Cal.com's examples are all `Z`).
+            ("afterStart", query.after_start.as_deref().map(to_utc)),
+            ("beforeEnd", query.before_end.as_deref().map(to_utc)),
             ("status", query.status.clone()),
             ("sortStart", Some("asc".to_owned())),
         ];
