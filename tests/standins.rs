@@ -179,6 +179,28 @@ async fn slots_come_in_the_requested_time_zone() {
         Some("2030-07-01T09:00:00.000Z")
     );
     assert_eq!(free.len(), 8);
+    // The other side of the change: in winter Berlin is one hour ahead, not two.
+    let path =
+        "/calcom/v2/slots?eventTypeId=7&start=2030-01-07&end=2030-01-07&timeZone=Europe/Berlin";
+    let (status, body) = get(&base, path, "2024-09-04").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["2030-01-07"][0]["start"],
+        "2030-01-07T10:00:00.000+01:00"
+    );
+    let free = calcom(&base)
+        .free_slots(
+            7,
+            "2030-01-07T00:00:00Z",
+            "2030-01-08T00:00:00Z",
+            "Europe/Berlin",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        free.first().map(String::as_str),
+        Some("2030-01-07T09:00:00.000Z")
+    );
 }
 
 #[tokio::test]
