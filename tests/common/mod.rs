@@ -245,6 +245,15 @@ pub fn at_ms(ms: u64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap()).unwrap()
 }
 
+/// Every development stand-in (`/dev/...`, validating requests as the providers do) served
+/// on port 0; returns its base URL (`http://127.0.0.1:<port>/dev`).
+pub async fn stand_ins() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, switchboard::dev::router()).await });
+    format!("http://127.0.0.1:{port}/dev")
+}
+
 /// The development SMS gateway stand-in (`switchboard::dev::sms`) served on a port of its
 /// own; returns its state and the `sms.base_url` that reaches it.
 pub async fn sms_stand_in() -> (switchboard::dev::sms::Gateway, String) {

@@ -144,6 +144,9 @@ pub struct Options {
     /// Send SMS to the development stand-in (which remembers and lists what it accepted)
     /// instead of the wiremock gateway `World::sms`.
     pub sms_stand_in: bool,
+    /// Send Cal.com requests to the development stand-in (which validates them against the
+    /// document and keeps its bookings) instead of the wiremock server `World::calcom`.
+    pub calcom_stand_in: bool,
 }
 
 impl Default for Options {
@@ -158,6 +161,7 @@ impl Default for Options {
             inline: false,
             db_cut: false,
             sms_stand_in: false,
+            calcom_stand_in: false,
         }
     }
 }
@@ -216,6 +220,7 @@ impl World {
             inline,
             db_cut,
             sms_stand_in,
+            calcom_stand_in,
         } = options;
         // An open circuit holds its provider's jobs for the least time allowed, so a test that
         // opens one sees its probe within a second.
@@ -287,9 +292,14 @@ impl World {
             );
             (client, None)
         };
+        let calcom_base = if calcom_stand_in {
+            format!("{}/calcom/v2", crate::common::stand_ins().await)
+        } else {
+            format!("{}/v2", calcom.uri())
+        };
         let calendar = CalendarAccess {
             settings: serde_json::from_value(
-                serde_json::json!({"base_url": format!("{}/v2", calcom.uri()), "timeout_secs": 1}),
+                serde_json::json!({"base_url": calcom_base, "timeout_secs": 1}),
             )
             .unwrap(),
             default_key: Some(CALCOM_KEY.into()),
