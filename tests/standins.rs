@@ -157,50 +157,42 @@ async fn get(base: &str, path: &str, version: &str) -> (u16, Value) {
 #[tokio::test]
 async fn slots_come_in_the_requested_time_zone() {
     let base = stand_ins().await;
-    let path =
-        "/calcom/v2/slots?eventTypeId=7&start=2030-07-01&end=2030-07-01&timeZone=Europe/Berlin";
-    let (status, body) = get(&base, path, "2024-09-04").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body["data"]["2030-07-01"][0]["start"],
-        "2030-07-01T11:00:00.000+02:00"
-    );
-    let free = calcom(&base)
-        .free_slots(
-            7,
-            "2030-07-01T00:00:00Z",
-            "2030-07-02T00:00:00Z",
-            "Europe/Berlin",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        free.first().map(String::as_str),
-        Some("2030-07-01T09:00:00.000Z")
-    );
-    assert_eq!(free.len(), 8);
-    // The other side of the change: in winter Berlin is one hour ahead, not two.
-    let path =
-        "/calcom/v2/slots?eventTypeId=7&start=2030-01-07&end=2030-01-07&timeZone=Europe/Berlin";
-    let (status, body) = get(&base, path, "2024-09-04").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body["data"]["2030-01-07"][0]["start"],
-        "2030-01-07T10:00:00.000+01:00"
-    );
-    let free = calcom(&base)
-        .free_slots(
-            7,
-            "2030-01-07T00:00:00Z",
-            "2030-01-08T00:00:00Z",
-            "Europe/Berlin",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        free.first().map(String::as_str),
-        Some("2030-01-07T09:00:00.000Z")
-    );
+    // Both sides of the DST change: Berlin is two hours ahead in summer, one in winter.
+    for (day, next, first_local, first_utc, count) in [
+        (
+            "2030-07-01",
+            "2030-07-02",
+            "2030-07-01T11:00:00.000+02:00",
+            "2030-07-01T09:00:00.000Z",
+            Some(8),
+        ),
+        (
+            "2030-01-07",
+            "2030-01-08",
+            "2030-01-07T10:00:00.000+01:00",
+            "2030-01-07T09:00:00.000Z",
+            None,
+        ),
+    ] {
+        let path =
+            format!("/calcom/v2/slots?eventTypeId=7&start={day}&end={day}&timeZone=Europe/Berlin");
+        let (status, body) = get(&base, &path, "2024-09-04").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"][day][0]["start"], first_local);
+        let free = calcom(&base)
+            .free_slots(
+                7,
+                &format!("{day}T00:00:00Z"),
+                &format!("{next}T00:00:00Z"),
+                "Europe/Berlin",
+            )
+            .await
+            .unwrap();
+        assert_eq!(free.first().map(String::as_str), Some(first_utc));
+        if let Some(n) = count {
+            assert_eq!(free.len(), n);
+        }
+    }
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::send::{self, Message, UNIQUE_FOR};
+use super::send::{self, Message};
 use crate::{EnqueueOptions, JobArgs, JobContext, JobError, services::Services};
 
 /// Arguments of `notify.email`.
@@ -30,12 +30,8 @@ pub async fn enqueue_with(
     message: Message,
     options: EnqueueOptions,
 ) -> Result<(), JobError> {
-    let key = format!("notify:{}", message.key);
-    let options = options.unique(key, UNIQUE_FOR);
-    ctx.enqueue(&NotifyEmail(message), options)
-        .await
-        .map(drop)
-        .map_err(JobError::retry)
+    let key = message.key.clone();
+    send::enqueue_job(ctx, &NotifyEmail(message), &key, options).await
 }
 
 /// Handler of `notify.email`.

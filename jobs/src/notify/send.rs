@@ -57,6 +57,22 @@ pub struct Message {
 /// How long the queue suppresses a second enqueue of the same notification key.
 pub(super) const UNIQUE_FOR: Duration = Duration::from_secs(72 * 3600);
 
+/// Enqueue one notification job (`notify.email` or `notify.sms`) carrying the message keyed
+/// `key`, with `options`; the queue's dedupe key (`notify:<key>`) makes a second enqueue of
+/// the same notification a no-op for [`UNIQUE_FOR`].
+pub(super) async fn enqueue_job<A: crate::JobArgs>(
+    ctx: &crate::JobContext,
+    job: &A,
+    key: &str,
+    options: crate::EnqueueOptions,
+) -> Result<(), JobError> {
+    let options = options.unique(format!("notify:{key}"), UNIQUE_FOR);
+    ctx.enqueue(job, options)
+        .await
+        .map(drop)
+        .map_err(JobError::retry)
+}
+
 /// The Message-ID of a notification: stable across attempts, so a duplicate is detectable
 /// (and collapsed by mail clients).
 pub fn message_id(key: &str) -> String {
