@@ -123,6 +123,7 @@ pub async fn connect(
 }
 
 /// Run `roles` until `shutdown` resolves, then stop gracefully.
+#[allow(clippy::too_many_lines)] // the roles in start-up order, one after the other
 pub async fn run(
     settings: Settings,
     roles: Roles,
@@ -213,9 +214,12 @@ pub async fn run(
         router = router.merge(dash);
         let stop = token.clone();
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "http server failed");
             }
@@ -240,10 +244,11 @@ fn dashboard_access(
     roles: Roles,
     hooks: &mut Hooks,
 ) -> anyhow::Result<dashboard::Credentials> {
-    let credentials = hooks
-        .dashboard_credentials
-        .take()
-        .unwrap_or_else(|| dashboard::Credentials::new(&settings.secrets));
+    let credentials = match hooks.dashboard_credentials.take() {
+        Some(c) => c,
+        None => dashboard::Credentials::new(&settings.secrets, &settings.dashboard)
+            .map_err(anyhow::Error::msg)?,
+    };
     if roles.http {
         let addr = match &hooks.listener {
             Some(l) => l.local_addr()?,

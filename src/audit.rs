@@ -49,12 +49,7 @@ pub struct Entry {
 
 impl Entry {
     /// An entry for `action` by `who` from `from` through `via`, now, touching nothing yet.
-    pub fn new(
-        who: impl Into<String>,
-        from: impl Into<String>,
-        via: &str,
-        action: &str,
-    ) -> Self {
+    pub fn new(who: impl Into<String>, from: impl Into<String>, via: &str, action: &str) -> Self {
         Self {
             at_ms: job::now_ms(),
             who: who.into(),
