@@ -552,7 +552,8 @@ fn sdk_sign(provider: &str, secret: &str, body: &str) -> (String, String) {
             .join("node_modules/stripe")
             .exists();
     if !installed {
-        let status = Command::new("npm")
+        let npm = common::tools::require("npm", "apt-get install npm (macOS: brew install node)");
+        let status = Command::new(npm)
             .args([
                 "ci",
                 "--prefix",
@@ -562,10 +563,11 @@ fn sdk_sign(provider: &str, secret: &str, body: &str) -> (String, String) {
                 "--silent",
             ])
             .status()
-            .expect("npm on PATH");
+            .expect("running npm");
         assert!(status.success(), "npm ci of the official SDKs failed");
     }
-    let mut child = Command::new("node")
+    let node = common::tools::require("node", "apt-get install nodejs (macOS: brew install node)");
+    let mut child = Command::new(node)
         .arg(format!("{dir}/sign.mjs"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

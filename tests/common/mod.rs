@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod running;
 pub mod smtp_sink;
 pub mod tcp_cut;
+pub mod tools;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

@@ -28,10 +28,14 @@ pub struct Prometheus {
 
 /// Run `promtool` with `args`; its exit status and its stdout and stderr together.
 pub fn promtool(args: &[&str]) -> (bool, String) {
-    let out = Command::new("promtool")
+    let program = crate::common::tools::require(
+        "promtool",
+        "apt-get install prometheus (macOS: brew install prometheus)",
+    );
+    let out = Command::new(program)
         .args(args)
         .output()
-        .expect("promtool is installed (Debian package prometheus; .ci/run installs it)");
+        .expect("running promtool");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -67,18 +71,21 @@ impl Prometheus {
         for _ in 0..3 {
             let port = free_port();
             let base = format!("http://127.0.0.1:{port}");
-            let mut child = Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=warn")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("prometheus is installed (Debian package prometheus; .ci/run installs it)");
+            let mut child = Command::new(crate::common::tools::require(
+                "prometheus",
+                "apt-get install prometheus (macOS: brew install prometheus)",
+            ))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("prometheus is installed (Debian package prometheus; .ci/run installs it)");
             if wait_ready(&mut child, &client, &base, &log).await {
                 return Self {
                     base,

@@ -65,7 +65,7 @@ impl Drop for SmtpSink {
 /// The sink process on `port` (0: a free one), and the port it listens on.
 fn spawn_sink(dir: &tempfile::TempDir, port: u16, fail_first: u32) -> (Child, u16) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
-    let mut child = Command::new("python3")
+    let mut child = Command::new(super::tools::python_with_aiosmtpd())
         .arg(script)
         .arg("--dir")
         .arg(dir.path())
@@ -73,7 +73,7 @@ fn spawn_sink(dir: &tempfile::TempDir, port: u16, fail_first: u32) -> (Child, u1
         .args(["--fail-first", &fail_first.to_string()])
         .stdout(Stdio::piped())
         .spawn()
-        .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+        .expect("starting the SMTP sink");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)

@@ -36,12 +36,26 @@ async fn start_browser() -> (Driver, Client) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("chromedriver")
+    let chromedriver = crate::common::tools::require(
+        "chromedriver",
+        "apt-get install chromium chromium-driver (macOS: brew install --cask chromedriver google-chrome)",
+    );
+    for browser in ["chromium", "google-chrome", "chrome"] {
+        if crate::common::tools::find(browser).is_some() {
+            break;
+        }
+        if browser == "chrome" {
+            crate::common::tools::fail(
+                "missing test tool: chromium is not on PATH; install it with `apt-get install chromium chromium-driver` (scripts/test installs every test tool and runs the suite)",
+            );
+        }
+    }
+    let child = Command::new(chromedriver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("chromedriver on PATH (apt-get install chromium chromium-driver; .ci/run does)");
+        .expect("starting chromedriver");
     let driver = Driver(child);
     let url = format!("http://127.0.0.1:{port}");
     let mut caps = serde_json::Map::new();
