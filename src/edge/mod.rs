@@ -3,7 +3,9 @@
 //! or handlers (issue 13). [`serve`] is what `app::run` calls for its listener.
 //!
 //! * [`table`]: who is open, from where, and who goes when the listener is full (pure).
-//! * `conn`: one connection's activity and its driver (head and idle timeouts).
+//! * `limits`: `[http]` as durations and the cap in force; the reasons for shedding.
+//! * `activity`: what one connection is doing, and when it must be closed if idle.
+//! * `conn`: one connection's socket and driver (hyper until it ends, times out or goes).
 //! * `service`: `ConnectInfo`, the body deadline's 408, the request timeout.
 //! * `body`: the request body under a deadline that follows its bytes.
 //!
@@ -13,10 +15,14 @@
 //! failures never spin; each episode of shedding is logged once when it starts and once when
 //! it ends, and every shed connection is counted by reason.
 
+mod activity;
 mod body;
 mod conn;
+mod limits;
 mod service;
 pub(crate) mod table;
+
+pub use self::limits::{FD_RESERVE, Limits, fd_limit};
 
 use std::{
     net::SocketAddr,
@@ -29,96 +35,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
-    body::BodyLimits,
-    conn::{Activity, Ended},
+    activity::Activity,
+    conn::Ended,
+    limits::Shed,
     service::EdgeService,
     table::{Admission, Episode, Refusal, Table},
 };
-use crate::{config::HttpSettings, telemetry::metric};
+use crate::telemetry::metric;
 
-/// Descriptors kept out of the connection cap for Redis, the database, logs and files.
-pub const FD_RESERVE: u64 = 64;
 /// How long accept pauses after it failed (out of descriptors, or anything else).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 /// Idle connections closed when accept finds no descriptor left.
 const EVICT_ON_EMFILE: usize = 8;
 /// An episode of shedding ends after this long without any.
 const QUIET: Duration = Duration::from_secs(1);
-
-/// The limits of `[http]`, as durations, with the connection cap in force.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub(crate) header_read: Duration,
-    pub(crate) body: BodyLimits,
-    pub(crate) idle: Duration,
-    pub(crate) request: Duration,
-    max_connections: usize,
-    max_connections_per_ip: usize,
-}
-
-impl Limits {
-    /// `settings`' limits, the cap lowered to what `fd_limit` (the soft descriptor limit,
-    /// `None`: unlimited or unknown) leaves after [`FD_RESERVE`].
-    pub fn new(settings: &HttpSettings, fd_limit: Option<u64>) -> Self {
-        let fits = fd_limit.map_or(usize::MAX, |n| {
-            usize::try_from(n.saturating_sub(FD_RESERVE).max(16)).unwrap_or(usize::MAX)
-        });
-        Self {
-            header_read: Duration::from_millis(settings.header_read_timeout_ms),
-            body: BodyLimits {
-                timeout: Duration::from_millis(settings.body_read_timeout_ms),
-                grace: Duration::from_millis(settings.body_grace_ms),
-                min_bytes_per_sec: settings.body_min_bytes_per_sec,
-            },
-            idle: Duration::from_secs(settings.idle_timeout_secs),
-            request: Duration::from_secs(settings.request_timeout_secs),
-            max_connections: settings.max_connections.min(fits),
-            max_connections_per_ip: settings.max_connections_per_ip,
-        }
-    }
-
-    /// The connection cap in force.
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-}
-
-/// This process's soft descriptor limit (`None`: unlimited).
-pub fn fd_limit() -> Option<u64> {
-    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
-}
-
-/// Why the edge closed a connection (the `reason` label of the shed counter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Shed {
-    Cap,
-    PerIp,
-    AcceptError,
-    HeaderTimeout,
-    BodyTimeout,
-    RequestTimeout,
-    Idle,
-}
-
-impl Shed {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Self::Cap => "cap",
-            Self::PerIp => "per_ip",
-            Self::AcceptError => "accept_error",
-            Self::HeaderTimeout => "header_timeout",
-            Self::BodyTimeout => "body_timeout",
-            Self::RequestTimeout => "request_timeout",
-            Self::Idle => "idle",
-        }
-    }
-
-    pub(crate) fn count(self, n: u64) {
-        if n > 0 {
-            metric::http_shed(self.label(), n);
-        }
-    }
-}
 
 /// The listener's shared state: what every connection is served with, the table and its
 /// episodes.

@@ -29,9 +29,9 @@ use pin_project_lite::pin_project;
 use tower::ServiceExt as _;
 
 use super::{
-    Limits, Shed,
+    activity::{Activity, InFlight},
     body::{BodyWatch, TimedBody},
-    conn::{Activity, InFlight},
+    limits::{Limits, Shed},
 };
 
 /// One connection's service over the listener's router.
