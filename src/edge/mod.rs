@@ -2,7 +2,7 @@
 //! every connection to the `[http]` limits so stalled or idle sockets cannot pin descriptors
 //! or handlers (issue 13). [`serve`] is what `app::run` calls for its listener.
 //!
-//! * [`table`]: who is open, from where, and who goes when the listener is full (pure).
+//! * `table`: who is open, from where, and who goes when the listener is full (pure).
 //! * `limits`: `[http]` as durations and the cap in force; the reasons for shedding.
 //! * `activity`: what one connection is doing, and when it must be closed if idle.
 //! * `conn`: one connection's socket and driver (hyper until it ends, times out or goes).
@@ -20,7 +20,7 @@ mod body;
 mod conn;
 mod limits;
 mod service;
-pub(crate) mod table;
+mod table;
 
 pub use self::limits::{FD_RESERVE, Limits, fd_limit};
 
