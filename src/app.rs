@@ -124,6 +124,7 @@ pub async fn connect(
 }
 
 /// Run `roles` until `shutdown` resolves, then stop gracefully.
+#[allow(clippy::too_many_lines)] // the roles in start-up order, one after the other
 pub async fn run(
     settings: Settings,
     roles: Roles,
@@ -213,6 +214,8 @@ pub async fn run(
         let dash = dashboard::router(queues.clone(), &settings, creds);
         router = router.merge(dash);
         // Every connection under the edge limits of [http]; the cap fits the descriptors.
+        // Each request carries its client's address as `ConnectInfo<SocketAddr>` (the
+        // dashboard's throttling per address reads it).
         let limits = edge::Limits::new(&settings.http, edge::fd_limit());
         tasks.push(tokio::spawn(edge::serve(
             listener,
@@ -240,10 +243,11 @@ fn dashboard_access(
     roles: Roles,
     hooks: &mut Hooks,
 ) -> anyhow::Result<dashboard::Credentials> {
-    let credentials = hooks
-        .dashboard_credentials
-        .take()
-        .unwrap_or_else(|| dashboard::Credentials::new(&settings.secrets));
+    let credentials = match hooks.dashboard_credentials.take() {
+        Some(c) => c,
+        None => dashboard::Credentials::new(&settings.secrets, &settings.dashboard)
+            .map_err(anyhow::Error::msg)?,
+    };
     if roles.http {
         let addr = match &hooks.listener {
             Some(l) => l.local_addr()?,

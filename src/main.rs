@@ -97,6 +97,9 @@ enum Command {
         #[arg(long)]
         unique: Option<String>,
     },
+    /// Print an argon2 hash of the password read from stdin, for
+    /// `SWITCHBOARD_DASHBOARD_OPERATORS` (`<name>:<role>:<hash>`).
+    HashPassword,
     /// Benchmarks of the production code path; each prints one JSON line.
     Bench {
         #[command(subcommand)]
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
                 delay_secs,
                 unique,
             } => admin::enqueue(&settings, &queue, &kind, &args, delay_secs, unique).await,
+            Command::HashPassword => admin::hash_password(),
             Command::Bench { which } => bench::run(&settings, which).await,
         }
     });

@@ -8,6 +8,8 @@ mod api;
 #[path = "dashboard/browser.rs"]
 mod browser;
 mod common;
+#[path = "dashboard/roles.rs"]
+mod roles;
 #[path = "dashboard/support.rs"]
 mod support;
 
@@ -158,9 +160,11 @@ async fn login_attempts_are_throttled_across_the_deployment() {
             .form(&[("username", "admin"), ("password", password)])
             .send()
     };
-    let limit = switchboard::config::Settings::defaults()
-        .dashboard
-        .login_attempts_per_minute;
+    let defaults = switchboard::config::Settings::defaults().dashboard;
+    // Whichever comes first: the deployment's login window or this address' failures.
+    let limit = defaults
+        .login_attempts_per_minute
+        .min(defaults.auth_failures_per_minute_per_ip);
     for _ in 0..limit {
         assert_eq!(attempt("guess").await.unwrap().status(), 401);
     }
@@ -174,8 +178,16 @@ async fn login_attempts_are_throttled_across_the_deployment() {
         .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert!(throttled.headers().get("set-cookie").is_none());
-    // Bearer calls are not throttled.
-    let api = c
+    // The failures count against this address for bearer calls too ...
+    let here = c
+        .get(app.url("/api/overview"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(here.status(), 429);
+    // ... while another address with the right token keeps working.
+    let api = roles::client_from("127.0.0.2")
         .get(app.url("/api/overview"))
         .bearer_auth(TOKEN)
         .send()

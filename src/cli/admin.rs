@@ -9,6 +9,7 @@ use switchboard_jobs::EnqueueOptions;
 
 use crate::{
     app,
+    audit::{AuditLog, Entry},
     config::Settings,
     queue::overview::{self, Overview, Supervisor},
     queue::{
@@ -51,6 +52,21 @@ pub enum FailedAction {
 
 async fn connect(settings: &Settings) -> anyhow::Result<Queues> {
     Ok(app::connect(settings, false).await?.0)
+}
+
+/// Record a change made from the CLI in the audit trail.
+async fn audit(settings: &Settings, queues: &Queues, entry: Entry) {
+    AuditLog::new(queues.clone(), settings.dashboard.audit_max_entries)
+        .record_or_warn(&entry)
+        .await;
+}
+
+/// The job ids a selection names (none for all).
+fn ids(which: &Selection) -> Vec<String> {
+    match which {
+        Selection::Ids(ids) => ids.clone(),
+        Selection::All => Vec::new(),
+    }
 }
 
 /// Every queue worth showing: registered ones and the configured ones.
@@ -221,17 +237,31 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> anyhow::Result
         FailedAction::Retry { id, all, queue } => {
             let which = selection(id, all)?;
             let mut n = 0;
-            for q in scope(&queue).await? {
-                n += queues.dead_retry(&q, which.clone()).await?;
+            let names = scope(&queue).await?;
+            for q in &names {
+                n += queues.dead_retry(q, which.clone()).await?;
             }
+            let action = if matches!(which, Selection::All) {
+                "retry_all"
+            } else {
+                "retry"
+            };
+            let entry = Entry::cli(action).queues(names).jobs(ids(&which)).count(n);
+            audit(settings, &queues, entry).await;
             println!("retried {n} job(s)");
         }
         FailedAction::Forget { id, all, queue } => {
             let which = selection(id, all)?;
             let mut n = 0;
-            for q in scope(&queue).await? {
-                n += queues.dead_forget(&q, which.clone()).await?;
+            let names = scope(&queue).await?;
+            for q in &names {
+                n += queues.dead_forget(q, which.clone()).await?;
             }
+            let entry = Entry::cli("forget")
+                .queues(names)
+                .jobs(ids(&which))
+                .count(n);
+            audit(settings, &queues, entry).await;
             println!("forgot {n} job(s)");
         }
     }
@@ -256,6 +286,13 @@ pub async fn pause(settings: &Settings, queue: &str, paused: bool) -> anyhow::Re
         queues.resume(queue).await?;
         println!("continued {queue}");
     }
+    let action = if paused { "pause" } else { "continue" };
+    audit(
+        settings,
+        &queues,
+        Entry::cli(action).queues([queue]).count(1),
+    )
+    .await;
     Ok(())
 }
 
@@ -282,6 +319,26 @@ pub async fn enqueue(
     let out = queues
         .enqueue_json(kind, 1, parsed.to_string(), queue, options)
         .await?;
+    let entry = Entry::cli("enqueue")
+        .queues([queue])
+        .jobs([out.id.clone()])
+        .count(u64::from(!out.duplicate))
+        .detail(format!("kind {kind}"));
+    audit(settings, &queues, entry).await;
     println!("{}", json!({"id": out.id, "duplicate": out.duplicate}));
+    Ok(())
+}
+
+/// `hash-password`: one line from stdin (the password) to an argon2id PHC string on stdout.
+pub fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no password on stdin: pipe one in, e.g. `read -rs P && printf '%s\\n' \"$P\" | switchboard hash-password`"
+    );
+    let hash = crate::dashboard::operators::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
     Ok(())
 }

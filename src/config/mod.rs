@@ -65,6 +65,38 @@ pub struct DashboardSettings {
     pub secure_cookie: bool,
     pub refresh_secs: u64,
     pub login_attempts_per_minute: u32,
+    /// Role of the shared credentials (token, `username`'s password): viewer, operator, admin.
+    #[serde(default = "default_shared_role")]
+    pub shared_role: String,
+    /// Failed credentials per client address per minute before it is answered 429.
+    #[serde(default = "default_auth_failures_per_ip")]
+    pub auth_failures_per_minute_per_ip: u32,
+    /// Failed credentials per minute across the deployment before every address that
+    /// failed recently is answered 429.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failures_per_minute: u32,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Newest audit entries kept in Redis.
+    #[serde(default = "default_audit_max_entries")]
+    pub audit_max_entries: u64,
+}
+
+fn default_shared_role() -> String {
+    "admin".to_owned()
+}
+
+const fn default_auth_failures_per_ip() -> u32 {
+    10
+}
+
+const fn default_auth_failures() -> u32 {
+    100
+}
+
+const fn default_audit_max_entries() -> u64 {
+    100_000
 }
 
 impl DashboardSettings {
@@ -90,6 +122,23 @@ impl DashboardSettings {
             }),
             (self.login_attempts_per_minute == 0)
                 .then(|| "dashboard.login_attempts_per_minute must be at least 1".to_owned()),
+            (!["viewer", "operator", "admin"].contains(&self.shared_role.as_str())).then(|| {
+                format!(
+                    "dashboard.shared_role {:?} must be \"viewer\", \"operator\" or \"admin\"",
+                    self.shared_role
+                )
+            }),
+            (self.auth_failures_per_minute_per_ip == 0 || self.auth_failures_per_minute == 0)
+                .then(|| {
+                    "dashboard.auth_failures_per_minute_per_ip and auth_failures_per_minute must be at least 1"
+                        .to_owned()
+                }),
+            self.trusted_proxies
+                .iter()
+                .find(|p| p.parse::<std::net::IpAddr>().is_err())
+                .map(|p| format!("dashboard.trusted_proxies entry {p:?} is not an IP address")),
+            (self.audit_max_entries < 100)
+                .then(|| "dashboard.audit_max_entries must be at least 100".to_owned()),
         ]
         .into_iter()
         .flatten()

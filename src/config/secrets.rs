@@ -37,6 +37,9 @@ pub struct Secrets {
     pub dashboard_token: Option<Secret>,
     /// `SWITCHBOARD_DASHBOARD_PASSWORD`: the password of `dashboard.username`.
     pub dashboard_password: Option<Secret>,
+    /// `SWITCHBOARD_DASHBOARD_OPERATORS`: named operators, `<name>:<role>:<argon2 PHC hash>`
+    /// separated by spaces, newlines or `;` (hashes, never passwords).
+    pub dashboard_operators: Option<Secret>,
 }
 
 impl Secrets {
@@ -62,6 +65,7 @@ impl Secrets {
             smtp_password: one("SMTP_PASSWORD"),
             dashboard_token: one("SWITCHBOARD_DASHBOARD_TOKEN"),
             dashboard_password: one("SWITCHBOARD_DASHBOARD_PASSWORD"),
+            dashboard_operators: one("SWITCHBOARD_DASHBOARD_OPERATORS"),
         }
     }
 }
@@ -97,6 +101,7 @@ impl fmt::Debug for Secrets {
             .field("smtp_password", &one(&self.smtp_password))
             .field("dashboard_token", &one(&self.dashboard_token))
             .field("dashboard_password", &one(&self.dashboard_password))
+            .field("dashboard_operators", &one(&self.dashboard_operators))
             .finish()
     }
 }

@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Dash, api::check_id, pages::PageError, views::seg};
+use super::{Actor, Dash, api::check_id, pages::PageError, views::seg};
 
 /// The form fields of every action besides the CSRF token (which the guard checked).
 #[derive(Debug, Deserialize)]
@@ -44,11 +44,12 @@ fn back_to(back: Option<&str>, default: &str, notice: &str) -> Response {
 
 pub(crate) async fn retry(
     State(dash): State<Dash>,
+    actor: Actor,
     Path((queue, id)): Path<(String, String)>,
     Form(a): Form<Action>,
 ) -> Result<Response, PageError> {
     check_id(&id)?;
-    let n = dash.retry(&queue, &id).await?;
+    let n = dash.retry(&actor, &queue, &id).await?;
     Ok(back_to(
         a.back.as_deref(),
         "/dashboard/failed",
@@ -58,11 +59,12 @@ pub(crate) async fn retry(
 
 pub(crate) async fn forget(
     State(dash): State<Dash>,
+    actor: Actor,
     Path((queue, id)): Path<(String, String)>,
     Form(a): Form<Action>,
 ) -> Result<Response, PageError> {
     check_id(&id)?;
-    let n = dash.forget(&queue, &id).await?;
+    let n = dash.forget(&actor, &queue, &id).await?;
     // The job page of a forgotten job would only say it is gone.
     let back = a.back.filter(|b| !b.starts_with("/dashboard/jobs/"));
     Ok(back_to(
@@ -74,10 +76,11 @@ pub(crate) async fn forget(
 
 pub(crate) async fn retry_all(
     State(dash): State<Dash>,
+    actor: Actor,
     Form(a): Form<Action>,
 ) -> Result<Response, PageError> {
     let queue = a.queue.filter(|q| !q.is_empty());
-    let n = dash.retry_all(queue.as_deref()).await?;
+    let n = dash.retry_all(&actor, queue.as_deref()).await?;
     Ok(back_to(
         a.back.as_deref(),
         "/dashboard/failed",
@@ -87,10 +90,11 @@ pub(crate) async fn retry_all(
 
 pub(crate) async fn pause(
     State(dash): State<Dash>,
+    actor: Actor,
     Path(queue): Path<String>,
     Form(a): Form<Action>,
 ) -> Result<Response, PageError> {
-    dash.set_paused(&queue, true).await?;
+    dash.set_paused(&actor, &queue, true).await?;
     Ok(back_to(
         a.back.as_deref(),
         "/dashboard",
@@ -100,10 +104,11 @@ pub(crate) async fn pause(
 
 pub(crate) async fn resume(
     State(dash): State<Dash>,
+    actor: Actor,
     Path(queue): Path<String>,
     Form(a): Form<Action>,
 ) -> Result<Response, PageError> {
-    dash.set_paused(&queue, false).await?;
+    dash.set_paused(&actor, &queue, false).await?;
     Ok(back_to(
         a.back.as_deref(),
         "/dashboard",

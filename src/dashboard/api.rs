@@ -11,7 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Dash, FailedJob, valid_id};
+use super::{Actor, Dash, FailedJob, valid_id};
 use crate::queue::{
     QueueError,
     inspect::JobView,
@@ -98,20 +98,22 @@ pub(crate) struct FailedQuery {
 
 pub(crate) async fn failed(
     State(dash): State<Dash>,
+    actor: Actor,
     Query(q): Query<FailedQuery>,
 ) -> ApiResult<Vec<FailedJob>> {
     Ok(Json(
-        dash.failed(q.queue.as_deref(), q.limit.unwrap_or(50))
+        dash.failed(q.queue.as_deref(), q.limit.unwrap_or(50), actor.who.role)
             .await?,
     ))
 }
 
 pub(crate) async fn retry(
     State(dash): State<Dash>,
+    actor: Actor,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Value> {
     check_id(&id)?;
-    match dash.retry(&queue, &id).await? {
+    match dash.retry(&actor, &queue, &id).await? {
         0 => Err(Failure::NotFound(format!("no dead job {id} on {queue}"))),
         n => Ok(Json(json!({ "retried": n }))),
     }
@@ -119,10 +121,11 @@ pub(crate) async fn retry(
 
 pub(crate) async fn forget(
     State(dash): State<Dash>,
+    actor: Actor,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Value> {
     check_id(&id)?;
-    match dash.forget(&queue, &id).await? {
+    match dash.forget(&actor, &queue, &id).await? {
         0 => Err(Failure::NotFound(format!("no dead job {id} on {queue}"))),
         n => Ok(Json(json!({ "forgotten": n }))),
     }
@@ -135,15 +138,20 @@ pub(crate) struct QueueQuery {
 
 pub(crate) async fn retry_all(
     State(dash): State<Dash>,
+    actor: Actor,
     Query(q): Query<QueueQuery>,
 ) -> ApiResult<Value> {
-    let n = dash.retry_all(q.queue.as_deref()).await?;
+    let n = dash.retry_all(&actor, q.queue.as_deref()).await?;
     Ok(Json(json!({ "retried": n })))
 }
 
-pub(crate) async fn lookup(State(dash): State<Dash>, Path(id): Path<String>) -> ApiResult<JobView> {
+pub(crate) async fn lookup(
+    State(dash): State<Dash>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<JobView> {
     check_id(&id)?;
-    dash.lookup(&id)
+    dash.lookup(&id, actor.who.role)
         .await?
         .map(Json)
         .ok_or_else(|| Failure::NotFound(format!("no job {id} found on any queue")))
@@ -151,10 +159,11 @@ pub(crate) async fn lookup(State(dash): State<Dash>, Path(id): Path<String>) -> 
 
 pub(crate) async fn job(
     State(dash): State<Dash>,
+    actor: Actor,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<JobView> {
     check_id(&id)?;
-    dash.job(&queue, &id).await?.map(Json).ok_or_else(|| {
+    dash.job(&queue, &id, actor.who.role).await?.map(Json).ok_or_else(|| {
         Failure::NotFound(format!(
             "no job {id} on {queue} (looked at running, dead, completed and the first {} pending and delayed jobs)",
             crate::queue::inspect::FIND_SCAN_LIMIT
@@ -162,15 +171,62 @@ pub(crate) async fn job(
     })
 }
 
-pub(crate) async fn pause(State(dash): State<Dash>, Path(queue): Path<String>) -> ApiResult<Value> {
-    dash.set_paused(&queue, true).await?;
+pub(crate) async fn pause(
+    State(dash): State<Dash>,
+    actor: Actor,
+    Path(queue): Path<String>,
+) -> ApiResult<Value> {
+    dash.set_paused(&actor, &queue, true).await?;
     Ok(Json(json!({ "queue": queue, "paused": true })))
 }
 
 pub(crate) async fn resume(
     State(dash): State<Dash>,
+    actor: Actor,
     Path(queue): Path<String>,
 ) -> ApiResult<Value> {
-    dash.set_paused(&queue, false).await?;
+    dash.set_paused(&actor, &queue, false).await?;
     Ok(Json(json!({ "queue": queue, "paused": false })))
+}
+
+/// A Redis stream id (`<ms>-<seq>`), as the audit pages use for paging.
+pub(crate) fn valid_stream_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(ms, seq)| {
+        !ms.is_empty()
+            && !seq.is_empty()
+            && ms.len() <= 20
+            && seq.len() <= 20
+            && ms.bytes().chain(seq.bytes()).all(|b| b.is_ascii_digit())
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuditQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+/// `GET /api/audit?limit=&before=`: audit entries, newest first, each with its stream id
+/// (pass the last one as `before` for the next page).
+pub(crate) async fn audit(
+    State(dash): State<Dash>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Vec<Value>> {
+    if let Some(b) = q.before.as_deref().filter(|b| !valid_stream_id(b)) {
+        return Err(Failure::BadRequest(format!("invalid audit id {b:?}")));
+    }
+    let entries = dash
+        .audit
+        .recent(q.limit.unwrap_or(100), q.before.as_deref())
+        .await?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|(id, e)| {
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                v["id"] = Value::String(id);
+                v
+            })
+            .collect(),
+    ))
 }

@@ -24,7 +24,7 @@ pub(crate) async fn check_change(
     access: &Access,
     request: Request,
 ) -> Result<Request, &'static str> {
-    if matches!(access, Access::Bearer) {
+    if matches!(access, Access::Bearer(_)) {
         return Ok(request);
     }
     if !same_origin(request.headers()) {

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::{
-    Form,
+    Extension, Form,
     extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::queue::rate_limit::RedisRateLimiter;
 
-use super::{Dash, csrf, pages::error_page, session, views::LoginPage};
+use super::{Dash, access::Client, auth, csrf, pages::error_page, session, views::LoginPage};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Next {
@@ -75,6 +75,7 @@ pub(crate) struct LoginForm {
 
 pub(crate) async fn submit(
     State(dash): State<Dash>,
+    Extension(client): Extension<Client>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
@@ -85,21 +86,25 @@ pub(crate) async fn submit(
     if !dash.credentials.is_set() {
         return Redirect::to(&next).into_response();
     }
-    if let Some(refused) = throttled(&dash).await {
+    if let Some(refused) = throttled(&dash, client).await {
         return refused;
     }
-    if !dash
+    let Some(who) = dash
         .credentials
         .login(&dash.settings, &f.username, &f.password)
-    {
-        tracing::warn!("dashboard login refused");
+        .await
+    else {
+        tracing::warn!(client = %client.audit(), "dashboard login refused");
+        if let Err(e) = dash.throttle.failed(client.0.map(|a| a.ip())).await {
+            tracing::error!(error = %e, "counting a failed login failed");
+        }
         let mut r = page(&dash, next, Some("Wrong user name or password.".into()));
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
-    }
-    match dash.sessions.create().await {
+    };
+    match dash.sessions.create(who.clone()).await {
         Ok(s) => {
-            tracing::info!("dashboard login");
+            tracing::info!(operator = %who.name, role = %who.role, client = %client.audit(), "dashboard login");
             with_cookie(
                 Redirect::to(&next).into_response(),
                 &dash.sessions.cookie(&s),
@@ -115,9 +120,21 @@ pub(crate) async fn submit(
     }
 }
 
-/// Take a slot of the deployment-wide login window; the refusal when none is free (429 with
-/// `Retry-After`) or the window cannot be read (503).
-async fn throttled(dash: &Dash) -> Option<Response> {
+/// The refusal when the client's address is over its limit of failed credentials, or no slot
+/// of the deployment-wide login window is free (429 with `Retry-After`), or a window cannot
+/// be read (503).
+async fn throttled(dash: &Dash, client: Client) -> Option<Response> {
+    match dash.throttle.refused(client.0.map(|a| a.ip())).await {
+        Ok(None) => {}
+        Ok(Some(wait)) => return Some(auth::too_many(false, wait, client)),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the failed-credentials window failed");
+            return Some(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The session store (Redis) is unavailable.".into(),
+            ));
+        }
+    }
     let limiter = RedisRateLimiter::new(dash.queues.clone());
     let limit = dash.settings.login_attempts_per_minute;
     match limiter

@@ -16,28 +16,35 @@
 //! Everything is read from Redis through [`Queues`] on each request; the dashboard keeps no
 //! state of its own besides browser sessions.
 
-mod access;
+pub mod access;
 mod actions;
 mod api;
 mod assets;
 pub mod auth;
 mod csrf;
 mod login;
+pub mod operators;
 mod pages;
 pub mod redact;
 mod session;
+mod throttle;
 mod views;
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use axum::{
-    Router, middleware,
+    Router,
+    extract::FromRequestParts,
+    http::{StatusCode, request::Parts},
+    middleware,
     routing::{get, post},
 };
 
+pub use access::{Role, Who};
 pub use auth::{Credentials, check_exposure};
 
 use crate::{
+    audit::{AuditLog, Entry},
     config::{DashboardSettings, Settings},
     queue::{
         QueueError, Queues,
@@ -59,6 +66,53 @@ pub(crate) struct Dash {
     /// Queue names from the fleet configuration, shown even before anything registered them.
     configured: Arc<Vec<String>>,
     sessions: session::Sessions,
+    throttle: throttle::AuthThrottle,
+    trusted_proxies: Arc<Vec<IpAddr>>,
+    audit: AuditLog,
+}
+
+/// Who makes a request, from where, through which door (`dashboard` pages or the `api`):
+/// what the permission checks, the masking and the audit trail go by. Set by the guard.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    pub who: Who,
+    pub from: String,
+    pub via: &'static str,
+    pub access: access::Access,
+}
+
+impl Actor {
+    /// An audit entry for `action` by this actor.
+    fn entry(&self, action: &str) -> Entry {
+        Entry::new(self.who.name.clone(), self.from.clone(), self.via, action)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let access = parts
+            .extensions
+            .get::<access::Access>()
+            .cloned()
+            .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+        let client = parts
+            .extensions
+            .get::<access::Client>()
+            .copied()
+            .unwrap_or(access::Client(None));
+        Ok(Self {
+            who: access.who(),
+            from: client.audit(),
+            via: if parts.uri.path().starts_with("/api/") {
+                "api"
+            } else {
+                "dashboard"
+            },
+            access,
+        })
+    }
 }
 
 /// The dashboard's routes for the HTTP listener (none with `dashboard.enabled = false`).
@@ -83,12 +137,26 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         settings.session_ttl_secs,
         settings.secure_cookie,
     );
+    let throttle = throttle::AuthThrottle::new(
+        queues.clone(),
+        settings.auth_failures_per_minute_per_ip,
+        settings.auth_failures_per_minute,
+    );
+    let trusted_proxies = settings
+        .trusted_proxies
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let audit = AuditLog::new(queues.clone(), settings.audit_max_entries);
     let dash = Dash {
         queues,
         settings: Arc::new(settings),
         credentials: Arc::new(credentials),
         configured: Arc::new(configured),
         sessions,
+        throttle,
+        trusted_proxies: Arc::new(trusted_proxies),
+        audit,
     };
     let guarded = Router::new()
         .route("/dashboard", get(pages::overview))
@@ -101,6 +169,7 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
             post(actions::forget),
         )
         .route("/dashboard/jobs", get(pages::lookup))
+        .route("/dashboard/audit", get(pages::audit))
         .route("/dashboard/jobs/{queue}/{id}", get(pages::job))
         .route("/dashboard/queues/{queue}/pause", post(actions::pause))
         .route("/dashboard/queues/{queue}/continue", post(actions::resume))
@@ -113,6 +182,7 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/api/failed/{queue}/{id}/retry", post(api::retry))
         .route("/api/failed/{queue}/{id}/forget", post(api::forget))
         .route("/api/jobs/{id}", get(api::lookup))
+        .route("/api/audit", get(api::audit))
         .route("/api/jobs/{queue}/{id}", get(api::job))
         .route("/api/queues/{queue}/pause", post(api::pause))
         .route("/api/queues/{queue}/continue", post(api::resume))
@@ -123,6 +193,10 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/dashboard/assets/dashboard.css", get(assets::style));
     guarded
         .merge(open)
+        .layer(middleware::from_fn_with_state(
+            dash.clone(),
+            auth::with_client,
+        ))
         .layer(middleware::from_fn(auth::security_headers))
         .with_state(dash)
 }
@@ -144,11 +218,13 @@ impl Dash {
         overview::overview(&self.queues, &self.names().await?).await
     }
 
-    /// Dead jobs of `queue` (or all queues), newest first, payloads redacted.
+    /// Dead jobs of `queue` (or all queues), newest first, payloads redacted (and masked
+    /// unless `role` sees personal data).
     async fn failed(
         &self,
         queue: Option<&str>,
         limit: usize,
+        role: Role,
     ) -> Result<Vec<FailedJob>, QueueError> {
         let limit = limit.clamp(1, MAX_LIST);
         let names = match queue {
@@ -159,6 +235,10 @@ impl Dash {
         for q in names {
             for mut job in self.queues.dead_list(&q, limit).await? {
                 redact::redact(&mut job.args);
+                if !role.sees_personal() {
+                    redact::mask_personal(&mut job.args);
+                    job.error = job.error.as_deref().map(redact::mask_text);
+                }
                 all.push(FailedJob {
                     queue: q.clone(),
                     job,
@@ -170,45 +250,59 @@ impl Dash {
         Ok(all)
     }
 
-    /// Job `id` on `queue`, payload redacted.
-    async fn job(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
+    /// Job `id` on `queue`, payload redacted (and masked unless `role` sees personal data).
+    async fn job(&self, queue: &str, id: &str, role: Role) -> Result<Option<JobView>, QueueError> {
         let mut found = self.queues.find_job(queue, id).await?;
         if let Some(view) = found.as_mut() {
-            view.args.as_mut().map(redact::redact);
-            view.result.as_mut().map(redact::redact);
+            for v in [view.args.as_mut(), view.result.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                redact::redact(v);
+                if !role.sees_personal() {
+                    redact::mask_personal(v);
+                }
+            }
+            if !role.sees_personal() {
+                view.error = view.error.as_deref().map(redact::mask_text);
+            }
         }
         Ok(found)
     }
 
     /// Job `id` on whichever queue holds it.
-    async fn lookup(&self, id: &str) -> Result<Option<JobView>, QueueError> {
+    async fn lookup(&self, id: &str, role: Role) -> Result<Option<JobView>, QueueError> {
         for q in self.names().await? {
-            if let Some(view) = self.job(&q, id).await? {
+            if let Some(view) = self.job(&q, id, role).await? {
                 return Ok(Some(view));
             }
         }
         Ok(None)
     }
 
-    async fn retry(&self, queue: &str, id: &str) -> Result<u64, QueueError> {
+    async fn retry(&self, actor: &Actor, queue: &str, id: &str) -> Result<u64, QueueError> {
         let n = self
             .queues
             .dead_retry(queue, Selection::Ids(vec![id.to_owned()]))
             .await?;
-        tracing::info!(queue, job = id, retried = n, "dashboard: retry");
+        self.audit
+            .record_or_warn(&actor.entry("retry").queues([queue]).jobs([id]).count(n))
+            .await;
         Ok(n)
     }
 
-    async fn forget(&self, queue: &str, id: &str) -> Result<u64, QueueError> {
+    async fn forget(&self, actor: &Actor, queue: &str, id: &str) -> Result<u64, QueueError> {
         let n = self
             .queues
             .dead_forget(queue, Selection::Ids(vec![id.to_owned()]))
             .await?;
-        tracing::info!(queue, job = id, forgotten = n, "dashboard: forget");
+        self.audit
+            .record_or_warn(&actor.entry("forget").queues([queue]).jobs([id]).count(n))
+            .await;
         Ok(n)
     }
 
-    async fn retry_all(&self, queue: Option<&str>) -> Result<u64, QueueError> {
+    async fn retry_all(&self, actor: &Actor, queue: Option<&str>) -> Result<u64, QueueError> {
         let names = match queue {
             Some(q) => vec![q.to_owned()],
             None => self.names().await?,
@@ -217,17 +311,22 @@ impl Dash {
         for q in &names {
             n += self.queues.dead_retry(q, Selection::All).await?;
         }
-        tracing::info!(queues = names.len(), retried = n, "dashboard: retry all");
+        self.audit
+            .record_or_warn(&actor.entry("retry_all").queues(names).count(n))
+            .await;
         Ok(n)
     }
 
-    async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), QueueError> {
+    async fn set_paused(&self, actor: &Actor, queue: &str, paused: bool) -> Result<(), QueueError> {
         if paused {
             self.queues.pause(queue).await?;
         } else {
             self.queues.resume(queue).await?;
         }
-        tracing::info!(queue, paused, "dashboard: pause/continue");
+        let action = if paused { "pause" } else { "continue" };
+        self.audit
+            .record_or_warn(&actor.entry(action).queues([queue]).count(1))
+            .await;
         Ok(())
     }
 }

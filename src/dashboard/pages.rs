@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::{
-    Extension,
     extract::{Path, Query, State},
     http::StatusCode,
     response::{Html, IntoResponse, Redirect, Response},
@@ -11,13 +10,13 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    Dash,
+    Actor, Dash,
     access::Access,
     api::{Failure, check_id},
     overview,
     views::{
-        ErrorPage, FailedLine, FailedPage, JobPage, Layout, OverviewPage, QueueLine, SupLine,
-        WorkerLine, WorkersPage, seg, short, span, when,
+        AuditLine, AuditPage, ErrorPage, FailedLine, FailedPage, JobPage, Layout, OverviewPage,
+        QueueLine, SupLine, WorkerLine, WorkersPage, seg, short, span, when,
     },
 };
 use crate::queue::{QueueError, inspect::JobState, job::now_ms, validate_name};
@@ -54,6 +53,9 @@ pub(crate) fn error_page(status: StatusCode, message: String) -> Response {
             refresh_secs: 0,
             logout: false,
             notice: None,
+            who: String::new(),
+            role: "",
+            may_change: false,
         },
         status: status.as_u16(),
         message,
@@ -99,26 +101,23 @@ impl Notice {
     }
 }
 
-fn layout(
-    dash: &Dash,
-    access: &Access,
-    title: String,
-    nav: &'static str,
-    notice: &Notice,
-) -> Layout {
+fn layout(dash: &Dash, actor: &Actor, title: String, nav: &'static str, notice: &Notice) -> Layout {
     Layout {
         title,
         nav,
-        csrf: access.csrf().to_owned(),
+        csrf: actor.access.csrf().to_owned(),
         refresh_secs: dash.settings.refresh_secs,
-        logout: matches!(access, Access::Session(_)) && dash.credentials.is_set(),
+        logout: matches!(actor.access, Access::Session(_)) && dash.credentials.is_set(),
         notice: notice.message(),
+        who: actor.who.name.clone(),
+        role: actor.who.role.as_str(),
+        may_change: actor.who.role.may_change(),
     }
 }
 
 pub(crate) async fn overview(
     State(dash): State<Dash>,
-    Extension(access): Extension<Access>,
+    actor: Actor,
     Query(notice): Query<Notice>,
 ) -> Page {
     let o = dash.overview().await?;
@@ -148,7 +147,7 @@ pub(crate) async fn overview(
         })
         .collect();
     let page = OverviewPage {
-        l: layout(&dash, &access, "Overview".into(), "overview", &notice),
+        l: layout(&dash, &actor, "Overview".into(), "overview", &notice),
         status: o.status,
         per_minute: o.jobs_per_minute,
         past_hour: o.jobs_past_hour.to_string(),
@@ -174,15 +173,12 @@ pub(crate) async fn overview(
     render(&page)
 }
 
-pub(crate) async fn workers(
-    State(dash): State<Dash>,
-    Extension(access): Extension<Access>,
-) -> Page {
+pub(crate) async fn workers(State(dash): State<Dash>, actor: Actor) -> Page {
     let workers = overview::workers(&dash.queues, &dash.names().await?).await?;
     let page = WorkersPage {
         l: layout(
             &dash,
-            &access,
+            &actor,
             "Workers".into(),
             "workers",
             &Notice::default(),
@@ -211,13 +207,13 @@ pub(crate) async fn workers(
 
 pub(crate) async fn failed(
     State(dash): State<Dash>,
-    Extension(access): Extension<Access>,
+    actor: Actor,
     Query(notice): Query<Notice>,
 ) -> Page {
     let filter = notice.queue.clone().filter(|s| !s.is_empty());
     let now = now_ms();
     let rows = dash
-        .failed(filter.as_deref(), 200)
+        .failed(filter.as_deref(), 200, actor.who.role)
         .await?
         .into_iter()
         .map(|f| {
@@ -240,7 +236,7 @@ pub(crate) async fn failed(
         None => "/dashboard/failed".into(),
     };
     let page = FailedPage {
-        l: layout(&dash, &access, "Failed jobs".into(), "failed", &notice),
+        l: layout(&dash, &actor, "Failed jobs".into(), "failed", &notice),
         queues: dash.names().await?,
         filter,
         rows,
@@ -256,11 +252,12 @@ pub(crate) struct LookupQuery {
 
 pub(crate) async fn lookup(
     State(dash): State<Dash>,
+    actor: Actor,
     Query(q): Query<LookupQuery>,
 ) -> Result<Response, PageError> {
     let id = q.id.trim();
     check_id(id)?;
-    match dash.lookup(id).await? {
+    match dash.lookup(id, actor.who.role).await? {
         Some(view) => Ok(Redirect::to(&format!(
             "/dashboard/jobs/{}/{}",
             seg(&view.queue),
@@ -273,12 +270,12 @@ pub(crate) async fn lookup(
 
 pub(crate) async fn job(
     State(dash): State<Dash>,
-    Extension(access): Extension<Access>,
+    actor: Actor,
     Path((queue, id)): Path<(String, String)>,
     Query(notice): Query<Notice>,
 ) -> Page {
     check_id(&id)?;
-    let Some(j) = dash.job(&queue, &id).await? else {
+    let Some(j) = dash.job(&queue, &id, actor.who.role).await? else {
         return Err(Failure::NotFound(format!(
             "No job {id} on {queue}: it may have completed longer ago than the completed window, been forgotten, or sit deeper in the backlog than a lookup reads."
         ))
@@ -318,7 +315,7 @@ pub(crate) async fn job(
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let (q, i) = (seg(&queue), seg(&id));
     let page = JobPage {
-        l: layout(&dash, &access, format!("Job {id}"), "job", &notice),
+        l: layout(&dash, &actor, format!("Job {id}"), "job", &notice),
         state: j.state.as_str(),
         kind: j
             .kind
@@ -334,6 +331,58 @@ pub(crate) async fn job(
         back: format!("/dashboard/jobs/{q}/{i}"),
         id,
         queue,
+    };
+    render(&page)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AuditQuery {
+    /// Show entries older than this stream id (the next page).
+    before: Option<String>,
+}
+
+/// Entries the audit page lists at once.
+const AUDIT_PAGE: usize = 100;
+
+pub(crate) async fn audit(
+    State(dash): State<Dash>,
+    actor: Actor,
+    Query(q): Query<AuditQuery>,
+) -> Page {
+    let before = q.before.filter(|b| super::api::valid_stream_id(b));
+    let entries = dash.audit.recent(AUDIT_PAGE, before.as_deref()).await?;
+    let now = now_ms();
+    let next = (entries.len() == AUDIT_PAGE)
+        .then(|| {
+            entries
+                .last()
+                .map(|(id, _)| format!("/dashboard/audit?before={id}"))
+        })
+        .flatten();
+    let rows = entries
+        .into_iter()
+        .map(|(_, e)| AuditLine {
+            when: when(e.at_ms, now),
+            who: e.who,
+            from: e.from,
+            via: e.via,
+            action: e.action,
+            queues: e.queues.join(", "),
+            jobs: short(&e.jobs.join(", "), 120),
+            count: e.count,
+            detail: e.detail.unwrap_or_default(),
+        })
+        .collect();
+    let page = AuditPage {
+        l: layout(
+            &dash,
+            &actor,
+            "Audit trail".into(),
+            "audit",
+            &Notice::default(),
+        ),
+        rows,
+        next,
     };
     render(&page)
 }

@@ -8,6 +8,14 @@
 //! body of a webhook job) is parsed and redacted the same way, and shown parsed; a string
 //! that looks like an `Authorization` value (`Bearer ...`, `Basic ...`) is hidden wherever it
 //! sits. Redaction errs on the side of hiding: an innocent `token_count` is hidden too.
+//!
+//! Personal data is masked for operators whose role may not see it ([`mask_personal`],
+//! [`mask_text`]): values under keys that name a person's data (a word of the key is one of
+//! [`PERSONAL_WORDS`]: phone, number, email, name, transcript, ...) and, in any string,
+//! anything that looks like a phone number (`+` and 7 to 15 digits) or an email address.
+//! Numbers keep their first three and last two characters (`+14•••••••87`), addresses their
+//! first letter and domain ending (`d•••@•••.com`), so an operator can still tell two
+//! callers apart; transcripts and names are hidden whole.
 
 use serde_json::Value;
 
@@ -34,6 +42,163 @@ pub const SECRET_WORDS: &[&str] = &[
 ];
 
 const SECRET_COMPOUNDS: &[&str] = &["apikey", "privatekey", "accesskey", "signingkey"];
+
+/// What hidden personal text is replaced with.
+pub const HIDDEN: &str = "[personal data hidden]";
+
+/// Key words that mark a person's data (compared lowercase, a trailing plural `s` ignored).
+pub const PERSONAL_WORDS: &[&str] = &[
+    "phone",
+    "number",
+    "email",
+    "mail",
+    "name",
+    "transcript",
+    "recipient",
+    "attendee",
+    "address",
+    "summary",
+    "caller",
+    "to",
+    "from",
+];
+
+/// Mask personal data in `value` in place (after [`redact`], which parses embedded JSON).
+pub fn mask_personal(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if is_personal_key(key) {
+                    mask_whole(v);
+                } else {
+                    mask_personal(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_personal),
+        Value::String(s) => {
+            if let Some(mut inner) = embedded_json(s) {
+                mask_personal(&mut inner);
+                *value = inner;
+            } else {
+                *s = mask_text(s);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A value under a personal key: strings masked (numbers and addresses partly, other text
+/// whole), containers all the way down.
+fn mask_whole(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            let masked = mask_text(s);
+            *s = if masked == *s && !s.is_empty() {
+                HIDDEN.to_owned()
+            } else {
+                masked
+            };
+        }
+        Value::Object(map) => map.values_mut().for_each(mask_whole),
+        Value::Array(items) => items.iter_mut().for_each(mask_whole),
+        _ => {}
+    }
+}
+
+/// Whether `key` names a person's data.
+pub fn is_personal_key(key: &str) -> bool {
+    words(key).iter().any(|w| {
+        let singular = w.strip_suffix('s').unwrap_or(w);
+        PERSONAL_WORDS.contains(&w.as_str()) || PERSONAL_WORDS.contains(&singular)
+    })
+}
+
+/// `text` with every phone number and email address in it masked.
+pub fn mask_text(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if let Some(end) = phone_at(&chars, i) {
+            out.push_str(&mask_middle(&chars[i..end], 3, 2));
+            i = end;
+        } else if let Some((start, end)) = email_at(&chars, i) {
+            // `start` is where the local part began: take back what was copied of it.
+            for _ in start..i {
+                out.pop();
+            }
+            out.push_str(&mask_email(&chars[start..end]));
+            i = end;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The end of a phone number starting at `i`: `+` then 7 to 15 digits (spaces, dashes and
+/// dots between them allowed), not preceded by a word character.
+fn phone_at(chars: &[char], i: usize) -> Option<usize> {
+    if chars[i] != '+' || (i > 0 && chars[i - 1].is_alphanumeric()) {
+        return None;
+    }
+    let (mut j, mut digits, mut end) = (i + 1, 0, i + 1);
+    while j < chars.len() {
+        let c = chars[j];
+        if c.is_ascii_digit() {
+            digits += 1;
+            end = j + 1;
+        } else if !(matches!(c, ' ' | '-' | '.')
+            && j + 1 < chars.len()
+            && chars[j + 1].is_ascii_digit())
+        {
+            break;
+        }
+        j += 1;
+    }
+    (7..=15).contains(&digits).then_some(end)
+}
+
+/// An email address whose `@` is at `i`: (start of the local part, end of the domain).
+fn email_at(chars: &[char], i: usize) -> Option<(usize, usize)> {
+    if chars[i] != '@' {
+        return None;
+    }
+    let local = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-');
+    let mut start = i;
+    while start > 0 && local(chars[start - 1]) {
+        start -= 1;
+    }
+    let mut end = i + 1;
+    while end < chars.len() && (chars[end].is_alphanumeric() || matches!(chars[end], '.' | '-')) {
+        end += 1;
+    }
+    while end > i + 1 && chars[end - 1] == '.' {
+        end -= 1;
+    }
+    let domain: String = chars[i + 1..end].iter().collect();
+    (start < i && domain.contains('.') && !domain.starts_with('.')).then_some((start, end))
+}
+
+fn mask_middle(chars: &[char], keep_start: usize, keep_end: usize) -> String {
+    if chars.len() <= keep_start + keep_end {
+        return "•".repeat(chars.len());
+    }
+    let mut out: String = chars[..keep_start].iter().collect();
+    out.push_str(&"•".repeat(chars.len() - keep_start - keep_end));
+    out.extend(&chars[chars.len() - keep_end..]);
+    out
+}
+
+fn mask_email(chars: &[char]) -> String {
+    let text: String = chars.iter().collect();
+    let (local, domain) = text.split_once('@').unwrap_or((&text, ""));
+    let first = local.chars().next().map(String::from).unwrap_or_default();
+    let tld = domain.rsplit_once('.').map_or("", |(_, t)| t);
+    format!("{first}•••@•••.{tld}")
+}
 
 /// Redact `value` in place.
 pub fn redact(value: &mut Value) {
@@ -166,6 +331,43 @@ mod tests {
         ] {
             assert!(!is_secret_key(key), "{key} should be shown");
         }
+    }
+
+    #[test]
+    fn personal_data_is_masked_in_keys_text_and_embedded_bodies() {
+        let body = json!({
+            "event": "call_ended",
+            "call": {
+                "call_id": "call_1",
+                "from_number": "+14155550987",
+                "transcript": "Agent: Hello. User: This is Dana Ruiz.",
+                "retell_llm_dynamic_variables": {"customer_name": "Dana Ruiz"},
+                "duration_ms": 65000
+            }
+        })
+        .to_string();
+        let mut v = json!({"provider": "retell", "body": body});
+        redact(&mut v);
+        mask_personal(&mut v);
+        let call = &v["body"]["call"];
+        assert_eq!(call["from_number"], "+14•••••••87");
+        assert_eq!(call["transcript"], HIDDEN);
+        assert_eq!(
+            call["retell_llm_dynamic_variables"]["customer_name"],
+            HIDDEN
+        );
+        assert_eq!(call["call_id"], "call_1");
+        assert_eq!(call["duration_ms"], 65000);
+        let text = v.to_string();
+        for personal in ["4155550987", "Dana", "Ruiz"] {
+            assert!(!text.contains(personal), "{personal} leaked: {text}");
+        }
+        assert_eq!(
+            mask_text("SMS to +49 30 1234567 refused; mail dana.ruiz@example.com bounced"),
+            "SMS to +49•••••••••67 refused; mail d•••@•••.com bounced"
+        );
+        assert_eq!(mask_text("v1.2 at 10:00, 5 + 3"), "v1.2 at 10:00, 5 + 3");
+        assert_eq!(mask_text("ops@"), "ops@");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use redis::AsyncCommands as _;
 use sha2::{Digest, Sha256};
 
+use super::access::{Role, Who};
 use crate::queue::{QueueError, Queues};
 
 /// The session cookie's name.
@@ -18,6 +19,8 @@ pub struct Session {
     pub id: String,
     /// The token every state-changing form of this session must carry.
     pub csrf: String,
+    /// Who logged in.
+    pub who: Who,
 }
 
 /// The session store.
@@ -37,15 +40,23 @@ impl Sessions {
         }
     }
 
-    /// Start a session.
-    pub async fn create(&self) -> Result<Session, QueueError> {
+    /// Start a session for `who`.
+    pub async fn create(&self, who: Who) -> Result<Session, QueueError> {
         let session = Session {
             id: random_token(),
             csrf: random_token(),
+            who,
         };
+        // `<csrf> <role> <name>`: names never hold spaces (see `operators`).
+        let value = format!(
+            "{} {} {}",
+            session.csrf,
+            session.who.role.as_str(),
+            session.who.name
+        );
         let mut conn = self.queues.conn();
         let () = conn
-            .set_ex(self.key(&session.id), &session.csrf, self.ttl_secs)
+            .set_ex(self.key(&session.id), value, self.ttl_secs)
             .await?;
         Ok(session)
     }
@@ -56,10 +67,19 @@ impl Sessions {
             return Ok(None);
         }
         let mut conn = self.queues.conn();
-        let csrf: Option<String> = conn.get(self.key(id)).await?;
-        Ok(csrf.map(|csrf| Session {
-            id: id.to_owned(),
-            csrf,
+        let value: Option<String> = conn.get(self.key(id)).await?;
+        // A value in another shape (a session from before roles) is no session: log in again.
+        Ok(value.and_then(|v| {
+            let mut parts = v.splitn(3, ' ');
+            let (csrf, role, name) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(Session {
+                id: id.to_owned(),
+                csrf: csrf.to_owned(),
+                who: Who {
+                    name: name.to_owned(),
+                    role: Role::parse(role)?,
+                },
+            })
         }))
     }
 

@@ -20,6 +20,32 @@ pub(crate) struct Layout {
     pub logout: bool,
     /// A one-line confirmation of the action that led here.
     pub notice: Option<String>,
+    /// Who is logged in, and their role.
+    pub who: String,
+    pub role: &'static str,
+    /// Whether the page offers changes (retry, forget, pause, continue).
+    pub may_change: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/audit.html")]
+pub(crate) struct AuditPage {
+    pub l: Layout,
+    pub rows: Vec<AuditLine>,
+    /// The next (older) page, when there is one.
+    pub next: Option<String>,
+}
+
+pub(crate) struct AuditLine {
+    pub when: String,
+    pub who: String,
+    pub from: String,
+    pub via: String,
+    pub action: String,
+    pub queues: String,
+    pub jobs: String,
+    pub count: u64,
+    pub detail: String,
 }
 
 #[derive(Template)]

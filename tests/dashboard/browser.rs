@@ -203,6 +203,30 @@ pub async fn retry_in_chromium() {
     eprintln!("screenshot: {}", shot.display());
     assert_eq!(app.h.stats(WORKED).await.dead, 0);
 
+    audit_page_names_the_retry(&client, &app, &id).await;
+
     client.close().await.unwrap();
     app.stop().await;
+}
+
+/// The audit page says who retried which job, and the header who is logged in.
+async fn audit_page_names_the_retry(client: &Client, app: &TestApp, id: &str) {
+    client.goto(&app.url("/dashboard/audit")).await.unwrap();
+    wait_text(
+        client,
+        "#audit tbody tr:first-child .action",
+        "retry",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        text(client, "#audit tbody tr:first-child .who")
+            .await
+            .as_deref(),
+        Some("admin")
+    );
+    let row = text(client, "#audit tbody tr:first-child").await.unwrap();
+    assert!(row.contains(id) && row.contains("dashboard"), "{row}");
+    assert_eq!(text(client, "#who").await.as_deref(), Some("admin (admin)"));
+    screenshot(client, "dashboard-audit.png").await;
 }

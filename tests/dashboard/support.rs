@@ -43,6 +43,7 @@ pub fn credentials() -> Credentials {
     Credentials {
         token: Some(TOKEN.into()),
         password: Some(PASSWORD.into()),
+        ..Credentials::default()
     }
 }
 
