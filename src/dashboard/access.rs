@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::session::Session;
-
 /// What an operator may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,6 +64,17 @@ pub struct Who {
     /// Operator name (`dashboard.username` for the shared credentials, `local` for open access).
     pub name: String,
     pub role: Role,
+}
+
+/// A logged-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The cookie value (never logged).
+    pub id: String,
+    /// The token every state-changing form of this session must carry.
+    pub csrf: String,
+    /// Who logged in.
+    pub who: Who,
 }
 
 /// How a request got in, and who it is.

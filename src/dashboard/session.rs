@@ -6,22 +6,11 @@
 use redis::AsyncCommands as _;
 use sha2::{Digest, Sha256};
 
-use super::access::{Role, Who};
+use super::access::{Role, Session, Who};
 use crate::queue::{QueueError, Queues};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "sb_dashboard";
-
-/// A logged-in browser.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The cookie value (never logged).
-    pub id: String,
-    /// The token every state-changing form of this session must carry.
-    pub csrf: String,
-    /// Who logged in.
-    pub who: Who,
-}
 
 /// The session store.
 #[derive(Clone)]
