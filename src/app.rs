@@ -21,6 +21,7 @@ use crate::{
     config::Settings,
     dashboard,
     dev::{self, embedded},
+    edge,
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
@@ -212,18 +213,16 @@ pub async fn run(
         }
         let dash = dashboard::router(queues.clone(), &settings, creds);
         router = router.merge(dash);
-        let stop = token.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "http server failed");
-            }
-        }));
+        // Every connection under the edge limits of [http]; the cap fits the descriptors.
+        // Each request carries its client's address as `ConnectInfo<SocketAddr>` (the
+        // dashboard's throttling per address reads it).
+        let limits = edge::Limits::new(&settings.http, edge::fd_limit());
+        tasks.push(tokio::spawn(edge::serve(
+            listener,
+            router,
+            limits,
+            token.clone(),
+        )));
     }
     shutdown.await;
     tracing::info!("shutdown requested");

@@ -38,6 +38,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod dev;
+pub mod edge;
 pub mod fleet;
 mod http;
 pub mod ingest;

@@ -174,10 +174,90 @@ pub struct DatabaseSettings {
     pub url: String,
 }
 
+/// See `[http]` in `config/default.toml`: the listen address and the edge limits every
+/// connection of the HTTP listener is held to (`crate::edge`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: String,
+    /// A new connection's first request head, and any later head once its first byte has
+    /// arrived, must be complete within this long.
+    pub header_read_timeout_ms: u64,
+    /// A request body must be complete within this long of its head.
+    pub body_read_timeout_ms: u64,
+    /// After `body_grace_ms`, a body must keep arriving at this rate at least.
+    pub body_min_bytes_per_sec: u64,
+    /// How long a body may take before the minimum rate applies.
+    pub body_grace_ms: u64,
+    /// A keep-alive connection waiting for its next request is closed after this long.
+    pub idle_timeout_secs: u64,
+    /// A whole request, handler included, is answered (408 or 503) after this long.
+    pub request_timeout_secs: u64,
+    /// Open connections at most (lowered at start to fit the descriptor limit).
+    pub max_connections: usize,
+    /// Open connections from one client address at most.
+    pub max_connections_per_ip: usize,
+}
+
+impl HttpSettings {
+    fn problems(&self) -> impl Iterator<Item = String> {
+        [
+            self.listen.parse::<std::net::SocketAddr>().is_err().then(|| {
+                format!(
+                    "http.listen {:?} is not an address like 127.0.0.1:8080",
+                    self.listen
+                )
+            }),
+            (!(100..=300_000).contains(&self.header_read_timeout_ms)).then(|| {
+                format!(
+                    "http.header_read_timeout_ms = {} must be between 100 and 300000",
+                    self.header_read_timeout_ms
+                )
+            }),
+            (!(100..=3_600_000).contains(&self.body_read_timeout_ms)).then(|| {
+                format!(
+                    "http.body_read_timeout_ms = {} must be between 100 and 3600000",
+                    self.body_read_timeout_ms
+                )
+            }),
+            (self.body_min_bytes_per_sec == 0)
+                .then(|| "http.body_min_bytes_per_sec must be at least 1".to_owned()),
+            (self.body_grace_ms > self.body_read_timeout_ms).then(|| {
+                format!(
+                    "http.body_grace_ms = {} must not exceed http.body_read_timeout_ms = {}",
+                    self.body_grace_ms, self.body_read_timeout_ms
+                )
+            }),
+            (!(1..=3600).contains(&self.idle_timeout_secs)).then(|| {
+                format!(
+                    "http.idle_timeout_secs = {} must be between 1 and 3600",
+                    self.idle_timeout_secs
+                )
+            }),
+            (!(1..=3600).contains(&self.request_timeout_secs)).then(|| {
+                format!(
+                    "http.request_timeout_secs = {} must be between 1 and 3600",
+                    self.request_timeout_secs
+                )
+            }),
+            (self.request_timeout_secs.saturating_mul(1000) <= self.body_read_timeout_ms).then(|| {
+                format!(
+                    "http.request_timeout_secs = {} must be longer than http.body_read_timeout_ms = {} (a slow body is answered 408, not cut by the request timeout)",
+                    self.request_timeout_secs, self.body_read_timeout_ms
+                )
+            }),
+            (self.max_connections < 16).then(|| {
+                format!(
+                    "http.max_connections = {} must be at least 16",
+                    self.max_connections
+                )
+            }),
+            (self.max_connections_per_ip == 0)
+                .then(|| "http.max_connections_per_ip must be at least 1".to_owned()),
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// See `[ingest]` in `config/default.toml`.
@@ -423,13 +503,6 @@ impl Settings {
                 self.telemetry.log_format
             ),
         );
-        check(
-            self.http.listen.parse::<std::net::SocketAddr>().is_ok(),
-            format!(
-                "http.listen {:?} is not an address like 127.0.0.1:8080",
-                self.http.listen
-            ),
-        );
         let i = &self.ingest;
         check(
             (1024..=64 << 20).contains(&i.max_body_bytes),
@@ -536,6 +609,7 @@ impl Settings {
                 ),
             );
         }
+        problems.extend(self.http.problems());
         problems.extend(self.dashboard.problems());
         problems.extend(schedule::problems(&self.scheduler, &self.schedule));
         if problems.is_empty() {
@@ -624,6 +698,28 @@ mod tests {
         );
         assert!(text.contains("name is used twice"), "{text}");
         assert!(err.0.len() >= 4, "{text}");
+    }
+
+    #[test]
+    fn edge_limits_name_each_problem() {
+        let mut s = Settings::defaults();
+        s.http.header_read_timeout_ms = 0;
+        s.http.body_min_bytes_per_sec = 0;
+        s.http.body_grace_ms = s.http.body_read_timeout_ms + 1;
+        s.http.request_timeout_secs = 1;
+        s.http.max_connections_per_ip = 0;
+        let err = s.validate().unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "http.header_read_timeout_ms = 0",
+            "http.body_min_bytes_per_sec must be at least 1",
+            "http.body_grace_ms",
+            "http.request_timeout_secs = 1 must be longer",
+            "http.max_connections_per_ip must be at least 1",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        assert_eq!(err.0.len(), 5, "{text}");
     }
 
     #[test]

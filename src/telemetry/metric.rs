@@ -14,6 +14,8 @@
 //! | `switchboard_ingest_requests_total` | counter | provider, status | webhook deliveries by HTTP status |
 //! | `switchboard_ingest_seconds` | histogram | provider | verify + dedupe + enqueue of a delivery |
 //! | `switchboard_redis_errors_total` | counter | component | failed Redis calls |
+//! | `switchboard_http_connections_open` | gauge | | connections the HTTP listener holds |
+//! | `switchboard_http_connections_shed_total` | counter | reason | connections closed by an edge limit, see below |
 //!
 //! **Outcomes** of `switchboard_jobs_total`, counted like Sidekiq counts failures (one per
 //! failed attempt): `completed`; `failed` for every failed attempt, plus `retried` when it
@@ -21,6 +23,12 @@
 //! `snoozed` for a job that asked to run later (no attempt used, not a failure). So
 //! `failed = retried + dead`, finished attempts are `completed + failed + snoozed`, and the
 //! failure rate is `failed / (completed + failed)`.
+//!
+//! **Shed reasons** of `switchboard_http_connections_shed_total` (see `[http]` in
+//! `config/default.toml`): `cap` (an idle connection closed to make room, or a new one
+//! refused, at `max_connections`), `per_ip` (over `max_connections_per_ip`), `accept_error`
+//! (a failed accept, e.g. out of descriptors, and each idle connection closed to recover), `header_timeout`, `body_timeout`,
+//! `request_timeout` and `idle` (keep-alive idle).
 //!
 //! **Cardinality.** Labels take values from configuration and code only (queue, job kind,
 //! supervisor, schedule, provider, HTTP status, component), never from payloads or ids; the
@@ -54,6 +62,22 @@ pub const INGEST_REQUESTS: &str = "switchboard_ingest_requests_total";
 pub const INGEST_SECONDS: &str = "switchboard_ingest_seconds";
 /// Counter: failed Redis calls by component.
 pub const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
+
+/// Gauge: connections the HTTP listener holds (admitted, not yet closed).
+pub const HTTP_CONNECTIONS_OPEN: &str = "switchboard_http_connections_open";
+/// Counter: connections closed by an edge limit, by reason (see the module doc).
+pub const HTTP_CONNECTIONS_SHED: &str = "switchboard_http_connections_shed_total";
+
+/// The `reason` values of [`HTTP_CONNECTIONS_SHED`]; each starts at 0 so the series exists.
+pub const SHED_REASONS: [&str; 7] = [
+    "cap",
+    "per_ip",
+    "accept_error",
+    "header_timeout",
+    "body_timeout",
+    "request_timeout",
+    "idle",
+];
 
 /// The `component` values of [`REDIS_ERRORS`]; each starts at 0 so the series exists.
 pub const REDIS_COMPONENTS: [&str; 9] = [
@@ -144,6 +168,18 @@ pub(crate) fn describe_all() {
     for component in REDIS_COMPONENTS {
         metrics::counter!(REDIS_ERRORS, "component" => component).increment(0);
     }
+    describe_gauge!(
+        HTTP_CONNECTIONS_OPEN,
+        "Connections the HTTP listener holds."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_SHED,
+        "Connections closed by an edge limit (cap, per_ip, timeouts, idle), by reason."
+    );
+    metrics::gauge!(HTTP_CONNECTIONS_OPEN).increment(0.0);
+    for reason in SHED_REASONS {
+        metrics::counter!(HTTP_CONNECTIONS_SHED, "reason" => reason).increment(0);
+    }
     // Counted by the job crate's store where a database failure becomes a `StoreError`.
     let db = switchboard_jobs::store::DATABASE_ERRORS;
     describe_counter!(
@@ -190,6 +226,18 @@ pub fn ingest_answered(provider: &'static str, status: u16, took: Duration) {
     metrics::counter!(INGEST_REQUESTS, "provider" => provider, "status" => status.to_string())
         .increment(1);
     metrics::histogram!(INGEST_SECONDS, "provider" => provider).record(took.as_secs_f64());
+}
+
+/// `n` connections were closed by an edge limit for `reason` (one of [`SHED_REASONS`]).
+pub fn http_shed(reason: &'static str, n: u64) {
+    debug_assert!(SHED_REASONS.contains(&reason), "{reason}");
+    metrics::counter!(HTTP_CONNECTIONS_SHED, "reason" => reason).increment(n);
+}
+
+/// The HTTP listener now holds `delta` more (or, negative, fewer) connections. A delta, so
+/// several listeners in one process (tests) add up.
+pub fn http_connections(delta: f64) {
+    metrics::gauge!(HTTP_CONNECTIONS_OPEN).increment(delta);
 }
 
 /// The busy and idle slot gauges of one supervisor. Slots are added and removed as deltas, so
