@@ -23,10 +23,12 @@
 //! * [`maintenance`]: the background services of one shape: promoter, rescuer, pruner,
 //!   leader lease, cron scheduler.
 //! * `http.rs`: health, readiness, `/metrics` and the queue gauges read at each scrape.
-//! * [`dashboard`]: the operator pages and their JSON API.
+//! * [`edge`]: the HTTP listener's accept loop and its limits (timeouts, connection caps).
+//! * [`dashboard`]: the operator pages and their JSON API, roles, throttled credentials.
+//! * [`audit`]: the audit trail of operator changes (a capped Redis stream).
 //!
-//! Layers, top to bottom: `app`/`cli` → `dashboard`, `http`, `ingest`, `fleet`,
-//! `maintenance` → `queue` → `telemetry` → `config`, `shutdown`, `instance`, `dev`; nothing
+//! Layers, top to bottom: `app`/`cli` → `edge`, `dashboard`, `http`, `ingest`, `fleet`,
+//! `maintenance` → `audit` → `queue` → `telemetry` → `config`, `shutdown`, `instance`, `dev`; nothing
 //! imports a layer above it, and there is no import circle: `python3 scripts/import-cycles.py`
 //! checks both crates.
 
