@@ -168,7 +168,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -183,4 +183,19 @@ async fn run_until_signal(settings: Settings, roles: Roles) -> anyhow::Result<()
         switchboard::shutdown::signal(),
     )
     .await
+}
+
+/// An error and its causes on one line, each message once: a cause whose text its parent
+/// already quotes (as the Redis client's errors do) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        for part in cause.to_string().split(": ") {
+            let part = part.trim();
+            if !part.is_empty() && !parts.iter().any(|p| p == part) {
+                parts.push(part.to_owned());
+            }
+        }
+    }
+    parts.join(": ")
 }

@@ -61,8 +61,8 @@ pub mod webhook;
 pub use secret::Secret;
 
 pub use job::{
-    Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext, JobError,
-    JobMeta, Policy, RateLimiter, Registry,
+    ArgsError, Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext,
+    JobError, JobMeta, KindInfo, Policy, RateLimiter, Registry,
 };
 
 /// The built-in kinds that need no services (`noop`): benchmarks and queue tests use these.
@@ -88,7 +88,35 @@ pub fn domain_registry(services: &Arc<Services>) -> Registry {
     with_services(r, services, notify::reminders::handle);
     with_services(r, services, notify::email::handle);
     with_services(r, services, notify::sms::handle);
+    debug_assert_eq!(
+        registry.kinds(),
+        {
+            let mut kinds: Vec<_> = catalogue().iter().map(|k| k.kind).collect();
+            kinds.sort_unstable();
+            kinds
+        },
+        "catalogue() lists exactly the kinds domain_registry registers"
+    );
     registry
+}
+
+/// Every kind [`domain_registry`] registers, as the doors that enqueue by name see them.
+pub fn catalogue() -> Vec<KindInfo> {
+    vec![
+        KindInfo::of::<noop::Noop>(),
+        KindInfo::of::<webhook::RetellWebhook>(),
+        KindInfo::of::<webhook::CalcomWebhook>(),
+        KindInfo::of::<webhook::StripeWebhook>(),
+        KindInfo::of::<calendar::book::CalendarBook>(),
+        KindInfo::of::<calendar::reschedule::CalendarReschedule>(),
+        KindInfo::of::<calendar::cancel::CalendarCancel>(),
+        KindInfo::of::<calendar::reconcile::CalendarReconcile>(),
+        KindInfo::of::<billing::report_usage::ReportUsage>(),
+        KindInfo::of::<billing::reconcile::BillingReconcile>(),
+        KindInfo::of::<notify::reminders::NotifyReminders>(),
+        KindInfo::of::<notify::email::NotifyEmail>(),
+        KindInfo::of::<notify::sms::NotifySms>(),
+    ]
 }
 
 /// Register `handle` for its kind `A`, each run getting its own handle on `services`.

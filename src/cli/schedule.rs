@@ -52,7 +52,7 @@ pub async fn run(
             }
             for s in &list {
                 println!(
-                    "{}  {:?} {}  -> {} on {}  (catch_up {:?})",
+                    "{}  {:?} {}  -> {} on {}  (catch_up = {})",
                     s.name, s.cron, s.timezone, s.kind, s.queue, s.catch_up
                 );
                 println!("  next: {}", s.next.join(", "));

@@ -374,6 +374,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A figment message in plain words: serde's list of expected names is already quoted, so
+/// figment's extra quotes around it go, and the `default.` profile prefix of keys too.
+fn tidy(message: &str) -> String {
+    message
+        .replace("``", "`")
+        .replace("key \"default.", "key \"")
+}
+
 impl std::error::Error for ConfigError {}
 
 impl Settings {
@@ -404,7 +412,7 @@ impl Settings {
         }
         let mut settings: Self = figment
             .extract()
-            .map_err(|e| ConfigError(e.into_iter().map(|e| e.to_string()).collect()))?;
+            .map_err(|e| ConfigError(e.into_iter().map(|e| tidy(&e.to_string())).collect()))?;
         settings.secrets = Secrets::from_env();
         settings.validate()?;
         Ok(settings)

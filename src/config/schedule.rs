@@ -51,6 +51,16 @@ pub enum CatchUp {
     Once,
 }
 
+impl std::fmt::Display for CatchUp {
+    /// The configuration's own word: `skip` or `once`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Skip => "skip",
+            Self::Once => "once",
+        })
+    }
+}
+
 fn utc() -> String {
     "UTC".to_owned()
 }

@@ -4,6 +4,7 @@
 //! dispatches through. Nothing here knows a provider, a table or Redis.
 
 mod args;
+mod catalogue;
 mod context;
 mod error;
 mod limiter;
@@ -11,6 +12,7 @@ mod policy;
 mod registry;
 
 pub use args::{EnqueueOptions, JobArgs};
+pub use catalogue::{ArgsError, KindInfo};
 pub use context::{EnqueueError, Enqueuer, JobContext, JobMeta};
 pub use error::JobError;
 pub use limiter::RateLimiter;

@@ -1,0 +1,119 @@
+//! What the doors that enqueue by name (the CLI, later the HTTP API) need to know about every
+//! kind without running it: its name, its queue, and whether given arguments decode into its
+//! argument type — with the path of the field that does not.
+
+use super::JobArgs;
+
+/// Why arguments do not decode into a kind's argument type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgsError {
+    /// What is wrong, in serde's words, without the position.
+    pub message: String,
+    /// The field, as `args.<path>` (`args` itself when the whole value is wrong).
+    pub field: String,
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// One kind as the doors see it.
+#[derive(Clone, Copy)]
+pub struct KindInfo {
+    /// `family.name`.
+    pub kind: &'static str,
+    /// The queue it goes to unless told otherwise.
+    pub queue: &'static str,
+    check: fn(&str) -> Result<(), ArgsError>,
+}
+
+impl std::fmt::Debug for KindInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (queue {})", self.kind, self.queue)
+    }
+}
+
+impl KindInfo {
+    /// The entry of kind `A`.
+    pub fn of<A: JobArgs>() -> Self {
+        Self {
+            kind: A::KIND,
+            queue: A::QUEUE,
+            check: check::<A>,
+        }
+    }
+
+    /// Whether `json` decodes into the kind's argument type.
+    pub fn check(&self, json: &str) -> Result<(), ArgsError> {
+        (self.check)(json)
+    }
+}
+
+fn check<A: JobArgs>(json: &str) -> Result<(), ArgsError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    match serde_path_to_error::deserialize::<_, A>(&mut de) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut message = inner.to_string();
+            // serde appends " at line L column C": the field says where.
+            if let Some(at) = message.rfind(" at line ") {
+                message.truncate(at);
+            }
+            let mut field = if path == "." {
+                "args".to_owned()
+            } else {
+                format!("args.{path}")
+            };
+            // A missing field is reported at its parent: name the field itself.
+            if let Some(name) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                field = format!("{field}.{name}");
+            }
+            Err(ArgsError { message, field })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Inner {
+        n: u32,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Probe {
+        call_id: String,
+        inner: Inner,
+    }
+
+    impl JobArgs for Probe {
+        const KIND: &'static str = "test.probe";
+        const QUEUE: &'static str = "probes";
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let k = KindInfo::of::<Probe>();
+        assert_eq!((k.kind, k.queue), ("test.probe", "probes"));
+        assert!(k.check(r#"{"call_id":"c","inner":{"n":1}}"#).is_ok());
+        let missing = k.check(r#"{"inner":{"n":1}}"#).unwrap_err();
+        assert_eq!(missing.field, "args.call_id");
+        assert_eq!(missing.message, "missing field `call_id`");
+        let wrong = k.check(r#"{"call_id":"c","inner":{"n":"x"}}"#).unwrap_err();
+        assert_eq!(wrong.field, "args.inner.n", "{wrong}");
+        let whole = k.check(r#""just text""#).unwrap_err();
+        assert_eq!(whole.field, "args");
+    }
+}
