@@ -11,6 +11,7 @@ use switchboard::{
         admin::{self, FailedAction},
         bench::{self, BenchCommand},
         demo,
+        erase::{self, EraseArgs},
         schedule::{self, ScheduleAction},
     },
     config::Settings,
@@ -97,6 +98,8 @@ enum Command {
         #[arg(long)]
         unique: Option<String>,
     },
+    /// Erase a person (GDPR): anonymise their rows and queued jobs, print what was touched.
+    Erase(EraseArgs),
     /// Benchmarks of the production code path; each prints one JSON line.
     Bench {
         #[command(subcommand)]
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
                 delay_secs,
                 unique,
             } => admin::enqueue(&settings, &queue, &kind, &args, delay_secs, unique).await,
+            Command::Erase(args) => erase::run(&settings, &args).await,
             Command::Bench { which } => bench::run(&settings, which).await,
         }
     });
