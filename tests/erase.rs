@@ -307,7 +307,7 @@ async fn erase_by_phone_leaves_no_trace(dialect: &str) {
     assert!(!with_traces(&db_texts(&w.db)).is_empty());
     assert!(!with_traces(&redis_texts(&w).await).is_empty());
     let usage = usage_totals(&w.db);
-    let delayed_before: Vec<(String, f64)> = delayed(&w).await;
+    let delayed_before: Vec<(String, String)> = delayed(&w).await;
     let (webhooks, calendar, billing) = (
         w.h.stats("webhooks").await,
         w.h.stats("calendar").await,
@@ -458,7 +458,8 @@ async fn erase_by_phone_leaves_no_trace(dialect: &str) {
     w.stop().await;
 }
 
-async fn delayed(w: &World) -> Vec<(String, f64)> {
+/// The delayed items of `webhooks` with their due times (as Redis prints them).
+async fn delayed(w: &World) -> Vec<(String, String)> {
     let k = w.h.queues.keys("webhooks").unwrap();
     redis::cmd("ZRANGE")
         .arg(&k.delayed)

@@ -212,12 +212,15 @@ pub fn print(o: &Outcome, as_json: bool) -> anyhow::Result<()> {
         }
     );
     for (table, n) in &o.database.tables {
-        println!("database {table}: {n} rows {would}anonymised");
+        if *table == "usage_events" {
+            println!(
+                "database {table}: {n} rows {would}anonymised, {} rows of their calls kept whole for billing (seconds, company, call id)",
+                o.database.usage_kept
+            );
+        } else {
+            println!("database {table}: {n} rows {would}anonymised");
+        }
     }
-    println!(
-        "database usage_events: {} rows of their calls kept for billing (seconds, company, call id)",
-        o.database.usage_kept
-    );
     for ((queue, state), c) in &o.jobs {
         let state = state.as_str();
         if c.running > 0 {

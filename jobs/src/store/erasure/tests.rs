@@ -12,6 +12,7 @@ use crate::store::{
 const DANA: &str = "+14155550123";
 const BUSINESS: &str = "+14155550987";
 
+#[allow(clippy::too_many_lines)] // one linear seed of every table
 async fn seeded() -> (Store, tempfile::TempDir, i64) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.path().display());
