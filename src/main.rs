@@ -11,6 +11,7 @@ use switchboard::{
         admin::{self, FailedAction},
         bench::{self, BenchCommand},
         demo,
+        erase::{self, EraseArgs},
         schedule::{self, ScheduleAction},
     },
     config::Settings,
@@ -100,6 +101,8 @@ enum Command {
     /// Print an argon2 hash of the password read from stdin, for
     /// `SWITCHBOARD_DASHBOARD_OPERATORS` (`<name>:<role>:<hash>`).
     HashPassword,
+    /// Erase a person (GDPR): anonymise their rows and queued jobs, print what was touched.
+    Erase(EraseArgs),
     /// Benchmarks of the production code path; each prints one JSON line.
     Bench {
         #[command(subcommand)]
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
                 unique,
             } => admin::enqueue(&settings, &queue, &kind, &args, delay_secs, unique).await,
             Command::HashPassword => admin::hash_password(),
+            Command::Erase(args) => erase::run(&settings, &args).await,
             Command::Bench { which } => bench::run(&settings, which).await,
         }
     });

@@ -6,4 +6,5 @@
 pub mod admin;
 pub mod bench;
 pub mod demo;
+pub mod erase;
 pub mod schedule;

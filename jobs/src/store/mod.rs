@@ -9,6 +9,7 @@ pub mod appointments;
 pub mod calls;
 pub mod companies;
 pub mod customers;
+pub mod erasure;
 pub mod invoices;
 pub mod notifications;
 pub mod usage_events;
