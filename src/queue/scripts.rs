@@ -34,3 +34,4 @@ script!(CIRCUIT, "circuit.lua");
 script!(FIND, "find.lua");
 script!(SCHEDULE_FIRE, "schedule_fire.lua");
 script!(LEADER, "leader.lua");
+script!(DROP_OLD, "drop_old.lua");
