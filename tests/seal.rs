@@ -231,10 +231,12 @@ async fn the_whole_path_leaves_nothing_personal_in_clear_in_redis() {
     );
     assert_nothing_personal(&w.h, "queued").await;
 
-    // Then everything: call stored, booked, notified by email and SMS, minutes reported.
+    // Then everything: call stored, booked, notified by email and SMS, minutes reported;
+    // Redis is read whole at every poll, so jobs pending, leased or waiting for a retry on
+    // the way are looked at too.
     let all = Running::start(settings.clone(), serve, hooks()).await;
     let store = w.store.clone();
-    let (sms, stripe) = (&w.sms, &w.stripe);
+    let (sms, stripe, h) = (&w.sms, &w.stripe, &w.h);
     w.h.wait_for(
         "booking, email, SMS and meter event",
         Duration::from_secs(30),
@@ -242,6 +244,7 @@ async fn the_whole_path_leaves_nothing_personal_in_clear_in_redis() {
             let store = store.clone();
             let mails = w.sink.messages().len();
             async move {
+                assert_nothing_personal(h, "on the way").await;
                 let booked = appointments::get(&store, "bk_seal")
                     .await
                     .unwrap()
@@ -432,17 +435,9 @@ async fn jobs_sealed_under_an_old_key_run_after_rotation_and_die_clearly_without
     );
 }
 
-#[tokio::test]
-async fn dead_and_expired_jobs_of_personal_kinds_go_after_their_own_retention() {
-    let h = Harness::with(|s| {
-        s.queue.personal_dead_retention_secs = 3600;
-        s.queue.personal_kinds = vec!["test.leaky".into(), "notify.*".into()];
-    })
-    .await;
-    let queue = "leaky";
-    let start = job::now_ms();
-    // More than one round reads, so the cursor must carry the rest over.
-    let plain = PERSONAL_SCAN + 20;
+/// `plain` jobs of a kind without personal data, one `test.leaky` per 100 of them and a
+/// `notify.sms` (all to die), and one expiring job of each sort, on `queue`.
+async fn seed(h: &Harness, queue: &str, plain: usize) {
     for n in 0..plain {
         h.queues
             .enqueue_json(
@@ -487,6 +482,20 @@ async fn dead_and_expired_jobs_of_personal_kinds_go_after_their_own_retention() 
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn dead_and_expired_jobs_of_personal_kinds_go_after_their_own_retention() {
+    let h = Harness::with(|s| {
+        s.queue.personal_dead_retention_secs = 3600;
+        s.queue.personal_kinds = vec!["test.leaky".into(), "notify.*".into()];
+    })
+    .await;
+    let queue = "leaky";
+    let start = job::now_ms();
+    // More than one round reads, so the cursor must carry the rest over.
+    let plain = PERSONAL_SCAN + 20;
+    seed(&h, queue, plain).await;
     // No handler for test.other and notify.sms: they die at once, like the leaky ones.
     let seen = Arc::new(Mutex::new(Vec::new()));
     drain(

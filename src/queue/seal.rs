@@ -7,7 +7,7 @@
 //! on sealed and plain items alike; only the few places that need the plaintext open it.
 //!
 //! What must stay true:
-//! * The nonce is 24 random bytes per seal (XChaCha's extended nonce makes random nonces safe
+//! * The nonce is 24 random bytes per seal (`XChaCha`'s extended nonce makes random nonces safe
 //!   at any volume), never derived from the job.
 //! * Each value is bound to what it belongs to by the associated data: arguments and errors
 //!   to their job kind (and to their role), results to their job id. A sealed value moved to
