@@ -166,7 +166,12 @@ impl Queues {
     /// already. The cursor is `<time>:<n>`: the last time read, and how many jobs kept at that
     /// time were read (a whole batch can die in the same millisecond), so the next round
     /// starts right after them. (A host whose clock lags by more than a round's span could
-    /// place a job behind the cursor; `dead_retention_secs` still removes that one.)
+    /// place a job behind the cursor, and an operator's forget or retry of a job at the
+    /// cursor's own time shifts the count: `dead_retention_secs` still removes such jobs.)
+    ///
+    /// Fault points: dying after the drop and before the cursor moves reads the same chunk
+    /// again next round (the dropped jobs are gone, the drop is idempotent); two pruners at
+    /// once (the leader's loop and a `prune` job) drop the same jobs and write the same cursor.
     async fn prune_personal(
         &self,
         k: &QueueKeys,
