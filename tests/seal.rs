@@ -23,7 +23,7 @@ use switchboard::{
     fleet::inline::drain,
     ingest::{SecretList, WebhookSecrets},
     maintenance::{Pruner, PrunerConfig, Service as _},
-    queue::{Queues, job, upkeep::PERSONAL_SCAN},
+    queue::{Queues, job, schedule::TickJob, upkeep::PERSONAL_SCAN},
 };
 use switchboard_jobs::{
     EnqueueOptions, JobArgs, JobContext, JobError, Registry,
@@ -310,7 +310,7 @@ fn leaky_registry(seen: &Arc<Mutex<Vec<String>>>) -> Arc<Registry> {
 }
 
 #[tokio::test]
-async fn errors_and_results_are_sealed_and_shown_opened() {
+async fn every_producer_seals_and_errors_and_results_show_opened() {
     let h = Harness::with(|s| s.queue.payload_keys = vec![key("k1", 1)]).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let phone = "+14155550123".to_owned();
@@ -334,6 +334,24 @@ async fn errors_and_results_are_sealed_and_shown_opened() {
         )
         .await
         .unwrap();
+    // The batch and the scheduler's paths seal too.
+    let batch = [Echo {
+        phone: phone.clone(),
+    }];
+    h.queues.enqueue_many("leaky", &batch, None).await.unwrap();
+    let tick = TickJob {
+        kind: Echo::KIND,
+        args: r#"{"phone":"+14155550123"}"#,
+    };
+    let now = i64::try_from(job::now_ms()).unwrap();
+    let fired = h
+        .queues
+        .fire_tick("leaky", "nightly", now, 60_000, "cron-1", Some(tick), now)
+        .await
+        .unwrap();
+    assert!(fired);
+    assert_eq!(h.pending_items("leaky").await.len(), 4);
+    assert_nothing_personal(&h, "queued").await;
     drain(
         &h.queues,
         leaky_registry(&seen),
@@ -342,8 +360,8 @@ async fn errors_and_results_are_sealed_and_shown_opened() {
     )
     .await
     .unwrap();
-    assert_eq!(*seen.lock().unwrap(), [phone.clone(), phone.clone()]);
-    assert_nothing_personal(&h, "after a death and a result").await;
+    assert_eq!(*seen.lock().unwrap(), vec![phone.clone(); 4]);
+    assert_nothing_personal(&h, "after a death and results").await;
 
     let listed = h.queues.dead_list("leaky", 10).await.unwrap();
     assert_eq!(listed.len(), 1);
