@@ -468,6 +468,7 @@ async fn the_prune_job_runs_a_round_and_keeps_its_counts_as_the_result() {
         Some(serde_json::json!({
             "completed": 0,
             "dead": 0,
+            "expired": 0,
             "webhook_events": 1,
             "appointment_reminders": 0
         }))

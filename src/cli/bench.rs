@@ -93,7 +93,10 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
         BenchCommand::Idle { secs, workers } => idle(&queues, &settings, secs, workers).await,
     };
     cleanup(&queues).await?;
-    println!("{}", result?);
+    let mut result = result?;
+    // Whether job payloads were sealed (SWITCHBOARD_PAYLOAD_KEYS), which every number includes.
+    result["sealed"] = json!(queues.key_ring().is_some());
+    println!("{result}");
     Ok(())
 }
 

@@ -19,7 +19,7 @@ pub mod timetable;
 
 pub use self::{
     schedule::{CatchUp, ScheduleSettings, SchedulerSettings},
-    secrets::Secrets,
+    secrets::{PayloadKey, Secrets},
 };
 
 /// The embedded defaults (the documented file itself).
@@ -299,6 +299,72 @@ pub struct QueueSettings {
     /// How long an open circuit holds its provider's jobs before one probe may run.
     #[serde(default = "default_circuit_open_secs")]
     pub circuit_open_secs: u64,
+    /// Dead and expired jobs of the [`personal_kinds`](Self::personal_kinds) are kept this
+    /// long only (or `dead_retention_secs`, when that is shorter).
+    #[serde(default = "default_personal_dead_retention_secs")]
+    pub personal_dead_retention_secs: u64,
+    /// Job kinds whose arguments carry personal data; `family.*` names a whole family.
+    #[serde(default = "default_personal_kinds")]
+    pub personal_kinds: Vec<String>,
+    /// The keys that seal job payloads in Redis, current first; empty: stored in clear.
+    /// From `SWITCHBOARD_PAYLOAD_KEYS` only ([`Settings::load`] copies them here from
+    /// [`Secrets`]); no file can set them.
+    #[serde(skip)]
+    pub payload_keys: Vec<PayloadKey>,
+}
+
+impl QueueSettings {
+    /// Whether jobs of `kind` carry personal data (a name in `personal_kinds`, or a family
+    /// `family.*` it belongs to).
+    pub fn is_personal(&self, kind: &str) -> bool {
+        self.personal_kinds
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(family) => kind.starts_with(family),
+                None => p == kind,
+            })
+    }
+
+    fn personal_problems(&self) -> impl Iterator<Item = String> {
+        let bad_kind = |p: &String| {
+            let name = p.strip_suffix(".*").unwrap_or(p);
+            validate_name(name).is_err()
+        };
+        [
+            (self.personal_dead_retention_secs < 60).then(|| {
+                format!(
+                    "queue.personal_dead_retention_secs = {} must be at least 60",
+                    self.personal_dead_retention_secs
+                )
+            }),
+            self.personal_kinds.iter().find(|p| bad_kind(p)).map(|p| {
+                format!(
+                    "queue.personal_kinds: {p:?} must be a job kind or a family `name.*` (letters, digits, '-', '_' and '.')"
+                )
+            }),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+const fn default_personal_dead_retention_secs() -> u64 {
+    172_800
+}
+
+fn default_personal_kinds() -> Vec<String> {
+    [
+        "webhook.retell",
+        "webhook.calcom",
+        "webhook.stripe",
+        "notify.email",
+        "notify.sms",
+        "calendar.book",
+        "calendar.cancel",
+        "calendar.reschedule",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 const fn default_max_snooze_secs() -> u64 {
@@ -415,6 +481,7 @@ impl Settings {
             .map_err(|e| ConfigError(e.into_iter().map(|e| tidy(&e.to_string())).collect()))?;
         settings.secrets = Secrets::from_env();
         settings.validate()?;
+        settings.queue.payload_keys = settings.secrets.payload_keys().unwrap_or_default();
         Ok(settings)
     }
 
@@ -619,6 +686,8 @@ impl Settings {
         }
         problems.extend(self.http.problems());
         problems.extend(self.dashboard.problems());
+        problems.extend(self.queue.personal_problems());
+        problems.extend(self.secrets.payload_keys().err());
         problems.extend(schedule::problems(&self.scheduler, &self.schedule));
         if problems.is_empty() {
             Ok(())
@@ -728,6 +797,23 @@ mod tests {
             assert!(text.contains(needle), "{needle}: {text}");
         }
         assert_eq!(err.0.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn personal_kinds_are_names_or_families_and_checked() {
+        let mut s = Settings::defaults();
+        let q = &s.queue;
+        assert!(q.is_personal("webhook.retell") && q.is_personal("notify.sms"));
+        assert!(!q.is_personal("billing.reconcile") && !q.is_personal("calendar.reconcile"));
+        s.queue.personal_kinds = vec!["calendar.*".into(), "bad kind".into()];
+        assert!(s.queue.is_personal("calendar.book") && !s.queue.is_personal("calendars"));
+        s.queue.personal_dead_retention_secs = 10;
+        let text = s.validate().unwrap_err().to_string();
+        assert!(
+            text.contains(r#"queue.personal_kinds: "bad kind""#),
+            "{text}"
+        );
+        assert!(text.contains("personal_dead_retention_secs = 10"), "{text}");
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //! An unset variable and an empty one are the same: not configured. The three webhook
 //! secrets are comma-separated lists, so a secret can be rotated (any one of them passes).
 //! `Debug` says only which secrets are set, never a value.
+//!
+//! `SWITCHBOARD_PAYLOAD_KEYS` is a list too, of `id:<base64 of 32 bytes>`: the first key
+//! seals job payloads in Redis, every key opens them ([`Secrets::payload_keys`] parses it; a
+//! problem with it is one line naming the entry, never the key).
 
 use std::fmt;
 
+use base64::Engine as _;
 use switchboard_jobs::Secret;
 
 /// The secrets, each `None` (or empty) when not configured.
@@ -40,6 +45,9 @@ pub struct Secrets {
     /// `SWITCHBOARD_DASHBOARD_OPERATORS`: named operators, `<name>:<role>:<argon2 PHC hash>`
     /// separated by spaces, newlines or `;` (hashes, never passwords).
     pub dashboard_operators: Option<Secret>,
+    /// `SWITCHBOARD_PAYLOAD_KEYS`: the keys job payloads are sealed with in Redis, as given
+    /// (parsed by [`Secrets::payload_keys`]).
+    pub payload_keys: Option<Secret>,
 }
 
 impl Secrets {
@@ -66,8 +74,100 @@ impl Secrets {
             dashboard_token: one("SWITCHBOARD_DASHBOARD_TOKEN"),
             dashboard_password: one("SWITCHBOARD_DASHBOARD_PASSWORD"),
             dashboard_operators: one("SWITCHBOARD_DASHBOARD_OPERATORS"),
+            payload_keys: one("SWITCHBOARD_PAYLOAD_KEYS"),
         }
     }
+
+    /// The payload keys, current (sealing) key first; empty when none is configured. The
+    /// error is one line naming the entry at fault, never a key's value.
+    pub fn payload_keys(&self) -> Result<Vec<PayloadKey>, String> {
+        self.payload_keys
+            .as_ref()
+            .map_or_else(|| Ok(Vec::new()), |raw| parse_payload_keys(raw.expose()))
+    }
+}
+
+/// Longest payload key id: it is written into every sealed value.
+const KEY_ID_MAX: usize = 32;
+
+/// One key that seals and opens job payloads. `Debug` shows its id only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PayloadKey {
+    /// Short name written next to everything sealed with it, so the key that opens it is
+    /// found without trying each: 1 to 32 of letters, digits, `_` and `-`.
+    pub id: String,
+    key: [u8; 32],
+}
+
+impl PayloadKey {
+    /// A key named `id` (checked as in `SWITCHBOARD_PAYLOAD_KEYS`).
+    pub fn new(id: &str, key: [u8; 32]) -> Result<Self, String> {
+        let ok = !id.is_empty()
+            && id.len() <= KEY_ID_MAX
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(format!(
+                "payload key id {id:?} must be 1 to {KEY_ID_MAX} of letters, digits, '_' and '-'"
+            ));
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            key,
+        })
+    }
+
+    /// The key material, for the cipher. Never log it.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.key
+    }
+}
+
+impl fmt::Debug for PayloadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PayloadKey")
+            .field("id", &self.id)
+            .field("key", &switchboard_jobs::secret::REDACTED)
+            .finish()
+    }
+}
+
+/// Parse `id:<base64>,id:<base64>` (standard or URL-safe base64, padded or not).
+fn parse_payload_keys(raw: &str) -> Result<Vec<PayloadKey>, String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let at = |n: usize| format!("SWITCHBOARD_PAYLOAD_KEYS entry {n}");
+    let mut keys: Vec<PayloadKey> = Vec::new();
+    for (i, entry) in raw.split(',').map(str::trim).enumerate() {
+        let n = i + 1;
+        if entry.is_empty() {
+            continue;
+        }
+        let Some((id, b64)) = entry.split_once(':') else {
+            return Err(format!(
+                "{}: expected <id>:<base64 of 32 bytes> (e.g. k1:$(openssl rand -base64 32))",
+                at(n)
+            ));
+        };
+        let id = id.trim();
+        let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|engine| engine.decode(b64.trim()).ok())
+            .ok_or_else(|| format!("{} (key {id:?}): the key is not valid base64", at(n)))?;
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            format!(
+                "{} (key {id:?}): the key is {} bytes, it must be exactly 32",
+                at(n),
+                bytes.len()
+            )
+        })?;
+        let key = PayloadKey::new(id, key).map_err(|e| format!("{}: {e}", at(n)))?;
+        if keys.iter().any(|k| k.id == key.id) {
+            return Err(format!("{}: key id {id:?} appears twice", at(n)));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 /// A comma-separated list, trimmed, blanks dropped.
@@ -102,6 +202,7 @@ impl fmt::Debug for Secrets {
             .field("dashboard_token", &one(&self.dashboard_token))
             .field("dashboard_password", &one(&self.dashboard_password))
             .field("dashboard_operators", &one(&self.dashboard_operators))
+            .field("payload_keys", &one(&self.payload_keys))
             .finish()
     }
 }
@@ -112,7 +213,7 @@ mod tests {
 
     use super::*;
 
-    const ENV: [(&str, &str); 11] = [
+    const ENV: [(&str, &str); 12] = [
         ("RETELL_WEBHOOK_KEY", "key_retell_a1, key_retell_b2"),
         ("CALCOM_WEBHOOK_SECRET", "cal_whsec_c3"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_d4,,whsec_e5 "),
@@ -124,6 +225,10 @@ mod tests {
         ("SMTP_PASSWORD", "hunter2_k11"),
         ("SWITCHBOARD_DASHBOARD_TOKEN", "dash_token_l12"),
         ("SWITCHBOARD_DASHBOARD_PASSWORD", "dash_pass_m13"),
+        (
+            "SWITCHBOARD_PAYLOAD_KEYS",
+            "k2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=, k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
+        ),
     ];
 
     fn loaded() -> Secrets {
@@ -178,5 +283,42 @@ mod tests {
         }
         let blanks = Secrets::from_lookup(|_| Some(" , ".into()));
         assert!(blanks.calcom_webhook_secrets.is_empty());
+    }
+
+    #[test]
+    fn payload_keys_parse_current_first() {
+        let keys = loaded().payload_keys().unwrap();
+        let ids: Vec<_> = keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, ["k2", "k1"]);
+        assert_eq!(keys[0].expose(), &[2; 32]);
+        assert_eq!(keys[1].expose(), &[1; 32]);
+        assert!(!format!("{keys:?}").contains("AgIC"), "{keys:?}");
+        assert!(Secrets::default().payload_keys().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_payload_keys_are_one_clear_line_without_the_key() {
+        let with = |raw: &str| {
+            Secrets::from_lookup(|name| (name == "SWITCHBOARD_PAYLOAD_KEYS").then(|| raw.into()))
+                .payload_keys()
+                .unwrap_err()
+        };
+        let good = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let short = "AQEBAQEBAQEBAQEBAQEBAQ==";
+        for (raw, says) in [
+            ("k1:not*base64!".to_owned(), "not valid base64"),
+            (format!("k1:{short}"), "16 bytes, it must be exactly 32"),
+            (format!("k1:{good},k1:{good}"), "\"k1\" appears twice"),
+            (good.to_owned(), "expected <id>:<base64"),
+            (format!("k 1:{good}"), "must be 1 to 32 of letters"),
+        ] {
+            let e = with(&raw);
+            assert!(e.contains(says), "{raw}: {e}");
+            assert!(e.starts_with("SWITCHBOARD_PAYLOAD_KEYS entry"), "{e}");
+            assert!(
+                !e.contains(good) && !e.contains(short) && !e.contains('\n'),
+                "{e}"
+            );
+        }
     }
 }

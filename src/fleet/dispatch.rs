@@ -88,7 +88,14 @@ impl Service<Task<Job>> for Dispatcher {
         let policy = self.registry.policy(kind);
         let limit = policy.timeout.unwrap_or(self.default_timeout);
         let circuit = policy.circuit;
-        let run = handler(job.envelope.args.get(), ctx.clone());
+        // Sealed arguments are opened here, just before the handler, and live only in memory.
+        // A job no configured key opens can never run: it fails for good, naming the key.
+        let run = match self.queues.open_args(&job.envelope) {
+            Ok(args) => handler(args.get(), ctx.clone()),
+            Err(e) => {
+                return futures::future::ready(Err(JobError::permanent(e.to_string()))).boxed();
+            }
+        };
         // Every log line a handler writes carries the job's id, kind, queue and attempt.
         let span = tracing::info_span!("job", id = %job.id, kind, queue = %job.queue, attempt = job.envelope.attempt + 1);
         let slots = self.slots.clone();

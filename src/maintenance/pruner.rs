@@ -1,5 +1,6 @@
 //! The pruner: trims what the engine keeps for operators once it is past retention:
-//! completed-job records past the window, dead jobs past their retention, and
+//! completed-job records past the window, dead jobs past their retention (dead and expired
+//! jobs of the personal kinds past the shorter `queue.personal_dead_retention_secs`), and
 //! `webhook_events` and `appointment_reminders` rows past theirs. The same round runs as the
 //! leader's loop and as the recurring `prune` job.
 
@@ -73,8 +74,10 @@ pub struct Pruner {
 pub struct PruneOutcome {
     /// Completed-job records.
     pub completed: u64,
-    /// Dead jobs.
+    /// Dead jobs (of personal kinds too).
     pub dead: u64,
+    /// Expired jobs of personal kinds.
+    pub expired: u64,
     /// `webhook_events` rows.
     pub webhook_events: u64,
     /// `appointment_reminders` rows (same retention as `webhook_events`).
@@ -123,6 +126,7 @@ impl Service for Pruner {
             let p = self.queues.prune(name, now_ms).await?;
             out.completed += p.completed;
             out.dead += p.dead;
+            out.expired += p.expired;
         }
         if let Some(store) = &self.store {
             let cutoff =

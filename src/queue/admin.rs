@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{
     QueueError, Queues,
     job::{self, Envelope},
-    keys, scripts,
+    keys, scripts, seal,
 };
 
 /// The numbers of one queue, each read in O(1).
@@ -100,9 +100,14 @@ impl Queues {
     ) -> Result<(), QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
+        let mut text = value.to_string();
+        if let Some(ring) = self.key_ring() {
+            // Results can quote what the job handled (a booking's attendee, say).
+            text = ring.seal(seal::Part::Result { id }, text.as_bytes());
+        }
         let () = redis::cmd("SET")
             .arg(k.result(id))
-            .arg(value.to_string())
+            .arg(text)
             .arg("EX")
             .arg(self.settings.completed_retention_secs.max(1))
             .query_async(&mut conn)
@@ -122,7 +127,12 @@ impl Queues {
             .arg(k.result(id))
             .query_async(&mut conn)
             .await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+        Ok(raw.and_then(|r| {
+            match seal::open_text(self.key_ring(), seal::Part::Result { id }, &r) {
+                Ok(text) => serde_json::from_str(&text).ok(),
+                Err(e) => Some(serde_json::Value::String(format!("<{e}>"))),
+            }
+        }))
     }
 
     /// Every registered queue name, sorted.
@@ -247,14 +257,22 @@ impl Queues {
                         env.resc
                     ))
                 } else {
-                    env.err.clone()
+                    self.open_error(&env)
                 },
                 died_at_ms: died as u64,
                 enqueued_at_ms: env.enq_us / 1000,
-                args: serde_json::from_str(env.args.get()).unwrap_or_default(),
+                args: self.plain_args(&env).unwrap_or_default(),
             });
         }
         Ok(out)
+    }
+
+    /// The arguments of `env` as JSON, opened; ones that do not open show why not.
+    pub(crate) fn plain_args(&self, env: &Envelope) -> Option<serde_json::Value> {
+        match self.open_args(env) {
+            Ok(args) => serde_json::from_str(args.get()).ok(),
+            Err(e) => Some(serde_json::Value::String(format!("<{e}>"))),
+        }
     }
 
     /// Put dead jobs back on the queue with fresh attempts and retry budgets; returns how many.

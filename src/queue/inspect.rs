@@ -104,10 +104,15 @@ impl JobView {
         }
     }
 
-    fn from_item(queue: &str, id: &str, state: JobState, item: &str) -> Self {
+    /// The view of `item`, its arguments and error opened with `queues`' payload keys.
+    fn from_item(queues: &Queues, queue: &str, id: &str, state: JobState, item: &str) -> Self {
         let mut view = Self::empty(queue, id, state);
         match job::decode(item) {
-            Ok((_, env)) => view.fill(env),
+            Ok((_, env)) => {
+                view.args = queues.plain_args(&env);
+                view.error = queues.open_error(&env);
+                view.fill(env);
+            }
             // Shown rather than hidden: an operator should see what is really there.
             Err(e) => view.error = Some(e.to_string()),
         }
@@ -115,11 +120,9 @@ impl JobView {
     }
 
     fn fill(&mut self, env: Envelope) {
-        self.args = serde_json::from_str(env.args.get()).ok();
         self.kind = Some(env.kind);
         self.attempts = env.attempt;
         self.max_attempts = env.max;
-        self.error = env.err;
         self.enqueued_at_ms = Some(env.enq_us / 1000);
         self.run_at_ms = env.run_at;
         self.failed_at_ms = env.failed_at;
@@ -202,7 +205,7 @@ impl Queues {
             } else {
                 JobState::Pending
             };
-            let mut view = JobView::from_item(queue, id, state, &item);
+            let mut view = JobView::from_item(self, queue, id, state, &item);
             if delayed {
                 view.run_at_ms = Some(n as u64);
             } else {
@@ -226,7 +229,7 @@ impl Queues {
             return Ok(Some(view));
         }
         Ok(dead.map(|item| {
-            let mut view = JobView::from_item(queue, id, JobState::Dead, &item);
+            let mut view = JobView::from_item(self, queue, id, JobState::Dead, &item);
             view.died_at_ms = died.map(|ms| ms as u64);
             view
         }))
@@ -257,7 +260,7 @@ impl Queues {
             .zip(held)
             .find_map(|(worker, (inbox, leased))| {
                 let item = leased.or_else(|| inbox.into_iter().find(|i| i.starts_with(&prefix)))?;
-                let mut view = JobView::from_item(queue, id, JobState::Running, &item);
+                let mut view = JobView::from_item(self, queue, id, JobState::Running, &item);
                 view.worker = Some(worker);
                 Some(view)
             }))

@@ -30,7 +30,9 @@ pub struct Envelope {
     /// never runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
-    /// The typed arguments, kept as raw JSON until the handler decodes them.
+    /// The typed arguments, kept as raw JSON until the handler decodes them. With payload
+    /// keys configured, a JSON string `"$sealed:v1:<key id>:<data>"` instead
+    /// (`crate::queue::seal`); read them through `Queues::open_args`.
     pub args: Box<RawValue>,
     /// Attempts already made (0 before the first run).
     #[serde(default)]

@@ -69,6 +69,12 @@ impl QueueKeys {
         format!("{}:result:{id}", self.tag)
     }
 
+    /// HASH set name (`dead`, `expired`) -> the death or expiry time (ms) up to which the
+    /// pruner has looked for jobs of personal kinds, so each job is looked at about once.
+    pub fn personal_cursor(&self) -> String {
+        format!("{}:personal_cursor", self.tag)
+    }
+
     /// HASH of a schedule's state: `last_tick` (ms, the newest tick handled by any
     /// instance), `last_fired_ms`, `last_job`.
     pub fn schedule(&self, name: &str) -> String {

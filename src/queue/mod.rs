@@ -20,6 +20,10 @@
 //!   `pending` in bounded chunks and sleeps until the next due time.
 //!
 //! Every script is O(batch), never O(backlog), and never unpacks more than ~2,000 values.
+//!
+//! With payload keys configured, a job's arguments, last error and result are sealed before
+//! they reach Redis ([`seal`]); the scripts never read them, so they work on sealed and plain
+//! items alike. [`Queues::open_args`] gives the plaintext to whoever needs it.
 
 pub mod admin;
 pub mod circuit;
@@ -33,16 +37,19 @@ pub mod retry;
 pub mod schedule;
 pub(crate) mod scripts;
 pub mod swap;
+pub mod seal;
 pub mod upkeep;
 pub mod worker;
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{Arc, RwLock},
     time::Duration,
 };
 
 use redis::aio::ConnectionManager;
+use serde_json::value::RawValue;
 
 pub use job::{Envelope, Job};
 pub use keys::QueueKeys;
@@ -71,6 +78,9 @@ pub enum QueueError {
     /// A queue name that cannot be used as part of a key.
     #[error("invalid queue name {0:?}: use letters, digits, '-', '_' and '.'")]
     InvalidQueue(String),
+    /// Sealed job data that does not open.
+    #[error(transparent)]
+    Sealed(#[from] seal::SealError),
     /// A sequence key that cannot be used as part of a key.
     #[error("invalid sequence key {0:?}: use 1 to 200 of letters, digits, '.', '_', ':' and '-'")]
     InvalidSequence(String),
@@ -83,6 +93,9 @@ pub struct Queues {
     conn: ConnectionManager,
     settings: Arc<QueueSettings>,
     keys: Arc<RwLock<HashMap<String, Arc<QueueKeys>>>>,
+    /// The payload keys of `settings`, ready to use; `None` when none is configured (then
+    /// nothing is sealed and no sealing cost is paid).
+    ring: Option<Arc<seal::KeyRing>>,
 }
 
 impl Queues {
@@ -98,12 +111,55 @@ impl Queues {
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let ring = seal::KeyRing::new(&settings.payload_keys).map(Arc::new);
         Ok(Self {
             client,
             conn,
             settings: Arc::new(settings),
             keys: Arc::default(),
+            ring,
         })
+    }
+
+    /// The payload keys, when configured.
+    pub fn key_ring(&self) -> Option<&seal::KeyRing> {
+        self.ring.as_deref()
+    }
+
+    /// The plaintext arguments of `envelope`, opened when sealed (plain ones are borrowed).
+    /// Fails when no configured key opens them; the error names the key id.
+    pub fn open_args<'a>(
+        &self,
+        envelope: &'a Envelope,
+    ) -> Result<Cow<'a, RawValue>, seal::SealError> {
+        seal::open_args(self.key_ring(), &envelope.kind, &envelope.args)
+    }
+
+    /// The last error of `envelope` in clear, for operators; an error that does not open
+    /// is shown as why not.
+    pub fn open_error(&self, envelope: &Envelope) -> Option<String> {
+        let text = envelope.err.as_deref()?;
+        let part = seal::Part::Error {
+            kind: &envelope.kind,
+        };
+        Some(seal::open_text(self.key_ring(), part, text).unwrap_or_else(|e| format!("<{e}>")))
+    }
+
+    /// `args` of a new job of `kind` as stored: sealed when keys are configured.
+    pub(crate) fn seal_args(&self, kind: &str, args: Box<RawValue>) -> Box<RawValue> {
+        match self.key_ring() {
+            Some(ring) => seal::seal_args(ring, kind, &args),
+            None => args,
+        }
+    }
+
+    /// An error of a job of `kind` as stored: sealed when keys are configured (errors often
+    /// quote a phone number or an address).
+    pub(crate) fn seal_error(&self, kind: &str, text: String) -> String {
+        match self.key_ring() {
+            Some(ring) => ring.seal(seal::Part::Error { kind }, text.as_bytes()),
+            None => text,
+        }
     }
 
     /// The queue settings in force.

@@ -1,6 +1,9 @@
 //! Typed enqueue: single, batched, delayed and unique, on [`Queues`] and on [`Producer`],
 //! the enqueue-only handle given to those who must not also forget, rescue or pause (the
 //! ingest endpoint, and handlers through [`Enqueuer`]).
+//!
+//! Every path that builds a new envelope seals its arguments here (when payload keys are
+//! configured), so no job's arguments reach Redis in clear.
 
 use std::time::UNIX_EPOCH;
 
@@ -53,7 +56,7 @@ impl Queues {
         if let Some(key) = &options.sequence {
             check_sequence_key(key)?;
         }
-        let args = RawValue::from_string(args_json)?;
+        let args = self.seal_args(kind, RawValue::from_string(args_json)?);
         let ms = |t: std::time::SystemTime| {
             t.duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64)
@@ -139,9 +142,10 @@ impl Queues {
             for (i, a) in chunk.iter().enumerate() {
                 let id =
                     ids.map_or_else(job::new_id, |ids| ids[chunk_no * BATCH_CHUNK + i].clone());
+                let args = self.seal_args(A::KIND, serde_json::value::to_raw_value(a)?);
                 let envelope = Envelope {
                     enq_us,
-                    ..Envelope::new(A::KIND, A::VERSION, serde_json::value::to_raw_value(a)?)
+                    ..Envelope::new(A::KIND, A::VERSION, args)
                 };
                 items.push(job::encode(&id, &envelope));
                 out.push(id);

@@ -65,7 +65,7 @@ impl Queues {
         let keys = self.keys(queue)?;
         let item = match job {
             Some(j) => {
-                let args = RawValue::from_string(j.args.to_owned())?;
+                let args = self.seal_args(j.kind, RawValue::from_string(j.args.to_owned())?);
                 job::encode(job_id, &Envelope::new(j.kind, 1, args))
             }
             None => String::new(),

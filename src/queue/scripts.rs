@@ -35,3 +35,4 @@ script!(FIND, "find.lua");
 script!(SCHEDULE_FIRE, "schedule_fire.lua");
 script!(LEADER, "leader.lua");
 script!(SWAP, "swap.lua");
+script!(DROP_OLD, "drop_old.lua");

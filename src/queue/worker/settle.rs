@@ -117,11 +117,12 @@ fn settle(
             // Snoozing uses no attempt, so without a cap a job held by a limit that never
             // frees (or a circuit that never closes) would wait forever, unseen.
             metric::job_finished(queue, &envelope.kind, JobOutcome::Dead, ran);
-            envelope.err = Some(format!(
+            let text = format!(
                 "gave up after snoozing {} times over {} s without completing (queue.max_snooze_secs = {cap_secs})",
                 envelope.snz,
                 now.saturating_sub(first) / 1000
-            ));
+            );
+            envelope.err = Some(shared.queues.seal_error(&envelope.kind, text));
             envelope.failed_at = Some(now);
             tracing::warn!(queue = %queue, job = %id, kind = %envelope.kind, snoozes = envelope.snz, "job snoozed past its cap; sent to the dead set");
             let item = job::encode(&id, &envelope);
@@ -145,10 +146,12 @@ fn settle(
         retry.max_attempts = max;
     }
     envelope.attempt = attempt;
-    envelope.err = Some(error_text(error));
+    let text = error_text(error);
+    tracing::warn!(queue = %queue, job = %id, kind = %envelope.kind, attempt, error = %text, "job failed");
+    // Errors often quote the data they failed on (a number, an address): sealed like args.
+    envelope.err = Some(shared.queues.seal_error(&envelope.kind, text));
     envelope.failed_at = Some(now);
     let first_failed = *envelope.first_failed_at.get_or_insert(now);
-    tracing::warn!(queue = %queue, job = %id, kind = %envelope.kind, attempt, error = envelope.err.as_deref().unwrap_or_default(), "job failed");
     // A per-job attempts override is stricter than a kind's budget: it counts attempts.
     let budget = kind.retry_budget.filter(|_| envelope.max.is_none());
     if permanent || retry::exhausted(&retry, budget, attempt, first_failed, now) {
