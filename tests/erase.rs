@@ -596,3 +596,69 @@ async fn running_jobs_are_reported_and_a_dry_run_changes_nothing() {
     assert_eq!(audit.len(), 1, "the dry run wrote no audit record");
     assert!(audit[0].1.detail.as_deref().unwrap().contains("running 1"));
 }
+
+/// With payload keys configured, jobs are sealed in Redis: erase opens them with the same
+/// keys, takes the person out and seals them again; the rewritten job still opens.
+#[tokio::test]
+async fn sealed_jobs_are_opened_erased_and_sealed_again() {
+    use base64::Engine as _;
+    use switchboard::config::secrets::PayloadKey;
+    let key = [9u8; 32];
+    let h = common::Harness::with(|s| {
+        s.queue.payload_keys = vec![PayloadKey::new("k1", key).unwrap()];
+    })
+    .await;
+    let later = retell("call_analyzed", "call_sealed", None);
+    let options = EnqueueOptions::default().run_in(Duration::from_secs(3600));
+    let id = h.queues.enqueue(&later, options).await.unwrap().id;
+    let stored = h.queues.find_job("webhooks", &id).await.unwrap().unwrap();
+    let before = stored.args.unwrap().to_string();
+    assert!(
+        before.contains("4155550123"),
+        "the job carries the caller: {before}"
+    );
+    let raw: Vec<String> = redis::cmd("ZRANGE")
+        .arg(h.queues.keys("webhooks").unwrap().delayed.clone())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut h.conn())
+        .await
+        .unwrap();
+    assert!(raw[0].contains("$sealed:v1:k1:") && !raw[0].contains("4155550123"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/switchboard.db?mode=rwc", dir.path().display());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["--redis-url", &h.settings.redis.url])
+            .args(args)
+            .env("SWITCHBOARD_QUEUE__PREFIX", h.prefix())
+            .env("DATABASE_URL", &url)
+            .env("SWITCHBOARD_PAYLOAD_KEYS", format!("k1:{b64}"))
+            .env("SWITCHBOARD_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    ok_stdout(&run(&["migrate"]));
+    let report = ok_stdout(&run(&["erase", "--phone", CALLER]));
+    assert!(report.contains("webhooks"), "{report}");
+
+    let after = h.queues.find_job("webhooks", &id).await.unwrap().unwrap();
+    let args = after.args.unwrap().to_string();
+    assert!(!args.contains("4155550123"), "still there: {args}");
+    assert!(args.contains("[erased]"), "{args}");
+    let raw: Vec<String> = redis::cmd("ZRANGE")
+        .arg(h.queues.keys("webhooks").unwrap().delayed.clone())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut h.conn())
+        .await
+        .unwrap();
+    assert_eq!(raw.len(), 1);
+    assert!(
+        raw[0].contains("$sealed:v1:k1:"),
+        "sealed again: {}",
+        raw[0]
+    );
+}

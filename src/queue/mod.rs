@@ -36,8 +36,8 @@ pub mod rate_limit;
 pub mod retry;
 pub mod schedule;
 pub(crate) mod scripts;
-pub mod swap;
 pub mod seal;
+pub mod swap;
 pub mod upkeep;
 pub mod worker;
 

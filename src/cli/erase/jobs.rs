@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use switchboard_jobs::store::erasure::Needles;
 
-use crate::queue::{Envelope, QueueError, Queues, job, swap::Place};
+use crate::queue::{Envelope, QueueError, Queues, job, seal, swap::Place};
 
 /// Kinds deleted rather than anonymised (see the module doc).
 const DELETED_KINDS: &[&str] = &["notify.email", "notify.sms", "calendar.book"];
@@ -99,18 +99,41 @@ enum Verdict {
 /// The job's arguments as plain JSON text. The one place arguments are read: when payloads
 /// are sealed, this opens them with the payload codec.
 #[allow(clippy::unnecessary_wraps)] // opening a sealed payload can fail
-fn open_args(_queues: &Queues, env: &Envelope) -> Result<String, QueueError> {
-    Ok(env.args.get().to_owned())
+fn open_args(queues: &Queues, env: &Envelope) -> Result<String, QueueError> {
+    Ok(queues.open_args(env)?.get().to_owned())
 }
 
 /// `plain` as the job's stored arguments. The one place arguments are written: when
 /// payloads are sealed, this seals them again with the payload codec.
-fn seal_args(
-    _queues: &Queues,
-    _env: &Envelope,
-    plain: String,
-) -> Result<Box<RawValue>, QueueError> {
-    Ok(RawValue::from_string(plain)?)
+fn seal_args(queues: &Queues, env: &Envelope, plain: String) -> Result<Box<RawValue>, QueueError> {
+    Ok(queues.seal_args(&env.kind, RawValue::from_string(plain)?))
+}
+
+/// The job's last error in clear (sealed like its arguments when keys are configured).
+fn open_error(queues: &Queues, env: &Envelope) -> Result<Option<String>, QueueError> {
+    let Some(text) = env.err.as_deref() else {
+        return Ok(None);
+    };
+    let part = seal::Part::Error { kind: &env.kind };
+    Ok(Some(seal::open_text(queues.key_ring(), part, text)?))
+}
+
+/// A completed job's recorded result in clear, and how to store a rewritten one.
+fn open_result(queues: &Queues, key: &str, stored: &str) -> Result<String, QueueError> {
+    let id = key.rsplit_once(":result:").map_or("", |(_, id)| id);
+    Ok(seal::open_text(
+        queues.key_ring(),
+        seal::Part::Result { id },
+        stored,
+    )?)
+}
+
+fn seal_result(queues: &Queues, key: &str, plain: String) -> String {
+    let id = key.rsplit_once(":result:").map_or("", |(_, id)| id);
+    match queues.key_ring() {
+        Some(ring) => ring.seal(seal::Part::Result { id }, plain.as_bytes()),
+        None => plain,
+    }
 }
 
 impl Eraser<'_> {
@@ -295,8 +318,9 @@ impl Eraser<'_> {
         let mut conn = self.queues.conn();
         let value: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
         let Some(value) = value else { return Ok(()) };
-        if let Some(clean) = self.needles.scrub_json(&value) {
-            let verdict = Verdict::Rewrite(clean);
+        let plain = open_result(self.queues, key, &value)?;
+        if let Some(clean) = self.needles.scrub_json(&plain) {
+            let verdict = Verdict::Rewrite(seal_result(self.queues, key, clean));
             let place = Place::Str(key);
             self.apply(queue, State::Completed, place, &value, &verdict)
                 .await?;
@@ -357,7 +381,8 @@ impl Eraser<'_> {
         };
         let plain = open_args(self.queues, &env)?;
         let in_args = self.needles.matches(&plain);
-        let elsewhere = [env.err.as_deref(), env.unique.as_deref(), env.sq.as_deref()]
+        let err = open_error(self.queues, &env)?;
+        let elsewhere = [err.as_deref(), env.unique.as_deref(), env.sq.as_deref()]
             .into_iter()
             .flatten()
             .any(|text| self.needles.matches(text));
@@ -378,7 +403,8 @@ impl Eraser<'_> {
             env.args = seal_args(self.queues, &env, clean)?;
         }
         let scrub = |text: Option<String>| text.map(|t| self.needles.scrub(&t).unwrap_or(t));
-        env.err = scrub(env.err.take());
+        let err = scrub(open_error(self.queues, &env)?);
+        env.err = err.map(|e| self.queues.seal_error(&env.kind, e));
         env.unique = scrub(env.unique.take());
         Ok(Verdict::Rewrite(job::encode(id, &env)))
     }
