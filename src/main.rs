@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use switchboard::{
     app::{self, Hooks, Roles},
     cli::{
+        self,
         admin::{self, FailedAction},
         bench::{self, BenchCommand},
         demo,
@@ -83,13 +84,22 @@ enum Command {
         action: FailedAction,
     },
     /// Stop workers fetching from QUEUE.
-    Pause { queue: String },
+    Pause {
+        /// A queue of the configuration (or one registered in Redis).
+        queue: String,
+    },
     /// Let workers fetch from QUEUE again.
-    Continue { queue: String },
+    Continue {
+        /// A queue of the configuration (or one registered in Redis).
+        queue: String,
+    },
     /// Enqueue a job: QUEUE KIND JSON-ARGS.
     Enqueue {
+        /// The queue, one of the configuration's (e.g. webhooks, calendar, notifications).
         queue: String,
+        #[arg(help = "The job kind, e.g. billing.report_usage (see the README's job catalogue)")]
         kind: String,
+        #[arg(help = r#"The kind's arguments as JSON, e.g. '{"call_id": "call_1"}'"#)]
         args: String,
         /// Run no earlier than this many seconds from now.
         #[arg(long)]
@@ -111,7 +121,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let mut settings = match Settings::load(&cli.config_dir, cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -173,7 +186,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            if e.downcast_ref::<cli::Refused>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -202,4 +219,59 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+/// A mistyped command line: clap's first line (what is wrong) and exit 2; help and version
+/// requests print as clap renders them.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("error: invalid arguments");
+    eprintln!("{first} (see --help)");
+    ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every argument of every command says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "switchboard", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
 }

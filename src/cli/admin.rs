@@ -7,6 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 use switchboard_jobs::EnqueueOptions;
 
+use super::Refused;
 use crate::{
     app,
     audit::{AuditLog, Entry},
@@ -23,10 +24,13 @@ use crate::{
 pub enum FailedAction {
     /// List dead jobs, newest first.
     List {
+        /// Only this queue's dead jobs (default: every queue).
         #[arg(long)]
         queue: Option<String>,
+        /// Most jobs listed per queue.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
     },
@@ -34,8 +38,10 @@ pub enum FailedAction {
     Retry {
         /// Job id (omit with --all).
         id: Option<String>,
+        /// Every dead job (of --queue, or of every queue).
         #[arg(long)]
         all: bool,
+        /// Only this queue (default: every queue).
         #[arg(long)]
         queue: Option<String>,
     },
@@ -43,8 +49,10 @@ pub enum FailedAction {
     Forget {
         /// Job id (omit with --all).
         id: Option<String>,
+        /// Every dead job (of --queue, or of every queue).
         #[arg(long)]
         all: bool,
+        /// Only this queue (default: every queue).
         #[arg(long)]
         queue: Option<String>,
     },
@@ -241,6 +249,7 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> anyhow::Result
             for q in &names {
                 n += queues.dead_retry(q, which.clone()).await?;
             }
+            refuse_unknown(&which, n)?;
             let action = if matches!(which, Selection::All) {
                 "retry_all"
             } else {
@@ -257,6 +266,7 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> anyhow::Result
             for q in &names {
                 n += queues.dead_forget(q, which.clone()).await?;
             }
+            refuse_unknown(&which, n)?;
             let entry = Entry::cli("forget")
                 .queues(names)
                 .jobs(ids(&which))
@@ -266,6 +276,48 @@ pub async fn failed(settings: &Settings, action: FailedAction) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// Every queue the configuration names: the supervisors', ingest's and the schedules'.
+fn configured_queues(settings: &Settings) -> Vec<String> {
+    let mut names: Vec<String> = settings
+        .fleet
+        .supervisors
+        .iter()
+        .flat_map(|s| s.queues.clone())
+        .chain(std::iter::once(settings.ingest.queue.clone()))
+        .chain(settings.schedule.iter().map(|s| s.queue.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Refuse a queue neither configured nor registered in Redis.
+async fn known_queue(settings: &Settings, queues: &Queues, queue: &str) -> anyhow::Result<()> {
+    let mut known = configured_queues(settings);
+    known.extend(queues.queue_names().await?);
+    known.sort();
+    known.dedup();
+    if known.iter().any(|q| q == queue) {
+        return Ok(());
+    }
+    Err(Refused(format!(
+        "unknown queue {queue:?}: known queues are {}",
+        known.join(", ")
+    ))
+    .into())
+}
+
+/// A job named by id that no queue held dead: say so, and fail.
+fn refuse_unknown(which: &Selection, n: u64) -> anyhow::Result<()> {
+    match which {
+        Selection::Ids(ids) if n == 0 => anyhow::bail!(
+            "no dead job {} on any queue (see `switchboard failed list`)",
+            ids.join(", ")
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn selection(id: Option<String>, all: bool) -> anyhow::Result<Selection> {
@@ -279,6 +331,7 @@ fn selection(id: Option<String>, all: bool) -> anyhow::Result<Selection> {
 /// `pause QUEUE` / `continue QUEUE`.
 pub async fn pause(settings: &Settings, queue: &str, paused: bool) -> anyhow::Result<()> {
     let queues = connect(settings).await?;
+    known_queue(settings, &queues, queue).await?;
     if paused {
         queues.pause(queue).await?;
         println!("paused {queue}");
@@ -306,7 +359,31 @@ pub async fn enqueue(
     unique: Option<String>,
 ) -> anyhow::Result<()> {
     let parsed: serde_json::Value = serde_json::from_str(args)
-        .map_err(|e| anyhow::anyhow!("the job arguments are not valid JSON: {e}"))?;
+        .map_err(|e| Refused(format!("the job arguments are not valid JSON: {e}")))?;
+    let configured = configured_queues(settings);
+    if !configured.iter().any(|q| q == queue) {
+        return Err(Refused(format!(
+            "queue {queue:?} is not in the configuration, so no worker would take the job: configured queues are {}",
+            configured.join(", ")
+        ))
+        .into());
+    }
+    let kinds = kinds();
+    let Some(info) = kinds.iter().find(|k| k.kind == kind) else {
+        let names: Vec<&str> = kinds.iter().map(|k| k.kind).collect();
+        return Err(Refused(format!(
+            "unknown job kind {kind:?}: known kinds are {}",
+            names.join(", ")
+        ))
+        .into());
+    };
+    if let Err(e) = info.check(&parsed.to_string()) {
+        return Err(Refused(format!(
+            "the arguments do not fit {kind}: {} ({})",
+            e.message, e.field
+        ))
+        .into());
+    }
     let queues = connect(settings).await?;
     queues.register_queue(queue).await?;
     let mut options = EnqueueOptions::default();
@@ -341,4 +418,11 @@ pub fn hash_password() -> anyhow::Result<()> {
     let hash = crate::dashboard::operators::hash_password(password).map_err(anyhow::Error::msg)?;
     println!("{hash}");
     Ok(())
+}
+
+/// Every kind a fleet of this build runs: the domain's and the pruner's.
+fn kinds() -> Vec<switchboard_jobs::KindInfo> {
+    let mut kinds = switchboard_jobs::catalogue();
+    kinds.push(switchboard_jobs::KindInfo::of::<crate::maintenance::Prune>());
+    kinds
 }

@@ -25,8 +25,10 @@ use crate::{
 pub enum BenchCommand {
     /// Enqueue N noop jobs with C concurrent producers, in batches.
     Enqueue {
+        /// How many jobs.
         #[arg(long, default_value_t = 200_000)]
         jobs: usize,
+        /// Concurrent producers (or handler slots).
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
         /// Jobs per pipelined batch (1 = one LPUSH per job).
@@ -35,10 +37,13 @@ pub enum BenchCommand {
     },
     /// Enqueue N jobs (untimed), then time the fleet until every one is acked.
     Drain {
+        /// How many jobs.
         #[arg(long, default_value_t = 200_000)]
         jobs: usize,
+        /// Concurrent producers (or handler slots).
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Worker loops.
         #[arg(long, default_value_t = 2)]
         workers: usize,
         /// Put job i in line under sequence key i mod K (0: no keys); then also count jobs
@@ -48,17 +53,22 @@ pub enum BenchCommand {
     },
     /// Enqueue at a steady rate into a running fleet; time from enqueue to handler start.
     Latency {
+        /// Jobs enqueued per second.
         #[arg(long, default_value_t = 200)]
         rate: u64,
+        /// How long to run, in seconds.
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// Concurrent producers (or handler slots).
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
     /// Run an idle fleet and count the Redis commands it issues.
     Idle {
+        /// How long to run, in seconds.
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// Worker loops.
         #[arg(long, default_value_t = 4)]
         workers: usize,
     },

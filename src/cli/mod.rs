@@ -8,3 +8,16 @@ pub mod bench;
 pub mod demo;
 pub mod erase;
 pub mod schedule;
+
+/// A command refused before it did anything (an unknown queue or kind, arguments that do not
+/// decode): the binary exits 2 with this one line, as for a mistyped argument.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}

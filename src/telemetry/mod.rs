@@ -33,8 +33,10 @@ pub fn init_logging(settings: &TelemetrySettings) {
             .with(fmt::layer().json().with_writer(std::io::stderr))
             .try_init()
     } else {
+        // Colour only for a person at a terminal: a file or a log shipper gets plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
             .try_init()
     };
     // A second init (tests, embedded use) keeps the first subscriber.
