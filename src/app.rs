@@ -285,11 +285,23 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
                 redact(&settings.database.url)
             )
         })?;
-    if store.dialect() == Dialect::Sqlite {
+    if store.dialect() == Dialect::Sqlite || settings.database.migrate_on_start {
         store
             .migrate()
             .await
-            .context("migrating the embedded SQLite database")?;
+            .with_context(|| format!("migrating {}", redact(&settings.database.url)))?;
+    } else {
+        let pending = store
+            .pending_migrations()
+            .await
+            .context("reading the database's migrations")?;
+        if let Some(first) = pending.first() {
+            anyhow::bail!(
+                "the database at {} lacks {} migration(s) of this build (from {first}): run `switchboard migrate` first, or start with --migrate",
+                redact(&settings.database.url),
+                pending.len()
+            );
+        }
     }
     let secrets = &settings.secrets;
     let login = SmtpCredentials::from_secrets(

@@ -43,6 +43,9 @@ enum Command {
         /// HTTP listen address (overrides http.listen).
         #[arg(long)]
         listen: Option<String>,
+        /// Apply the database's pending migrations at start (`MariaDB`/`MySQL`).
+        #[arg(long)]
+        migrate: bool,
     },
     /// Run the webhook ingest endpoint only (with /healthz, /readyz, /metrics).
     Ingest {
@@ -55,6 +58,9 @@ enum Command {
         /// Also serve /healthz, /readyz, /metrics (and the dashboard) on this address.
         #[arg(long)]
         listen: Option<String>,
+        /// Apply the database's pending migrations at start (`MariaDB`/`MySQL`).
+        #[arg(long)]
+        migrate: bool,
     },
     /// Run the cron scheduler only; or list the schedules, or fire one now.
     Schedule {
@@ -142,10 +148,11 @@ fn main() -> ExitCode {
         .expect("building the tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { listen } => {
+            Command::Serve { listen, migrate } => {
                 if let Some(listen) = listen {
                     settings.http.listen = listen;
                 }
+                settings.database.migrate_on_start |= migrate;
                 let roles = Roles::serve(&settings);
                 run_until_signal(settings, roles).await
             }
@@ -155,7 +162,8 @@ fn main() -> ExitCode {
                 }
                 run_until_signal(settings, Roles::ingest()).await
             }
-            Command::Work { listen } => {
+            Command::Work { listen, migrate } => {
+                settings.database.migrate_on_start |= migrate;
                 let mut roles = Roles::work();
                 if let Some(listen) = listen {
                     settings.http.listen = listen;

@@ -246,6 +246,39 @@ async fn the_cli_refuses_mistakes_in_one_line() {
 }
 
 #[tokio::test]
+async fn serve_refuses_an_unmigrated_mariadb_with_the_migrate_hint() {
+    let h = Harness::new().await;
+    let name = format!("sbt_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let mariadb = |sql: &str| {
+        let status = Command::new("mariadb")
+            .args(["-uroot", "-h127.0.0.1", "-e", sql])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{sql}");
+    };
+    mariadb(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .current_dir(dir.path())
+        .args(["--redis-url", &h.settings.redis.url])
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("SWITCHBOARD_QUEUE__PREFIX", h.prefix())
+        .env("SWITCHBOARD_REDIS__EMBEDDED", "false")
+        .env("DATABASE_URL", format!("mysql://root@127.0.0.1:3306/{name}"))
+        .env("SWITCHBOARD_LOG", "error")
+        .output()
+        .unwrap();
+    mariadb(&format!("DROP DATABASE `{name}`"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve started on an empty schema: {err}");
+    assert!(
+        err.contains("lacks") && err.contains("run `switchboard migrate` first"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[tokio::test]
 async fn invalid_configuration_names_every_problem() {
     let h = Harness::new().await;
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))

@@ -172,6 +172,9 @@ pub struct RedisSettings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: String,
+    /// Apply pending migrations of a MariaDB/MySQL database at start (`serve --migrate`).
+    #[serde(default)]
+    pub migrate_on_start: bool,
 }
 
 /// See `[http]` in `config/default.toml`: the listen address and the edge limits every

@@ -170,12 +170,32 @@ impl Store {
 
     /// Apply the migrations of this dialect.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.dialect {
+        self.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The migrations of this build not applied to the database yet (`<version>_<name>`),
+    /// oldest first; all of them on a database never migrated.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        // A database never migrated has no bookkeeping table: everything is pending.
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
+        Ok(self
+            .migrator()
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| format!("{}_{}", m.version, m.description.replace(' ', "_")))
+            .collect())
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.dialect {
             Dialect::MySql => &MYSQL_MIGRATIONS,
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await?;
-        Ok(())
+        }
     }
 
     /// The pool.
