@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    banner,
     config::Settings,
     dashboard,
     dev::{self, embedded},
@@ -161,7 +162,7 @@ pub async fn run(
         if let Err(e) = scheduler.register_queues().await {
             tracing::error!(error = %e, "registering the schedules' queues failed");
         }
-        tracing::info!("scheduler started");
+        tracing::debug!("scheduler started");
         tasks.push(tokio::spawn(scheduler.run(token.clone())));
     }
     // The fleet starts before HTTP, so a ready endpoint means the whole process is up.
@@ -176,6 +177,7 @@ pub async fn run(
         None
     };
 
+    let mut http_addr = None;
     if roles.http {
         let listener = match hooks.listener {
             Some(l) => l,
@@ -183,15 +185,13 @@ pub async fn run(
                 .await
                 .with_context(|| format!("binding http.listen {}", settings.http.listen))?,
         };
-        tracing::info!(addr = %listener.local_addr()?, "http listening");
+        http_addr = Some(listener.local_addr()?);
+        tracing::debug!(addr = ?http_addr, "http listening");
         let mut router = http::router(queues.clone(), metrics);
         // Stand-ins (and their development webhook secrets) serve the whole path of `serve`;
         // `ingest` alone keeps the plain rule: a provider without a secret answers 404.
         let stand_ins = settings.dev.stand_ins && roles.fleet;
         if stand_ins {
-            tracing::warn!(
-                "development stand-ins for Cal.com, Stripe and SMS are served under /dev/ (dev.stand_ins)"
-            );
             router = router.merge(dev::router());
         }
         if roles.ingest {
@@ -224,6 +224,7 @@ pub async fn run(
             token.clone(),
         )));
     }
+    announce(&settings, roles, http_addr);
     shutdown.await;
     tracing::info!("shutdown requested");
     if let Some(fleet) = fleet {
@@ -234,6 +235,36 @@ pub async fn run(
         let _ = s.await;
     }
     Ok(())
+}
+
+/// Say once what runs where (see [`banner`]): a plain block for people, one event for log
+/// shippers.
+fn announce(settings: &Settings, roles: Roles, http: Option<std::net::SocketAddr>) {
+    let names: Vec<&str> = [
+        ("fleet", roles.fleet),
+        ("maintenance", roles.maintenance),
+        ("scheduler", roles.scheduler),
+        ("http", roles.http),
+        ("ingest", roles.ingest && roles.http),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    let text = banner::render(
+        settings,
+        &banner::Startup {
+            roles: &names,
+            http,
+            ingest: roles.ingest && roles.http,
+            fleet: roles.fleet,
+            stand_ins: settings.dev.stand_ins && roles.fleet && roles.http,
+        },
+    );
+    if settings.telemetry.log_format == "json" {
+        tracing::info!(target: "startup", "{text}");
+    } else {
+        eprintln!("{text}");
+    }
 }
 
 /// The dashboard's credentials, after refusing (before anything starts) a dashboard that
@@ -336,7 +367,7 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
                 dev::sms::ACCOUNT_SID.into(),
                 dev::sms::AUTH_TOKEN.into(),
             ));
-            tracing::warn!(
+            tracing::debug!(
                 "SMS goes to the development stand-in (no SMS_ACCOUNT_SID / SMS_AUTH_TOKEN)"
             );
         }
@@ -346,12 +377,12 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
                 ..settings.stripe.clone()
             };
             stripe = Some(StripeClient::new(&s, "sk_dev".into()));
-            tracing::warn!("Stripe usage goes to the development stand-in (no STRIPE_SECRET_KEY)");
+            tracing::debug!("Stripe usage goes to the development stand-in (no STRIPE_SECRET_KEY)");
         }
         if calcom_key.is_none() {
             calcom_settings.base_url = format!("{base}/calcom/v2");
             calcom_key = Some("cal_dev".into());
-            tracing::warn!("Cal.com calls go to the development stand-in (no CALCOM_API_KEY)");
+            tracing::debug!("Cal.com calls go to the development stand-in (no CALCOM_API_KEY)");
         }
     }
     if sms.is_none() {
@@ -396,10 +427,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A URL without its password, for logs.
+/// A URL without its credentials, for logs.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+    crate::config::redact_url(url)
 }

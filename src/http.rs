@@ -24,9 +24,13 @@ struct HttpState {
     metrics: Option<PrometheusHandle>,
 }
 
-/// `/healthz`, `/readyz`, `/metrics`.
+/// `/healthz`, `/readyz`, `/metrics`; `/` sends a browser to the dashboard.
 pub fn router(queues: Queues, metrics: Option<PrometheusHandle>) -> Router {
     Router::new()
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/dashboard") }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(render_metrics))

@@ -36,6 +36,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod banner;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

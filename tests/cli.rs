@@ -264,13 +264,19 @@ async fn serve_refuses_an_unmigrated_mariadb_with_the_migrate_hint() {
         .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
         .env("SWITCHBOARD_QUEUE__PREFIX", h.prefix())
         .env("SWITCHBOARD_REDIS__EMBEDDED", "false")
-        .env("DATABASE_URL", format!("mysql://root@127.0.0.1:3306/{name}"))
+        .env(
+            "DATABASE_URL",
+            format!("mysql://root@127.0.0.1:3306/{name}"),
+        )
         .env("SWITCHBOARD_LOG", "error")
         .output()
         .unwrap();
     mariadb(&format!("DROP DATABASE `{name}`"));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "serve started on an empty schema: {err}");
+    assert!(
+        !out.status.success(),
+        "serve started on an empty schema: {err}"
+    );
     assert!(
         err.contains("lacks") && err.contains("run `switchboard migrate` first"),
         "{err}"
@@ -351,6 +357,11 @@ fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
         "queue gauges are read at the scrape: {body}"
     );
     assert_eq!(http_get(http_port, "/healthz").unwrap().0, 200);
+    assert_eq!(
+        http_get(http_port, "/").unwrap().0,
+        303,
+        "the root sends a browser to the dashboard"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -379,6 +390,26 @@ fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
     assert!(
         log.contains("started a private redis-server"),
         "says so: {log}"
+    );
+    // One block says what runs where; nothing shouts, and a redirected log has no colours.
+    for line in [
+        "running: fleet, maintenance, scheduler, http, ingest".to_owned(),
+        format!("  dashboard  http://127.0.0.1:{http_port}/dashboard"),
+        format!("  metrics    http://127.0.0.1:{http_port}/metrics"),
+        format!("  webhooks   http://127.0.0.1:{http_port}/webhooks/retell"),
+        format!("  redis      redis://127.0.0.1:{redis_port}"),
+        "  mail       files under var/mail".to_owned(),
+        "  stand-ins  Cal.com, Stripe, SMS".to_owned(),
+    ] {
+        assert!(log.contains(&line), "{line:?} missing:\n{log}");
+    }
+    assert!(
+        !log.contains(" WARN "),
+        "a fresh start warns about nothing:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a redirected log:\n{log}"
     );
     assert!(
         TcpStream::connect(("127.0.0.1", redis_port)).is_err(),

@@ -443,6 +443,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A URL without its credentials (`scheme://***@host...`), for logs and start-up lines.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
 /// A figment message in plain words: serde's list of expected names is already quoted, so
 /// figment's extra quotes around it go, and the `default.` profile prefix of keys too.
 fn tidy(message: &str) -> String {

@@ -121,7 +121,8 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         return Router::new();
     }
     if !credentials.is_set() {
-        tracing::warn!(
+        // Said once in the start-up block (`banner`).
+        tracing::debug!(
             "dashboard without credentials (SWITCHBOARD_DASHBOARD_TOKEN / SWITCHBOARD_DASHBOARD_PASSWORD): open to loopback requests only"
         );
     }

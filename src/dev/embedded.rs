@@ -40,7 +40,7 @@ pub async fn ensure_redis(url: &str, var_dir: &Path) -> anyhow::Result<Option<Ch
     let Ok(child) = child else {
         anyhow::bail!("nothing answers at {url} and no redis-server is on PATH to start one");
     };
-    tracing::warn!(port, dir = %dir.display(), "no Redis answered; started a private redis-server (embedded default)");
+    tracing::info!(port, dir = %dir.display(), "no Redis answered; started a private redis-server (embedded default)");
     for _ in 0..100 {
         if answers(url).await {
             return Ok(Some(child));

@@ -98,7 +98,7 @@ impl Fleet {
                 }
             }
         }
-        tracing::info!(workers = workers.len(), "fleet started");
+        tracing::debug!(workers = workers.len(), "fleet started");
         Ok(Self {
             workers,
             slots,

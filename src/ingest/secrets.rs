@@ -72,7 +72,8 @@ impl WebhookSecrets {
             (&mut self.stripe, stripe, "STRIPE_WEBHOOK_SECRET"),
         ] {
             if slot.is_none() {
-                tracing::warn!(
+                // Said once in the start-up block (`banner`).
+                tracing::debug!(
                     "{var} is not set: using the published development secret (dev.stand_ins)"
                 );
                 *slot = Some(SecretList::parse(secret));

@@ -25,8 +25,9 @@ use crate::config::TelemetrySettings;
 
 /// Install the tracing subscriber (JSON or human lines) once per process.
 pub fn init_logging(settings: &TelemetrySettings) {
+    // The worker runtime announces every worker loop at info; its warnings are what matter.
     let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},apalis_core=warn", settings.log_level)));
     let registry = tracing_subscriber::registry().with(filter);
     let result = if settings.log_format == "json" {
         registry
