@@ -86,6 +86,9 @@ pub enum QueueError {
     InvalidSequence(String),
 }
 
+/// Most queue names whose keys [`Queues::keys`] remembers; more are built on each call.
+const MAX_CACHED_QUEUES: usize = 1024;
+
 /// A handle on all queues under one key prefix. Cheap to clone; share it.
 #[derive(Clone)]
 pub struct Queues {
@@ -190,10 +193,11 @@ impl Queues {
         }
         validate_name(queue)?;
         let k = Arc::new(QueueKeys::new(&self.settings.prefix, queue));
-        self.keys
-            .write()
-            .expect("keys lock")
-            .insert(queue.to_owned(), Arc::clone(&k));
+        let mut cache = self.keys.write().expect("keys lock");
+        // Names can come from URLs (the dashboard's API): the memory of them has a bound.
+        if cache.len() < MAX_CACHED_QUEUES {
+            cache.insert(queue.to_owned(), Arc::clone(&k));
+        }
         Ok(k)
     }
 
