@@ -192,7 +192,7 @@ pub async fn run(
             tracing::warn!(
                 "development stand-ins for Cal.com, Stripe and SMS are served under /dev/ (dev.stand_ins)"
             );
-            router = router.merge(dev::router());
+            router = router.merge(dev::router(services.as_ref().map(|s| s.store.clone())));
         }
         if roles.ingest {
             queues.register_queue(&settings.ingest.queue).await?;
