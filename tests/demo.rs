@@ -1,7 +1,8 @@
 //! `switchboard demo` against `switchboard serve`, both as real binaries, each test with its
 //! own Redis prefix and directories: the whole path through the stand-ins; two runs in a row,
 //! each with its own call; a demo started from another directory than serve's; and a demo
-//! against a fresh database whose Redis still remembers an earlier run's deliveries.
+//! against a fresh database whose Redis still remembers an earlier run's deliveries; an
+//! unreachable server and an unmigrated MariaDB database, each named at once.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -41,6 +42,14 @@ fn switchboard(h: &Harness, dir: &Path, listen: &str) -> Command {
     c
 }
 
+/// `switchboard demo --url url`, run in `dir`.
+fn demo(h: &Harness, dir: &Path, url: &str) -> Output {
+    switchboard(h, dir, "127.0.0.1:1")
+        .args(["demo", "--url", url])
+        .output()
+        .unwrap()
+}
+
 /// `switchboard serve` in `dir`, up and ready; stopped with SIGTERM on [`Serve::stop`].
 struct Serve {
     child: Child,
@@ -49,8 +58,14 @@ struct Serve {
 
 impl Serve {
     async fn start(h: &Harness, dir: &Path) -> Self {
+        Self::start_with(h, dir, &[]).await
+    }
+
+    /// Like [`Serve::start`], with `env` set for serve.
+    async fn start_with(h: &Harness, dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = switchboard(h, dir, &format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -70,10 +85,7 @@ impl Serve {
 
     /// Run the demo from `dir`; its summary, after asserting it succeeded.
     fn demo(&self, h: &Harness, dir: &Path) -> Value {
-        let out = switchboard(h, dir, "127.0.0.1:1")
-            .args(["demo", "--url", &self.url()])
-            .output()
-            .unwrap();
+        let out = demo(h, dir, &self.url());
         let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
@@ -212,6 +224,90 @@ async fn demo_against_a_fresh_database_whose_redis_remembers_an_earlier_run() {
     assert!(
         old["call"].is_null(),
         "the fresh database never saw the first run: {old}"
+    );
+    serve.stop().await;
+}
+
+#[tokio::test]
+async fn demo_says_when_the_server_is_not_reachable() {
+    let h = Harness::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = demo(&h, dir.path(), &format!("http://127.0.0.1:{}", free_port()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is not reachable") && stderr.contains("switchboard serve"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no waiting for a deadline"
+    );
+}
+
+/// A `MariaDB` database of its own, empty (no migrations), dropped at the end.
+struct MariaDb {
+    name: String,
+    url: String,
+}
+
+impl MariaDb {
+    fn create() -> Self {
+        let name = format!("sbt_demo_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let status = Command::new("mariadb")
+            .args(["-uroot", "-h127.0.0.1", "-e"])
+            .arg(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+            .status()
+            .expect("the mariadb client (MariaDB on 127.0.0.1:3306, root, no password)");
+        assert!(status.success(), "MariaDB must run on 127.0.0.1:3306");
+        let admin =
+            std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
+        let url = format!("{admin}/{name}");
+        Self { name, url }
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args(["-uroot", "-h127.0.0.1", "-e"])
+            .arg(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn demo_on_an_unmigrated_mariadb_says_to_migrate_and_runs_once_migrated() {
+    let h = Harness::new().await;
+    let db = MariaDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start_with(&h, dir.path(), &[("DATABASE_URL", &db.url)]).await;
+    let started = Instant::now();
+    let out = demo(&h, dir.path(), &serve.url());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("doesn't exist") && stderr.contains("switchboard migrate"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "fails fast");
+
+    let migrated = switchboard(&h, dir.path(), "127.0.0.1:1")
+        .env("DATABASE_URL", &db.url)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let summary = serve.demo(&h, dir.path());
+    assert_stored(&serve, &summary);
+    assert!(
+        !dir.path().join("var/switchboard.db").exists(),
+        "the demo and serve used MariaDB, not a SQLite file"
     );
     serve.stop().await;
 }
