@@ -2,7 +2,7 @@
 //! own Redis prefix and directories: the whole path through the stand-ins; two runs in a row,
 //! each with its own call; a demo started from another directory than serve's; and a demo
 //! against a fresh database whose Redis still remembers an earlier run's deliveries; an
-//! unreachable server and an unmigrated MariaDB database, each named at once.
+//! unreachable server and an unmigrated `MariaDB` database, each named at once.
 
 mod common;
 
