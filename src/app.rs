@@ -192,7 +192,7 @@ pub async fn run(
         // `ingest` alone keeps the plain rule: a provider without a secret answers 404.
         let stand_ins = settings.dev.stand_ins && roles.fleet;
         if stand_ins {
-            router = router.merge(dev::router());
+            router = router.merge(dev::router(services.as_ref().map(|s| s.store.clone())));
         }
         if roles.ingest {
             queues.register_queue(&settings.ingest.queue).await?;

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 async fn stand_ins() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/dev", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, dev::router()).await });
+    tokio::spawn(async move { axum::serve(listener, dev::router(None)).await });
     base
 }
 

@@ -164,13 +164,17 @@ pub async fn list(State(s): State<Shared>, Query(q): Query<HashMap<String, Strin
     (StatusCode::OK, Json(body))
 }
 
-/// A booking with every field Cal.com's `BookingOutput_2024_08_13` requires.
+/// A booking with every field Cal.com's `BookingOutput_2024_08_13` requires. Its uid is the
+/// `n`th of this process and a random tag, never one an earlier `serve` gave out: Redis
+/// outlives the stand-in's memory, and a reused uid would make this booking's confirmation
+/// a duplicate of that earlier booking's (the notifications are keyed by the uid).
 fn booking(n: usize, start: DateTime<Utc>, event_type_id: &Value, attendee: &Value) -> Value {
     let now = utc(Utc::now());
+    let uid = format!("dev_booking_{n}_{:08x}", rand::random::<u32>());
     let mut attendee = attendee.clone();
     attendee["absent"] = false.into();
     json!({
-        "id": 900_000 + n, "uid": format!("dev_booking_{n}"),
+        "id": 900_000 + n, "uid": uid,
         "title": "Appointment (development stand-in)", "description": "",
         "hosts": [{"id": 1, "name": "Development host", "email": "host@dev.invalid",
                    "username": "dev-host", "timeZone": "UTC"}],

@@ -16,6 +16,7 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::{Value, json};
+use switchboard_jobs::store::Store;
 use time::OffsetDateTime;
 
 use super::{calcom, contract};
@@ -36,8 +37,8 @@ pub fn base_url(listen: &str) -> String {
     format!("http://127.0.0.1:{port}/dev")
 }
 
-/// The `/dev` routes.
-pub fn router() -> Router {
+/// The `/dev` routes; the demo's over `store`, the server's database ([`super::demo`]).
+pub fn router(store: Option<Store>) -> Router {
     let shared = Shared::default();
     let sms = shared.lock().expect("dev state").sms.clone();
     Router::new()
@@ -55,6 +56,7 @@ pub fn router() -> Router {
         .route("/dev/state", get(state))
         .with_state(shared)
         .merge(super::sms::router(sms))
+        .merge(super::demo::router(store))
         .layer(middleware::from_fn(contract::check))
 }
 

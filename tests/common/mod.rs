@@ -251,7 +251,7 @@ pub fn at_ms(ms: u64) -> chrono::DateTime<chrono::Utc> {
 pub async fn stand_ins() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, switchboard::dev::router()).await });
+    tokio::spawn(async move { axum::serve(listener, switchboard::dev::router(None)).await });
     format!("http://127.0.0.1:{port}/dev")
 }
 
