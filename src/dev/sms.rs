@@ -142,11 +142,14 @@ async fn send(
         "num_segments": "1", "num_media": "0", "error_code": null, "error_message": null,
         "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"),
     });
-    messages.push(Stored {
-        sent_at: now,
-        message: message.clone(),
-    });
-    tracing::info!(%to, %sid, "dev stand-in: SMS accepted");
+    super::state::remember(
+        &mut messages,
+        Stored {
+            sent_at: now,
+            message: message.clone(),
+        },
+    );
+    tracing::info!(%sid, "dev stand-in: SMS accepted");
     let mut answer = message;
     answer["status"] = json!("queued");
     (StatusCode::CREATED, Json(answer))
