@@ -237,8 +237,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Say once what runs where (see [`banner`]): a plain block for people, one event for log
-/// shippers.
+/// Say once what runs where (see [`banner`]): one log event, a block of lines in the text
+/// format.
 fn announce(settings: &Settings, roles: Roles, http: Option<std::net::SocketAddr>) {
     let names: Vec<&str> = [
         ("fleet", roles.fleet),
@@ -260,11 +260,7 @@ fn announce(settings: &Settings, roles: Roles, http: Option<std::net::SocketAddr
             stand_ins: settings.dev.stand_ins && roles.fleet && roles.http,
         },
     );
-    if settings.telemetry.log_format == "json" {
-        tracing::info!(target: "startup", "{text}");
-    } else {
-        eprintln!("{text}");
-    }
+    tracing::info!(target: "startup", "{text}");
 }
 
 /// The dashboard's credentials, after refusing (before anything starts) a dashboard that

@@ -285,6 +285,41 @@ async fn serve_refuses_an_unmigrated_mariadb_with_the_migrate_hint() {
 }
 
 #[tokio::test]
+async fn config_and_redis_errors_read_once_and_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.toml");
+    std::fs::write(&file, "[fleet]\nshutdown_timeout_sec = 5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--config", file.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`shutdown_timeout_sec`, expected `shutdown_timeout_secs` or `supervisors`"),
+        "{err}"
+    );
+    assert!(!err.contains("``") && !err.contains("default."), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "--redis-url",
+            &format!("redis://127.0.0.1:{}", free_port()),
+            "status",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(
+        err.matches("Connection refused").count(),
+        1,
+        "the cause once: {err}"
+    );
+}
+
+#[tokio::test]
 async fn invalid_configuration_names_every_problem() {
     let h = Harness::new().await;
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))

@@ -282,6 +282,11 @@ async fn schedule_list_shows_next_fires_and_run_enqueues_now() {
     assert_eq!(ids.len(), 1);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&ids[0]));
 
+    // The text list speaks the configuration's words.
+    let text = run_cli(switchboard(&h, &config).args(["schedule", "list"]));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("(catch_up = once)"), "{text}");
+
     let out = run_cli(switchboard(&h, &config).args(["schedule", "list", "--json"]));
     assert!(
         out.status.success(),
