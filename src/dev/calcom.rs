@@ -201,7 +201,7 @@ pub async fn create(State(s): State<Shared>, Json(req): Json<Value>) -> Answer {
     if req["metadata"].is_object() {
         created["metadata"] = req["metadata"].clone();
     }
-    super::state::remember(&mut state.bookings, created.clone());
+    super::window::remember(&mut state.bookings, created.clone());
     tracing::info!(uid = %created["uid"], "dev stand-in: Cal.com booking created");
     success(StatusCode::CREATED, created)
 }
@@ -255,7 +255,7 @@ pub async fn reschedule(
     old_booking["status"] = "cancelled".into();
     old_booking["rescheduledToUid"] = moved["uid"].clone();
     old_booking["updatedAt"] = utc(Utc::now()).into();
-    super::state::remember(&mut state.bookings, moved.clone());
+    super::window::remember(&mut state.bookings, moved.clone());
     tracing::info!(from = %uid, to = %moved["uid"], "dev stand-in: Cal.com booking rescheduled");
     success(StatusCode::CREATED, moved)
 }

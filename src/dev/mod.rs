@@ -11,5 +11,6 @@ pub mod embedded;
 pub mod sms;
 pub mod standins;
 mod state;
+mod window;
 
 pub use standins::{CALCOM_SECRET, RETELL_KEY, SMS_ACCOUNT_SID, STRIPE_SECRET, base_url, router};

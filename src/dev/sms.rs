@@ -142,7 +142,7 @@ async fn send(
         "num_segments": "1", "num_media": "0", "error_code": null, "error_message": null,
         "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"),
     });
-    super::state::remember(
+    super::window::remember(
         &mut messages,
         Stored {
             sent_at: now,

@@ -97,7 +97,7 @@ async fn meter_event(
         "identifier": identifier, "livemode": false, "payload": payload, "timestamp": timestamp,
     });
     tracing::info!(identifier = %event["identifier"], value = %event["payload"]["value"], "dev stand-in: Stripe meter event");
-    super::state::remember(&mut state.meter_events, event.clone());
+    super::window::remember(&mut state.meter_events, event.clone());
     (StatusCode::OK, Json(event))
 }
 
