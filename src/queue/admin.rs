@@ -100,11 +100,7 @@ impl Queues {
     ) -> Result<(), QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
-        let mut text = value.to_string();
-        if let Some(ring) = self.key_ring() {
-            // Results can quote what the job handled (a booking's attendee, say).
-            text = ring.seal(seal::Part::Result { id }, text.as_bytes());
-        }
+        let text = self.seal_result(id, value.to_string());
         let () = redis::cmd("SET")
             .arg(k.result(id))
             .arg(text)

@@ -156,6 +156,15 @@ impl Queues {
         }
     }
 
+    /// The result job `id` recorded, as stored: sealed when keys are configured (results can
+    /// quote what the job handled, a booking's attendee say).
+    pub(crate) fn seal_result(&self, id: &str, text: String) -> String {
+        match self.key_ring() {
+            Some(ring) => ring.seal(seal::Part::Result { id }, text.as_bytes()),
+            None => text,
+        }
+    }
+
     /// An error of a job of `kind` as stored: sealed when keys are configured (errors often
     /// quote a phone number or an address).
     pub(crate) fn seal_error(&self, kind: &str, text: String) -> String {

@@ -120,7 +120,7 @@ fn open_error(queues: &Queues, env: &Envelope) -> Result<Option<String>, QueueEr
 
 /// A completed job's recorded result in clear, and how to store a rewritten one.
 fn open_result(queues: &Queues, key: &str, stored: &str) -> Result<String, QueueError> {
-    let id = key.rsplit_once(":result:").map_or("", |(_, id)| id);
+    let id = result_id(key);
     Ok(seal::open_text(
         queues.key_ring(),
         seal::Part::Result { id },
@@ -128,12 +128,13 @@ fn open_result(queues: &Queues, key: &str, stored: &str) -> Result<String, Queue
     )?)
 }
 
+/// The job id a result key (`QueueKeys::result`) names.
+fn result_id(key: &str) -> &str {
+    key.rsplit_once(":result:").map_or("", |(_, id)| id)
+}
+
 fn seal_result(queues: &Queues, key: &str, plain: String) -> String {
-    let id = key.rsplit_once(":result:").map_or("", |(_, id)| id);
-    match queues.key_ring() {
-        Some(ring) => ring.seal(seal::Part::Result { id }, plain.as_bytes()),
-        None => plain,
-    }
+    queues.seal_result(result_id(key), plain)
 }
 
 impl Eraser<'_> {
@@ -260,17 +261,28 @@ impl Eraser<'_> {
         }
     }
 
-    async fn walk_delayed(&mut self, queue: &str, key: &str) -> Result<(), QueueError> {
+    /// One page of `ZSCAN`/`HSCAN` over `key` from `cursor`: the next cursor and the flat
+    /// member/score or field/value list.
+    async fn scan_page(
+        &self,
+        command: &str,
+        key: &str,
+        cursor: u64,
+    ) -> Result<(u64, Vec<String>), QueueError> {
         let mut conn = self.queues.conn();
+        Ok(redis::cmd(command)
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(BATCH)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    async fn walk_delayed(&mut self, queue: &str, key: &str) -> Result<(), QueueError> {
         let mut cursor = 0u64;
         loop {
-            let (next, flat): (u64, Vec<String>) = redis::cmd("ZSCAN")
-                .arg(key)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut conn)
-                .await?;
+            let (next, flat) = self.scan_page("ZSCAN", key, cursor).await?;
             for item in flat.iter().step_by(2) {
                 let verdict = self.decide(item)?;
                 self.apply(queue, State::Delayed, Place::Zset(key), item, &verdict)
@@ -290,16 +302,9 @@ impl Eraser<'_> {
         key: &str,
         index: &str,
     ) -> Result<(), QueueError> {
-        let mut conn = self.queues.conn();
         let mut cursor = 0u64;
         loop {
-            let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
-                .arg(key)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut conn)
-                .await?;
+            let (next, flat) = self.scan_page("HSCAN", key, cursor).await?;
             for pair in flat.chunks(2) {
                 let [field, item] = pair else { continue };
                 let verdict = self.decide(item)?;
@@ -329,16 +334,9 @@ impl Eraser<'_> {
     }
 
     async fn count_leased(&mut self, queue: &str, key: &str) -> Result<(), QueueError> {
-        let mut conn = self.queues.conn();
         let mut cursor = 0u64;
         loop {
-            let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
-                .arg(key)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut conn)
-                .await?;
+            let (next, flat) = self.scan_page("HSCAN", key, cursor).await?;
             for item in flat.iter().skip(1).step_by(2) {
                 self.count_running(queue, item)?;
             }
