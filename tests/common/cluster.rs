@@ -434,6 +434,16 @@ impl SentinelSet {
             .unwrap_or_else(|why| panic!("no new master in place of {old} within {limit:?}: {why}"))
     }
 
+    /// `redis-cli -h 127.0.0.1 -p <port> <args>` against a data server or a sentinel of this
+    /// set, as [`RedisCluster::cli`].
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        assert!(
+            self.group.processes.iter().any(|p| p.port == port),
+            "no process of this sentinel set on port {port}"
+        );
+        cli(port, args)
+    }
+
     fn new_master(&self, old: u16) -> Result<u16, String> {
         let mut named = None;
         for &sentinel in self.sentinels.iter().filter(|&&p| self.group.is_live(p)) {
@@ -467,7 +477,8 @@ fn named_master(sentinel: u16) -> Option<u16> {
     .ok()
 }
 
-/// The arguments every data server gets: loopback, `port`, `dir`, no persistence.
+/// The arguments every data server gets: loopback, `port`, `dir`, no persistence, and a
+/// master that syncs a replica at once (not five seconds later, waiting for more replicas).
 fn server_args(port: u16, dir: &Path) -> Vec<String> {
     [
         "--port",
@@ -480,6 +491,8 @@ fn server_args(port: u16, dir: &Path) -> Vec<String> {
         "",
         "--appendonly",
         "no",
+        "--repl-diskless-sync-delay",
+        "0",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -573,17 +586,20 @@ impl Process {
         }
     }
 
-    /// Wait until the process answers `PING`; else why not.
+    /// Wait until the process answers on its port (it, not another that took the port: the
+    /// `process_id` it reports is the child's); else why not.
     fn wait_answering(&mut self) -> Result<(), String> {
         let port = self.port;
         let child = self.child.as_mut().expect("a process not killed yet");
+        let pid = child.id().to_string();
         poll(ANSWER_LIMIT, || {
             if let Ok(Some(status)) = child.try_wait() {
                 return Ok(Err(format!("it exited ({status})")));
             }
-            match try_cli(port, &["PING"]).as_deref() {
-                Some("PONG") => Ok(Ok(())),
-                _ => Err(format!("no answer to PING within {ANSWER_LIMIT:?}")),
+            match try_cli(port, &["INFO", "server"]) {
+                Some(info) if field(&info, "process_id") == Some(pid.as_str()) => Ok(Ok(())),
+                Some(_) => Ok(Err(format!("another process answers on port {port}"))),
+                None => Err(format!("no answer within {ANSWER_LIMIT:?}")),
             }
         })?
     }
@@ -647,8 +663,10 @@ impl Group {
                 Err(why) => {
                     process.kill();
                     let log = read_tail(&process.dir.join(LOG));
+                    // "Address already in use": the port was taken after it was chosen.
+                    let taken = log.contains("in use") || why.starts_with("another process");
                     assert!(
-                        attempt < ATTEMPTS && log.contains("in use"),
+                        attempt < ATTEMPTS && taken,
                         "redis-server {name} on port {port} did not start: {why}; its log: {log}"
                     );
                 }
