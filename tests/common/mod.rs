@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod expo;
 pub mod jobs;
 pub mod running;
