@@ -1,7 +1,7 @@
 //! The composition root: all wiring happens here. Roles are flags; tests start the same
 //! [`run`] with their own settings, a listener on port 0 and a shutdown future.
 
-use std::{future::Future, path::PathBuf, sync::Arc};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use switchboard_jobs::{
@@ -113,12 +113,12 @@ pub async fn connect(
     settings: &Settings,
     embedded_redis: bool,
 ) -> anyhow::Result<(Queues, Option<tokio::process::Child>)> {
-    let child = if embedded_redis {
+    let child = if embedded_redis && settings.redis.mode == crate::config::RedisMode::Standalone {
         embedded::ensure_redis(&settings.redis.url, &PathBuf::from("var")).await?
     } else {
         None
     };
-    let queues = Queues::connect(&settings.redis.url, settings.queue.clone())
+    let queues = Queues::open(&settings.redis, settings.queue.clone())
         .await
         .with_context(|| format!("connecting to Redis at {}", redact(&settings.redis.url)))?;
     Ok((queues, child))
@@ -144,6 +144,11 @@ pub async fn run(
         .iter()
         .flat_map(|s| s.queues.clone())
         .collect();
+    // On a cluster, every script of every queue this deployment names must touch one slot.
+    let mut checked = names.clone();
+    checked.push(settings.ingest.queue.clone());
+    checked.extend(settings.schedule.iter().map(|s| s.queue.clone()));
+    queues.check_slots(&checked).await?;
     // The handlers' dependencies, when this process runs handlers.
     let services = match (roles.fleet, hooks.services, &hooks.registry) {
         (true, Some(s), _) => Some(s),
@@ -205,7 +210,10 @@ pub async fn run(
             });
             let clock = hooks.clock.unwrap_or_else(ingest::system_clock);
             router = router.merge(ingest::router(
-                queues.producer(),
+                queues.producer_acked(crate::queue::producer::Acked {
+                    replicas: settings.ingest.min_replicas_acked,
+                    timeout: Duration::from_millis(settings.ingest.replicas_timeout_ms),
+                }),
                 secrets,
                 settings.ingest.clone(),
                 clock,
@@ -295,7 +303,8 @@ fn domain_registry(
 ) -> anyhow::Result<switchboard_jobs::Registry> {
     let services = services.context("the fleet needs its services")?;
     let mut registry = switchboard_jobs::domain_registry(services);
-    let pruner = Pruner::new(queues.clone(), names.to_vec(), &settings.maintenance)
+    let names = crate::maintenance::partitions(queues, names);
+    let pruner = Pruner::new(queues.clone(), names, &settings.maintenance)
         .with_store(services.store.clone());
     registry.register::<Prune, _, _>(move |args, ctx| pruner.clone().handle(args, ctx));
     Ok(registry)

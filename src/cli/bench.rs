@@ -50,6 +50,9 @@ pub enum BenchCommand {
         /// that started before an earlier job of their key.
         #[arg(long, default_value_t = 0)]
         keys: usize,
+        /// Split the bench queue into this many partitions (`queue.partitions`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        partitions: u16,
     },
     /// Enqueue at a steady rate into a running fleet; time from enqueue to handler start.
     Latency {
@@ -80,7 +83,10 @@ const QUEUE: &str = "bench";
 pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.queue.prefix = format!("bench-{:08x}", rand::random::<u32>());
-    let queues = Queues::connect(&settings.redis.url, settings.queue.clone()).await?;
+    if let BenchCommand::Drain { partitions, .. } = &which {
+        settings.queue.partitions.insert(QUEUE.to_owned(), *partitions);
+    }
+    let queues = Queues::open(&settings.redis, settings.queue.clone()).await?;
     // The production path records metrics; so does the benchmark.
     let _metrics = crate::telemetry::init_metrics();
     let result = match which {
@@ -94,6 +100,7 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
             concurrency,
             workers,
             keys,
+            partitions: _,
         } => drain(&queues, jobs, concurrency, workers, keys).await,
         BenchCommand::Latency {
             rate,
@@ -106,6 +113,8 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
     let mut result = result?;
     // Whether job payloads were sealed (SWITCHBOARD_PAYLOAD_KEYS), which every number includes.
     result["sealed"] = json!(queues.key_ring().is_some());
+    result["redis_mode"] = json!(settings.redis.mode);
+    result["partitions"] = json!(queues.partition_count(QUEUE));
     println!("{result}");
     Ok(())
 }
@@ -354,16 +363,21 @@ async fn commands_processed(queues: &Queues) -> anyhow::Result<u64> {
 
 /// Wait until the bench queue's processed counter reaches `n`.
 async fn wait_processed(queues: &Queues, n: u64, limit: Duration) -> anyhow::Result<()> {
-    let keys = queues.keys(QUEUE)?;
+    let stats: Vec<String> = queues
+        .partition_names(QUEUE)
+        .iter()
+        .map(|p| queues.keys(p).map(|k| k.stats.clone()))
+        .collect::<Result<_, _>>()?;
     let mut conn = queues.conn();
     let deadline = Instant::now() + limit;
     let seen = AtomicU64::new(0);
     loop {
-        let processed: Option<u64> = redis::cmd("HGET")
-            .arg(&keys.stats)
-            .arg("processed")
-            .query_async(&mut conn)
-            .await?;
+        let mut pipe = redis::pipe();
+        for key in &stats {
+            pipe.hget(key, "processed");
+        }
+        let counts: Vec<Option<u64>> = pipe.query_async(&mut conn).await?;
+        let processed = Some(counts.into_iter().flatten().sum::<u64>());
         seen.store(processed.unwrap_or(0), Ordering::Relaxed);
         if processed.unwrap_or(0) >= n {
             return Ok(());
@@ -381,27 +395,29 @@ async fn wait_processed(queues: &Queues, n: u64, limit: Duration) -> anyhow::Res
 async fn cleanup(queues: &Queues) -> anyhow::Result<()> {
     let mut conn = queues.conn();
     let pattern = format!("*{}*", queues.settings().prefix);
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let () = redis::cmd("UNLINK")
-                .arg(keys)
-                .query_async(&mut conn)
+    // SCAN sees one server's keys: on a cluster, every master is scanned; UNLINK goes
+    // through the shared connection, which splits it by slot there.
+    for mut node in queues.each_master().await? {
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut node)
                 .await?;
+            for key in keys {
+                let () = redis::cmd("UNLINK").arg(key).query_async(&mut conn).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 /// Resident set size of this process in MB.

@@ -164,8 +164,44 @@ pub struct CalcomConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
+    /// One URL (standalone), or a comma-separated list of seed nodes (cluster) or of the
+    /// Sentinels (sentinel).
     pub url: String,
     pub embedded: bool,
+    /// How `url` is read: one server, a Redis Cluster, or a master found through Sentinel.
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// The master's name the Sentinels know (`mode = "sentinel"`).
+    #[serde(default = "default_sentinel_master")]
+    pub sentinel_master: String,
+}
+
+/// The Redis topologies Switchboard runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server (or a primary behind a stable address).
+    #[default]
+    Standalone,
+    /// A Redis Cluster: `url` lists seed nodes; every queue (partition) lives in one slot.
+    Cluster,
+    /// A primary and its replicas watched by Sentinels: `url` lists the Sentinels.
+    Sentinel,
+}
+
+impl RedisSettings {
+    /// The URLs in `url`, trimmed.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+}
+
+fn default_sentinel_master() -> String {
+    "switchboard".to_owned()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,6 +307,17 @@ pub struct IngestSettings {
     pub dedupe_ttl_secs: u64,
     pub queue: String,
     pub enqueue_timeout_ms: u64,
+    /// Replicas that must hold a delivery's job before it is answered 202 (0: the master's
+    /// memory is enough).
+    #[serde(default)]
+    pub min_replicas_acked: u32,
+    /// How long to wait for them before answering 503.
+    #[serde(default = "default_replicas_timeout_ms")]
+    pub replicas_timeout_ms: u64,
+}
+
+fn default_replicas_timeout_ms() -> u64 {
+    500
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -314,6 +361,16 @@ pub struct QueueSettings {
     /// [`Secrets`]); no file can set them.
     #[serde(skip)]
     pub payload_keys: Vec<PayloadKey>,
+    /// Queues split into partitions (queue -> P, default 1), each its own hash tag.
+    #[serde(default)]
+    pub partitions: std::collections::BTreeMap<String, u16>,
+    /// Replicas that must hold a job enqueued by the CLI, the scheduler or a handler before
+    /// the enqueue counts as done (0: the master's memory is enough).
+    #[serde(default)]
+    pub min_replicas_acked: u32,
+    /// How long such an enqueue waits for them before failing.
+    #[serde(default = "default_replicas_timeout_ms")]
+    pub replicas_timeout_ms: u64,
 }
 
 impl QueueSettings {
@@ -523,15 +580,33 @@ impl Settings {
             ),
         );
         let q = &self.queue;
+        let urls = self.redis.urls();
         check(
-            ["redis://", "rediss://", "unix://", "redis+unix://"]
-                .iter()
-                .any(|s| self.redis.url.starts_with(s)),
+            !urls.is_empty()
+                && urls.iter().all(|u| {
+                    ["redis://", "rediss://", "unix://", "redis+unix://"]
+                        .iter()
+                        .any(|s| u.starts_with(s))
+                }),
             format!(
-                "redis.url {:?} must start with redis://, rediss:// or unix://",
-                self.redis.url
+                "redis.url {:?} must be one URL (or, for cluster and sentinel, a comma-separated list) starting with redis://, rediss:// or unix://",
+                redact_url(&self.redis.url)
             ),
         );
+        check(
+            self.redis.mode != RedisMode::Standalone || urls.len() <= 1,
+            "redis.url lists several servers: set redis.mode to \"cluster\" or \"sentinel\"".to_owned(),
+        );
+        check(
+            self.redis.mode != RedisMode::Sentinel || !self.redis.sentinel_master.trim().is_empty(),
+            "redis.sentinel_master must name the master the Sentinels watch".to_owned(),
+        );
+        for (queue, &p) in &q.partitions {
+            check(
+                validate_name(queue).is_ok() && (1..=64).contains(&p),
+                format!("queue.partitions.{queue} = {p}: a queue name, and 1 to 64 partitions"),
+            );
+        }
         check(
             validate_name(&q.prefix).is_ok(),
             format!(

@@ -47,5 +47,11 @@ pub async fn drain(
         },
         policies: registry,
     };
-    inline::drain(queues, queue, drain, dispatcher).await
+    let mut total = Drained::default();
+    for partition in queues.partition_names(queue) {
+        let done = inline::drain(queues, &partition, drain.clone(), dispatcher.clone()).await?;
+        total.runs += done.runs;
+        total.stopped_early |= done.stopped_early;
+    }
+    Ok(total)
 }

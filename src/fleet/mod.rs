@@ -87,14 +87,7 @@ impl Fleet {
             for queue in &sup.queues {
                 queues.register_queue(queue).await?;
                 for n in 0..sup.workers {
-                    workers.push(start_worker(
-                        queues,
-                        sup,
-                        queue,
-                        n,
-                        dispatcher.clone(),
-                        &stop,
-                    )?);
+                    workers.extend(start_worker(queues, sup, queue, n, &dispatcher, &stop)?);
                 }
             }
         }
@@ -150,46 +143,65 @@ impl Fleet {
     }
 }
 
+/// Start worker `n` of `sup` on `queue`: one apalis worker per partition of the queue,
+/// sharing one pool of lease slots. A partitioned queue leases no more than `concurrency`
+/// jobs at once over all its partitions (no prefetch: its partitions fetch side by side).
 fn start_worker(
     queues: &Queues,
     sup: &SupervisorSettings,
     queue: &str,
     n: usize,
-    dispatcher: Dispatcher,
+    dispatcher: &Dispatcher,
     stop: &CancellationToken,
-) -> Result<(WorkerHandle, tokio::task::JoinHandle<()>), crate::queue::QueueError> {
+) -> Result<Vec<(WorkerHandle, tokio::task::JoinHandle<()>)>, crate::queue::QueueError> {
     let worker_id = crate::instance::worker_id(&sup.name, queue, n);
-    let options = WorkerOptions {
-        worker_id: worker_id.clone(),
-        queue: queue.to_owned(),
-        concurrency: sup.concurrency,
-        prefetch: sup.prefetch(),
-        retry: RetryPolicy {
-            max_attempts: sup.max_attempts,
-            base: Duration::from_millis(sup.backoff.base_ms),
-            cap: Duration::from_millis(sup.backoff.cap_ms),
-        },
-        policies: dispatcher.registry(),
+    let partitions = queues.partition_names(queue);
+    let (prefetch, credits) = if partitions.len() > 1 {
+        (0, Some(Arc::new(tokio::sync::Semaphore::new(sup.concurrency))))
+    } else {
+        (sup.prefetch(), None)
     };
-    let (backend, handle) = RedisBackend::start(queues.clone(), options)?;
-    let worker = WorkerBuilder::new(worker_id.as_str())
-        .backend(backend)
-        .layer(CatchPanicLayer::with_panic_handler(on_panic))
-        // The dispatcher applies each kind's timeout inside the limit, so waiting for a free
-        // slot never eats a job's time.
-        .concurrency(sup.concurrency)
-        .build(dispatcher);
-    let stop = stop.clone();
-    let join = tokio::spawn(async move {
-        let signal = async move {
-            stop.cancelled().await;
-            Ok::<(), WorkerError>(())
+    let mut started = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        let options = WorkerOptions {
+            worker_id: worker_id.clone(),
+            queue: partition.clone(),
+            concurrency: sup.concurrency,
+            prefetch,
+            retry: RetryPolicy {
+                max_attempts: sup.max_attempts,
+                base: Duration::from_millis(sup.backoff.base_ms),
+                cap: Duration::from_millis(sup.backoff.cap_ms),
+            },
+            policies: dispatcher.registry(),
+            credits: credits.clone(),
         };
-        if let Err(e) = worker.run_until(signal).await {
-            tracing::error!(worker = %worker_id, error = %e, "worker ended with an error");
-        }
-    });
-    Ok((handle, join))
+        let (backend, handle) = RedisBackend::start(queues.clone(), options)?;
+        let name = if partition == queue {
+            worker_id.clone()
+        } else {
+            format!("{worker_id}{}", &partition[queue.len()..])
+        };
+        let worker = WorkerBuilder::new(name.as_str())
+            .backend(backend)
+            .layer(CatchPanicLayer::with_panic_handler(on_panic))
+            // The dispatcher applies each kind's timeout inside the limit, so waiting for a
+            // free slot never eats a job's time.
+            .concurrency(sup.concurrency)
+            .build(dispatcher.clone());
+        let stop = stop.clone();
+        let join = tokio::spawn(async move {
+            let signal = async move {
+                stop.cancelled().await;
+                Ok::<(), WorkerError>(())
+            };
+            if let Err(e) = worker.run_until(signal).await {
+                tracing::error!(worker = %name, error = %e, "worker ended with an error");
+            }
+        });
+        started.push((handle, join));
+    }
+    Ok(started)
 }
 
 /// A panicking handler fails its attempt like an error does (it may be transient).

@@ -129,6 +129,11 @@ pub struct Maintainer {
     pruner: Pruner,
 }
 
+/// `names` with each partitioned queue replaced by its partitions (`queue`, `queue#1`, ...).
+pub fn partitions(queues: &Queues, names: &[String]) -> Vec<String> {
+    names.iter().flat_map(|n| queues.partition_names(n)).collect()
+}
+
 impl Maintainer {
     /// The set over the queues `names`; the pruner also trims `store` when given. Fails with
     /// one line when a service's configuration cannot work.
@@ -146,6 +151,8 @@ impl Maintainer {
         promoter_config.validate()?;
         rescuer_config.validate()?;
         pruner_config.validate()?;
+        // Every partition of a queue is promoted, rescued and pruned on its own.
+        let names = &partitions(queues, names);
         let mut pruner = Pruner::new(queues.clone(), names.to_vec(), pruner_config);
         if let Some(store) = store {
             pruner = pruner.with_store(store);

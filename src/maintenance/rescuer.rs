@@ -78,7 +78,8 @@ impl Service for Rescuer {
         let mut out = RescueOutcome::default();
         for name in &self.names {
             let n = self.queues.rescue(name, ms(now)).await?;
-            metric::jobs_rescued(name, n);
+            let queue = crate::queue::keys::split_partition(name).map_or(name.as_str(), |(q, _)| q);
+            metric::jobs_rescued(queue, n);
             out.rescued += n;
         }
         Ok(out)

@@ -142,8 +142,8 @@ impl Queues {
         Ok(names)
     }
 
-    /// The stats of `queue` in one round trip.
-    pub async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
+    /// The stats of one partition (or an unpartitioned queue) in one round trip.
+    async fn stats_one(&self, queue: &str) -> Result<QueueStats, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
         let (pending, delayed, dead, counters, oldest, paused): (
@@ -185,7 +185,7 @@ impl Queues {
     }
 
     /// Stop workers from fetching `queue` (running jobs finish; nothing is lost).
-    pub async fn pause(&self, queue: &str) -> Result<(), QueueError> {
+    async fn pause_one(&self, queue: &str) -> Result<(), QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
         let () = redis::cmd("SET")
@@ -197,7 +197,7 @@ impl Queues {
     }
 
     /// Let workers fetch `queue` again.
-    pub async fn resume(&self, queue: &str) -> Result<(), QueueError> {
+    async fn resume_one(&self, queue: &str) -> Result<(), QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
         let () = redis::cmd("DEL")
@@ -208,7 +208,7 @@ impl Queues {
     }
 
     /// Dead jobs of `queue`, newest first, at most `limit`.
-    pub async fn dead_list(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+    async fn dead_list_one(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
         let ids: Vec<(String, f64)> = redis::cmd("ZRANGE")
@@ -272,7 +272,7 @@ impl Queues {
     }
 
     /// Put dead jobs back on the queue with fresh attempts and retry budgets; returns how many.
-    pub async fn dead_retry(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
+    async fn dead_retry_one(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
         let mut total = 0;
@@ -302,7 +302,7 @@ impl Queues {
     }
 
     /// Delete dead jobs for good; returns how many.
-    pub async fn dead_forget(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
+    async fn dead_forget_one(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
         let mut total = 0;
@@ -344,7 +344,7 @@ impl Queues {
     }
 
     /// Workers registered on `queue`, with what they hold.
-    pub async fn workers(&self, queue: &str) -> Result<Vec<WorkerInfo>, QueueError> {
+    async fn workers_one(&self, queue: &str) -> Result<Vec<WorkerInfo>, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
         let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
@@ -390,4 +390,107 @@ fn revived(mut env: Envelope) -> Envelope {
     env.err = None;
     env.failed_at = None;
     env
+}
+
+/// What operators do to a queue, on every partition of it (a name with `#p` names one
+/// partition only). An unpartitioned queue costs what it always did: one partition.
+impl Queues {
+    fn partitions_of(&self, queue: &str) -> Vec<String> {
+        if queue.contains('#') {
+            vec![queue.to_owned()]
+        } else {
+            self.partition_names(queue)
+        }
+    }
+
+    /// The stats of `queue`, its partitions summed (one round trip per partition).
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
+        let mut total = QueueStats {
+            name: queue.to_owned(),
+            ..QueueStats::default()
+        };
+        for part in self.partition_stats(queue).await? {
+            total.pending += part.pending;
+            total.delayed += part.delayed;
+            total.running += part.running;
+            total.dead += part.dead;
+            total.waiting += part.waiting;
+            total.expired += part.expired;
+            total.processed += part.processed;
+            total.failed += part.failed;
+            total.oldest_pending_secs = total.oldest_pending_secs.max(part.oldest_pending_secs);
+            total.paused |= part.paused;
+        }
+        Ok(total)
+    }
+
+    /// The stats of each partition of `queue` (one for an unpartitioned queue), named
+    /// `queue`, `queue#1`, ...
+    pub async fn partition_stats(&self, queue: &str) -> Result<Vec<QueueStats>, QueueError> {
+        let mut out = Vec::new();
+        for part in self.partitions_of(queue) {
+            out.push(self.stats_one(&part).await?);
+        }
+        Ok(out)
+    }
+
+    /// Stop workers from fetching `queue`, every partition (running jobs finish; nothing is
+    /// lost).
+    pub async fn pause(&self, queue: &str) -> Result<(), QueueError> {
+        for part in self.partitions_of(queue) {
+            self.pause_one(&part).await?;
+        }
+        Ok(())
+    }
+
+    /// Let workers fetch `queue` again, every partition.
+    pub async fn resume(&self, queue: &str) -> Result<(), QueueError> {
+        for part in self.partitions_of(queue) {
+            self.resume_one(&part).await?;
+        }
+        Ok(())
+    }
+
+    /// Dead jobs of `queue`, newest first over all partitions, at most `limit`.
+    pub async fn dead_list(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+        let mut out = Vec::new();
+        for part in self.partitions_of(queue) {
+            out.extend(self.dead_list_one(&part, limit).await?);
+        }
+        out.sort_by(|a, b| b.died_at_ms.cmp(&a.died_at_ms));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Put dead jobs back on the queue with fresh attempts and retry budgets (each in its
+    /// own partition); returns how many.
+    pub async fn dead_retry(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
+        let mut total = 0;
+        for part in self.partitions_of(queue) {
+            total += self.dead_retry_one(&part, which.clone()).await?;
+        }
+        Ok(total)
+    }
+
+    /// Delete dead jobs for good, in every partition; returns how many.
+    pub async fn dead_forget(&self, queue: &str, which: Selection) -> Result<u64, QueueError> {
+        let mut total = 0;
+        for part in self.partitions_of(queue) {
+            total += self.dead_forget_one(&part, which.clone()).await?;
+        }
+        Ok(total)
+    }
+
+    /// Workers registered on `queue`, on any partition, with what they hold.
+    pub async fn workers(&self, queue: &str) -> Result<Vec<WorkerInfo>, QueueError> {
+        let mut out = Vec::new();
+        for part in self.partitions_of(queue) {
+            let mut found = self.workers_one(&part).await?;
+            for w in &mut found {
+                queue.clone_into(&mut w.queue);
+            }
+            out.extend(found);
+        }
+        Ok(out)
+    }
 }

@@ -148,6 +148,17 @@ impl Queues {
     /// starts inside a minute takes that minute's count in proportion (a sliding-window
     /// estimate, exact at minute boundaries).
     pub async fn recent(&self, queue: &str, now_ms: u64) -> Result<Recent, QueueError> {
+        let mut total = Recent::default();
+        for part in self.partition_names(queue) {
+            let r = self.recent_one(&part, now_ms).await?;
+            total.completed_last_minute += r.completed_last_minute;
+            total.completed_last_hour += r.completed_last_hour;
+            total.dead_last_week += r.dead_last_week;
+        }
+        Ok(total)
+    }
+
+    async fn recent_one(&self, queue: &str, now_ms: u64) -> Result<Recent, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
         let current = now_ms / 60_000;
@@ -181,8 +192,10 @@ impl Queues {
     /// retry, a rescue) between two reads is looked for once more before saying "not found".
     pub async fn find_job(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
         for _ in 0..2 {
-            if let Some(view) = self.find_once(queue, id).await? {
-                return Ok(Some(view));
+            for part in self.partition_names(queue) {
+                if let Some(view) = self.find_once(&part, id).await? {
+                    return Ok(Some(view));
+                }
             }
         }
         Ok(None)

@@ -1,11 +1,15 @@
 //! Key names. Every key of one queue carries the hash tag `{<prefix>:<queue>}`, so a queue
-//! lives in one Redis Cluster slot and its Lua scripts touch only that slot.
+//! lives in one Redis Cluster slot and its Lua scripts touch only that slot. A partitioned
+//! queue has one tag per partition: `{<prefix>:<queue>}` for the first, `{<prefix>:<queue>#p}`
+//! for partition p > 0, so its partitions spread over slots (and shards).
 
 /// The keys of one queue.
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
-    /// The queue's name, e.g. `webhooks`.
+    /// The queue's name, e.g. `webhooks` (the logical queue, for every partition).
     pub name: String,
+    /// Which partition of the queue these keys are (0 when the queue is not partitioned).
+    pub partition: u16,
     tag: String,
     /// LIST of ready items; producers LPUSH, workers pop from the right (FIFO).
     pub pending: String,
@@ -35,10 +39,16 @@ pub struct QueueKeys {
 impl QueueKeys {
     /// Keys of `queue` under `prefix` (the prefix isolates deployments and tests).
     pub fn new(prefix: &str, queue: &str) -> Self {
-        let tag = format!("{{{prefix}:{queue}}}");
+        Self::partition(prefix, queue, 0)
+    }
+
+    /// Keys of partition `partition` of `queue` under `prefix`.
+    pub fn partition(prefix: &str, queue: &str, partition: u16) -> Self {
+        let tag = format!("{{{prefix}:{}}}", partition_name(queue, partition));
         let key = |name: &str| format!("{tag}:{name}");
         Self {
             name: queue.to_owned(),
+            partition,
             pending: key("pending"),
             delayed: key("delayed"),
             dead: key("dead"),
@@ -101,11 +111,75 @@ impl QueueKeys {
         format!("{}:seq:", self.tag)
     }
 
+    /// The partition's name as [`Queues::keys`](super::Queues::keys) takes it.
+    pub fn partition_name(&self) -> String {
+        partition_name(&self.name, self.partition)
+    }
+
+    /// One example of every key a script of this queue touches, for the start-up check
+    /// that they share one cluster slot.
+    pub fn script_keys(&self) -> Vec<String> {
+        let mut keys = vec![
+            self.pending.clone(),
+            self.delayed.clone(),
+            self.dead.clone(),
+            self.dead_at.clone(),
+            self.completed.clone(),
+            self.expired.clone(),
+            self.expired_at.clone(),
+            self.stats.clone(),
+            self.throughput.clone(),
+            self.paused.clone(),
+            self.workers.clone(),
+        ];
+        keys.extend([
+            self.leased("w"),
+            self.inbox("w"),
+            self.result("j"),
+            self.personal_cursor(),
+            self.schedule("s"),
+            self.schedule_claim("s", 0),
+            self.unique("u"),
+            self.sequence("k"),
+        ]);
+        keys
+    }
+
     /// Pattern matching every key of this queue (for SCAN in tests and tools).
     pub fn pattern(&self) -> String {
         // `{` and `}` are not glob specials, `[` and `]` would be; queue names exclude them.
         format!("{}:*", self.tag)
     }
+}
+
+/// The name of partition `p` of `queue`: the queue's own name for the first, `queue#p` for
+/// the others (`#` never occurs in a queue name).
+pub fn partition_name(queue: &str, p: u16) -> String {
+    if p == 0 {
+        queue.to_owned()
+    } else {
+        format!("{queue}#{p}")
+    }
+}
+
+/// `queue` or `queue#p` split into the queue and the partition; `None` when `p` is not a
+/// number of 1 or more.
+pub fn split_partition(name: &str) -> Option<(&str, u16)> {
+    match name.split_once('#') {
+        None => Some((name, 0)),
+        Some((queue, p)) => p.parse().ok().filter(|&p| p > 0).map(|p| (queue, p)),
+    }
+}
+
+/// The partition (of `n`) a job with this sequence or dedupe key goes to: FNV-1a, stable
+/// across processes and builds.
+pub fn partition_of(key: &str, n: u16) -> u16 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash % u32::from(n.max(1))) as u16
 }
 
 /// STRING: the maintenance leader lease under a prefix (holder token, with a TTL).
@@ -140,5 +214,26 @@ mod tests {
         }
         assert_eq!(k.leased("w1"), "{sb:webhooks}:leased:w1");
         assert_eq!(k.unique("evt_1"), "{sb:webhooks}:unique:evt_1");
+    }
+
+    #[test]
+    fn partitions_have_tags_of_their_own() {
+        let first = QueueKeys::partition("sb", "webhooks", 0);
+        let third = QueueKeys::partition("sb", "webhooks", 2);
+        assert_eq!(first.pending, "{sb:webhooks}:pending");
+        assert_eq!(third.pending, "{sb:webhooks#2}:pending");
+        assert_eq!(third.name, "webhooks");
+        assert_eq!(third.partition_name(), "webhooks#2");
+        for key in third.script_keys() {
+            assert!(key.starts_with("{sb:webhooks#2}:"), "{key}");
+        }
+        assert_eq!(split_partition("webhooks#2"), Some(("webhooks", 2)));
+        assert_eq!(split_partition("webhooks"), Some(("webhooks", 0)));
+        assert_eq!(split_partition("webhooks#0"), None);
+        assert_eq!(split_partition("webhooks#x"), None);
+        let spread: std::collections::HashSet<u16> =
+            (0..100).map(|i| partition_of(&format!("call_{i}"), 3)).collect();
+        assert_eq!(spread.len(), 3);
+        assert_eq!(partition_of("call_7", 3), partition_of("call_7", 3));
     }
 }

@@ -27,11 +27,12 @@
 
 pub mod admin;
 pub mod circuit;
+pub mod conn;
 pub mod inspect;
 pub mod job;
 pub mod keys;
 pub mod overview;
-mod producer;
+pub mod producer;
 pub mod rate_limit;
 pub mod retry;
 pub mod schedule;
@@ -44,18 +45,21 @@ pub mod worker;
 use std::{
     borrow::Cow,
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
-use redis::aio::ConnectionManager;
 use serde_json::value::RawValue;
 
+pub use conn::{Conn, Topology};
 pub use job::{Envelope, Job};
 pub use keys::QueueKeys;
 pub use producer::{Enqueued, Producer};
 
-use crate::config::QueueSettings;
+use crate::config::{QueueSettings, RedisMode, RedisSettings};
 
 /// Failures of queue operations.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,12 @@ pub enum QueueError {
     /// A sequence key that cannot be used as part of a key.
     #[error("invalid sequence key {0:?}: use 1 to 200 of letters, digits, '.', '_', ':' and '-'")]
     InvalidSequence(String),
+    /// Fewer replicas than asked for confirmed a write in time.
+    #[error("only {got} of {wanted} replicas confirmed the job in time")]
+    NotReplicated { wanted: u32, got: u32 },
+    /// A queue's script keys do not share one cluster slot.
+    #[error("{0}")]
+    CrossSlot(String),
 }
 
 /// Most queue names whose keys [`Queues::keys`] remembers; more are built on each call.
@@ -92,8 +102,10 @@ const MAX_CACHED_QUEUES: usize = 1024;
 /// A handle on all queues under one key prefix. Cheap to clone; share it.
 #[derive(Clone)]
 pub struct Queues {
-    client: redis::Client,
-    conn: ConnectionManager,
+    topology: Topology,
+    conn: Conn,
+    /// Round robin over the partitions of a queue, for jobs without a key to hash.
+    turn: Arc<AtomicUsize>,
     settings: Arc<QueueSettings>,
     keys: Arc<RwLock<HashMap<String, Arc<QueueKeys>>>>,
     /// The payload keys of `settings`, ready to use; `None` when none is configured (then
@@ -102,22 +114,25 @@ pub struct Queues {
 }
 
 impl Queues {
-    /// Connect to the Redis at `url`. Fails when Redis does not answer.
+    /// Connect to the one Redis at `url`. Fails when Redis does not answer.
     pub async fn connect(url: &str, settings: QueueSettings) -> Result<Self, QueueError> {
-        // Small request/response pairs on loopback: Nagle's algorithm would hold writes back
-        // waiting for ACKs, adding latency to every round trip.
-        let info = redis::IntoConnectionInfo::into_connection_info(url)?
-            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let redis = RedisSettings {
+            url: url.to_owned(),
+            embedded: false,
+            mode: RedisMode::Standalone,
+            sentinel_master: String::new(),
+        };
+        Self::open(&redis, settings).await
+    }
+
+    /// Connect to Redis in the topology `redis` describes. Fails when Redis does not answer.
+    pub async fn open(redis: &RedisSettings, settings: QueueSettings) -> Result<Self, QueueError> {
+        let (conn, topology) = conn::connect(redis).await?;
         let ring = seal::KeyRing::new(&settings.payload_keys).map(Arc::new);
         Ok(Self {
-            client,
+            topology,
             conn,
+            turn: Arc::default(),
             settings: Arc::new(settings),
             keys: Arc::default(),
             ring,
@@ -180,28 +195,129 @@ impl Queues {
     }
 
     /// The shared, auto-reconnecting connection.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
-    /// A new dedicated connection (for blocking commands, which must not share a socket).
-    pub async fn dedicated(&self) -> Result<redis::aio::MultiplexedConnection, QueueError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(None);
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    /// The servers behind [`conn`](Self::conn).
+    pub fn topology(&self) -> &Topology {
+        &self.topology
     }
 
-    /// The keys of `queue`.
+    /// A new dedicated connection to the server holding `key` (for blocking commands, which
+    /// must not share a socket).
+    pub async fn dedicated(&self, key: &str) -> Result<conn::Dedicated, QueueError> {
+        Ok(self.topology.dedicated(key).await?)
+    }
+
+    /// A connection to every master (one outside a cluster), for commands that see one
+    /// server's keys only, such as `SCAN`.
+    pub async fn each_master(&self) -> Result<Vec<redis::aio::MultiplexedConnection>, QueueError> {
+        let mut out = Vec::new();
+        for node in self.topology.masters().await? {
+            out.push(node.get_multiplexed_async_connection().await?);
+        }
+        Ok(out)
+    }
+
+    /// How many partitions `queue` has (1 when it is not partitioned).
+    pub fn partition_count(&self, queue: &str) -> u16 {
+        self.settings
+            .partitions
+            .get(queue)
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// The names of `queue`'s partitions as [`keys`](Self::keys) takes them: `queue`, then
+    /// `queue#1` ... `queue#<P-1>`.
+    pub fn partition_names(&self, queue: &str) -> Vec<String> {
+        (0..self.partition_count(queue))
+            .map(|p| keys::partition_name(queue, p))
+            .collect()
+    }
+
+    /// The keys of the partition a new job goes to: by hash of `key` when the job has one (a
+    /// sequence or dedupe key: the same key always lands in the same partition, so its order
+    /// and dedupe hold), round robin otherwise.
+    pub fn keys_for_new_job(
+        &self,
+        queue: &str,
+        key: Option<&str>,
+    ) -> Result<Arc<QueueKeys>, QueueError> {
+        let n = self.partition_count(queue);
+        if n == 1 {
+            return self.keys(queue);
+        }
+        let p = match key {
+            Some(key) => keys::partition_of(key, n),
+            None => (self.turn.fetch_add(1, Ordering::Relaxed) % usize::from(n)) as u16,
+        };
+        self.keys(&keys::partition_name(queue, p))
+    }
+
+    /// When `settings` ask for replicated acknowledgement, wait until `replicas` replicas
+    /// hold every write sent so far on the shared connection (which carried the write to
+    /// `key`), at most `timeout`. Fails with [`QueueError::NotReplicated`] when fewer did.
+    pub async fn confirm_replicated(
+        &self,
+        key: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<(), QueueError> {
+        if replicas == 0 {
+            return Ok(());
+        }
+        let got = self
+            .topology
+            .wait_replicas(&mut self.conn(), key, replicas, timeout)
+            .await?;
+        if got < replicas {
+            crate::telemetry::metric::redis_error("replicas");
+            return Err(QueueError::NotReplicated {
+                wanted: replicas,
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    /// On a Redis Cluster, prove that the script keys of each partition of each of `queues`
+    /// map to one slot, asking the cluster (`CLUSTER KEYSLOT`); elsewhere nothing to prove.
+    pub async fn check_slots(&self, queues: &[String]) -> Result<(), QueueError> {
+        if !matches!(self.topology, Topology::Cluster { .. }) {
+            return Ok(());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for queue in queues {
+            for part in self.partition_names(queue) {
+                if !seen.insert(part.clone()) {
+                    continue;
+                }
+                let keys = self.keys(&part)?.script_keys();
+                let slots = self.topology.slots_of(&keys).await?.unwrap_or_default();
+                if let Some((key, slot)) = keys.iter().zip(&slots).find(|(_, s)| **s != slots[0]) {
+                    return Err(QueueError::CrossSlot(format!(
+                        "queue {part}: key {key} is in cluster slot {slot}, not {} like {}",
+                        slots[0], keys[0]
+                    )));
+                }
+                tracing::debug!(queue = %part, slot = slots.first().copied().unwrap_or(0), "queue keys share one cluster slot");
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys of `queue`, or of one of its partitions (`queue#p`).
     pub fn keys(&self, queue: &str) -> Result<Arc<QueueKeys>, QueueError> {
         if let Some(k) = self.keys.read().expect("keys lock").get(queue) {
             return Ok(Arc::clone(k));
         }
-        validate_name(queue)?;
-        let k = Arc::new(QueueKeys::new(&self.settings.prefix, queue));
+        let (name, partition) = keys::split_partition(queue)
+            .ok_or_else(|| QueueError::InvalidQueue(queue.to_owned()))?;
+        validate_name(name)?;
+        let k = Arc::new(QueueKeys::partition(&self.settings.prefix, name, partition));
         let mut cache = self.keys.write().expect("keys lock");
         // Names can come from URLs (the dashboard's API): the memory of them has a bound.
         if cache.len() < MAX_CACHED_QUEUES {

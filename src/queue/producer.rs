@@ -43,7 +43,8 @@ impl Queues {
             .await
     }
 
-    /// Enqueue arguments already serialized to JSON. The JSON must be valid.
+    /// Enqueue arguments already serialized to JSON. The JSON must be valid. With
+    /// `queue.min_replicas_acked` set, done only once that many replicas hold the job.
     pub async fn enqueue_json(
         &self,
         kind: &str,
@@ -52,7 +53,40 @@ impl Queues {
         queue: &str,
         options: EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
-        let keys = self.keys(queue)?;
+        let acked = Acked::of_queue(self.settings());
+        self.enqueue_json_acked(kind, version, args_json, queue, options, acked)
+            .await
+    }
+
+    async fn enqueue_json_acked(
+        &self,
+        kind: &str,
+        version: u16,
+        args_json: String,
+        queue: &str,
+        options: EnqueueOptions,
+        acked: Acked,
+    ) -> Result<Enqueued, QueueError> {
+        // A job with a sequence or dedupe key always lands in that key's partition.
+        let hint = options
+            .sequence
+            .as_deref()
+            .or(options.unique.as_ref().map(|(key, _)| key.as_str()));
+        let keys = self.keys_for_new_job(queue, hint)?;
+        let enqueued = self.push(kind, version, args_json, &keys, options).await?;
+        self.confirm_replicated(&keys.pending, acked.replicas, acked.timeout)
+            .await?;
+        Ok(enqueued)
+    }
+
+    async fn push(
+        &self,
+        kind: &str,
+        version: u16,
+        args_json: String,
+        keys: &super::QueueKeys,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
         if let Some(key) = &options.sequence {
             check_sequence_key(key)?;
         }
@@ -133,10 +167,11 @@ impl Queues {
         args: &[A],
         ids: Option<&[String]>,
     ) -> Result<Vec<String>, QueueError> {
-        let keys = self.keys(queue)?;
         let mut out = Vec::with_capacity(args.len());
         let mut pipe = redis::pipe();
         for (chunk_no, chunk) in args.chunks(BATCH_CHUNK).enumerate() {
+            // Chunks go round robin over the queue's partitions.
+            let keys = self.keys_for_new_job(queue, None)?;
             let enq_us = job::now_us();
             let mut items = Vec::with_capacity(chunk.len());
             for (i, a) in chunk.iter().enumerate() {
@@ -176,25 +211,56 @@ fn check_sequence_key(key: &str) -> Result<(), QueueError> {
     }
 }
 
+/// How many replicas must hold a new job before its enqueue is done, and how long to wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Acked {
+    /// Replicas (0: the master's memory is enough).
+    pub replicas: u32,
+    /// Longest wait for them.
+    pub timeout: std::time::Duration,
+}
+
+impl Acked {
+    /// As `queue.min_replicas_acked` says.
+    pub fn of_queue(settings: &crate::config::QueueSettings) -> Self {
+        Self {
+            replicas: settings.min_replicas_acked,
+            timeout: std::time::Duration::from_millis(settings.replicas_timeout_ms),
+        }
+    }
+}
+
 /// The power to enqueue and nothing else. Cheap to clone.
 #[derive(Clone)]
-pub struct Producer(Queues);
+pub struct Producer(Queues, Acked);
 
 impl Producer {
-    /// Enqueue typed arguments; see [`Queues::enqueue`].
+    /// Enqueue typed arguments; see [`Queues::enqueue`]. Done once the producer's replicas
+    /// hold the job.
     pub async fn enqueue<A: JobArgs>(
         &self,
         args: &A,
         options: EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
-        self.0.enqueue(args, options).await
+        let json = serde_json::to_string(args)?;
+        let queue = options.queue.clone().unwrap_or_else(|| A::QUEUE.to_owned());
+        self.0
+            .enqueue_json_acked(A::KIND, A::VERSION, json, &queue, options, self.1)
+            .await
     }
 }
 
 impl Queues {
-    /// An enqueue-only handle on these queues.
+    /// An enqueue-only handle on these queues, acknowledging as `queue.min_replicas_acked`
+    /// says.
     pub fn producer(&self) -> Producer {
-        Producer(self.clone())
+        Producer(self.clone(), Acked::of_queue(self.settings()))
+    }
+
+    /// An enqueue-only handle whose enqueues are done once `acked` holds (ingest's own
+    /// `ingest.min_replicas_acked`).
+    pub fn producer_acked(&self, acked: Acked) -> Producer {
+        Producer(self.clone(), acked)
     }
 }
 
@@ -212,7 +278,7 @@ impl Enqueuer for Producer {
         let queue = queue.to_owned();
         async move {
             self.0
-                .enqueue_json(&kind, version, args_json, &queue, options)
+                .enqueue_json_acked(&kind, version, args_json, &queue, options, self.1)
                 .await
                 .map(|e| e.id)
                 .map_err(|e| EnqueueError(e.to_string()))

@@ -80,7 +80,7 @@ pub const SHED_REASONS: [&str; 7] = [
 ];
 
 /// The `component` values of [`REDIS_ERRORS`]; each starts at 0 so the series exists.
-pub const REDIS_COMPONENTS: [&str; 9] = [
+pub const REDIS_COMPONENTS: [&str; 10] = [
     "fetch",
     "ack",
     "heartbeat",
@@ -90,6 +90,7 @@ pub const REDIS_COMPONENTS: [&str; 9] = [
     "leader",
     "scheduler",
     "ingest",
+    "replicas",
 ];
 
 /// How an attempt ended.

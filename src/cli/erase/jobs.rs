@@ -162,30 +162,34 @@ impl Eraser<'_> {
         let prefix = &self.queues.settings().prefix;
         let head = format!("{{{prefix}:");
         let pattern = format!("{}*", glob_escape(&head));
-        let mut conn = self.queues.conn();
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut conn)
-                .await?;
-            for key in keys {
-                let Some((queue, rest)) = key.strip_prefix(&head).and_then(|k| k.split_once("}:"))
-                else {
-                    continue;
-                };
-                let (queue, rest) = (queue.to_owned(), rest.to_owned());
-                self.visit_key(&queue, &rest, &key, names).await?;
+        // SCAN sees one server's keys: on a cluster, every master is scanned.
+        for mut conn in self.queues.each_master().await? {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(BATCH)
+                    .query_async(&mut conn)
+                    .await?;
+                for key in keys {
+                    let Some((queue, rest)) =
+                        key.strip_prefix(&head).and_then(|k| k.split_once("}:"))
+                    else {
+                        continue;
+                    };
+                    let (queue, rest) = (queue.to_owned(), rest.to_owned());
+                    self.visit_key(&queue, &rest, &key, names).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
     async fn visit_key(

@@ -15,7 +15,7 @@ use apalis_core::{
 };
 
 use super::{
-    completer, fetcher,
+    completer, fetcher, lease,
     settle::SettleLayer,
     state::{AckOp, FetchCounters, Shared, WorkerOptions},
 };
@@ -81,6 +81,7 @@ impl RedisBackend {
         let fetcher = tokio::spawn(fetcher::fetch_loop(Arc::clone(&shared), jobs_tx));
         *shared.fetcher.lock().expect("fetcher lock") = Some(fetcher);
         tokio::spawn(completer::ack_loop(Arc::clone(&shared), acks_rx));
+        tokio::spawn(lease::keep(Arc::clone(&shared)));
         let handle = WorkerHandle(Arc::clone(&shared));
         Ok((
             Self {
@@ -109,16 +110,17 @@ impl Backend for RedisBackend {
         cx: &mut Context<'_>,
         _: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
-        match self
-            .shared
-            .unstarted
-            .lock()
-            .expect("unstarted lock")
-            .poll_recv(cx)
-        {
-            Poll::Ready(Some(job)) => Poll::Ready(Some(Ok(Task::new(job)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        let mut rx = self.shared.unstarted.lock().expect("unstarted lock");
+        loop {
+            match rx.poll_recv(cx) {
+                // A fenced worker's lease may have passed: the job may run elsewhere.
+                Poll::Ready(Some(job)) if self.shared.is_fenced() => {
+                    self.shared.hand_back_fenced(job);
+                }
+                Poll::Ready(Some(job)) => return Poll::Ready(Some(Ok(Task::new(job)))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! The completer: writes settlements to Redis in batches (one `ack` script call for up to
-//! [`ACK_BATCH`] jobs), returns their credits only after the write committed, and heartbeats
-//! the worker's lease every third of the lease time.
+//! [`ACK_BATCH`] jobs) and returns their credits only after the write committed. (The lease
+//! is renewed by the lease keeper, which a stalled write cannot hold up.)
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,51 +16,29 @@ use crate::{
 const ACK_BATCH: usize = 500;
 
 /// The acker: batches settlements into one script call each, returns credits after the write
-/// commits, and refreshes the worker's lease every third of the lease time.
+/// commits.
 pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<AckOp>) {
-    let lease = Duration::from_secs(shared.queues.settings().lease_secs);
-    let mut heartbeat = tokio::time::interval(lease / 3);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(ACK_BATCH);
     let mut waiters = Vec::new();
-    loop {
-        tokio::select! {
-            op = rx.recv() => {
-                let Some(op) = op else { return };
-                let mut stop = false;
-                let mut next = Some(op);
-                while let Some(op) = next.take() {
-                    match op {
-                        AckOp::Flush(tx) => waiters.push(tx),
-                        AckOp::Shutdown => stop = true,
-                        op => batch.push(op),
-                    }
-                    if batch.len() < ACK_BATCH {
-                        next = rx.try_recv().ok();
-                    }
-                }
-                write(&shared, &mut batch).await;
-                for w in waiters.drain(..) {
-                    let _ = w.send(());
-                }
-                if stop {
-                    return;
-                }
+    while let Some(op) = rx.recv().await {
+        let mut stop = false;
+        let mut next = Some(op);
+        while let Some(op) = next.take() {
+            match op {
+                AckOp::Flush(tx) => waiters.push(tx),
+                AckOp::Shutdown => stop = true,
+                op => batch.push(op),
             }
-            _ = heartbeat.tick() => {
-                let mut conn = shared.queues.conn();
-                let beat: Result<i64, _> = redis::cmd("ZADD")
-                    .arg(&shared.keys.workers)
-                    .arg("XX")
-                    .arg(shared.lease_expiry_ms())
-                    .arg(&shared.worker_id)
-                    .query_async(&mut conn)
-                    .await;
-                if let Err(e) = beat {
-                    metric::redis_error("heartbeat");
-                    tracing::error!(worker = %shared.worker_id, error = %e, "heartbeat failed");
-                }
+            if batch.len() < ACK_BATCH {
+                next = rx.try_recv().ok();
             }
+        }
+        write(&shared, &mut batch).await;
+        for w in waiters.drain(..) {
+            let _ = w.send(());
+        }
+        if stop {
+            return;
         }
     }
 }

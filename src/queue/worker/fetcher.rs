@@ -13,6 +13,7 @@ use super::state::{AckOp, Shared};
 use crate::{
     queue::{
         QueueError,
+        conn::Dedicated,
         job::{self, Job},
         scripts,
     },
@@ -24,7 +25,7 @@ use crate::{
 pub(super) async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<Job>) {
     let settings = shared.queues.settings().clone();
     let block = Duration::from_millis(settings.block_timeout_ms);
-    let mut blocking: Option<(redis::aio::MultiplexedConnection, i64)> = None;
+    let mut blocking: Option<Blocking> = None;
     let mut failures = 0u32;
     let mut woken = false;
     loop {
@@ -34,7 +35,7 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<
         // Right after a blocking call returned a job, lease it over the same (now idle)
         // connection: one task hop less on the path from push to start.
         let fetched = match blocking.as_ref().filter(|_| woken) {
-            Some((conn, _)) => fetch(&shared, n, &mut conn.clone()).await,
+            Some(b) => fetch(&shared, n, &mut b.conn.conn.clone()).await,
             None => fetch(&shared, n, &mut shared.queues.conn()).await,
         };
         woken = false;
@@ -134,6 +135,7 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
 ) -> Result<Fetched, QueueError> {
     let k = &shared.keys;
+    let sent = job::now_ms();
     let value: redis::Value = scripts::FETCH
         .key(&k.pending)
         .key(k.inbox(&shared.worker_id))
@@ -149,6 +151,8 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
     if let redis::Value::Int(-1) = value {
         return Ok(Fetched::Paused);
     }
+    // The script refreshed the worker's lease.
+    shared.renewed(sent);
     Ok(Fetched::Jobs(redis::from_redis_value(value)?))
 }
 
@@ -184,24 +188,34 @@ fn deliver(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>, item: String) {
     }
 }
 
-/// Block in BLMOVE on a dedicated connection; on stop, unblock it from the shared one.
+/// The dedicated connection an idle fetcher blocks on, on the server holding its queue.
+pub(super) struct Blocking {
+    conn: Dedicated,
+    /// Its client id there, for `CLIENT UNBLOCK`.
+    client_id: i64,
+}
+
+/// Block in BLMOVE on a dedicated connection; on stop, unblock it from another socket to
+/// the same server.
 async fn wait_for_job(
     shared: &Shared,
-    blocking: &mut Option<(redis::aio::MultiplexedConnection, i64)>,
+    blocking: &mut Option<Blocking>,
     block: Duration,
 ) -> Result<bool, QueueError> {
     if blocking.is_none() {
-        let mut conn = shared.queues.dedicated().await?;
-        let id: i64 = redis::cmd("CLIENT")
+        let mut conn = shared.queues.dedicated(&shared.keys.pending).await?;
+        let client_id: i64 = redis::cmd("CLIENT")
             .arg("ID")
-            .query_async(&mut conn)
+            .query_async(&mut conn.conn)
             .await?;
-        *blocking = Some((conn, id));
+        *blocking = Some(Blocking { conn, client_id });
     }
     if shared.stop.is_cancelled() {
         return Ok(false);
     }
-    let (conn, client_id) = blocking.as_mut().expect("set above");
+    let Blocking { conn, client_id } = blocking.as_mut().expect("set above");
+    let node = conn.node.clone();
+    let conn = &mut conn.conn;
     let mut cmd = redis::cmd("BLMOVE");
     cmd.arg(&shared.keys.pending)
         .arg(shared.keys.inbox(&shared.worker_id))
@@ -216,7 +230,10 @@ async fn wait_for_job(
             // UNBLOCK may overtake a BLMOVE still in flight on the other socket: repeat it
             // until the blocked call returns. Whatever BLMOVE moved is in the inbox, which
             // `retire` hands back.
-            let mut unblocker = shared.queues.conn();
+            let Ok(mut unblocker) = node.get_multiplexed_async_connection().await else {
+                // The server is gone, and the blocked call with it.
+                return Ok(false);
+            };
             for _ in 0..100 {
                 let _: Result<i64, _> = redis::cmd("CLIENT").arg("UNBLOCK").arg(*client_id).query_async(&mut unblocker).await;
                 if tokio::time::timeout(Duration::from_millis(20), &mut wait).await.is_ok() {

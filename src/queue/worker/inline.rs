@@ -65,6 +65,7 @@ where
         prefetch: 0,
         retry: drain.retry,
         policies: Arc::clone(&drain.policies),
+        credits: None,
     };
     let (shared, acks_rx, _jobs) = Shared::new(queues.clone(), options)?;
     let completer = tokio::spawn(completer::ack_loop(std::sync::Arc::clone(&shared), acks_rx));

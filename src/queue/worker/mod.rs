@@ -3,7 +3,8 @@
 //! * [`fetcher`]: leases jobs in batches for free credits; blocks while the queue is empty;
 //! * [`backend`]: the apalis backend, handing leased jobs to apalis;
 //! * [`settle`]: the middleware turning each run's result into a settlement;
-//! * [`completer`]: writes settlements in batches and heartbeats the worker's lease;
+//! * [`completer`]: writes settlements in batches;
+//! * [`lease`]: renews the worker's lease, and fences the worker when it cannot;
 //! * [`state`]: what they share, and the messages the completer takes;
 //! * [`inline`]: the same parts driven by the caller, to run a queue until it is empty.
 //!
@@ -14,6 +15,7 @@ pub mod backend;
 mod completer;
 mod fetcher;
 pub mod inline;
+mod lease;
 pub mod settle;
 pub mod state;
 

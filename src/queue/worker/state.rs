@@ -5,7 +5,10 @@
 //! settlement is committed in Redis, so the leased count never exceeds the credit total.
 
 use std::{
-    sync::{Arc, Mutex, atomic::AtomicU64},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -28,7 +31,7 @@ use crate::{
 pub struct WorkerOptions {
     /// Unique worker id.
     pub worker_id: String,
-    /// Queue to fetch from.
+    /// Queue to fetch from: a queue's name, or one partition's (`queue#p`).
     pub queue: String,
     /// Jobs run at once.
     pub concurrency: usize,
@@ -38,6 +41,9 @@ pub struct WorkerOptions {
     pub retry: RetryPolicy,
     /// The job kinds' own policies, which win over `retry`.
     pub policies: Arc<Registry>,
+    /// Lease slots shared with the workers of the queue's other partitions (one worker per
+    /// partition, one pool of slots); `None`: `concurrency + prefetch` of its own.
+    pub credits: Option<Arc<Semaphore>>,
 }
 
 /// State shared by the backend, its fetcher, its acker and the ack layer.
@@ -62,6 +68,10 @@ pub(crate) struct Shared {
     pub(crate) counters: FetchCounters,
     /// The fetcher task, awaited when the worker retires.
     pub(crate) fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When (ms) the newest successful lease renewal (heartbeat or fetch) was sent.
+    renewed_at_ms: AtomicU64,
+    /// Set while renewal has failed too long: no leased job is started (see `lease`).
+    fenced: AtomicBool,
 }
 
 /// Counts of fetch rounds by result.
@@ -73,6 +83,9 @@ pub struct FetchCounters {
     pub empty: AtomicU64,
     /// Fetches refused because the queue is paused.
     pub paused: AtomicU64,
+    /// Leased jobs not started because the worker was fenced (its lease could not be
+    /// renewed), and handed back.
+    pub fenced: AtomicU64,
 }
 
 /// One settlement for the acker.
@@ -130,22 +143,74 @@ impl Shared {
         let keys = queues.keys(&options.queue)?;
         let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let credits = options
+            .credits
+            .unwrap_or_else(|| Arc::new(Semaphore::new(options.concurrency + options.prefetch)));
         let shared = Arc::new(Self {
             leased_key: keys.leased(&options.worker_id),
-            queue_name: Arc::from(options.queue.as_str()),
+            queue_name: Arc::from(keys.name.as_str()),
             keys,
             queues,
             worker_id: options.worker_id,
             retry: options.retry,
             policies: options.policies,
-            credits: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
+            credits,
             stop: CancellationToken::new(),
             acks: acks_tx,
             unstarted: Mutex::new(jobs_rx),
             counters: FetchCounters::default(),
             fetcher: Mutex::default(),
+            renewed_at_ms: AtomicU64::new(job::now_ms()),
+            fenced: AtomicBool::new(false),
         });
         Ok((shared, acks_rx, jobs_tx))
+    }
+
+    /// When the newest successful renewal was sent (ms since the epoch).
+    pub(crate) fn renewed_at_ms(&self) -> u64 {
+        self.renewed_at_ms.load(Ordering::Acquire)
+    }
+
+    /// A renewal sent at `sent_ms` succeeded: the lease holds until `sent_ms` + the lease.
+    pub(crate) fn renewed(&self, sent_ms: u64) {
+        self.renewed_at_ms.fetch_max(sent_ms, Ordering::AcqRel);
+        if self.fenced.swap(false, Ordering::AcqRel) {
+            tracing::info!(queue = %self.queue_name, worker = %self.worker_id, "lease renewed again; starting jobs again");
+        }
+    }
+
+    /// Whether the worker is fenced: it must not start the jobs it holds.
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Renewal has failed for `since_ms`: stop starting jobs, and hand back every leased job
+    /// not started yet (once per episode).
+    pub(crate) fn fence(&self, since_ms: u64) {
+        if self.fenced.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let unstarted: Vec<Job> = {
+            let mut rx = self.unstarted.lock().expect("unstarted lock");
+            std::iter::from_fn(|| rx.try_recv().ok()).collect()
+        };
+        tracing::warn!(
+            queue = %self.queue_name,
+            worker = %self.worker_id,
+            since_ms,
+            unstarted = unstarted.len(),
+            "lease not renewed for too long: fenced, starting no job and handing unstarted ones back"
+        );
+        for job in unstarted {
+            self.hand_back_fenced(job);
+        }
+    }
+
+    /// A leased job the fenced worker will not start: handed back (written when Redis
+    /// answers; skipped if the job was rescued meanwhile).
+    pub(crate) fn hand_back_fenced(&self, job: Job) {
+        self.counters.fenced.fetch_add(1, Ordering::Relaxed);
+        self.release(job);
     }
 
     pub(crate) fn lease_expiry_ms(&self) -> u64 {
