@@ -4,7 +4,6 @@
 mod common;
 
 use std::{
-    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU8, Ordering},
@@ -12,17 +11,15 @@ use std::{
     time::Duration,
 };
 
-use common::{Harness, jobs};
+use common::{Harness, cases, jobs};
 use switchboard::{
     fleet::Observer,
-    maintenance::{Pruner, Rescuer, Service as _},
+    maintenance::{Pruner, Service as _},
     queue::job::{Job, now_ms},
 };
 use switchboard_jobs::noop::Noop;
-use tokio_util::sync::CancellationToken;
 
-/// Jobs in the crash test.
-const N_CRASH: usize = 20_000;
+
 /// Jobs in the backlog test.
 const N_BACKLOG: usize = 200_000;
 /// Jobs in the memory test.
@@ -116,141 +113,11 @@ async fn shutdown_deadline_hands_overdue_running_jobs_back() {
     );
 }
 
-/// A config file for a separate `switchboard work` process draining queue `drain`.
-fn write_worker_config(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
-    let config = dir.join("crash.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[queue]
-prefix = "{prefix}"
-lease_secs = 3
-block_timeout_ms = 200
-completed_max = 1000000
-
-[[fleet.supervisors]]
-name = "drain"
-queues = ["drain"]
-concurrency = 32
-prefetch = 64
-max_attempts = 3
-timeout_secs = 2
-backoff = {{ base_ms = 10, cap_ms = 100 }}
-"#
-        ),
-    )
-    .unwrap();
-    config
-}
 
 #[tokio::test]
 async fn a_worker_killed_mid_drain_loses_nothing() {
     let h = Harness::with(|s| s.queue.completed_max = 1_000_000).await;
-    let ids: Vec<String> = (0..N_CRASH).map(|i| format!("k{i}")).collect();
-    let args = vec![
-        Noop {
-            fail: None,
-            sleep_ms: Some(1)
-        };
-        N_CRASH
-    ];
-    h.queues
-        .enqueue_many("drain", &args, Some(&ids))
-        .await
-        .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_worker_config(dir.path(), h.prefix());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--redis-url", &h.settings.redis.url, "--config"])
-        .arg(&config)
-        .arg("work")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-
-    h.wait_processed("drain", 2_000, Duration::from_secs(60))
-        .await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let at_kill = h.stats("drain").await;
-    assert!(
-        at_kill.processed < N_CRASH as u64,
-        "killed mid-drain ({} processed)",
-        at_kill.processed
-    );
-    assert!(at_kill.running > 0, "the dead worker held leased jobs");
-
-    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..N_CRASH).map(|_| AtomicU8::new(0)).collect());
-    let counter = Arc::clone(&runs);
-    let observer: Observer = Arc::new(move |job: &Job| {
-        let i: usize = job.id.strip_prefix('k').unwrap().parse().unwrap();
-        counter[i].fetch_add(1, Ordering::Relaxed);
-    });
-    let token = CancellationToken::new();
-    tokio::spawn(
-        Rescuer::new(
-            h.queues.clone(),
-            vec!["drain".into()],
-            &h.settings.maintenance,
-        )
-        .run(token.clone()),
-    );
-    let fleet = h
-        .fleet(
-            &h.fleet_settings("drain", 32, 32, 3),
-            switchboard_jobs::registry(),
-            Some(observer),
-        )
-        .await;
-    h.wait_processed("drain", N_CRASH as u64, Duration::from_secs(60))
-        .await;
-    fleet.stop().await;
-    token.cancel();
-
-    let s = h.stats("drain").await;
-    assert_eq!(
-        (s.pending, s.running, s.delayed, s.dead, s.processed),
-        (0, 0, 0, 0, N_CRASH as u64)
-    );
-    let keys = h.queues.keys("drain").unwrap();
-    let mut conn = h.conn();
-    let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-        .arg(&keys.completed)
-        .arg(&ids)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let missing: Vec<_> = ids
-        .iter()
-        .zip(&scores)
-        .filter(|(_, s)| s.is_none())
-        .map(|(id, _)| id)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} jobs never completed, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    let rescued: u64 = redis::cmd("HGET")
-        .arg(&keys.stats)
-        .arg("rescued")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(
-        rescued > 0,
-        "the dead worker's jobs came back through the rescuer"
-    );
-    // Every job this fleet did not run had been completed by the killed worker before it died.
-    let rerun = runs
-        .iter()
-        .filter(|r| r.load(Ordering::Relaxed) > 0)
-        .count() as u64;
-    assert!(rerun >= N_CRASH as u64 - at_kill.processed);
+    cases::a_worker_killed_mid_drain_loses_nothing(&h).await;
 }
 
 #[tokio::test]

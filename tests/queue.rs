@@ -5,150 +5,29 @@ mod common;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{Arc, atomic::Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use common::{Harness, jobs};
-use switchboard::{
-    fleet::Observer,
-    queue::{admin::Selection, job::Job},
-};
+use common::{Harness, cases, jobs};
+use switchboard::queue::admin::Selection;
 use switchboard_jobs::{EnqueueOptions, noop::Noop};
 
 const SECS: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn processes_a_job() {
-    let h = Harness::new().await;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    let observer: Observer =
-        Arc::new(move |job: &Job| sink.lock().unwrap().push(job.id.to_string()));
-    let fleet = h
-        .fleet(
-            &h.fleet_settings("work", 4, 4, 3),
-            switchboard_jobs::registry(),
-            Some(observer),
-        )
-        .await;
-
-    let out = h
-        .queues
-        .enqueue(&Noop::default(), EnqueueOptions::default().on_queue("work"))
-        .await
-        .unwrap();
-    assert!(!out.duplicate);
-    h.wait_processed("work", 1, SECS).await;
-
-    assert_eq!(*seen.lock().unwrap(), vec![out.id.clone()]);
-    let s = h.stats("work").await;
-    assert_eq!(
-        (s.pending, s.running, s.delayed, s.dead, s.failed),
-        (0, 0, 0, 0, 0)
-    );
-    let mut conn = h.conn();
-    let keys = h.queues.keys("work").unwrap();
-    let score: Option<f64> = redis::cmd("ZSCORE")
-        .arg(&keys.completed)
-        .arg(&out.id)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(score.is_some(), "completed record kept for the trim window");
-    let stopped = fleet.stop().await;
-    assert_eq!(stopped.abandoned, 0);
+    cases::processes_a_job(&Harness::new().await).await;
 }
 
 #[tokio::test]
 async fn failing_job_retries_with_backoff_then_dies_with_its_error() {
-    let h = Harness::new().await;
-    let switches = jobs::Switches::new();
-    let promoter = h.start_promoter("flaky");
-    let fleet = h
-        .fleet(
-            &h.fleet_settings("flaky", 2, 2, 3),
-            jobs::registry(&switches),
-            None,
-        )
-        .await;
-
-    let out = h
-        .queues
-        .enqueue(&jobs::Flaky::default(), EnqueueOptions::default())
-        .await
-        .unwrap();
-    let queues = h.queues.clone();
-    h.wait_for("the job in the dead set", SECS, || {
-        let queues = queues.clone();
-        async move { queues.stats("flaky").await.unwrap().dead == 1 }
-    })
-    .await;
-
-    assert_eq!(switches.started(), 3, "max_attempts = 3 runs");
-    let dead = h.queues.dead_list("flaky", 10).await.unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].id, out.id);
-    assert_eq!(dead[0].attempts, 3);
-    assert_eq!(dead[0].error.as_deref(), Some("boom"));
-    assert!(dead[0].died_at_ms >= dead[0].enqueued_at_ms);
-    let s = h.stats("flaky").await;
-    assert_eq!(
-        (s.failed, s.processed, s.pending, s.delayed, s.running),
-        (3, 0, 0, 0, 0)
-    );
-
-    fleet.stop().await;
-    promoter.cancel();
+    cases::failing_job_retries_with_backoff_then_dies_with_its_error(&Harness::new().await).await;
 }
 
 #[tokio::test]
 async fn poisoned_job_goes_to_the_dead_set_at_once() {
-    let h = Harness::new().await;
-    let switches = jobs::Switches::new();
-    let fleet = h
-        .fleet(
-            &h.fleet_settings("poison", 2, 2, 5),
-            jobs::registry(&switches),
-            None,
-        )
-        .await;
-    h.queues
-        .enqueue(&jobs::Poison::default(), EnqueueOptions::default())
-        .await
-        .unwrap();
-    // Arguments that do not decode are poison too.
-    h.queues
-        .enqueue_json(
-            "noop",
-            1,
-            r#"{"sleep_ms":"not a number"}"#.into(),
-            "poison",
-            EnqueueOptions::default(),
-        )
-        .await
-        .unwrap();
-    let queues = h.queues.clone();
-    h.wait_for("two dead jobs", SECS, || {
-        let queues = queues.clone();
-        async move { queues.stats("poison").await.unwrap().dead == 2 }
-    })
-    .await;
-    let dead = h.queues.dead_list("poison", 10).await.unwrap();
-    let errors: Vec<_> = dead
-        .iter()
-        .map(|d| (d.attempts, d.error.clone().unwrap()))
-        .collect();
-    assert!(errors.iter().all(|(a, _)| *a == 1), "{errors:?}");
-    assert!(
-        errors.iter().any(|(_, e)| e == "payload can never work"),
-        "{errors:?}"
-    );
-    assert!(
-        errors.iter().any(|(_, e)| e.contains("do not decode")),
-        "{errors:?}"
-    );
-    fleet.stop().await;
+    cases::poisoned_job_goes_to_the_dead_set_at_once(&Harness::new().await).await;
 }
 
 #[tokio::test]
@@ -274,146 +153,17 @@ async fn dead_jobs_can_be_retried_and_forgotten() {
 
 #[tokio::test]
 async fn delayed_job_never_runs_before_its_time() {
-    let h = Harness::new().await;
-    let started = Arc::new(Mutex::new(HashMap::new()));
-    let sink = Arc::clone(&started);
-    let observer: Observer = Arc::new(move |job: &Job| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        sink.lock().unwrap().insert(job.id.to_string(), now);
-    });
-    let promoter = h.start_promoter("later");
-    let fleet = h
-        .fleet(
-            &h.fleet_settings("later", 4, 4, 3),
-            switchboard_jobs::registry(),
-            Some(observer),
-        )
-        .await;
-
-    let mut due = Vec::new();
-    for delay_ms in [300u64, 700, 1200] {
-        let at = SystemTime::now() + Duration::from_millis(delay_ms);
-        let out = h
-            .queues
-            .enqueue(
-                &Noop::default(),
-                EnqueueOptions::default().on_queue("later").run_at(at),
-            )
-            .await
-            .unwrap();
-        due.push((
-            out.id,
-            at.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
-        ));
-    }
-    let immediate = h
-        .queues
-        .enqueue(
-            &Noop::default(),
-            EnqueueOptions::default().on_queue("later"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(h.stats("later").await.delayed, 3);
-    h.wait_processed("later", 4, SECS).await;
-
-    let started = started.lock().unwrap().clone();
-    assert!(started.contains_key(&immediate.id));
-    for (id, due_ms) in due {
-        let at = started[&id];
-        assert!(
-            at >= due_ms,
-            "job {id} started at {at}, {} ms before it was due",
-            due_ms - at
-        );
-    }
-    fleet.stop().await;
-    promoter.cancel();
+    cases::delayed_job_never_runs_before_its_time(&Harness::new().await).await;
 }
 
 #[tokio::test]
 async fn pause_stops_fetching_and_continue_resumes() {
-    let h = Harness::new().await;
-    let fleet = h
-        .fleet(
-            &h.fleet_settings("pausable", 4, 4, 3),
-            switchboard_jobs::registry(),
-            None,
-        )
-        .await;
-    let worker = fleet.workers().pop().unwrap();
-
-    h.queues.pause("pausable").await.unwrap();
-    assert!(h.stats("pausable").await.paused);
-    let args = vec![Noop::default(); 10];
-    h.queues
-        .enqueue_many("pausable", &args, None)
-        .await
-        .unwrap();
-    // Wait until the worker has been refused twice after the jobs arrived.
-    let before = worker.counters().paused.load(Ordering::SeqCst);
-    h.wait_for("two paused fetch rounds", SECS, || {
-        let n = worker.counters().paused.load(Ordering::SeqCst);
-        async move { n >= before + 2 }
-    })
-    .await;
-    let s = h.stats("pausable").await;
-    assert_eq!(
-        (s.pending, s.running, s.processed),
-        (10, 0, 0),
-        "nothing fetched while paused"
-    );
-
-    h.queues.resume("pausable").await.unwrap();
-    h.wait_processed("pausable", 10, SECS).await;
-    assert!(!h.stats("pausable").await.paused);
-    fleet.stop().await;
+    cases::pause_stops_fetching_and_continue_resumes(&Harness::new().await).await;
 }
 
 #[tokio::test]
 async fn unique_key_suppresses_the_second_push() {
-    let h = Harness::new().await;
-    let opts = || {
-        EnqueueOptions::default()
-            .on_queue("uniq")
-            .unique("evt_123", Duration::from_secs(60))
-    };
-    let first = h.queues.enqueue(&Noop::default(), opts()).await.unwrap();
-    let second = h.queues.enqueue(&Noop::default(), opts()).await.unwrap();
-    assert!(!first.duplicate);
-    assert!(second.duplicate);
-    assert_eq!(
-        second.id, first.id,
-        "the duplicate answers with the first job's id"
-    );
-
-    // Fifty concurrent pushes of another key: exactly one lands.
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let queues = h.queues.clone();
-        tasks.push(tokio::spawn(async move {
-            queues
-                .enqueue(
-                    &Noop::default(),
-                    EnqueueOptions::default()
-                        .on_queue("uniq")
-                        .unique("evt_456", Duration::from_secs(60)),
-                )
-                .await
-                .unwrap()
-        }));
-    }
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.unwrap());
-    }
-    assert_eq!(results.iter().filter(|r| !r.duplicate).count(), 1);
-    let winner = results.iter().find(|r| !r.duplicate).unwrap().id.clone();
-    assert!(results.iter().all(|r| r.id == winner));
-    assert_eq!(h.stats("uniq").await.pending, 2);
+    cases::unique_key_suppresses_the_second_push(&Harness::new().await).await;
 }
 
 #[tokio::test]

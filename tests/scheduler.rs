@@ -9,12 +9,15 @@ mod common;
 mod world;
 
 use std::{
-    process::{Child, Command, Output},
+    process::{Command, Output},
     time::Duration,
 };
 
-use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Timelike, Utc};
-use common::Harness;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use common::{
+    Harness, cases,
+    cases::{pending_ids, terminate, write_config},
+};
 use serde_json::Value;
 use switchboard::{
     config::{CatchUp, ScheduleSettings, SchedulerSettings},
@@ -47,20 +50,7 @@ fn scheduler_settings() -> SchedulerSettings {
     }
 }
 
-/// Ids of the jobs pending on `queue`, oldest first.
-async fn pending_ids(h: &Harness, queue: &str) -> Vec<String> {
-    h.pending_items(queue)
-        .await
-        .iter()
-        .map(|i| i.split(' ').next().unwrap().to_owned())
-        .collect()
-}
 
-fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
-    let path = dir.join("schedules.toml");
-    std::fs::write(&path, body).unwrap();
-    path
-}
 
 fn switchboard(h: &Harness, config: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -72,88 +62,10 @@ fn switchboard(h: &Harness, config: &std::path::Path) -> Command {
     cmd
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap()
-}
 
 #[tokio::test]
 async fn three_scheduler_processes_enqueue_each_of_20_ticks_exactly_once() {
-    let h = Harness::new().await;
-    // Twenty one-second ticks inside one minute, starting a few seconds from now.
-    let mut first =
-        Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() + TimeDelta::seconds(5);
-    if first.second() > 40 {
-        first = first.duration_trunc(TimeDelta::minutes(1)).unwrap() + TimeDelta::seconds(61);
-    }
-    let cron = format!(
-        "{}-{} {} {} {} {} * {}",
-        first.second(),
-        first.second() + 19,
-        first.minute(),
-        first.hour(),
-        first.day(),
-        first.month(),
-        first.year()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[[schedule]]\nname = \"tick\"\ncron = \"{cron}\"\ntimezone = \"UTC\"\nkind = \"noop\"\nqueue = \"ticks\"\n"
-        ),
-    );
-    let mut procs: Vec<Child> = (0..3)
-        .map(|_| switchboard(&h, &config).arg("schedule").spawn().unwrap())
-        .collect();
-
-    // Every process has started its scheduler (the state exists) before the first tick.
-    let state = h.queues.keys("ticks").unwrap().schedule("tick");
-    let conn = h.conn();
-    h.wait_for("the schedule's state", Duration::from_secs(20), || {
-        let (mut conn, state) = (conn.clone(), state.clone());
-        async move {
-            redis::cmd("EXISTS")
-                .arg(state)
-                .query_async::<bool>(&mut conn)
-                .await
-                .unwrap()
-        }
-    })
-    .await;
-    assert!(
-        Utc::now() < first,
-        "the schedulers started too late for the test's window"
-    );
-
-    let until = (first - Utc::now()).to_std().unwrap() + Duration::from_secs(40);
-    let queues = h.queues.clone();
-    h.wait_for("20 ticks enqueued", until, || {
-        let queues = queues.clone();
-        async move { queues.stats("ticks").await.unwrap().pending >= 20 }
-    })
-    .await;
-    for p in &mut procs {
-        assert!(terminate(p).success(), "scheduler exits cleanly on SIGTERM");
-    }
-
-    let ids = pending_ids(&h, "ticks").await;
-    let expected: Vec<String> = (0..20)
-        .map(|i| {
-            format!(
-                "cron-tick-{}",
-                (first + TimeDelta::seconds(i)).timestamp_millis()
-            )
-        })
-        .collect();
-    assert_eq!(
-        ids, expected,
-        "one job per tick, in order, none twice, none missing"
-    );
+    cases::three_scheduler_processes_enqueue_each_of_20_ticks_exactly_once(&Harness::new().await).await;
 }
 
 /// A minute-aligned time in the past with room for simulated rounds after it.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod cluster;
 pub mod expo;
 pub mod jobs;
@@ -14,7 +15,7 @@ pub mod tools;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use switchboard::{
-    config::{BackoffSettings, FleetSettings, Settings, SupervisorSettings},
+    config::{BackoffSettings, FleetSettings, RedisMode, Settings, SupervisorSettings},
     fleet::{Fleet, Observer},
     queue::{Queues, admin::QueueStats},
 };
@@ -48,8 +49,15 @@ impl Harness {
 
     /// Like [`Harness::new`], with `tune` applied to the settings first.
     pub async fn with(tune: impl FnOnce(&mut Settings)) -> Self {
+        Self::on(RedisMode::Standalone, &redis_url(), tune).await
+    }
+
+    /// Like [`Harness::with`], on the Redis `url` in `mode` (a cluster's seeds, the
+    /// Sentinels).
+    pub async fn on(mode: RedisMode, url: &str, tune: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = Settings::defaults();
-        settings.redis.url = redis_url();
+        settings.redis.url = url.to_owned();
+        settings.redis.mode = mode;
         settings.queue.prefix = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());
         settings.queue.lease_secs = 3;
         settings.queue.block_timeout_ms = 200;
@@ -57,10 +65,32 @@ impl Harness {
         settings.maintenance.rescue_interval_secs = 1;
         settings.fleet.shutdown_timeout_secs = 5;
         tune(&mut settings);
-        let queues = Queues::connect(&settings.redis.url, settings.queue.clone())
+        let queues = Queues::open(&settings.redis, settings.queue.clone())
             .await
             .expect("tests need Redis at REDIS_URL (default redis://127.0.0.1:6379)");
         Self { settings, queues }
+    }
+
+    /// The `switchboard` binary set up for this harness's Redis (URL, mode) and key prefix,
+    /// logging warnings only.
+    pub fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.args(["--redis-url", &self.settings.redis.url])
+            .env(
+                "SWITCHBOARD_REDIS__MODE",
+                match self.settings.redis.mode {
+                    RedisMode::Standalone => "standalone",
+                    RedisMode::Cluster => "cluster",
+                    RedisMode::Sentinel => "sentinel",
+                },
+            )
+            .env(
+                "SWITCHBOARD_REDIS__SENTINEL_MASTER",
+                &self.settings.redis.sentinel_master,
+            )
+            .env("SWITCHBOARD_QUEUE__PREFIX", self.prefix())
+            .env("SWITCHBOARD_LOG", "warn");
+        cmd
     }
 
     /// The key prefix.
@@ -187,7 +217,7 @@ impl Harness {
     }
 
     /// A raw connection for checking Redis directly.
-    pub fn conn(&self) -> redis::aio::ConnectionManager {
+    pub fn conn(&self) -> switchboard::queue::Conn {
         self.queues.conn()
     }
 
@@ -217,6 +247,10 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // A cluster or Sentinel set of a test's own goes away with its processes.
+        if self.settings.redis.mode != RedisMode::Standalone {
+            return;
+        }
         // Best-effort cleanup with a blocking client (Drop cannot await).
         let Ok(client) = redis::Client::open(redis_url()) else {
             return;

@@ -89,7 +89,7 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
                 .arg(id.as_ref())
                 .arg(seq.as_deref().unwrap_or(""))
                 .arg(item.as_ref()),
-            AckOp::Release { id, item } => invocation
+            AckOp::Release { id, item } | AckOp::Orphan { id, item } => invocation
                 .arg("x")
                 .arg(id.as_ref())
                 .arg("")
@@ -117,6 +117,11 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
             }
         }
     }
-    shared.credits.add_permits(batch.len());
+    shared.let_go(batch.iter().filter_map(AckOp::id));
+    let orphans = batch
+        .iter()
+        .filter(|op| matches!(op, AckOp::Orphan { .. }))
+        .count();
+    shared.credits.add_permits(batch.len() - orphans);
     batch.clear();
 }

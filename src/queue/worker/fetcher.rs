@@ -50,6 +50,7 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 shared.credits.add_permits(n - got);
+                shared.hold(&items);
                 for item in items {
                     deliver(&shared, &jobs, item);
                 }

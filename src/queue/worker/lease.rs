@@ -7,10 +7,16 @@
 //! and has not started, hands them back (the hand-back is written when Redis answers again,
 //! and skipped for any job rescued meanwhile), and starts jobs again only when a renewal
 //! succeeds. Jobs already running go on; their lease covers them for the rest of the lease.
+//!
+//! After a failover the new master may lag the old one by the last writes: a settlement it
+//! never got leaves the job leased to this worker, which renews its lease and would hold the
+//! job forever. So at each renewal the keeper compares the leases Redis holds for the worker
+//! with the jobs the worker knows it holds; a lease it does not know of, seen at two
+//! renewals in a row (a fetch in flight is never that slow), is handed back to the queue.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use super::state::Shared;
+use super::state::{AckOp, Shared};
 use crate::{queue::job, telemetry::metric};
 
 /// The share of the lease after which a worker that could not renew stops starting jobs.
@@ -22,6 +28,7 @@ pub(super) async fn keep(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(lease / 10);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lease_ms = lease.as_millis() as u64;
+    let mut suspects = HashSet::new();
     loop {
         tick.tick().await;
         // The completer is gone: the worker retired and holds nothing any more.
@@ -29,8 +36,8 @@ pub(super) async fn keep(shared: Arc<Shared>) {
             return;
         }
         let since = job::now_ms().saturating_sub(shared.renewed_at_ms());
-        if since >= lease_ms / 3 {
-            renew(&shared, lease / 10).await;
+        if since >= lease_ms / 3 && renew(&shared, lease / 10).await {
+            suspects = reconcile(&shared, suspects, lease / 10).await;
         }
         let since = job::now_ms().saturating_sub(shared.renewed_at_ms());
         if since as f64 > lease_ms as f64 * FENCE_AFTER {
@@ -39,8 +46,9 @@ pub(super) async fn keep(shared: Arc<Shared>) {
     }
 }
 
-/// One heartbeat, given up after `limit` (a cut connection must not stall the checks).
-async fn renew(shared: &Shared, limit: Duration) {
+/// One heartbeat, given up after `limit` (a cut connection must not stall the checks);
+/// whether it renewed the lease.
+async fn renew(shared: &Shared, limit: Duration) -> bool {
     let sent = job::now_ms();
     let mut conn = shared.queues.conn();
     let mut cmd = redis::cmd("ZADD");
@@ -51,7 +59,10 @@ async fn renew(shared: &Shared, limit: Duration) {
         .arg(&shared.worker_id);
     let beat = cmd.query_async::<i64>(&mut conn);
     match tokio::time::timeout(limit, beat).await {
-        Ok(Ok(_)) => shared.renewed(sent),
+        Ok(Ok(_)) => {
+            shared.renewed(sent);
+            return true;
+        }
         Ok(Err(e)) => {
             metric::redis_error("heartbeat");
             tracing::error!(worker = %shared.worker_id, error = %e, "heartbeat failed");
@@ -61,4 +72,45 @@ async fn renew(shared: &Shared, limit: Duration) {
             tracing::error!(worker = %shared.worker_id, timeout_ms = limit.as_millis() as u64, "heartbeat got no answer");
         }
     }
+    false
+}
+
+/// Hand back the leases Redis holds for this worker that the worker does not know of and
+/// that were `suspects` already; returns the new suspects.
+async fn reconcile(
+    shared: &Shared,
+    suspects: HashSet<String>,
+    limit: Duration,
+) -> HashSet<String> {
+    let mut conn = shared.queues.conn();
+    let mut cmd = redis::cmd("HKEYS");
+    cmd.arg(&shared.leased_key);
+    let Ok(Ok(ids)) = tokio::time::timeout(limit, cmd.query_async::<Vec<String>>(&mut conn)).await
+    else {
+        return suspects;
+    };
+    let (orphans, fresh): (Vec<String>, Vec<String>) = ids
+        .into_iter()
+        .filter(|id| !shared.holds(id))
+        .partition(|id| suspects.contains(id));
+    if !orphans.is_empty() {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&shared.leased_key).arg(&orphans);
+        if let Ok(Ok(items)) =
+            tokio::time::timeout(limit, cmd.query_async::<Vec<Option<String>>>(&mut conn)).await
+        {
+            let mut n = 0;
+            for (id, item) in orphans.iter().zip(items) {
+                if let Some(item) = item {
+                    n += 1;
+                    let _ = shared.acks.send(AckOp::Orphan {
+                        id: Arc::from(id.as_str()),
+                        item: Arc::from(item),
+                    });
+                }
+            }
+            tracing::warn!(queue = %shared.queue_name, worker = %shared.worker_id, jobs = n, "leases this worker did not know of (a failover lost their settlement): handed back");
+        }
+    }
+    fresh.into_iter().collect()
 }

@@ -57,7 +57,7 @@ where
     S: Service<Task<Job>, Response = R>,
     S::Future: Send + 'static,
     S::Error: Into<BoxDynError>,
-    R: Send + 'static,
+    R: Default + Send + 'static,
 {
     type Response = R;
     type Error = BoxDynError;
@@ -68,6 +68,12 @@ where
     }
 
     fn call(&mut self, task: Task<Job>) -> Self::Future {
+        // The last check before a job starts: a fenced worker's lease may have passed, and
+        // the job may run elsewhere already.
+        if self.shared.is_fenced() {
+            self.shared.hand_back_fenced(task.args);
+            return futures::future::ready(Ok(R::default())).boxed();
+        }
         let job = &task.args;
         let started = Instant::now();
         let waited_us = job::now_us().saturating_sub(job.envelope.ready_at_us());

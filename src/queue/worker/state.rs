@@ -5,6 +5,7 @@
 //! settlement is committed in Redis, so the leased count never exceeds the credit total.
 
 use std::{
+    collections::HashSet,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -68,6 +69,10 @@ pub(crate) struct Shared {
     pub(crate) counters: FetchCounters,
     /// The fetcher task, awaited when the worker retires.
     pub(crate) fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Ids of the jobs this worker leased and has not settled yet (written by the fetcher,
+    /// cleared by the completer once the settlement is committed), to find leases Redis
+    /// holds for it that it does not know of (see `lease`).
+    held: Mutex<HashSet<Arc<str>>>,
     /// When (ms) the newest successful lease renewal (heartbeat or fetch) was sent.
     renewed_at_ms: AtomicU64,
     /// Set while renewal has failed too long: no leased job is started (see `lease`).
@@ -113,6 +118,9 @@ pub enum AckOp {
     },
     /// Leased but never started: back to the head of pending.
     Release { id: Arc<str>, item: Arc<str> },
+    /// A lease Redis holds for this worker that the worker does not know of (its settlement
+    /// was lost in a failover): back to the head of pending. It holds no credit.
+    Orphan { id: Arc<str>, item: Arc<str> },
     /// Failed for good; the item carries its last error. `seq` as for `Done`.
     Dead {
         id: String,
@@ -123,6 +131,22 @@ pub enum AckOp {
     Flush(oneshot::Sender<()>),
     /// The worker has retired: stop.
     Shutdown,
+}
+
+impl AckOp {
+    /// The job a settlement is for (none for control messages).
+    pub(crate) fn id(&self) -> Option<&str> {
+        match self {
+            AckOp::Done { id, .. }
+            | AckOp::Retry { id, .. }
+            | AckOp::Snooze { id, .. }
+            | AckOp::Expired { id, .. }
+            | AckOp::Release { id, .. }
+            | AckOp::Orphan { id, .. } => Some(id),
+            AckOp::Dead { id, .. } => Some(id),
+            AckOp::Flush(_) | AckOp::Shutdown => None,
+        }
+    }
 }
 
 impl Shared {
@@ -160,10 +184,33 @@ impl Shared {
             unstarted: Mutex::new(jobs_rx),
             counters: FetchCounters::default(),
             fetcher: Mutex::default(),
+            held: Mutex::default(),
             renewed_at_ms: AtomicU64::new(job::now_ms()),
             fenced: AtomicBool::new(false),
         });
         Ok((shared, acks_rx, jobs_tx))
+    }
+
+    /// Remember the jobs of `items` (`<id> <envelope>`) as held.
+    pub(crate) fn hold(&self, items: &[String]) {
+        let mut held = self.held.lock().expect("held lock");
+        for item in items {
+            let id = item.split_once(' ').map_or(item.as_str(), |(id, _)| id);
+            held.insert(Arc::from(id));
+        }
+    }
+
+    /// Forget `ids`: their settlements are committed.
+    pub(crate) fn let_go<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let mut held = self.held.lock().expect("held lock");
+        for id in ids {
+            held.remove(id);
+        }
+    }
+
+    /// Whether job `id` is held (leased, not yet settled) by this worker.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        self.held.lock().expect("held lock").contains(id)
     }
 
     /// When the newest successful renewal was sent (ms since the epoch).

@@ -1,0 +1,386 @@
+//! Switchboard on a Redis Cluster (3 masters, 3 replicas) and behind Sentinel (a master, a
+//! replica, three Sentinels), each of the test's own on free ports: the queue's core cases
+//! on the cluster, a 200,000-job drain over 3 partitions, the slot check, and a master lost
+//! during a drain (cluster) or during ingest load (Sentinel), counted with and without
+//! replicated acknowledgement.
+//!
+//! The failover tests print one `failover:` line each with what they counted; run them with
+//! `--nocapture` to read it.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{
+    Harness, cases,
+    cluster::{RedisCluster, SentinelSet},
+    running,
+    running::Running,
+};
+use switchboard::{
+    app::{Hooks, Roles},
+    config::RedisMode,
+    fleet::Observer,
+    ingest::{SecretList, WebhookSecrets},
+    maintenance::{Rescuer, Service as _},
+    queue::job::Job,
+};
+use switchboard_jobs::{EnqueueOptions, noop::Noop};
+use tokio_util::sync::CancellationToken;
+
+async fn start_cluster() -> RedisCluster {
+    tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap()
+}
+
+async fn on_cluster(cluster: &RedisCluster, tune: impl FnOnce(&mut switchboard::config::Settings)) -> Harness {
+    Harness::on(RedisMode::Cluster, &cluster.seeds(), tune).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_core_cases_pass_on_a_cluster() {
+    let cluster = start_cluster().await;
+    let (h1, h2, h3, h4, h5, h6) = (
+        on_cluster(&cluster, |_| {}).await,
+        on_cluster(&cluster, |_| {}).await,
+        on_cluster(&cluster, |_| {}).await,
+        on_cluster(&cluster, |_| {}).await,
+        on_cluster(&cluster, |_| {}).await,
+        on_cluster(&cluster, |_| {}).await,
+    );
+    let h7 = on_cluster(&cluster, |s| s.queue.completed_max = 1_000_000).await;
+    let h8 = on_cluster(&cluster, |_| {}).await;
+    tokio::join!(
+        cases::processes_a_job(&h1),
+        cases::failing_job_retries_with_backoff_then_dies_with_its_error(&h2),
+        cases::poisoned_job_goes_to_the_dead_set_at_once(&h3),
+        cases::delayed_job_never_runs_before_its_time(&h4),
+        cases::pause_stops_fetching_and_continue_resumes(&h5),
+        cases::unique_key_suppresses_the_second_push(&h6),
+        cases::a_worker_killed_mid_drain_loses_nothing(&h7),
+        cases::three_scheduler_processes_enqueue_each_of_20_ticks_exactly_once(&h8),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_live_in_slots_of_their_own_and_a_partitioned_drain_loses_nothing() {
+    let cluster = start_cluster().await;
+    let h = on_cluster(&cluster, |s| {
+        s.queue.partitions.insert("webhooks".into(), 3);
+    })
+    .await;
+    h.queues
+        .check_slots(&["webhooks".into(), "calendar".into()])
+        .await
+        .expect("every queue's script keys share one slot");
+    let pending: Vec<String> = h
+        .queues
+        .partition_names("webhooks")
+        .iter()
+        .map(|p| h.queues.keys(p).unwrap().pending.clone())
+        .collect();
+    let slots = h.queues.topology().slots_of(&pending).await.unwrap().unwrap();
+    assert_eq!(slots.len(), 3);
+    assert!(
+        slots[0] != slots[1] && slots[1] != slots[2] && slots[0] != slots[2],
+        "three partitions, three slots: {slots:?}"
+    );
+
+    let out = tokio::task::spawn_blocking(move || {
+        h.command()
+            .args(["bench", "drain", "--jobs", "200000", "--partitions", "3"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap();
+    println!("cluster drain: {line}");
+    let result: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(result["jobs"], 200_000, "{line}");
+    assert_eq!(result["lost"], 0, "{line}");
+    assert_eq!(result["duplicates"], 0, "{line}");
+    assert_eq!(result["partitions"], 3, "{line}");
+    assert_eq!(result["redis_mode"], "cluster", "{line}");
+}
+
+/// What a failover test counted (printed whole, so some fields are read only by `Debug`).
+#[allow(dead_code)]
+#[derive(Debug, Default)]
+struct Counted {
+    acknowledged: usize,
+    refused: u64,
+    lost: usize,
+    duplicates: usize,
+    failover_secs: f64,
+    drained_secs: f64,
+}
+
+/// Enqueue one job at a time from 4 producers into queue `fo` (3 partitions) while a fleet
+/// drains it; kill the master of partition 1 once 3,000 are acknowledged; go on until 1,000
+/// more are acknowledged (or 30 s); then wait up to 60 s for every acknowledged job to run.
+async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
+    let mut cluster = start_cluster().await;
+    let h = on_cluster(&cluster, |s| {
+        s.queue.partitions.insert("fo".into(), 3);
+        s.queue.min_replicas_acked = min_replicas_acked;
+        s.queue.replicas_timeout_ms = 100;
+        s.queue.completed_max = 1_000_000;
+    })
+    .await;
+    let runs = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let sink = Arc::clone(&runs);
+    let observer: Observer = Arc::new(move |job: &Job| {
+        *sink.lock().unwrap().entry(job.id.to_string()).or_default() += 1;
+    });
+    let token = CancellationToken::new();
+    tokio::spawn(
+        Rescuer::new(
+            h.queues.clone(),
+            h.queues.partition_names("fo"),
+            &h.settings.maintenance,
+        )
+        .run(token.clone()),
+    );
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("fo", 16, 16, 3),
+            switchboard_jobs::registry(),
+            Some(observer),
+        )
+        .await;
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut producers = Vec::new();
+    for _ in 0..4 {
+        let (queues, acknowledged, refused, next, stop) = (
+            h.queues.clone(),
+            Arc::clone(&acknowledged),
+            Arc::clone(&refused),
+            Arc::clone(&next),
+            Arc::clone(&stop),
+        );
+        producers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let id = format!("f{}", next.fetch_add(1, Ordering::SeqCst));
+                let job = Noop {
+                    fail: None,
+                    sleep_ms: Some(1),
+                };
+                let options = EnqueueOptions::default().on_queue("fo").with_id(&id);
+                match queues.enqueue(&job, options).await {
+                    Ok(_) => acknowledged.lock().unwrap().push(id),
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }));
+    }
+    let count = |n: usize| {
+        let acknowledged = Arc::clone(&acknowledged);
+        move || {
+            let k = acknowledged.lock().unwrap().len();
+            async move { k >= n }
+        }
+    };
+    h.wait_for("3,000 acknowledged", Duration::from_secs(60), count(3_000))
+        .await;
+    let victim = cluster.master_port_for_key(&h.queues.keys("fo#1").unwrap().pending);
+    let killed = Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.kill(victim);
+        cluster.wait_failover(victim, Duration::from_secs(30));
+        cluster
+    })
+    .await
+    .unwrap();
+    let failover_secs = killed.elapsed().as_secs_f64();
+    let after = acknowledged.lock().unwrap().len() + 1_000;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < after && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for p in producers {
+        p.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lost = loop {
+        let lost = {
+            let runs = runs.lock().unwrap();
+            acknowledged.iter().filter(|id| !runs.contains_key(*id)).count()
+        };
+        if lost == 0 || Instant::now() > deadline {
+            break lost;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let drained_secs = killed.elapsed().as_secs_f64();
+    fleet.stop().await;
+    token.cancel();
+    let duplicates = runs.lock().unwrap().values().filter(|&&n| n > 1).count();
+    drop(cluster);
+    Counted {
+        acknowledged: acknowledged.len(),
+        refused: refused.load(Ordering::SeqCst),
+        lost,
+        duplicates,
+        failover_secs,
+        drained_secs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_lost_during_a_drain_loses_no_job_acknowledged_by_a_replica() {
+    let c = failover_during_a_drain(1).await;
+    println!("failover: cluster drain, min_replicas_acked = 1: {c:?}");
+    assert!(c.acknowledged > 4_000, "{c:?}");
+    assert_eq!(c.lost, 0, "every acknowledged job ran: {c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_lost_during_a_drain_without_replicated_acknowledgement_is_counted() {
+    let c = failover_during_a_drain(0).await;
+    println!("failover: cluster drain, min_replicas_acked = 0: {c:?}");
+    assert!(c.acknowledged > 4_000, "the fleet went on after the failover: {c:?}");
+    assert!(c.drained_secs < 90.0, "{c:?}");
+}
+
+/// Post signed Stripe deliveries from 4 clients to an ingest on a Sentinel-watched Redis;
+/// kill the master after 500 are acknowledged (202); go on for 5 s after the Sentinels name
+/// a new master; then look up each acknowledged delivery's job on the new master.
+async fn failover_during_ingest(min_replicas_acked: u32) -> (Counted, u64) {
+    let mut set = tokio::task::spawn_blocking(SentinelSet::start)
+        .await
+        .unwrap();
+    let h = Harness::on(RedisMode::Sentinel, &set.urls(), |s| {
+        SentinelSet::master_name().clone_into(&mut s.redis.sentinel_master);
+        s.ingest.min_replicas_acked = min_replicas_acked;
+        s.ingest.replicas_timeout_ms = 100;
+        s.ingest.queue = "sentinel-webhooks".into();
+    })
+    .await;
+    let hooks = Hooks {
+        secrets: Some(WebhookSecrets {
+            stripe: Some(SecretList::parse(running::STRIPE_SECRET)),
+            ..WebhookSecrets::default()
+        }),
+        ..Hooks::default()
+    };
+    let app = Arc::new(Running::start(h.settings.clone(), Roles::ingest(), hooks).await);
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(AtomicU64::new(0));
+    let after_failover = Arc::new(AtomicU64::new(0));
+    let failed_over = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (app, acknowledged, refused, after_failover, failed_over, next, stop) = (
+            Arc::clone(&app),
+            Arc::clone(&acknowledged),
+            Arc::clone(&refused),
+            Arc::clone(&after_failover),
+            Arc::clone(&failed_over),
+            Arc::clone(&next),
+            Arc::clone(&stop),
+        );
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let id = format!("evt_s{}", next.fetch_add(1, Ordering::SeqCst));
+                let (body, signature) = running::signed_stripe(&id);
+                if app.post_stripe(&body, Some(&signature)).await == 202 {
+                    acknowledged.lock().unwrap().push(id);
+                    if failed_over.load(Ordering::SeqCst) {
+                        after_failover.fetch_add(1, Ordering::SeqCst);
+                    }
+                } else {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    let acked = Arc::clone(&acknowledged);
+    h.wait_for("500 deliveries acknowledged", Duration::from_secs(60), move || {
+        let n = acked.lock().unwrap().len();
+        async move { n >= 500 }
+    })
+    .await;
+    let killed = Instant::now();
+    let set = tokio::task::spawn_blocking(move || {
+        let old = set.kill_master();
+        set.wait_new_master(old, Duration::from_secs(30));
+        set
+    })
+    .await
+    .unwrap();
+    let failover_secs = killed.elapsed().as_secs_f64();
+    failed_over.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let keys = h.queues.keys("sentinel-webhooks").unwrap();
+    let mut conn = h.conn();
+    let mut lost = 0;
+    for id in &acknowledged {
+        let present: bool = redis::cmd("EXISTS")
+            .arg(keys.unique(&format!("stripe:{id}")))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !present {
+            lost += 1;
+        }
+    }
+    Arc::into_inner(app).unwrap().stop().await;
+    drop(set);
+    let counted = Counted {
+        acknowledged: acknowledged.len(),
+        refused: refused.load(Ordering::SeqCst),
+        lost,
+        duplicates: 0,
+        failover_secs,
+        drained_secs: 0.0,
+    };
+    (counted, after_failover.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_during_ingest_loses_no_delivery_acknowledged_by_a_replica() {
+    let (c, after) = failover_during_ingest(1).await;
+    println!("failover: sentinel ingest, min_replicas_acked = 1: {c:?}, acknowledged after the failover: {after}");
+    assert!(c.acknowledged >= 500, "{c:?}");
+    assert_eq!(c.lost, 0, "every 202 is on the new master: {c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_during_ingest_is_followed_to_the_new_master() {
+    let (c, after) = failover_during_ingest(0).await;
+    println!("failover: sentinel ingest, min_replicas_acked = 0: {c:?}, acknowledged after the failover: {after}");
+    assert!(
+        after > 0,
+        "ingest found the new master and went on answering 202: {c:?}"
+    );
+}
