@@ -275,14 +275,6 @@ async fn a_worker_cut_off_from_redis_starts_no_job_rescued_elsewhere() {
     .await;
 
     proxy.cut();
-    h.wait_for("A fenced, handing its unstarted jobs back", SECS, || {
-        let n = worker_a.counters().fenced.load(Ordering::SeqCst);
-        async move { n >= 1 }
-    })
-    .await;
-    // A's running job ends; without the fence A would start its next leased job now.
-    a.gate.add_permits(1);
-
     // The lease passes; the rescuer gives all five to B, which runs them.
     let token = CancellationToken::new();
     tokio::spawn(
@@ -296,6 +288,9 @@ async fn a_worker_cut_off_from_redis_starts_no_job_rescued_elsewhere() {
     })
     .await;
 
+    // A's running job ends now, if its timeout has not ended it already; A would start its
+    // next leased job then, unless it is fenced.
+    a.gate.add_permits(1);
     // A reaches Redis again: its settlement is written (and skipped: the lease was gone),
     // its credit comes back and it fetches again, finding nothing.
     proxy.restore();
