@@ -126,8 +126,12 @@ struct Counted {
     refused: u64,
     lost: usize,
     duplicates: usize,
+    /// From the kill until the cluster served the lost master's slots again.
     failover_secs: f64,
+    /// From the kill until every acknowledged job had run.
     drained_secs: f64,
+    /// From the producers' stop until every acknowledged job had run.
+    drained_after_producers_secs: f64,
 }
 
 /// Enqueue one job at a time from 4 producers into queue `fo` (3 partitions) while a fleet
@@ -223,7 +227,8 @@ async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
         p.await.unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let stopped = Instant::now();
+    let deadline = stopped + Duration::from_secs(60);
     let lost = loop {
         let lost = {
             let runs = runs.lock().unwrap();
@@ -235,6 +240,7 @@ async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let drained_secs = killed.elapsed().as_secs_f64();
+    let drained_after_producers_secs = stopped.elapsed().as_secs_f64();
     fleet.stop().await;
     token.cancel();
     let duplicates = runs.lock().unwrap().values().filter(|&&n| n > 1).count();
@@ -246,6 +252,7 @@ async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
         duplicates,
         failover_secs,
         drained_secs,
+        drained_after_producers_secs,
     }
 }
 
@@ -262,7 +269,7 @@ async fn a_master_lost_during_a_drain_without_replicated_acknowledgement_is_coun
     let c = failover_during_a_drain(0).await;
     println!("failover: cluster drain, min_replicas_acked = 0: {c:?}");
     assert!(c.acknowledged > 4_000, "the fleet went on after the failover: {c:?}");
-    assert!(c.drained_secs < 90.0, "{c:?}");
+    assert!(c.drained_after_producers_secs < 30.0, "{c:?}");
 }
 
 /// Post signed Stripe deliveries from 4 clients to an ingest on a Sentinel-watched Redis;
@@ -345,12 +352,18 @@ async fn failover_during_ingest(min_replicas_acked: u32) -> (Counted, u64) {
     let mut conn = h.conn();
     let mut lost = 0;
     for id in &acknowledged {
-        let present: bool = redis::cmd("EXISTS")
-            .arg(keys.unique(&format!("stripe:{id}")))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !present {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(keys.unique(&format!("stripe:{id}")));
+        // The test's own connection last spoke to the old master: its first command may
+        // fail (that failure sends it to the new master).
+        let mut present = cmd.query_async::<bool>(&mut conn).await;
+        for _ in 0..3 {
+            if present.is_ok() {
+                break;
+            }
+            present = cmd.query_async::<bool>(&mut conn).await;
+        }
+        if !present.unwrap() {
             lost += 1;
         }
     }
@@ -363,6 +376,7 @@ async fn failover_during_ingest(min_replicas_acked: u32) -> (Counted, u64) {
         duplicates: 0,
         failover_secs,
         drained_secs: 0.0,
+        drained_after_producers_secs: 0.0,
     };
     (counted, after_failover.load(Ordering::SeqCst))
 }

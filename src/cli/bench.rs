@@ -372,12 +372,16 @@ async fn wait_processed(queues: &Queues, n: u64, limit: Duration) -> anyhow::Res
     let deadline = Instant::now() + limit;
     let seen = AtomicU64::new(0);
     loop {
-        let mut pipe = redis::pipe();
+        let mut total = 0;
         for key in &stats {
-            pipe.hget(key, "processed");
+            let n: Option<u64> = redis::cmd("HGET")
+                .arg(key)
+                .arg("processed")
+                .query_async(&mut conn)
+                .await?;
+            total += n.unwrap_or(0);
         }
-        let counts: Vec<Option<u64>> = pipe.query_async(&mut conn).await?;
-        let processed = Some(counts.into_iter().flatten().sum::<u64>());
+        let processed = Some(total);
         seen.store(processed.unwrap_or(0), Ordering::Relaxed);
         if processed.unwrap_or(0) >= n {
             return Ok(());

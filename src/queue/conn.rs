@@ -3,9 +3,8 @@
 //!
 //! [`Conn`] is what every queue operation sends commands over: shared, multiplexed and
 //! reconnecting, whatever the topology. [`Topology`] knows the servers behind it, for what a
-//! shared connection cannot do: a blocking `BLMOVE` needs a socket of its own on the server
-//! that holds the key, `SCAN` must visit every master of a cluster, and `WAIT` must go to the
-//! master that took the write.
+//! shared connection cannot do: a blocking `BLMOVE` or `WAIT` needs a socket of its own on
+//! the server that holds the key, and `SCAN` must visit every master of a cluster.
 //!
 //! * Cluster: the crate's cluster client follows `MOVED`/`ASK` and refreshes its slot map
 //!   after a failover. Every script of a queue touches keys of one hash tag, one slot;
@@ -28,7 +27,6 @@ use redis::{
     RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
     cluster_async::ClusterConnection,
-    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
 };
 use tokio::sync::RwLock;
 
@@ -37,7 +35,7 @@ use crate::config::{RedisMode, RedisSettings};
 /// Connect timeout of every connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for one reply on a shared connection.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shared connection of one process: cheap to clone, reconnecting.
 #[derive(Clone)]
@@ -55,10 +53,11 @@ pub enum Conn {
 pub enum Topology {
     /// One server.
     Single(Client),
-    /// A cluster, reached through `conn`; `template` carries the credentials for its nodes.
+    /// A cluster, reached through `conn`; `seeds` are the configured nodes, asked directly
+    /// about the cluster's shape, and carry the credentials for every node.
     Cluster {
         conn: ClusterConnection,
-        template: ConnectionInfo,
+        seeds: Vec<ConnectionInfo>,
     },
     /// A master found through Sentinel.
     Sentinel(SentinelMaster),
@@ -92,10 +91,13 @@ pub async fn connect(settings: &RedisSettings) -> RedisResult<(Conn, Topology)> 
                 .iter()
                 .map(|u| u.into_connection_info().map(no_delay))
                 .collect::<RedisResult<Vec<_>>>()?;
-            let template = infos.first().cloned().ok_or_else(|| {
-                RedisError::from((ErrorKind::InvalidClientConfig, "no cluster seed node"))
-            })?;
-            let client = redis::cluster::ClusterClient::builder(infos)
+            if infos.is_empty() {
+                return Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "no cluster seed node",
+                )));
+            }
+            let client = redis::cluster::ClusterClient::builder(infos.clone())
                 .connection_timeout(CONNECT_TIMEOUT)
                 .response_timeout(RESPONSE_TIMEOUT)
                 .retries(8)
@@ -105,7 +107,7 @@ pub async fn connect(settings: &RedisSettings) -> RedisResult<(Conn, Topology)> 
             let conn = client.get_async_connection().await?;
             Ok((
                 Conn::Cluster(conn.clone()),
-                Topology::Cluster { conn, template },
+                Topology::Cluster { conn, seeds: infos },
             ))
         }
         RedisMode::Sentinel => {
@@ -161,13 +163,9 @@ impl Topology {
         match self {
             Topology::Single(client) => Ok(client.clone()),
             Topology::Sentinel(m) => Ok(m.current().await?.client),
-            Topology::Cluster { conn, template } => {
-                let slot: u16 = redis::cmd("CLUSTER")
-                    .arg("KEYSLOT")
-                    .arg(key)
-                    .query_async(&mut conn.clone())
-                    .await?;
-                let (host, port) = slot_masters(conn)
+            Topology::Cluster { seeds, .. } => {
+                let slot: u16 = ask_any(seeds, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await?;
+                let (host, port) = slot_masters(seeds)
                     .await?
                     .into_iter()
                     .find(|(range, _)| range.contains(&slot))
@@ -175,7 +173,7 @@ impl Topology {
                     .ok_or_else(|| {
                         RedisError::from((ErrorKind::ClusterConnectionNotFound, "no master serves the slot"))
                     })?;
-                Client::open(template.clone().set_addr(ConnectionAddr::Tcp(host, port)))
+                Client::open(seeds[0].clone().set_addr(ConnectionAddr::Tcp(host, port)))
             }
         }
     }
@@ -185,67 +183,65 @@ impl Topology {
         match self {
             Topology::Single(client) => Ok(vec![client.clone()]),
             Topology::Sentinel(m) => Ok(vec![m.current().await?.client]),
-            Topology::Cluster { conn, template } => {
+            Topology::Cluster { seeds, .. } => {
                 let mut addrs: Vec<(String, u16)> =
-                    slot_masters(conn).await?.into_iter().map(|(_, a)| a).collect();
+                    slot_masters(seeds).await?.into_iter().map(|(_, a)| a).collect();
                 addrs.sort();
                 addrs.dedup();
                 addrs
                     .into_iter()
                     .map(|(host, port)| {
-                        Client::open(template.clone().set_addr(ConnectionAddr::Tcp(host, port)))
+                        Client::open(seeds[0].clone().set_addr(ConnectionAddr::Tcp(host, port)))
                     })
                     .collect()
             }
         }
     }
 
-    /// `WAIT replicas timeout` after a write to `key` over `conn`: how many replicas
-    /// confirmed every write sent before on that connection.
-    pub async fn wait_replicas(
-        &self,
-        conn: &mut Conn,
-        key: &str,
-        replicas: u32,
-        timeout: Duration,
-    ) -> RedisResult<u32> {
-        let mut cmd = redis::cmd("WAIT");
-        cmd.arg(replicas).arg(timeout.as_millis() as u64);
-        let value = match conn {
-            Conn::Cluster(c) => {
-                let route = Route::with_key(key, SlotAddr::Master);
-                c.route_command(
-                    cmd,
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                )
-                .await?
-            }
-            other => cmd.query_async(other).await?,
-        };
-        redis::from_redis_value(value).map_err(RedisError::from)
-    }
-
     /// The slot of each key, as the cluster computes it; `None` outside a cluster.
     pub async fn slots_of(&self, keys: &[String]) -> RedisResult<Option<Vec<u16>>> {
-        let Topology::Cluster { conn, .. } = self else {
+        let Topology::Cluster { seeds, .. } = self else {
             return Ok(None);
         };
-        let mut pipe = redis::pipe();
+        // One by one: a cluster pipeline must stay within one slot, and these keys are
+        // asked about precisely because they might not.
+        let mut slots = Vec::with_capacity(keys.len());
         for key in keys {
-            pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
+            slots.push(ask_any(seeds, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await?);
         }
-        Ok(Some(pipe.query_async(&mut conn.clone()).await?))
+        Ok(Some(slots))
     }
+}
+
+/// A question any node can answer, asked of the seed nodes directly, one after another
+/// until one answers (right after a failover the cluster client may still pick a dead node).
+async fn ask_any<T: redis::FromRedisValue>(seeds: &[ConnectionInfo], cmd: &Cmd) -> RedisResult<T> {
+    let mut last = None;
+    for seed in seeds {
+        let asked = async {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            let mut conn = Client::open(seed.clone())?
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            cmd.query_async(&mut conn).await
+        };
+        match asked.await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        RedisError::from((ErrorKind::InvalidClientConfig, "no cluster seed node"))
+    }))
 }
 
 /// The slot ranges of a cluster with the address of each range's master.
 async fn slot_masters(
-    conn: &ClusterConnection,
+    seeds: &[ConnectionInfo],
 ) -> RedisResult<Vec<(std::ops::RangeInclusive<u16>, (String, u16))>> {
-    let reply: Vec<Vec<Value>> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(&mut conn.clone())
-        .await?;
+    let reply: Vec<Vec<Value>> = ask_any(seeds, redis::cmd("CLUSTER").arg("SLOTS")).await?;
     let mut out = Vec::with_capacity(reply.len());
     for range in reply {
         let mut fields = range.into_iter();
@@ -427,12 +423,17 @@ pub struct Dedicated {
 }
 
 impl Topology {
-    /// A dedicated connection to the server holding `key`.
-    pub async fn dedicated(&self, key: &str) -> RedisResult<Dedicated> {
+    /// A dedicated connection to the server holding `key`, waiting at most
+    /// `response_timeout` for a reply (`None`: as long as a blocking command asks).
+    pub async fn dedicated(
+        &self,
+        key: &str,
+        response_timeout: Option<Duration>,
+    ) -> RedisResult<Dedicated> {
         let node = self.node_for(key).await?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(None);
+            .set_response_timeout(response_timeout);
         let conn = node
             .get_multiplexed_async_connection_with_config(&config)
             .await?;

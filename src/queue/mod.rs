@@ -46,7 +46,7 @@ use std::{
     borrow::Cow,
     collections::HashMap,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -96,6 +96,9 @@ pub enum QueueError {
     CrossSlot(String),
 }
 
+/// Most idle connections kept per partition for replicated pushes.
+const MAX_IDLE_REPLICATED: usize = 64;
+
 /// Most queue names whose keys [`Queues::keys`] remembers; more are built on each call.
 const MAX_CACHED_QUEUES: usize = 1024;
 
@@ -106,6 +109,8 @@ pub struct Queues {
     conn: Conn,
     /// Round robin over the partitions of a queue, for jobs without a key to hash.
     turn: Arc<AtomicUsize>,
+    /// Idle connections for replicated pushes, by the partition's `pending` key.
+    replicated: Arc<Mutex<HashMap<String, Vec<redis::aio::MultiplexedConnection>>>>,
     settings: Arc<QueueSettings>,
     keys: Arc<RwLock<HashMap<String, Arc<QueueKeys>>>>,
     /// The payload keys of `settings`, ready to use; `None` when none is configured (then
@@ -133,6 +138,7 @@ impl Queues {
             topology,
             conn,
             turn: Arc::default(),
+            replicated: Arc::default(),
             settings: Arc::new(settings),
             keys: Arc::default(),
             ring,
@@ -207,7 +213,7 @@ impl Queues {
     /// A new dedicated connection to the server holding `key` (for blocking commands, which
     /// must not share a socket).
     pub async fn dedicated(&self, key: &str) -> Result<conn::Dedicated, QueueError> {
-        Ok(self.topology.dedicated(key).await?)
+        Ok(self.topology.dedicated(key, None).await?)
     }
 
     /// A connection to every master (one outside a cluster), for commands that see one
@@ -257,30 +263,41 @@ impl Queues {
         self.keys(&keys::partition_name(queue, p))
     }
 
-    /// When `settings` ask for replicated acknowledgement, wait until `replicas` replicas
-    /// hold every write sent so far on the shared connection (which carried the write to
-    /// `key`), at most `timeout`. Fails with [`QueueError::NotReplicated`] when fewer did.
-    pub async fn confirm_replicated(
+    /// A connection of its own to the master holding `key`, for a push and its `WAIT`
+    /// (reused: see [`return_replicated_conn`](Self::return_replicated_conn)).
+    pub(crate) async fn replicated_conn(
         &self,
         key: &str,
-        replicas: u32,
-        timeout: Duration,
-    ) -> Result<(), QueueError> {
-        if replicas == 0 {
-            return Ok(());
+    ) -> Result<redis::aio::MultiplexedConnection, QueueError> {
+        let pooled = self
+            .replicated
+            .lock()
+            .expect("replicated lock")
+            .get_mut(key)
+            .and_then(Vec::pop);
+        match pooled {
+            Some(conn) => Ok(conn),
+            // The WAIT's own bound is far below the reply timeout.
+            None => Ok(self
+                .topology
+                .dedicated(key, Some(conn::RESPONSE_TIMEOUT))
+                .await?
+                .conn),
         }
-        let got = self
-            .topology
-            .wait_replicas(&mut self.conn(), key, replicas, timeout)
-            .await?;
-        if got < replicas {
-            crate::telemetry::metric::redis_error("replicas");
-            return Err(QueueError::NotReplicated {
-                wanted: replicas,
-                got,
-            });
+    }
+
+    /// Keep `conn` for the next replicated push to `key` (a connection that failed is
+    /// dropped instead, so the next one finds the master anew).
+    pub(crate) fn return_replicated_conn(
+        &self,
+        key: &str,
+        conn: redis::aio::MultiplexedConnection,
+    ) {
+        let mut pool = self.replicated.lock().expect("replicated lock");
+        let idle = pool.entry(key.to_owned()).or_default();
+        if idle.len() < MAX_IDLE_REPLICATED {
+            idle.push(conn);
         }
-        Ok(())
     }
 
     /// On a Redis Cluster, prove that the script keys of each partition of each of `queues`

@@ -73,19 +73,42 @@ impl Queues {
             .as_deref()
             .or(options.unique.as_ref().map(|(key, _)| key.as_str()));
         let keys = self.keys_for_new_job(queue, hint)?;
-        let enqueued = self.push(kind, version, args_json, &keys, options).await?;
-        self.confirm_replicated(&keys.pending, acked.replicas, acked.timeout)
+        if acked.replicas == 0 {
+            return self
+                .push(kind, version, args_json, &keys, options, &mut self.conn())
+                .await;
+        }
+        // WAIT blocks the connection it is sent on and counts the writes made on it: the
+        // push and its WAIT go over a connection of their own to the partition's master,
+        // never over the shared one that other callers' commands queue on.
+        let mut conn = self.replicated_conn(&keys.pending).await?;
+        let enqueued = self
+            .push(kind, version, args_json, &keys, options, &mut conn)
             .await?;
+        let got: u32 = redis::cmd("WAIT")
+            .arg(acked.replicas)
+            .arg(acked.timeout.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        self.return_replicated_conn(&keys.pending, conn);
+        if got < acked.replicas {
+            crate::telemetry::metric::redis_error("replicas");
+            return Err(QueueError::NotReplicated {
+                wanted: acked.replicas,
+                got,
+            });
+        }
         Ok(enqueued)
     }
 
-    async fn push(
+    async fn push<C: redis::aio::ConnectionLike + Send>(
         &self,
         kind: &str,
         version: u16,
         args_json: String,
         keys: &super::QueueKeys,
         options: EnqueueOptions,
+        conn: &mut C,
     ) -> Result<Enqueued, QueueError> {
         if let Some(key) = &options.sequence {
             check_sequence_key(key)?;
@@ -106,7 +129,6 @@ impl Queues {
         };
         let id = options.id.unwrap_or_else(job::new_id);
         let item = job::encode(&id, &envelope);
-        let mut conn = self.conn();
 
         if options.unique.is_some() || options.sequence.is_some() {
             let (unique_key, ttl) = match &options.unique {
@@ -128,7 +150,7 @@ impl Queues {
                 .arg(&item)
                 .arg(due)
                 .arg(if options.sequence.is_some() { "1" } else { "" })
-                .invoke_async(&mut conn)
+                .invoke_async(conn)
                 .await?;
             return Ok(Enqueued {
                 id: first,
@@ -142,14 +164,14 @@ impl Queues {
                     .arg(&keys.delayed)
                     .arg(at)
                     .arg(&item)
-                    .query_async(&mut conn)
+                    .query_async(conn)
                     .await?;
             }
             _ => {
                 let () = redis::cmd("LPUSH")
                     .arg(&keys.pending)
                     .arg(&item)
-                    .query_async(&mut conn)
+                    .query_async(conn)
                     .await?;
             }
         }
@@ -168,7 +190,8 @@ impl Queues {
         ids: Option<&[String]>,
     ) -> Result<Vec<String>, QueueError> {
         let mut out = Vec::with_capacity(args.len());
-        let mut pipe = redis::pipe();
+        // One pipeline per partition: a cluster pipeline stays within one slot.
+        let mut pipes: std::collections::BTreeMap<String, redis::Pipeline> = Default::default();
         for (chunk_no, chunk) in args.chunks(BATCH_CHUNK).enumerate() {
             // Chunks go round robin over the queue's partitions.
             let keys = self.keys_for_new_job(queue, None)?;
@@ -185,10 +208,18 @@ impl Queues {
                 items.push(job::encode(&id, &envelope));
                 out.push(id);
             }
-            pipe.cmd("LPUSH").arg(&keys.pending).arg(items).ignore();
+            pipes
+                .entry(keys.pending.clone())
+                .or_insert_with(redis::pipe)
+                .cmd("LPUSH")
+                .arg(&keys.pending)
+                .arg(items)
+                .ignore();
         }
         let mut conn = self.conn();
-        let () = pipe.query_async(&mut conn).await?;
+        for pipe in pipes.values() {
+            let () = pipe.query_async(&mut conn).await?;
+        }
         Ok(out)
     }
 }
