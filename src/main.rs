@@ -83,6 +83,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also show each partition of a partitioned queue (`queue#0`, `queue#1`, ...).
+        #[arg(long)]
+        partitions: bool,
     },
     /// Inspect and act on dead (failed) jobs.
     Failed {
@@ -174,7 +177,9 @@ fn main() -> ExitCode {
             Command::Schedule { listen, action } => schedule::run(settings, listen, action).await,
             Command::Migrate => app::migrate(&settings).await,
             Command::Demo { url } => demo::run(&settings, &url).await,
-            Command::Status { json } => admin::status(&settings, json).await,
+            Command::Status { json, partitions } => {
+                admin::status(&settings, json, partitions).await
+            }
             Command::Failed { action } => admin::failed(&settings, action).await,
             Command::Pause { queue } => admin::pause(&settings, &queue, true).await,
             Command::Continue { queue } => admin::pause(&settings, &queue, false).await,

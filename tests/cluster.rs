@@ -41,7 +41,10 @@ async fn start_cluster() -> RedisCluster {
         .unwrap()
 }
 
-async fn on_cluster(cluster: &RedisCluster, tune: impl FnOnce(&mut switchboard::config::Settings)) -> Harness {
+async fn on_cluster(
+    cluster: &RedisCluster,
+    tune: impl FnOnce(&mut switchboard::config::Settings),
+) -> Harness {
     Harness::on(RedisMode::Cluster, &cluster.seeds(), tune).await
 }
 
@@ -87,7 +90,13 @@ async fn partitions_live_in_slots_of_their_own_and_a_partitioned_drain_loses_not
         .iter()
         .map(|p| h.queues.keys(p).unwrap().pending.clone())
         .collect();
-    let slots = h.queues.topology().slots_of(&pending).await.unwrap().unwrap();
+    let slots = h
+        .queues
+        .topology()
+        .slots_of(&pending)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(slots.len(), 3);
     assert!(
         slots[0] != slots[1] && slots[1] != slots[2] && slots[0] != slots[2],
@@ -137,6 +146,7 @@ struct Counted {
 /// Enqueue one job at a time from 4 producers into queue `fo` (3 partitions) while a fleet
 /// drains it; kill the master of partition 1 once 3,000 are acknowledged; go on until 1,000
 /// more are acknowledged (or 30 s); then wait up to 60 s for every acknowledged job to run.
+#[allow(clippy::too_many_lines)] // one story: load, kill, failover, count
 async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
     let mut cluster = start_cluster().await;
     let h = on_cluster(&cluster, |s| {
@@ -232,7 +242,10 @@ async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
     let lost = loop {
         let lost = {
             let runs = runs.lock().unwrap();
-            acknowledged.iter().filter(|id| !runs.contains_key(*id)).count()
+            acknowledged
+                .iter()
+                .filter(|id| !runs.contains_key(*id))
+                .count()
         };
         if lost == 0 || Instant::now() > deadline {
             break lost;
@@ -268,13 +281,17 @@ async fn a_master_lost_during_a_drain_loses_no_job_acknowledged_by_a_replica() {
 async fn a_master_lost_during_a_drain_without_replicated_acknowledgement_is_counted() {
     let c = failover_during_a_drain(0).await;
     println!("failover: cluster drain, min_replicas_acked = 0: {c:?}");
-    assert!(c.acknowledged > 4_000, "the fleet went on after the failover: {c:?}");
+    assert!(
+        c.acknowledged > 4_000,
+        "the fleet went on after the failover: {c:?}"
+    );
     assert!(c.drained_after_producers_secs < 30.0, "{c:?}");
 }
 
 /// Post signed Stripe deliveries from 4 clients to an ingest on a Sentinel-watched Redis;
 /// kill the master after 500 are acknowledged (202); go on for 5 s after the Sentinels name
 /// a new master; then look up each acknowledged delivery's job on the new master.
+#[allow(clippy::too_many_lines)] // one story: load, kill, failover, count
 async fn failover_during_ingest(min_replicas_acked: u32) -> (Counted, u64) {
     let mut set = tokio::task::spawn_blocking(SentinelSet::start)
         .await
@@ -327,10 +344,14 @@ async fn failover_during_ingest(min_replicas_acked: u32) -> (Counted, u64) {
         }));
     }
     let acked = Arc::clone(&acknowledged);
-    h.wait_for("500 deliveries acknowledged", Duration::from_secs(60), move || {
-        let n = acked.lock().unwrap().len();
-        async move { n >= 500 }
-    })
+    h.wait_for(
+        "500 deliveries acknowledged",
+        Duration::from_secs(60),
+        move || {
+            let n = acked.lock().unwrap().len();
+            async move { n >= 500 }
+        },
+    )
     .await;
     let killed = Instant::now();
     let set = tokio::task::spawn_blocking(move || {
@@ -384,7 +405,9 @@ async fn failover_during_ingest(min_replicas_acked: u32) -> (Counted, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_during_ingest_loses_no_delivery_acknowledged_by_a_replica() {
     let (c, after) = failover_during_ingest(1).await;
-    println!("failover: sentinel ingest, min_replicas_acked = 1: {c:?}, acknowledged after the failover: {after}");
+    println!(
+        "failover: sentinel ingest, min_replicas_acked = 1: {c:?}, acknowledged after the failover: {after}"
+    );
     assert!(c.acknowledged >= 500, "{c:?}");
     assert_eq!(c.lost, 0, "every 202 is on the new master: {c:?}");
 }
@@ -392,7 +415,9 @@ async fn a_sentinel_failover_during_ingest_loses_no_delivery_acknowledged_by_a_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_during_ingest_is_followed_to_the_new_master() {
     let (c, after) = failover_during_ingest(0).await;
-    println!("failover: sentinel ingest, min_replicas_acked = 0: {c:?}, acknowledged after the failover: {after}");
+    println!(
+        "failover: sentinel ingest, min_replicas_acked = 0: {c:?}, acknowledged after the failover: {after}"
+    );
     assert!(
         after > 0,
         "ingest found the new master and went on answering 202: {c:?}"

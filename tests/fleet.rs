@@ -19,7 +19,6 @@ use switchboard::{
 };
 use switchboard_jobs::noop::Noop;
 
-
 /// Jobs in the backlog test.
 const N_BACKLOG: usize = 200_000;
 /// Jobs in the memory test.
@@ -112,7 +111,6 @@ async fn shutdown_deadline_hands_overdue_running_jobs_back() {
         "the overdue job is back in the queue"
     );
 }
-
 
 #[tokio::test]
 async fn a_worker_killed_mid_drain_loses_nothing() {

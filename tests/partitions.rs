@@ -54,7 +54,9 @@ async fn a_partitioned_queue_spreads_its_jobs_and_is_paused_and_counted_as_one()
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     let observer: Observer = Arc::new(move |job: &Job| {
-        sink.lock().unwrap().push((job.id.to_string(), job.queue.to_string()));
+        sink.lock()
+            .unwrap()
+            .push((job.id.to_string(), job.queue.to_string()));
     });
     let fleet = h
         .fleet(
@@ -75,13 +77,20 @@ async fn a_partitioned_queue_spreads_its_jobs_and_is_paused_and_counted_as_one()
         async move { n >= 2 }
     })
     .await;
-    assert_eq!(h.stats("parts").await.processed, 0, "nothing runs while paused");
+    assert_eq!(
+        h.stats("parts").await.processed,
+        0,
+        "nothing runs while paused"
+    );
 
     h.queues.resume("parts").await.unwrap();
     h.wait_processed("parts", 30, SECS).await;
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 30);
-    assert!(seen.iter().all(|(_, q)| q == "parts"), "jobs report the logical queue");
+    assert!(
+        seen.iter().all(|(_, q)| q == "parts"),
+        "jobs report the logical queue"
+    );
     let parts = h.queues.partition_stats("parts").await.unwrap();
     assert!(parts.iter().all(|p| p.processed == 10), "{parts:?}");
     let s = h.stats("parts").await;
@@ -91,9 +100,9 @@ async fn a_partitioned_queue_spreads_its_jobs_and_is_paused_and_counted_as_one()
 
 #[tokio::test]
 async fn per_key_order_holds_on_a_partitioned_queue() {
-    let h = partitioned("ordered", 3).await;
     const KEYS: usize = 12;
     const PER_KEY: usize = 25;
+    let h = partitioned("ordered", 3).await;
     for n in 0..PER_KEY {
         for k in 0..KEYS {
             h.queues
@@ -133,7 +142,8 @@ async fn per_key_order_holds_on_a_partitioned_queue() {
             Some(observer),
         )
         .await;
-    h.wait_processed("ordered", (KEYS * PER_KEY) as u64, SECS).await;
+    h.wait_processed("ordered", (KEYS * PER_KEY) as u64, SECS)
+        .await;
     fleet.stop().await;
     let starts = starts.lock().unwrap().clone();
     assert_eq!(starts.len(), KEYS);
@@ -156,7 +166,11 @@ async fn dead_jobs_of_every_partition_are_listed_retried_and_forgotten() {
             .unwrap();
     }
     let fleet = h
-        .fleet(&h.fleet_settings("poison", 2, 2, 3), jobs::registry(&switches), None)
+        .fleet(
+            &h.fleet_settings("poison", 2, 2, 3),
+            jobs::registry(&switches),
+            None,
+        )
         .await;
     let queues = h.queues.clone();
     h.wait_for("six dead jobs", SECS, || {
@@ -186,7 +200,10 @@ async fn dead_jobs_of_every_partition_are_listed_retried_and_forgotten() {
     })
     .await;
     assert_eq!(
-        h.queues.dead_forget("poison", Selection::All).await.unwrap(),
+        h.queues
+            .dead_forget("poison", Selection::All)
+            .await
+            .unwrap(),
         6
     );
     assert_eq!(h.stats("poison").await.dead, 0);
@@ -205,7 +222,10 @@ async fn an_acknowledgement_no_replica_confirms_is_refused_with_503() {
     .await;
     let err = h
         .queues
-        .enqueue(&Noop::default(), EnqueueOptions::default().on_queue("acked"))
+        .enqueue(
+            &Noop::default(),
+            EnqueueOptions::default().on_queue("acked"),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -278,8 +298,12 @@ async fn a_worker_cut_off_from_redis_starts_no_job_rescued_elsewhere() {
     // The lease passes; the rescuer gives all five to B, which runs them.
     let token = CancellationToken::new();
     tokio::spawn(
-        Rescuer::new(h.queues.clone(), vec!["gated".into()], &h.settings.maintenance)
-            .run(token.clone()),
+        Rescuer::new(
+            h.queues.clone(),
+            vec!["gated".into()],
+            &h.settings.maintenance,
+        )
+        .run(token.clone()),
     );
     let fleet_b = gated_fleet(&h, &h.queues, &b).await;
     h.wait_for("B ran all five", Duration::from_secs(30), || {

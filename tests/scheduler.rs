@@ -50,8 +50,6 @@ fn scheduler_settings() -> SchedulerSettings {
     }
 }
 
-
-
 fn switchboard(h: &Harness, config: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.args(["--redis-url", &h.settings.redis.url])
@@ -62,10 +60,10 @@ fn switchboard(h: &Harness, config: &std::path::Path) -> Command {
     cmd
 }
 
-
 #[tokio::test]
 async fn three_scheduler_processes_enqueue_each_of_20_ticks_exactly_once() {
-    cases::three_scheduler_processes_enqueue_each_of_20_ticks_exactly_once(&Harness::new().await).await;
+    cases::three_scheduler_processes_enqueue_each_of_20_ticks_exactly_once(&Harness::new().await)
+        .await;
 }
 
 /// A minute-aligned time in the past with room for simulated rounds after it.

@@ -89,10 +89,15 @@ async fn all_queues(settings: &Settings, queues: &Queues) -> anyhow::Result<Vec<
 }
 
 /// `status [--json]`: the dashboard's overview as a table (or JSON).
-pub async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
+pub async fn status(settings: &Settings, as_json: bool, partitions: bool) -> anyhow::Result<()> {
     let queues = connect(settings).await?;
     let names = all_queues(settings, &queues).await?;
-    let view = overview::overview(&queues, &names).await?;
+    let rows = if partitions {
+        queues.with_partitions(&names)
+    } else {
+        names.clone()
+    };
+    let view = overview::overview(&queues, &rows).await?;
     let workers = overview::workers(&queues, &names).await?;
     let supervisors = overview::supervisors(&workers);
     if as_json {

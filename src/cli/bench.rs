@@ -84,7 +84,10 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
     let mut settings = settings.clone();
     settings.queue.prefix = format!("bench-{:08x}", rand::random::<u32>());
     if let BenchCommand::Drain { partitions, .. } = &which {
-        settings.queue.partitions.insert(QUEUE.to_owned(), *partitions);
+        settings
+            .queue
+            .partitions
+            .insert(QUEUE.to_owned(), *partitions);
     }
     let queues = Queues::open(&settings.redis, settings.queue.clone()).await?;
     // The production path records metrics; so does the benchmark.
@@ -381,9 +384,8 @@ async fn wait_processed(queues: &Queues, n: u64, limit: Duration) -> anyhow::Res
                 .await?;
             total += n.unwrap_or(0);
         }
-        let processed = Some(total);
-        seen.store(processed.unwrap_or(0), Ordering::Relaxed);
-        if processed.unwrap_or(0) >= n {
+        seen.store(total, Ordering::Relaxed);
+        if total >= n {
             return Ok(());
         }
         anyhow::ensure!(

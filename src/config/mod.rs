@@ -595,7 +595,8 @@ impl Settings {
         );
         check(
             self.redis.mode != RedisMode::Standalone || urls.len() <= 1,
-            "redis.url lists several servers: set redis.mode to \"cluster\" or \"sentinel\"".to_owned(),
+            "redis.url lists several servers: set redis.mode to \"cluster\" or \"sentinel\""
+                .to_owned(),
         );
         check(
             self.redis.mode != RedisMode::Sentinel || !self.redis.sentinel_master.trim().is_empty(),

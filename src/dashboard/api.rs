@@ -78,7 +78,21 @@ pub(crate) async fn overview(State(dash): State<Dash>) -> ApiResult<Overview> {
     Ok(Json(dash.overview().await?))
 }
 
-pub(crate) async fn queues(State(dash): State<Dash>) -> ApiResult<Vec<QueueRow>> {
+#[derive(Debug, Deserialize)]
+pub(crate) struct QueuesQuery {
+    /// Also list each partition of a partitioned queue.
+    #[serde(default)]
+    partitions: bool,
+}
+
+pub(crate) async fn queues(
+    State(dash): State<Dash>,
+    Query(q): Query<QueuesQuery>,
+) -> ApiResult<Vec<QueueRow>> {
+    if q.partitions {
+        let names = dash.queues.with_partitions(&dash.names().await?);
+        return Ok(Json(overview::overview(&dash.queues, &names).await?.queues));
+    }
     Ok(Json(dash.overview().await?.queues))
 }
 

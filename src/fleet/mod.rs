@@ -157,7 +157,10 @@ fn start_worker(
     let worker_id = crate::instance::worker_id(&sup.name, queue, n);
     let partitions = queues.partition_names(queue);
     let (prefetch, credits) = if partitions.len() > 1 {
-        (0, Some(Arc::new(tokio::sync::Semaphore::new(sup.concurrency))))
+        (
+            0,
+            Some(Arc::new(tokio::sync::Semaphore::new(sup.concurrency))),
+        )
     } else {
         (sup.prefetch(), None)
     };

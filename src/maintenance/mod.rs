@@ -131,7 +131,10 @@ pub struct Maintainer {
 
 /// `names` with each partitioned queue replaced by its partitions (`queue`, `queue#1`, ...).
 pub fn partitions(queues: &Queues, names: &[String]) -> Vec<String> {
-    names.iter().flat_map(|n| queues.partition_names(n)).collect()
+    names
+        .iter()
+        .flat_map(|n| queues.partition_names(n))
+        .collect()
 }
 
 impl Maintainer {
@@ -153,14 +156,14 @@ impl Maintainer {
         pruner_config.validate()?;
         // Every partition of a queue is promoted, rescued and pruned on its own.
         let names = &partitions(queues, names);
-        let mut pruner = Pruner::new(queues.clone(), names.to_vec(), pruner_config);
+        let mut pruner = Pruner::new(queues.clone(), names.clone(), pruner_config);
         if let Some(store) = store {
             pruner = pruner.with_store(store);
         }
         Ok(Self {
             elector: Elector::new(queues.clone(), elector_config),
-            promoter: Promoter::new(queues.clone(), names.to_vec(), promoter_config),
-            rescuer: Rescuer::new(queues.clone(), names.to_vec(), rescuer_config),
+            promoter: Promoter::new(queues.clone(), names.clone(), promoter_config),
+            rescuer: Rescuer::new(queues.clone(), names.clone(), rescuer_config),
             pruner,
         })
     }

@@ -457,7 +457,7 @@ impl Queues {
         for part in self.partitions_of(queue) {
             out.extend(self.dead_list_one(&part, limit).await?);
         }
-        out.sort_by(|a, b| b.died_at_ms.cmp(&a.died_at_ms));
+        out.sort_by_key(|d| std::cmp::Reverse(d.died_at_ms));
         out.truncate(limit);
         Ok(out)
     }

@@ -127,9 +127,9 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
-            Conn::Sentinel(m) => Box::pin(m.run(move |mut c| async move {
-                c.req_packed_command(cmd).await
-            })),
+            Conn::Sentinel(m) => {
+                Box::pin(m.run(move |mut c| async move { c.req_packed_command(cmd).await }))
+            }
         }
     }
 
@@ -164,14 +164,18 @@ impl Topology {
             Topology::Single(client) => Ok(client.clone()),
             Topology::Sentinel(m) => Ok(m.current().await?.client),
             Topology::Cluster { seeds, .. } => {
-                let slot: u16 = ask_any(seeds, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await?;
+                let slot: u16 =
+                    ask_any(seeds, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await?;
                 let (host, port) = slot_masters(seeds)
                     .await?
                     .into_iter()
                     .find(|(range, _)| range.contains(&slot))
                     .map(|(_, addr)| addr)
                     .ok_or_else(|| {
-                        RedisError::from((ErrorKind::ClusterConnectionNotFound, "no master serves the slot"))
+                        RedisError::from((
+                            ErrorKind::ClusterConnectionNotFound,
+                            "no master serves the slot",
+                        ))
                     })?;
                 Client::open(seeds[0].clone().set_addr(ConnectionAddr::Tcp(host, port)))
             }
@@ -184,8 +188,11 @@ impl Topology {
             Topology::Single(client) => Ok(vec![client.clone()]),
             Topology::Sentinel(m) => Ok(vec![m.current().await?.client]),
             Topology::Cluster { seeds, .. } => {
-                let mut addrs: Vec<(String, u16)> =
-                    slot_masters(seeds).await?.into_iter().map(|(_, a)| a).collect();
+                let mut addrs: Vec<(String, u16)> = slot_masters(seeds)
+                    .await?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect();
                 addrs.sort();
                 addrs.dedup();
                 addrs
@@ -258,7 +265,10 @@ async fn slot_masters(
         };
         out.push((
             start..=end,
-            (redis::from_redis_value(host)?, redis::from_redis_value(port)?),
+            (
+                redis::from_redis_value(host)?,
+                redis::from_redis_value(port)?,
+            ),
         ));
     }
     Ok(out)
@@ -348,10 +358,9 @@ impl SentinelMaster {
         *current = None;
         let (host, port) = self.ask_sentinels().await?;
         let template = self.0.sentinels[0].clone();
-        let client = Client::open(no_delay(template.set_addr(ConnectionAddr::Tcp(
-            host.clone(),
-            port,
-        ))))?;
+        let client = Client::open(no_delay(
+            template.set_addr(ConnectionAddr::Tcp(host.clone(), port)),
+        ))?;
         let mut conn = ConnectionManager::new_with_config(client.clone(), manager_config()).await?;
         let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
         let role: String = role

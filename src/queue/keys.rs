@@ -163,12 +163,21 @@ pub fn partition_name(queue: &str, p: u16) -> String {
 }
 
 /// `queue` or `queue#p` split into the queue and the partition; `None` when `p` is not a
-/// number of 1 or more.
+/// number. (`queue#0` names the first partition alone, where `queue` may mean them all.)
 pub fn split_partition(name: &str) -> Option<(&str, u16)> {
     match name.split_once('#') {
         None => Some((name, 0)),
-        Some((queue, p)) => p.parse().ok().filter(|&p| p > 0).map(|p| (queue, p)),
+        Some((queue, p)) => p.parse().ok().map(|p| (queue, p)),
     }
+}
+
+/// The names that show `queue` partition by partition: `queue#0` ... `queue#<P-1>`, or just
+/// `queue` when it has one partition.
+pub fn partition_labels(queue: &str, partitions: u16) -> Vec<String> {
+    if partitions <= 1 {
+        return vec![queue.to_owned()];
+    }
+    (0..partitions).map(|p| format!("{queue}#{p}")).collect()
 }
 
 /// The partition (of `n`) a job with this sequence or dedupe key goes to: FNV-1a, stable
@@ -229,10 +238,16 @@ mod tests {
         }
         assert_eq!(split_partition("webhooks#2"), Some(("webhooks", 2)));
         assert_eq!(split_partition("webhooks"), Some(("webhooks", 0)));
-        assert_eq!(split_partition("webhooks#0"), None);
+        assert_eq!(split_partition("webhooks#0"), Some(("webhooks", 0)));
+        assert_eq!(
+            partition_labels("webhooks", 2),
+            ["webhooks#0", "webhooks#1"]
+        );
+        assert_eq!(partition_labels("calendar", 1), ["calendar"]);
         assert_eq!(split_partition("webhooks#x"), None);
-        let spread: std::collections::HashSet<u16> =
-            (0..100).map(|i| partition_of(&format!("call_{i}"), 3)).collect();
+        let spread: std::collections::HashSet<u16> = (0..100)
+            .map(|i| partition_of(&format!("call_{i}"), 3))
+            .collect();
         assert_eq!(spread.len(), 3);
         assert_eq!(partition_of("call_7", 3), partition_of("call_7", 3));
     }

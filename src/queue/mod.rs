@@ -226,6 +226,20 @@ impl Queues {
         Ok(out)
     }
 
+    /// `names` with each partitioned queue followed by its partitions (`queue#0`, ...), for
+    /// views that show the partitions on request.
+    pub fn with_partitions(&self, names: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in names {
+            out.push(name.clone());
+            let n = self.partition_count(name);
+            if n > 1 {
+                out.extend(keys::partition_labels(name, n));
+            }
+        }
+        out
+    }
+
     /// How many partitions `queue` has (1 when it is not partitioned).
     pub fn partition_count(&self, queue: &str) -> u16 {
         self.settings

@@ -191,7 +191,7 @@ impl Queues {
     ) -> Result<Vec<String>, QueueError> {
         let mut out = Vec::with_capacity(args.len());
         // One pipeline per partition: a cluster pipeline stays within one slot.
-        let mut pipes: std::collections::BTreeMap<String, redis::Pipeline> = Default::default();
+        let mut pipes = std::collections::BTreeMap::<String, redis::Pipeline>::new();
         for (chunk_no, chunk) in args.chunks(BATCH_CHUNK).enumerate() {
             // Chunks go round robin over the queue's partitions.
             let keys = self.keys_for_new_job(queue, None)?;

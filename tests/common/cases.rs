@@ -13,7 +13,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use chrono::{DurationRound, TimeDelta, Timelike, Datelike, Utc};
+use chrono::{Datelike, DurationRound, TimeDelta, Timelike, Utc};
 use switchboard::{
     fleet::Observer,
     maintenance::{Rescuer, Service as _},
@@ -294,6 +294,7 @@ pub async fn unique_key_suppresses_the_second_push(h: &Harness) {
 }
 
 /// `h` keeps every completion record (`queue.completed_max` of 1,000,000 or more).
+#[allow(clippy::too_many_lines)] // one story: the crash, then the rescue, then the count
 pub async fn a_worker_killed_mid_drain_loses_nothing(h: &Harness) {
     let ids: Vec<String> = (0..N_CRASH).map(|i| format!("k{i}")).collect();
     let args = vec![
@@ -455,7 +456,14 @@ pub async fn three_scheduler_processes_enqueue_each_of_20_ticks_exactly_once(h: 
         ),
     );
     let mut procs: Vec<Child> = (0..3)
-        .map(|_| h.command().arg("--config").arg(&config).arg("schedule").spawn().unwrap())
+        .map(|_| {
+            h.command()
+                .arg("--config")
+                .arg(&config)
+                .arg("schedule")
+                .spawn()
+                .unwrap()
+        })
         .collect();
 
     // Every process has started its scheduler (the state exists) before the first tick.
@@ -488,7 +496,7 @@ pub async fn three_scheduler_processes_enqueue_each_of_20_ticks_exactly_once(h: 
         assert!(terminate(p).success(), "scheduler exits cleanly on SIGTERM");
     }
 
-    let ids = pending_ids(&h, "ticks").await;
+    let ids = pending_ids(h, "ticks").await;
     let expected: Vec<String> = (0..20)
         .map(|i| {
             format!(

@@ -77,11 +77,7 @@ async fn renew(shared: &Shared, limit: Duration) -> bool {
 
 /// Hand back the leases Redis holds for this worker that the worker does not know of and
 /// that were `suspects` already; returns the new suspects.
-async fn reconcile(
-    shared: &Shared,
-    suspects: HashSet<String>,
-    limit: Duration,
-) -> HashSet<String> {
+async fn reconcile(shared: &Shared, suspects: HashSet<String>, limit: Duration) -> HashSet<String> {
     let mut conn = shared.queues.conn();
     let mut cmd = redis::cmd("HKEYS");
     cmd.arg(&shared.leased_key);
