@@ -273,7 +273,7 @@ async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
 async fn a_master_lost_during_a_drain_loses_no_job_acknowledged_by_a_replica() {
     let c = failover_during_a_drain(1).await;
     println!("failover: cluster drain, min_replicas_acked = 1: {c:?}");
-    assert!(c.acknowledged > 4_000, "{c:?}");
+    assert!(c.acknowledged >= 4_000, "{c:?}");
     assert_eq!(c.lost, 0, "every acknowledged job ran: {c:?}");
 }
 
