@@ -103,6 +103,56 @@ async fn partitions_live_in_slots_of_their_own_and_a_partitioned_drain_loses_not
         "three partitions, three slots: {slots:?}"
     );
 
+    // The CLI on the cluster: pause acts on every partition; status shows them on request.
+    let cli = |args: &[&str]| {
+        let out = h
+            .command()
+            .env("SWITCHBOARD_QUEUE__PARTITIONS__WEBHOOKS", "3")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&["pause", "webhooks"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&cli(&["status", "--json", "--partitions"])).unwrap();
+    let paused: Vec<(String, bool)> = status["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["name"].as_str().unwrap().starts_with("webhooks"))
+        .map(|q| {
+            (
+                q["name"].as_str().unwrap().to_owned(),
+                q["paused"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        paused,
+        [
+            ("webhooks".to_owned(), true),
+            ("webhooks#0".to_owned(), true),
+            ("webhooks#1".to_owned(), true),
+            ("webhooks#2".to_owned(), true)
+        ],
+        "{status}"
+    );
+    cli(&["continue", "webhooks"]);
+    assert!(
+        h.queues
+            .partition_stats("webhooks")
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| !p.paused)
+    );
+
     let out = tokio::task::spawn_blocking(move || {
         h.command()
             .args(["bench", "drain", "--jobs", "200000", "--partitions", "3"])
