@@ -337,3 +337,51 @@ async fn a_worker_cut_off_from_redis_starts_no_job_rescued_elsewhere() {
     fleet_b.stop().await;
     fleet_a.stop().await;
 }
+
+#[tokio::test]
+async fn a_lease_a_worker_does_not_know_of_is_handed_back() {
+    // As after a failover whose new master missed the worker's last settlement: Redis holds
+    // a lease for a live worker that has no such job.
+    let h = Harness::new().await;
+    let fleet = h
+        .fleet(
+            &h.fleet_settings("orphans", 2, 2, 3),
+            switchboard_jobs::registry(),
+            None,
+        )
+        .await;
+    let worker = fleet.workers().pop().unwrap();
+    let keys = h.queues.keys("orphans").unwrap();
+    let queues = h.queues.clone();
+    let registered = keys.workers.clone();
+    let id = worker.id().to_owned();
+    h.wait_for("the worker registered", SECS, || {
+        let (mut conn, registered, id) = (queues.conn(), registered.clone(), id.clone());
+        async move {
+            redis::cmd("ZSCORE")
+                .arg(registered)
+                .arg(id)
+                .query_async::<Option<f64>>(&mut conn)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    let envelope = switchboard::queue::Envelope::new(
+        "noop",
+        1,
+        serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
+    );
+    let item = switchboard::queue::job::encode("orphan-1", &envelope);
+    let () = redis::pipe()
+        .hset(keys.leased(worker.id()), "orphan-1", &item)
+        .hincr(&keys.stats, "running", 1)
+        .query_async(&mut h.conn())
+        .await
+        .unwrap();
+    h.wait_processed("orphans", 1, SECS).await;
+    let s = h.stats("orphans").await;
+    assert_eq!((s.pending, s.running, s.processed), (0, 0, 1), "{s:?}");
+    fleet.stop().await;
+}
