@@ -34,6 +34,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod audit;
 pub mod banner;

@@ -13,6 +13,7 @@ use switchboard::{
         bench::{self, BenchCommand},
         demo,
         erase::{self, EraseArgs},
+        keys::{self, KeysAction},
         schedule::{self, ScheduleAction},
     },
     config::Settings,
@@ -120,6 +121,11 @@ enum Command {
     /// Print an argon2 hash of the password read from stdin, for
     /// `SWITCHBOARD_DASHBOARD_OPERATORS` (`<name>:<role>:<hash>`).
     HashPassword,
+    /// The app's API keys: create (printed once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Erase a person (GDPR): anonymise their rows and queued jobs, print what was touched.
     Erase(EraseArgs),
     /// Benchmarks of the production code path; each prints one JSON line.
@@ -192,6 +198,7 @@ fn main() -> ExitCode {
             } => admin::enqueue(&settings, &queue, &kind, &args, delay_secs, unique).await,
             Command::HashPassword => admin::hash_password(),
             Command::Erase(args) => erase::run(&settings, &args).await,
+            Command::Keys { action } => keys::run(&settings, action).await,
             Command::Bench { which } => bench::run(&settings, which).await,
         }
     });

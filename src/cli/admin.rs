@@ -58,12 +58,12 @@ pub enum FailedAction {
     },
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<Queues> {
+pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<Queues> {
     Ok(app::connect(settings, false).await?.0)
 }
 
 /// Record a change made from the CLI in the audit trail.
-async fn audit(settings: &Settings, queues: &Queues, entry: Entry) {
+pub(crate) async fn audit(settings: &Settings, queues: &Queues, entry: Entry) {
     AuditLog::new(queues.clone(), settings.dashboard.audit_max_entries)
         .record_or_warn(&entry)
         .await;

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod bench;
 pub mod demo;
 pub mod erase;
+pub mod keys;
 pub mod schedule;
 
 /// A command refused before it did anything (an unknown queue or kind, arguments that do not
