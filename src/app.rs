@@ -219,6 +219,7 @@ pub async fn run(
                 clock,
             ));
         }
+        router = router.merge(crate::api::router(queues.clone(), &settings));
         let dash = dashboard::router(queues.clone(), &settings, creds);
         router = router.merge(dash);
         // Every connection under the edge limits of [http]; the cap fits the descriptors.

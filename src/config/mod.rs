@@ -48,10 +48,65 @@ pub struct Settings {
     #[serde(default)]
     pub schedule: Vec<ScheduleSettings>,
     pub dashboard: DashboardSettings,
+    /// The app's enqueue API (`/api/v1/jobs`).
+    #[serde(default)]
+    pub api: ApiSettings,
     /// Credentials, from the environment only (never a file): filled by [`Settings::load`],
     /// empty in [`Settings::defaults`].
     #[serde(skip)]
     pub secrets: Secrets,
+}
+
+/// See `[api]` in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Whether `/api/v1/jobs` answers at all.
+    pub enabled: bool,
+    /// Kinds the API may enqueue: names or families (`notify.*`).
+    pub kinds: Vec<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in a request.
+    pub max_json_depth: usize,
+    /// Most jobs in one batch.
+    pub max_batch: usize,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_secs: u64,
+    /// Default dedupe window of `unique_key` when `unique_for_secs` is not given.
+    pub unique_for_secs: u64,
+    /// How long a key's record is trusted before it is read again (revocation delay).
+    pub key_cache_ms: u64,
+    /// Replicas that must hold an accepted job before the answer (as `ingest`).
+    pub min_replicas_acked: u32,
+    /// How long to wait for them.
+    pub replicas_timeout_ms: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            kinds: [
+                "noop",
+                "notify.*",
+                "calendar.book",
+                "calendar.cancel",
+                "calendar.reschedule",
+                "billing.report_usage",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            max_body_bytes: 1_048_576,
+            max_json_depth: 32,
+            max_batch: 1000,
+            idempotency_ttl_secs: 86_400,
+            unique_for_secs: 86_400,
+            key_cache_ms: 1000,
+            min_replicas_acked: 0,
+            replicas_timeout_ms: 500,
+        }
+    }
 }
 
 /// See `[dashboard]` in `config/default.toml`. The credentials themselves come from the

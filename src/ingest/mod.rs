@@ -300,10 +300,12 @@ async fn accept(
         Ok(Ok(Enqueued {
             id,
             duplicate: false,
+            ..
         })) => Answer::Accepted(id),
         Ok(Ok(Enqueued {
             id,
             duplicate: true,
+            ..
         })) => Answer::Duplicate(id),
         Ok(Err(e)) => Answer::Unavailable(e.to_string()),
         Err(_) => Answer::Unavailable(format!("no answer within {} ms", s.enqueue_timeout_ms)),

@@ -34,6 +34,10 @@ pub enum JobState {
     Completed,
     /// Failed for good; in the dead set.
     Dead,
+    /// Passed its expiry before it started; never run.
+    Expired,
+    /// Cancelled before it started; never run.
+    Cancelled,
 }
 
 impl JobState {
@@ -45,6 +49,8 @@ impl JobState {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Dead => "dead",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -183,6 +189,32 @@ impl Queues {
         })
     }
 
+    /// Cancel job `id` of `queue` if it has not started (pending or delayed, among the first
+    /// [`FIND_SCAN_LIMIT`] of each, in any partition): it never runs and is recorded as
+    /// cancelled. False when it is in neither place (running, finished, unknown).
+    pub async fn cancel(&self, queue: &str, id: &str) -> Result<bool, QueueError> {
+        for part in self.partition_names(queue) {
+            let k = self.keys(&part)?;
+            let cancelled: i64 = scripts::CANCEL
+                .key(&k.pending)
+                .key(&k.delayed)
+                .key(&k.cancelled)
+                .key(&k.cancelled_at)
+                .key(&k.stats)
+                .arg(id)
+                .arg(FIND_SCAN_LIMIT)
+                .arg(job::now_ms())
+                .arg(self.settings().completed_max)
+                .arg(k.sequence_prefix())
+                .invoke_async(&mut self.conn())
+                .await?;
+            if cancelled == 1 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Find job `id` on `queue`: among the first [`FIND_SCAN_LIMIT`] pending and delayed
     /// jobs, running (leased, or landed in a worker's inbox), completed or dead. `None` when it
     /// is in none of these.
@@ -229,12 +261,27 @@ impl Queues {
         if let Some(view) = self.find_running(queue, id).await? {
             return Ok(Some(view));
         }
-        let (finished, dead, died): (Option<f64>, Option<String>, Option<f64>) = redis::pipe()
+        #[allow(clippy::type_complexity)]
+        let (finished, dead, died, expired, cancelled): (
+            Option<f64>,
+            Option<String>,
+            Option<f64>,
+            Option<String>,
+            Option<String>,
+        ) = redis::pipe()
             .zscore(&k.completed, id)
             .hget(&k.dead, id)
             .zscore(&k.dead_at, id)
+            .hget(&k.expired, id)
+            .hget(&k.cancelled, id)
             .query_async(&mut conn)
             .await?;
+        if let Some(item) = cancelled {
+            return Ok(Some(JobView::from_item(self, queue, id, JobState::Cancelled, &item)));
+        }
+        if let Some(item) = expired {
+            return Ok(Some(JobView::from_item(self, queue, id, JobState::Expired, &item)));
+        }
         if let Some(ms) = finished {
             let mut view = JobView::empty(queue, id, JobState::Completed);
             view.finished_at_ms = Some(ms as u64);

@@ -25,6 +25,10 @@ pub struct QueueKeys {
     pub expired: String,
     /// ZSET id -> time of expiry (ms); orders and trims `expired`.
     pub expired_at: String,
+    /// HASH id -> item of jobs cancelled before they started (never run).
+    pub cancelled: String,
+    /// ZSET id -> time of cancellation (ms); orders and trims `cancelled`.
+    pub cancelled_at: String,
     /// HASH of counters: running, processed, failed, retried, dead, rescued.
     pub stats: String,
     /// HASH minute number (ms since the epoch / 60,000) -> jobs completed in that minute; the
@@ -56,6 +60,8 @@ impl QueueKeys {
             completed: key("completed"),
             expired: key("expired"),
             expired_at: key("expired_at"),
+            cancelled: key("cancelled"),
+            cancelled_at: key("cancelled_at"),
             stats: key("stats"),
             throughput: key("throughput"),
             paused: key("paused"),
@@ -127,6 +133,8 @@ impl QueueKeys {
             self.completed.clone(),
             self.expired.clone(),
             self.expired_at.clone(),
+            self.cancelled.clone(),
+            self.cancelled_at.clone(),
             self.stats.clone(),
             self.throughput.clone(),
             self.paused.clone(),

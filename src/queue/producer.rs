@@ -24,6 +24,12 @@ pub struct Enqueued {
     pub id: String,
     /// True when a unique key suppressed this push.
     pub duplicate: bool,
+    /// True when the idempotency key was seen before: nothing was done, and `id` and
+    /// `state` are the first request's.
+    pub replayed: bool,
+    /// Where the job went: `pending`, `delayed`, `waiting` (behind its sequence), or
+    /// `duplicate` (a unique key suppressed it).
+    pub state: String,
 }
 
 /// Items per LPUSH in a batched enqueue: large enough to amortize round trips, small
@@ -58,7 +64,7 @@ impl Queues {
             .await
     }
 
-    async fn enqueue_json_acked(
+    pub(crate) async fn enqueue_json_acked(
         &self,
         kind: &str,
         version: u16,
@@ -71,7 +77,8 @@ impl Queues {
         let hint = options
             .sequence
             .as_deref()
-            .or(options.unique.as_ref().map(|(key, _)| key.as_str()));
+            .or(options.unique.as_ref().map(|(key, _)| key.as_str()))
+            .or(options.idempotency.as_ref().map(|(key, _)| key.as_str()));
         let keys = self.keys_for_new_job(queue, hint)?;
         if acked.replicas == 0 {
             return self
@@ -101,15 +108,15 @@ impl Queues {
         Ok(enqueued)
     }
 
-    async fn push<C: redis::aio::ConnectionLike + Send>(
+    /// A new job's id, its item as stored (arguments sealed when keys are configured) and
+    /// its start time (ms) when it has one.
+    fn new_item(
         &self,
         kind: &str,
         version: u16,
         args_json: String,
-        keys: &super::QueueKeys,
-        options: EnqueueOptions,
-        conn: &mut C,
-    ) -> Result<Enqueued, QueueError> {
+        options: &EnqueueOptions,
+    ) -> Result<(String, String, Option<u64>), QueueError> {
         if let Some(key) = &options.sequence {
             check_sequence_key(key)?;
         }
@@ -127,38 +134,132 @@ impl Queues {
             exp: options.expires_at.map(ms),
             ..Envelope::new(kind, version, args)
         };
-        let id = options.id.unwrap_or_else(job::new_id);
+        let id = options.id.clone().unwrap_or_else(job::new_id);
         let item = job::encode(&id, &envelope);
+        Ok((id, item, run_at))
+    }
 
-        if options.unique.is_some() || options.sequence.is_some() {
+    /// Enqueue checked jobs (`kind`, arguments, queue, options) in order, with one pipeline
+    /// per partition for the plain ones (keyed ones go one by one through the enqueue
+    /// script); each answer with its queue. With `acked`, every partition's writes are
+    /// confirmed by its replicas before the answer.
+    pub(crate) async fn enqueue_checked_batch(
+        &self,
+        jobs: Vec<(&str, String, String, EnqueueOptions)>,
+        acked: Acked,
+    ) -> Result<Vec<(String, Enqueued)>, QueueError> {
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut pipes = std::collections::BTreeMap::<String, redis::Pipeline>::new();
+        let now = job::now_ms();
+        for (kind, args, queue, options) in jobs {
+            if options.unique.is_some() || options.sequence.is_some() || options.idempotency.is_some() {
+                let done = self
+                    .enqueue_json_acked(kind, 1, args, &queue, options, acked)
+                    .await?;
+                out.push((queue, done));
+                continue;
+            }
+            let keys = self.keys_for_new_job(&queue, None)?;
+            let (id, item, run_at) = self.new_item(kind, 1, args, &options)?;
+            let pipe = pipes
+                .entry(keys.pending.clone())
+                .or_insert_with(redis::pipe);
+            let state = match run_at {
+                Some(at) if at > now => {
+                    pipe.cmd("ZADD").arg(&keys.delayed).arg(at).arg(item).ignore();
+                    "delayed"
+                }
+                _ => {
+                    pipe.cmd("LPUSH").arg(&keys.pending).arg(item).ignore();
+                    "pending"
+                }
+            };
+            out.push((
+                queue,
+                Enqueued {
+                    id,
+                    duplicate: false,
+                    replayed: false,
+                    state: state.to_owned(),
+                },
+            ));
+        }
+        for (pending, pipe) in pipes {
+            if acked.replicas == 0 {
+                let () = pipe.query_async(&mut self.conn()).await?;
+                continue;
+            }
+            let mut conn = self.replicated_conn(&pending).await?;
+            let () = pipe.query_async(&mut conn).await?;
+            let got: u32 = redis::cmd("WAIT")
+                .arg(acked.replicas)
+                .arg(acked.timeout.as_millis() as u64)
+                .query_async(&mut conn)
+                .await?;
+            self.return_replicated_conn(&pending, conn);
+            if got < acked.replicas {
+                crate::telemetry::metric::redis_error("replicas");
+                return Err(QueueError::NotReplicated {
+                    wanted: acked.replicas,
+                    got,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn push<C: redis::aio::ConnectionLike + Send>(
+        &self,
+        kind: &str,
+        version: u16,
+        args_json: String,
+        keys: &super::QueueKeys,
+        options: EnqueueOptions,
+        conn: &mut C,
+    ) -> Result<Enqueued, QueueError> {
+        let (id, item, run_at) = self.new_item(kind, version, args_json, &options)?;
+
+        if options.unique.is_some() || options.sequence.is_some() || options.idempotency.is_some()
+        {
             let (unique_key, ttl) = match &options.unique {
                 Some((key, ttl)) => (keys.unique(key), ttl.as_millis().max(1).to_string()),
                 None => (keys.unique(""), String::new()),
+            };
+            let (idem_key, idem_ttl) = match &options.idempotency {
+                Some((key, ttl)) => (
+                    keys.unique(&format!("idem:{key}")),
+                    ttl.as_millis().max(1).to_string(),
+                ),
+                None => (keys.unique("idem:"), String::new()),
             };
             let due = run_at
                 .filter(|&at| at > job::now_ms())
                 .map(|t| t.to_string())
                 .unwrap_or_default();
-            let (pushed, first): (i64, String) = scripts::ENQUEUE
+            let (outcome, first, state): (i64, String, String) = scripts::ENQUEUE
                 .key(unique_key)
                 .key(&keys.pending)
                 .key(&keys.delayed)
                 .key(keys.sequence(options.sequence.as_deref().unwrap_or("")))
                 .key(&keys.stats)
+                .key(idem_key)
                 .arg(&id)
                 .arg(ttl)
                 .arg(&item)
-                .arg(due)
+                .arg(&due)
                 .arg(if options.sequence.is_some() { "1" } else { "" })
+                .arg(idem_ttl)
                 .invoke_async(conn)
                 .await?;
             return Ok(Enqueued {
                 id: first,
-                duplicate: pushed == 0,
+                duplicate: outcome == 0,
+                replayed: outcome == 2,
+                state,
             });
         }
 
-        match run_at {
+        let state = match run_at {
             Some(at) if at > job::now_ms() => {
                 let () = redis::cmd("ZADD")
                     .arg(&keys.delayed)
@@ -166,6 +267,7 @@ impl Queues {
                     .arg(&item)
                     .query_async(conn)
                     .await?;
+                "delayed"
             }
             _ => {
                 let () = redis::cmd("LPUSH")
@@ -173,11 +275,14 @@ impl Queues {
                     .arg(&item)
                     .query_async(conn)
                     .await?;
+                "pending"
             }
-        }
+        };
         Ok(Enqueued {
             id,
             duplicate: false,
+            replayed: false,
+            state: state.to_owned(),
         })
     }
 

@@ -27,6 +27,7 @@ script!(FETCH, "fetch.lua");
 settling_script!(ACK, "ack.lua");
 script!(PROMOTE, "promote.lua");
 settling_script!(RESCUE, "rescue.lua");
+settling_script!(CANCEL, "cancel.lua");
 script!(ENQUEUE, "enqueue.lua");
 script!(REVIVE, "revive.lua");
 script!(RATE_LIMIT, "rate_limit.lua");

@@ -41,6 +41,9 @@ pub struct EnqueueOptions {
     /// A job not started by this time is recorded as expired and never runs (e.g. a
     /// reminder after the appointment began).
     pub expires_at: Option<SystemTime>,
+    /// An idempotency key with how long it is remembered: the same key again answers with
+    /// the first job (and its first state) and enqueues nothing.
+    pub idempotency: Option<(String, Duration)>,
 }
 
 impl EnqueueOptions {
@@ -79,6 +82,12 @@ impl EnqueueOptions {
     }
 
     /// Put the job on `queue` instead of the kind's own queue.
+    #[must_use]
+    pub fn idempotency(mut self, key: impl Into<String>, ttl: Duration) -> Self {
+        self.idempotency = Some((key.into(), ttl));
+        self
+    }
+
     #[must_use]
     pub fn on_queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = Some(queue.into());

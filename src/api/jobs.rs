@@ -1,0 +1,454 @@
+//! `/api/v1/jobs`: enqueue one job or a batch, read a job's state, cancel a job that has not
+//! started. Every request is checked whole before anything is queued.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{ConnectInfo, Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::value::RawValue;
+use switchboard_jobs::{EnqueueOptions, KindInfo};
+
+use super::{ApiError, ApiState, door, keys::KeyRecord};
+use crate::{
+    audit::Entry,
+    queue::{Enqueued, QueueError, inspect::JobState, job},
+};
+
+/// One job to enqueue, as the app sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// The queue; the kind's own when absent.
+    pub queue: Option<String>,
+    /// A job kind enabled for the API (`api.kinds`), e.g. `notify.email`.
+    pub kind: String,
+    /// The kind's arguments.
+    pub args: Box<RawValue>,
+    /// Earliest start, RFC 3339.
+    pub run_at: Option<String>,
+    /// Earliest start, seconds from now (not with `run_at`).
+    pub delay_secs: Option<u64>,
+    /// Not started by then (RFC 3339): recorded as expired, never run.
+    pub expires_at: Option<String>,
+    /// Dedupe key: while it lives, the same key enqueues nothing and answers the first job.
+    pub unique_key: Option<String>,
+    /// How long the dedupe key lives (default `api.unique_for_secs`).
+    pub unique_for_secs: Option<u64>,
+    /// Jobs with the same sequence key run one at a time, in order.
+    pub sequence_key: Option<String>,
+    /// Not supported yet: refused with 422.
+    pub tenant: Option<serde_json::Value>,
+    /// Not supported yet: refused with 422.
+    pub priority: Option<serde_json::Value>,
+}
+
+/// A batch of jobs, all accepted or none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub jobs: Vec<JobRequest>,
+}
+
+/// What an accepted job became.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobAccepted {
+    /// The job's id (for a suppressed duplicate, the first job's).
+    pub id: String,
+    pub queue: String,
+    /// `pending`, `delayed`, `waiting` (behind its sequence) or `duplicate`.
+    pub state: String,
+    /// True when a `unique_key` suppressed it or an `Idempotency-Key` replayed the answer.
+    pub duplicate: bool,
+}
+
+/// The answer to a batch: one entry per job, in order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchAccepted {
+    pub jobs: Vec<JobAccepted>,
+}
+
+/// A job as `GET /api/v1/jobs/{id}` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub id: String,
+    pub queue: String,
+    pub kind: Option<String>,
+    /// `pending`, `delayed`, `running`, `completed`, `dead`, `expired` or `cancelled`.
+    pub state: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub enqueued_at: Option<String>,
+    pub run_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub died_at: Option<String>,
+    /// What a completed job recorded.
+    pub result: Option<serde_json::Value>,
+    /// A dead job's last error.
+    pub error: Option<String>,
+}
+
+/// A job checked at the door, ready to queue.
+struct Checked {
+    kind: &'static str,
+    queue: String,
+    args: String,
+    options: EnqueueOptions,
+}
+
+fn parse<T: DeserializeOwned>(state: &ApiState, body: &[u8]) -> Result<T, ApiError> {
+    if door::depth(body) > state.settings.max_json_depth {
+        return Err(ApiError::field(
+            "",
+            format!(
+                "the JSON nests deeper than {} levels",
+                state.settings.max_json_depth
+            ),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {inner}"),
+            )
+        } else {
+            let field = if field == "." { String::new() } else { field };
+            ApiError::field(field, without_position(&inner))
+        }
+    })
+}
+
+/// serde's message without its " at line 1 column 9".
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    text.split(" at line ").next().unwrap_or(&text).to_owned()
+}
+
+fn time(field: &str, text: &str) -> Result<std::time::SystemTime, ApiError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc).into())
+        .map_err(|e| ApiError::field(field, format!("not an RFC 3339 time ({e})")))
+}
+
+fn rfc3339(ms: Option<u64>) -> Option<String> {
+    ms.and_then(|ms| DateTime::<Utc>::from_timestamp_millis(i64::try_from(ms).ok()?))
+        .map(|t| t.to_rfc3339())
+}
+
+fn enabled(state: &ApiState, kind: &str) -> bool {
+    state
+        .settings
+        .kinds
+        .iter()
+        .any(|p| match p.strip_suffix('*') {
+            Some(family) => kind.starts_with(family),
+            None => p == kind,
+        })
+}
+
+fn plain_key(field: &str, key: &str) -> Result<(), ApiError> {
+    let ok = !key.is_empty()
+        && key.len() <= 200
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            field,
+            "use 1 to 200 of letters, digits, '.', '_', ':' and '-'",
+        ))
+    }
+}
+
+/// Check `req` (its fields named under `at`, e.g. `jobs[3].`) for `key`.
+fn check(state: &ApiState, key: &KeyRecord, req: JobRequest, at: &str) -> Result<Checked, ApiError> {
+    let f = |name: &str| format!("{at}{name}");
+    if req.tenant.is_some() {
+        return Err(ApiError::field(f("tenant"), "tenants are not supported yet"));
+    }
+    if req.priority.is_some() {
+        return Err(ApiError::field(f("priority"), "priorities are not supported yet"));
+    }
+    let info: KindInfo = switchboard_jobs::catalogue()
+        .into_iter()
+        .find(|k| k.kind == req.kind)
+        .filter(|k| enabled(state, k.kind))
+        .ok_or_else(|| {
+            ApiError::field(
+                f("kind"),
+                format!("{:?} is not a job kind enabled for the API", req.kind),
+            )
+        })?;
+    let queue = req.queue.unwrap_or_else(|| info.queue.to_owned());
+    if !state.known_queues.contains(&queue) {
+        return Err(ApiError::field(
+            f("queue"),
+            format!("no worker serves queue {queue:?}"),
+        ));
+    }
+    if !key.allows(info.kind, &queue) {
+        return Err(ApiError {
+            field: Some(f("kind")),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "key {} may not enqueue {} on {queue} (its scopes: {})",
+                    key.name,
+                    info.kind,
+                    key.scopes.join(" ")
+                ),
+            )
+        });
+    }
+    info.check(req.args.get()).map_err(|e| {
+        ApiError::field(format!("{at}{}", e.field), e.message)
+    })?;
+    let mut options = EnqueueOptions::default().on_queue(queue.clone());
+    match (req.run_at, req.delay_secs) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(f("delay_secs"), "give run_at or delay_secs, not both"));
+        }
+        (Some(at_text), None) => options = options.run_at(time(&f("run_at"), &at_text)?),
+        (None, Some(secs)) => options = options.run_in(Duration::from_secs(secs)),
+        (None, None) => {}
+    }
+    if let Some(text) = req.expires_at {
+        options = options.expires_at(time(&f("expires_at"), &text)?);
+    }
+    if let Some(unique) = req.unique_key {
+        plain_key(&f("unique_key"), &unique)?;
+        let secs = req.unique_for_secs.unwrap_or(state.settings.unique_for_secs);
+        options = options.unique(unique, Duration::from_secs(secs.max(1)));
+    } else if req.unique_for_secs.is_some() {
+        return Err(ApiError::field(f("unique_for_secs"), "needs a unique_key"));
+    }
+    if let Some(seq) = req.sequence_key {
+        plain_key(&f("sequence_key"), &seq)?;
+        options = options.sequence(seq);
+    }
+    options = options.with_id(format!("{queue}~{}", job::new_id()));
+    Ok(Checked {
+        kind: info.kind,
+        queue,
+        args: req.args.get().to_owned(),
+        options,
+    })
+}
+
+fn accepted(queue: &str, e: Enqueued) -> JobAccepted {
+    JobAccepted {
+        id: e.id,
+        queue: queue.to_owned(),
+        duplicate: e.duplicate || e.replayed,
+        state: e.state,
+    }
+}
+
+fn queue_error(e: QueueError) -> ApiError {
+    match e {
+        QueueError::InvalidSequence(_) => ApiError::field("sequence_key", e.to_string()),
+        other => ApiError::unavailable(other),
+    }
+}
+
+fn from(addr: Option<&ConnectInfo<SocketAddr>>) -> String {
+    addr.map_or_else(|| "unknown".to_owned(), |a| a.0.to_string())
+}
+
+async fn enqueue(state: &ApiState, job: Checked) -> Result<JobAccepted, ApiError> {
+    let queue = job.queue.clone();
+    let done = state
+        .queues
+        .enqueue_json_acked(job.kind, 1, job.args, &queue, job.options, state.acked)
+        .await
+        .map_err(queue_error)?;
+    Ok(accepted(&queue, done))
+}
+
+/// `POST /api/v1/jobs`.
+pub async fn create(
+    State(state): State<ApiState>,
+    addr: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = state.door.admit(&headers).await?;
+    let req: JobRequest = parse(&state, &body)?;
+    let mut job = check(&state, &key, req, "")?;
+    if let Some(idem) = headers.get("idempotency-key") {
+        let idem = idem
+            .to_str()
+            .ok()
+            .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::field("Idempotency-Key", "use 1 to 200 visible ASCII characters")
+            })?;
+        let ttl = Duration::from_secs(state.settings.idempotency_ttl_secs);
+        job.options = job.options.idempotency(format!("{}:{idem}", key.id), ttl);
+    }
+    let answer = enqueue(&state, job).await?;
+    if !answer.duplicate {
+        let entry = Entry::new(&key.name, from(addr.as_deref()), "api", "enqueue")
+            .queues([answer.queue.clone()])
+            .jobs([answer.id.clone()])
+            .count(1);
+        state.audit.record_or_warn(&entry).await;
+    }
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// `POST /api/v1/jobs/batch`: every job checked first; one bad job and nothing is queued.
+pub async fn batch(
+    State(state): State<ApiState>,
+    addr: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = state.door.admit(&headers).await?;
+    if headers.contains_key("idempotency-key") {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "a batch takes no Idempotency-Key: give each job a unique_key",
+        ));
+    }
+    let req: BatchRequest = parse(&state, &body)?;
+    if req.jobs.is_empty() || req.jobs.len() > state.settings.max_batch {
+        return Err(ApiError::field(
+            "jobs",
+            format!("send 1 to {} jobs", state.settings.max_batch),
+        ));
+    }
+    let checked = req
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, job)| check(&state, &key, job, &format!("jobs[{i}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let answers = state
+        .queues
+        .enqueue_checked_batch(
+            checked
+                .into_iter()
+                .map(|c| (c.kind, c.args, c.queue, c.options))
+                .collect(),
+            state.acked,
+        )
+        .await
+        .map_err(queue_error)?;
+    let jobs: Vec<JobAccepted> = answers
+        .into_iter()
+        .map(|(queue, e)| accepted(&queue, e))
+        .collect();
+    let mut queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
+    queues.sort();
+    queues.dedup();
+    let entry = Entry::new(&key.name, from(addr.as_deref()), "api", "enqueue_batch")
+        .queues(queues)
+        .count(jobs.iter().filter(|j| !j.duplicate).count() as u64);
+    state.audit.record_or_warn(&entry).await;
+    Ok((StatusCode::ACCEPTED, Json(BatchAccepted { jobs })).into_response())
+}
+
+/// The queue an API job id names (`<queue>~<ulid>`).
+fn queue_of(state: &ApiState, id: &str) -> Result<String, ApiError> {
+    id.split_once('~')
+        .map(|(queue, _)| queue.to_owned())
+        .filter(|q| state.known_queues.contains(q))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id:?}")))
+}
+
+/// `GET /api/v1/jobs/{id}`.
+pub async fn show(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.door.admit(&headers).await?;
+    let queue = queue_of(&state, &id)?;
+    let view = state
+        .queues
+        .find_job(&queue, &id)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
+    let status = JobStatus {
+        id: view.id,
+        queue: view.queue,
+        kind: view.kind,
+        state: view.state.as_str().to_owned(),
+        attempts: view.attempts,
+        enqueued_at: rfc3339(view.enqueued_at_ms),
+        run_at: rfc3339(view.run_at_ms),
+        finished_at: rfc3339(view.finished_at_ms),
+        died_at: rfc3339(view.died_at_ms),
+        result: view.result,
+        error: view.error,
+    };
+    Ok(Json(status).into_response())
+}
+
+/// `DELETE /api/v1/jobs/{id}`: cancel a job that has not started.
+pub async fn cancel(
+    State(state): State<ApiState>,
+    addr: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = state.door.admit(&headers).await?;
+    let queue = queue_of(&state, &id)?;
+    let view = state
+        .queues
+        .find_job(&queue, &id)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
+    if let Some(kind) = &view.kind
+        && !key.allows(kind, &queue)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("key {} may not touch {kind} jobs", key.name),
+        ));
+    }
+    if !matches!(view.state, JobState::Pending | JobState::Delayed) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} is {} and can no longer be cancelled", view.state.as_str()),
+        ));
+    }
+    if !state
+        .queues
+        .cancel(&queue, &id)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        // It started (or finished) between the look and the cancel.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} started and can no longer be cancelled"),
+        ));
+    }
+    let entry = Entry::new(&key.name, from(addr.as_deref()), "api", "cancel")
+        .queues([queue.clone()])
+        .jobs([id.clone()])
+        .count(1);
+    state.audit.record_or_warn(&entry).await;
+    let mut response = Json(serde_json::json!({"id": id, "queue": queue, "state": "cancelled"}))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(response)
+}
