@@ -32,13 +32,16 @@ static RATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// Presented keys and what they were found to be, with when.
+type KeyCache = HashMap<String, (Instant, Result<KeyRecord, Denied>)>;
+
 /// The checks in front of every route. Cheap to clone.
 #[derive(Clone)]
 pub struct Door {
     keys: ApiKeys,
     queues: Queues,
     cache_for: Duration,
-    cache: Arc<Mutex<HashMap<String, (Instant, Result<KeyRecord, Denied>)>>>,
+    cache: Arc<Mutex<KeyCache>>,
 }
 
 impl Door {

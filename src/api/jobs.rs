@@ -173,13 +173,24 @@ fn plain_key(field: &str, key: &str) -> Result<(), ApiError> {
 }
 
 /// Check `req` (its fields named under `at`, e.g. `jobs[3].`) for `key`.
-fn check(state: &ApiState, key: &KeyRecord, req: JobRequest, at: &str) -> Result<Checked, ApiError> {
+fn check(
+    state: &ApiState,
+    key: &KeyRecord,
+    req: JobRequest,
+    at: &str,
+) -> Result<Checked, ApiError> {
     let f = |name: &str| format!("{at}{name}");
     if req.tenant.is_some() {
-        return Err(ApiError::field(f("tenant"), "tenants are not supported yet"));
+        return Err(ApiError::field(
+            f("tenant"),
+            "tenants are not supported yet",
+        ));
     }
     if req.priority.is_some() {
-        return Err(ApiError::field(f("priority"), "priorities are not supported yet"));
+        return Err(ApiError::field(
+            f("priority"),
+            "priorities are not supported yet",
+        ));
     }
     let info: KindInfo = switchboard_jobs::catalogue()
         .into_iter()
@@ -212,13 +223,15 @@ fn check(state: &ApiState, key: &KeyRecord, req: JobRequest, at: &str) -> Result
             )
         });
     }
-    info.check(req.args.get()).map_err(|e| {
-        ApiError::field(format!("{at}{}", e.field), e.message)
-    })?;
+    info.check(req.args.get())
+        .map_err(|e| ApiError::field(format!("{at}{}", e.field), e.message))?;
     let mut options = EnqueueOptions::default().on_queue(queue.clone());
     match (req.run_at, req.delay_secs) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::field(f("delay_secs"), "give run_at or delay_secs, not both"));
+            return Err(ApiError::field(
+                f("delay_secs"),
+                "give run_at or delay_secs, not both",
+            ));
         }
         (Some(at_text), None) => options = options.run_at(time(&f("run_at"), &at_text)?),
         (None, Some(secs)) => options = options.run_in(Duration::from_secs(secs)),
@@ -229,7 +242,9 @@ fn check(state: &ApiState, key: &KeyRecord, req: JobRequest, at: &str) -> Result
     }
     if let Some(unique) = req.unique_key {
         plain_key(&f("unique_key"), &unique)?;
-        let secs = req.unique_for_secs.unwrap_or(state.settings.unique_for_secs);
+        let secs = req
+            .unique_for_secs
+            .unwrap_or(state.settings.unique_for_secs);
         options = options.unique(unique, Duration::from_secs(secs.max(1)));
     } else if req.unique_for_secs.is_some() {
         return Err(ApiError::field(f("unique_for_secs"), "needs a unique_key"));
@@ -425,7 +440,10 @@ pub async fn cancel(
     if !matches!(view.state, JobState::Pending | JobState::Delayed) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("job {id} is {} and can no longer be cancelled", view.state.as_str()),
+            format!(
+                "job {id} is {} and can no longer be cancelled",
+                view.state.as_str()
+            ),
         ));
     }
     if !state
@@ -445,8 +463,8 @@ pub async fn cancel(
         .jobs([id.clone()])
         .count(1);
     state.audit.record_or_warn(&entry).await;
-    let mut response = Json(serde_json::json!({"id": id, "queue": queue, "state": "cancelled"}))
-        .into_response();
+    let mut response =
+        Json(serde_json::json!({"id": id, "queue": queue, "state": "cancelled"})).into_response();
     response
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));

@@ -116,7 +116,10 @@ impl ApiError {
         tracing::warn!(error = %error, "api: redis did not answer");
         Self {
             retry_after: Some(5),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("try again: {error}"))
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("try again: {error}"),
+            )
         }
     }
 }

@@ -277,10 +277,22 @@ impl Queues {
             .query_async(&mut conn)
             .await?;
         if let Some(item) = cancelled {
-            return Ok(Some(JobView::from_item(self, queue, id, JobState::Cancelled, &item)));
+            return Ok(Some(JobView::from_item(
+                self,
+                queue,
+                id,
+                JobState::Cancelled,
+                &item,
+            )));
         }
         if let Some(item) = expired {
-            return Ok(Some(JobView::from_item(self, queue, id, JobState::Expired, &item)));
+            return Ok(Some(JobView::from_item(
+                self,
+                queue,
+                id,
+                JobState::Expired,
+                &item,
+            )));
         }
         if let Some(ms) = finished {
             let mut view = JobView::empty(queue, id, JobState::Completed);

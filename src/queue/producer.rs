@@ -152,7 +152,10 @@ impl Queues {
         let mut pipes = std::collections::BTreeMap::<String, redis::Pipeline>::new();
         let now = job::now_ms();
         for (kind, args, queue, options) in jobs {
-            if options.unique.is_some() || options.sequence.is_some() || options.idempotency.is_some() {
+            if options.unique.is_some()
+                || options.sequence.is_some()
+                || options.idempotency.is_some()
+            {
                 let done = self
                     .enqueue_json_acked(kind, 1, args, &queue, options, acked)
                     .await?;
@@ -166,7 +169,11 @@ impl Queues {
                 .or_insert_with(redis::pipe);
             let state = match run_at {
                 Some(at) if at > now => {
-                    pipe.cmd("ZADD").arg(&keys.delayed).arg(at).arg(item).ignore();
+                    pipe.cmd("ZADD")
+                        .arg(&keys.delayed)
+                        .arg(at)
+                        .arg(item)
+                        .ignore();
                     "delayed"
                 }
                 _ => {
@@ -219,8 +226,7 @@ impl Queues {
     ) -> Result<Enqueued, QueueError> {
         let (id, item, run_at) = self.new_item(kind, version, args_json, &options)?;
 
-        if options.unique.is_some() || options.sequence.is_some() || options.idempotency.is_some()
-        {
+        if options.unique.is_some() || options.sequence.is_some() || options.idempotency.is_some() {
             let (unique_key, ttl) = match &options.unique {
                 Some((key, ttl)) => (keys.unique(key), ttl.as_millis().max(1).to_string()),
                 None => (keys.unique(""), String::new()),
