@@ -198,7 +198,10 @@ async fn bad_requests_name_the_field_and_queue_nothing() {
             json!({"kind": "noop", "args": {}, "sequence_key": "a b"}),
             "sequence_key",
         ),
-        (json!({"kind": "noop", "args": {}, "colour": "red"}), "colour"),
+        (
+            json!({"kind": "noop", "args": {}, "colour": "red"}),
+            "colour",
+        ),
         (json!({"kind": "prune", "args": {}}), "kind"),
     ];
     for (body, field) in cases {

@@ -192,10 +192,13 @@ fn check(
             "priorities are not supported yet",
         ));
     }
-    let info: KindInfo = switchboard_jobs::catalogue()
+    let enabled_kinds: Vec<KindInfo> = switchboard_jobs::catalogue()
         .into_iter()
-        .find(|k| k.kind == req.kind)
         .filter(|k| enabled(state, k.kind))
+        .collect();
+    let info = *enabled_kinds
+        .iter()
+        .find(|k| k.kind == req.kind)
         .ok_or_else(|| {
             ApiError::field(
                 f("kind"),
@@ -224,6 +227,8 @@ fn check(
         });
     }
     info.check(req.args.get())
+        .map_err(|e| ApiError::field(format!("{at}{}", e.field), e.message))?;
+    checked_kind(&[info], info.kind, req.args.get())
         .map_err(|e| ApiError::field(format!("{at}{}", e.field), e.message))?;
     let mut options = EnqueueOptions::default().on_queue(queue.clone());
     match (req.run_at, req.delay_secs) {
@@ -260,6 +265,32 @@ fn check(
         args: req.args.get().to_owned(),
         options,
     })
+}
+
+/// The check every way in shares (this API and `switchboard enqueue`): `kind` is one of
+/// `kinds`, and `args` deserialize into its argument type; else the field at fault (`kind`,
+/// `args.<path>`) and what is wrong.
+pub(crate) fn checked_kind(
+    kinds: &[KindInfo],
+    kind: &str,
+    args: &str,
+) -> Result<KindInfo, switchboard_jobs::ArgsError> {
+    let info = kinds
+        .iter()
+        .find(|k| k.kind == kind)
+        .copied()
+        .ok_or_else(|| {
+            let names: Vec<&str> = kinds.iter().map(|k| k.kind).collect();
+            switchboard_jobs::ArgsError {
+                field: "kind".to_owned(),
+                message: format!(
+                    "unknown job kind {kind:?}: known kinds are {}",
+                    names.join(", ")
+                ),
+            }
+        })?;
+    info.check(args)?;
+    Ok(info)
 }
 
 fn accepted(queue: &str, e: Enqueued) -> JobAccepted {

@@ -373,20 +373,16 @@ pub async fn enqueue(
         ))
         .into());
     }
-    let kinds = kinds();
-    let Some(info) = kinds.iter().find(|k| k.kind == kind) else {
-        let names: Vec<&str> = kinds.iter().map(|k| k.kind).collect();
-        return Err(Refused(format!(
-            "unknown job kind {kind:?}: known kinds are {}",
-            names.join(", ")
-        ))
-        .into());
-    };
-    if let Err(e) = info.check(&parsed.to_string()) {
-        return Err(Refused(format!(
-            "the arguments do not fit {kind}: {} ({})",
-            e.message, e.field
-        ))
+    // The same check as the app's API (`/api/v1/jobs`), over every kind of this build.
+    if let Err(e) = crate::api::jobs::checked_kind(&kinds(), kind, &parsed.to_string()) {
+        return Err(Refused(if e.field == "kind" {
+            e.message
+        } else {
+            format!(
+                "the arguments do not fit {kind}: {} ({})",
+                e.message, e.field
+            )
+        })
         .into());
     }
     let queues = connect(settings).await?;
