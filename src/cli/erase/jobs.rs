@@ -43,6 +43,8 @@ pub enum State {
     Waiting,
     Dead,
     Expired,
+    /// Cancelled before it started (kept for the record).
+    Cancelled,
     /// The recorded result of a completed job.
     Completed,
     /// Held by a worker: never touched.
@@ -59,6 +61,7 @@ impl State {
             Self::Waiting => "waiting",
             Self::Dead => "dead",
             Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
             Self::Completed => "completed",
             Self::Running => "running",
             Self::Unique => "unique",
@@ -151,6 +154,8 @@ impl Eraser<'_> {
             self.walk_hash(&name, State::Dead, &k.dead, &k.dead_at)
                 .await?;
             self.walk_hash(&name, State::Expired, &k.expired, &k.expired_at)
+                .await?;
+            self.walk_hash(&name, State::Cancelled, &k.cancelled, &k.cancelled_at)
                 .await?;
         }
         Ok(())
