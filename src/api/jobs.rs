@@ -421,7 +421,7 @@ pub async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.door.admit(&headers).await?;
+    let key = state.door.admit(&headers).await?;
     let queue = queue_of(&state, &id)?;
     let view = state
         .queues
@@ -429,6 +429,14 @@ pub async fn show(
         .await
         .map_err(ApiError::unavailable)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
+    if let Some(kind) = &view.kind
+        && !key.allows(kind, &queue)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("key {} may not read {kind} jobs", key.name),
+        ));
+    }
     let status = JobStatus {
         id: view.id,
         queue: view.queue,
