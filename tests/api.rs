@@ -203,6 +203,7 @@ async fn bad_requests_name_the_field_and_queue_nothing() {
             "colour",
         ),
         (json!({"kind": "prune", "args": {}}), "kind"),
+        (json!({"kind": "noop", "args": []}), "args"),
     ];
     for (body, field) in cases {
         let (status, answer) = post(&app, &k, "/api/v1/jobs", &body).await;

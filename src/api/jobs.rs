@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use axum::{
     Json,
     body::Bytes,
-    extract::{ConnectInfo, Path, State},
+    extract::{ConnectInfo, Path, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -100,6 +100,11 @@ struct Checked {
     queue: String,
     args: String,
     options: EnqueueOptions,
+}
+
+/// The body, or the reason it could not be read as JSON errors say it (413 over the limit).
+fn body(read: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    read.map_err(|e| ApiError::new(e.status(), e.body_text()))
 }
 
 fn parse<T: DeserializeOwned>(state: &ApiState, body: &[u8]) -> Result<T, ApiError> {
@@ -228,6 +233,9 @@ fn check(
     }
     info.check(req.args.get())
         .map_err(|e| ApiError::field(format!("{at}{}", e.field), e.message))?;
+    if !req.args.get().trim_start().starts_with('{') {
+        return Err(ApiError::field(f("args"), "args must be a JSON object"));
+    }
     checked_kind(&[info], info.kind, req.args.get())
         .map_err(|e| ApiError::field(format!("{at}{}", e.field), e.message))?;
     let mut options = EnqueueOptions::default().on_queue(queue.clone());
@@ -328,10 +336,10 @@ pub async fn create(
     State(state): State<ApiState>,
     addr: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Bytes,
+    read: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = state.door.admit(&headers).await?;
-    let req: JobRequest = parse(&state, &body)?;
+    let req: JobRequest = parse(&state, &body(read)?)?;
     let mut job = check(&state, &key, req, "")?;
     if let Some(idem) = headers.get("idempotency-key") {
         let idem = idem
@@ -360,7 +368,7 @@ pub async fn batch(
     State(state): State<ApiState>,
     addr: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Bytes,
+    read: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = state.door.admit(&headers).await?;
     if headers.contains_key("idempotency-key") {
@@ -369,7 +377,7 @@ pub async fn batch(
             "a batch takes no Idempotency-Key: give each job a unique_key",
         ));
     }
-    let req: BatchRequest = parse(&state, &body)?;
+    let req: BatchRequest = parse(&state, &body(read)?)?;
     if req.jobs.is_empty() || req.jobs.len() > state.settings.max_batch {
         return Err(ApiError::field(
             "jobs",
