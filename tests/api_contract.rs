@@ -1,6 +1,6 @@
 //! The enqueue API's published contract (`docs/openapi.json`): it is the document the server
 //! builds and serves, it lists every kind the API accepts by default with its arguments'
-//! schema, it is a valid OpenAPI 3.1 document, and arguments each kind accepts fit the
+//! schema, it is a valid `OpenAPI 3.1` document, and arguments each kind accepts fit the
 //! schema the document publishes for it.
 
 #[path = "common/tools.rs"]
@@ -9,10 +9,16 @@ mod tools;
 
 use std::{path::PathBuf, process::Command};
 
+use axum::{body::Body, http::Request};
 use serde_json::{Value, json};
-use switchboard::{api::openapi, config::ApiSettings};
+use switchboard::{
+    api::openapi,
+    config::{ApiSettings, Settings},
+    queue::Queues,
+};
 use switchboard_jobs::KindInfo;
 use tools::{fail, target_dir};
+use tower::ServiceExt as _;
 
 fn contract_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json")
@@ -49,6 +55,39 @@ fn the_published_document_is_the_one_the_server_builds() {
              `SWITCHBOARD_BLESS=1 cargo test --test api_contract` to rewrite it",
         );
     }
+}
+
+#[tokio::test]
+async fn the_server_serves_it_without_a_key() {
+    let mut settings = Settings::defaults();
+    settings.api.enabled = true;
+    settings.api.kinds = vec!["calendar.*".to_owned()];
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        settings.redis.url = url;
+    }
+    let queues = Queues::open(&settings.redis, settings.queue.clone())
+        .await
+        .expect("tests need Redis at REDIS_URL (default redis://127.0.0.1:6379)");
+    let app = switchboard::api::router(queues, &settings);
+    let request = Request::get("/api/v1/openapi.json")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let served: Value = serde_json::from_slice(&body).unwrap();
+    // The configuration's kinds, not the defaults.
+    let expected = openapi::document(&switchboard_jobs::catalogue(), &settings.api.kinds);
+    assert_eq!(served, expected);
+    assert!(served["components"]["schemas"]["calendar.reconcile.args"].is_object());
+    assert!(
+        served["components"]["schemas"]
+            .get("notify.email.args")
+            .is_none()
+    );
 }
 
 #[test]

@@ -1,9 +1,9 @@
-//! The enqueue API's published contract: an OpenAPI 3.1 document built from the types the
+//! The enqueue API's published contract: an `OpenAPI 3.1` document built from the types the
 //! routes deserialize and answer with, and from each kind's argument type, so the document
 //! cannot drift from the server. Served at `GET /api/v1/openapi.json` (no key needed) and
 //! kept in the repository as `docs/openapi.json` (its test fails when the two differ).
 //!
-//! The schemas come out as JSON Schema 2020-12 (OpenAPI 3.1's own dialect); each type's
+//! The schemas come out as JSON Schema 2020-12 (the dialect of `OpenAPI 3.1`); each type's
 //! `$defs` move to `components/schemas` and every `$ref` is rewritten to point there.
 //! `JobRequest` ties `args` to `kind`: a `oneOf` with one branch per kind enabled for the
 //! API, its `kind` a `const` and its `args` that kind's schema (`<kind>.args`).
@@ -16,7 +16,7 @@ use super::jobs::{BatchAccepted, BatchRequest, JobAccepted, JobRequest, JobStatu
 const DEFS: &str = "#/$defs/";
 const COMPONENTS: &str = "#/components/schemas/";
 
-/// The whole OpenAPI 3.1 document for `kinds`, of which those matching `enabled` (the
+/// The whole `OpenAPI 3.1` document for `kinds`, of which those matching `enabled` (the
 /// patterns of `api.kinds`) are listed as accepted.
 ///
 /// # Panics
