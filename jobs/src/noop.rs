@@ -6,7 +6,7 @@ use crate::{JobArgs, JobContext, JobError};
 
 /// Arguments of the `noop` kind. `fail` makes it fail on purpose, which tests use to
 /// exercise retries and the dead set through the production path.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Noop {
     /// When set, the job fails with this message (a transient failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]

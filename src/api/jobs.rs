@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// One job to enqueue, as the app sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// The queue; the kind's own when absent.
@@ -30,6 +30,7 @@ pub struct JobRequest {
     /// A job kind enabled for the API (`api.kinds`), e.g. `notify.email`.
     pub kind: String,
     /// The kind's arguments.
+    #[schemars(with = "serde_json::Value")]
     pub args: Box<RawValue>,
     /// Earliest start, RFC 3339.
     pub run_at: Option<String>,
@@ -50,14 +51,14 @@ pub struct JobRequest {
 }
 
 /// A batch of jobs, all accepted or none.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     pub jobs: Vec<JobRequest>,
 }
 
 /// What an accepted job became.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct JobAccepted {
     /// The job's id (for a suppressed duplicate, the first job's).
     pub id: String,
@@ -69,13 +70,13 @@ pub struct JobAccepted {
 }
 
 /// The answer to a batch: one entry per job, in order.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BatchAccepted {
     pub jobs: Vec<JobAccepted>,
 }
 
 /// A job as `GET /api/v1/jobs/{id}` shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobStatus {
     pub id: String,
     pub queue: String,
@@ -151,14 +152,15 @@ fn rfc3339(ms: Option<u64>) -> Option<String> {
 }
 
 fn enabled(state: &ApiState, kind: &str) -> bool {
-    state
-        .settings
-        .kinds
-        .iter()
-        .any(|p| match p.strip_suffix('*') {
-            Some(family) => kind.starts_with(family),
-            None => p == kind,
-        })
+    kind_enabled(&state.settings.kinds, kind)
+}
+
+/// Whether `kind` matches one of `patterns` (`api.kinds`): a name, or a prefix ending in `*`.
+pub(crate) fn kind_enabled(patterns: &[String], kind: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(family) => kind.starts_with(family),
+        None => p == kind,
+    })
 }
 
 fn plain_key(field: &str, key: &str) -> Result<(), ApiError> {

@@ -16,6 +16,7 @@
 pub mod door;
 pub mod jobs;
 pub mod keys;
+pub mod openapi;
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -68,7 +69,22 @@ pub fn router(queues: Queues, settings: &Settings) -> Router {
         },
         queues,
     };
+    // The contract, built once: the kinds this configuration enables, no key needed.
+    let contract = bytes::Bytes::from(
+        serde_json::to_vec(&openapi::document(
+            &switchboard_jobs::catalogue(),
+            &settings.api.kinds,
+        ))
+        .expect("the OpenAPI document serializes"),
+    );
     Router::new()
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let contract = contract.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], contract) }
+            }),
+        )
         .route("/api/v1/jobs", post(jobs::create))
         .route("/api/v1/jobs/batch", post(jobs::batch))
         .route("/api/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))

@@ -164,7 +164,7 @@ where
 }
 
 /// The recurring `prune` job (no arguments).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Prune {}
 
 impl JobArgs for Prune {

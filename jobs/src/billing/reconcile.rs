@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Arguments of `billing.reconcile`; every field has a default, so `{}` is a whole job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct BillingReconcile {
     /// Calls looked at per run (oldest first); the next run takes the rest.

@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Arguments of `billing.report_usage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportUsage {
     /// The call whose `usage_events` row to report (Stripe's `identifier`).
     pub call_id: String,

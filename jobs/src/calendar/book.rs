@@ -31,7 +31,7 @@ use crate::{
 const SEARCH_DAYS: i64 = 7;
 
 /// Arguments of `calendar.book`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CalendarBook {
     /// The Retell call that asked for it (also the idempotency key: one booking per call).
     pub call_id: String,

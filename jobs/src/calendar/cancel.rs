@@ -9,7 +9,7 @@ use super::rate_limited::{RateLimited, appointment_and_client};
 use crate::{JobArgs, JobContext, JobError, services::Services, store::appointments};
 
 /// Arguments of `calendar.cancel`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CalendarCancel {
     /// The booking to cancel.
     pub uid: String,

@@ -152,7 +152,7 @@ impl Sweep {
 }
 
 /// Arguments of `calendar.reconcile`; every field has a default, so `{}` is a whole job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct CalendarReconcile {
     /// How many days ahead of now are compared with Cal.com.

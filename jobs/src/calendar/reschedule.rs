@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Arguments of `calendar.reschedule`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CalendarReschedule {
     /// The booking to move.
     pub uid: String,

@@ -1,6 +1,7 @@
 //! What the doors that enqueue by name (the CLI, later the HTTP API) need to know about every
-//! kind without running it: its name, its queue, and whether given arguments decode into its
-//! argument type — with the path of the field that does not.
+//! kind without running it: its name, its queue, whether given arguments decode into its
+//! argument type — with the path of the field that does not — and the JSON schema of that
+//! type, as the enqueue API publishes it.
 
 use super::JobArgs;
 
@@ -27,6 +28,7 @@ pub struct KindInfo {
     /// The queue it goes to unless told otherwise.
     pub queue: &'static str,
     check: fn(&str) -> Result<(), ArgsError>,
+    schema: fn() -> serde_json::Value,
 }
 
 impl std::fmt::Debug for KindInfo {
@@ -37,11 +39,12 @@ impl std::fmt::Debug for KindInfo {
 
 impl KindInfo {
     /// The entry of kind `A`.
-    pub fn of<A: JobArgs>() -> Self {
+    pub fn of<A: JobArgs + schemars::JsonSchema>() -> Self {
         Self {
             kind: A::KIND,
             queue: A::QUEUE,
             check: check::<A>,
+            schema: schema::<A>,
         }
     }
 
@@ -49,6 +52,16 @@ impl KindInfo {
     pub fn check(&self, json: &str) -> Result<(), ArgsError> {
         (self.check)(json)
     }
+
+    /// The JSON schema (draft 2020-12) of the kind's argument type, with the types it
+    /// names under `$defs`.
+    pub fn schema(&self) -> serde_json::Value {
+        (self.schema)()
+    }
+}
+
+fn schema<A: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::schema_for!(A).into()
 }
 
 fn check<A: JobArgs>(json: &str) -> Result<(), ArgsError> {
@@ -86,12 +99,12 @@ mod tests {
 
     use super::*;
 
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
     struct Inner {
         n: u32,
     }
 
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     struct Probe {
         call_id: String,
@@ -115,5 +128,21 @@ mod tests {
         assert_eq!(wrong.field, "args.inner.n", "{wrong}");
         let whole = k.check(r#""just text""#).unwrap_err();
         assert_eq!(whole.field, "args");
+    }
+
+    #[test]
+    fn schema_describes_the_argument_type() {
+        let schema = KindInfo::of::<Probe>().schema();
+        assert_eq!(schema["type"], "object");
+        assert_eq!(
+            schema["additionalProperties"], false,
+            "deny_unknown_fields: {schema}"
+        );
+        assert_eq!(schema["required"], serde_json::json!(["call_id", "inner"]));
+        assert_eq!(schema["properties"]["inner"]["$ref"], "#/$defs/Inner");
+        assert_eq!(
+            schema["$defs"]["Inner"]["properties"]["n"]["type"],
+            "integer"
+        );
     }
 }

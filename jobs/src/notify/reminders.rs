@@ -47,7 +47,7 @@ use crate::{
 };
 
 /// Arguments of `notify.reminders`: none (the windows are the kinds' names); `{}` is a job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct NotifyReminders {}
 

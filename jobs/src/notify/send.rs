@@ -40,7 +40,7 @@ use crate::{
 };
 
 /// One message to one recipient.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Message {
     /// Unique key: the same key is never sent twice. An appointment's messages use
     /// `appointment:{uid}:{template}:{channel}`; the send reads the booking's status by it.

@@ -9,7 +9,7 @@ use super::send::{self, Message};
 use crate::{EnqueueOptions, JobArgs, JobContext, JobError, services::Services};
 
 /// Arguments of `notify.sms`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct NotifySms(pub Message);
 

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which message to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Template {
     /// A booking was made (to the customer).
@@ -87,7 +87,7 @@ impl Locale {
 
 /// What a message mentions. Which fields a template uses depends on the template; a missing
 /// optional value leaves its line out.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageVars {
     /// Whom the message greets: the customer, or the company admin for `payment_failed`.
     pub recipient_name: String,

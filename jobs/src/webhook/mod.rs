@@ -23,7 +23,9 @@ use crate::{
 macro_rules! webhook_kind {
     ($name:ident, $kind:literal) => {
         #[doc = concat!("Arguments of `", $kind, "`.")]
-        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[derive(
+            Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(pub $crate::webhook::WebhookEvent);
 
@@ -44,7 +46,7 @@ pub use retell::RetellWebhook;
 pub use stripe::StripeWebhook;
 
 /// A verified webhook delivery, exactly as received.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WebhookEvent {
     /// `retell`, `calcom` or `stripe`.
     pub provider: String,
