@@ -242,10 +242,7 @@ fn responses() -> Value {
         "Forbidden": error("The key's scopes do not cover this kind or queue."),
         "NotFound": error("No such job."),
         "Conflict": error("The job started (or ended) and can no longer be cancelled."),
-        "PayloadTooLarge": {
-            "description": "The body is over `api.max_body_bytes`.",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        },
+        "PayloadTooLarge": error("The body is over `api.max_body_bytes`."),
         "Unprocessable": error(
             "The request is JSON but not a valid one: `field` names what is wrong (an unknown \
              or disabled kind, arguments that do not fit the kind, a queue no worker serves, \
