@@ -477,3 +477,25 @@ fn migrate_applies_the_schema_once_and_is_idempotent() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must start with mysql:// or sqlite:"));
 }
+
+#[tokio::test]
+async fn a_sender_number_from_the_environment_is_read_as_text() {
+    let h = Harness::new().await;
+    // `+4930...` looks like a number to the environment layer; sms.from is text whatever it
+    // looks like, with or without quotes around it.
+    for from in ["+4930123456", "\"+4930123456\""] {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["status", "--json"])
+            .env("SWITCHBOARD_SMS__FROM", from)
+            .env("SWITCHBOARD_DEV__STAND_INS", "false")
+            .env("SWITCHBOARD_QUEUE__PREFIX", h.prefix())
+            .env("SWITCHBOARD_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{from}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -593,6 +593,21 @@ impl Settings {
                 .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
+        // Environment values are read as literals, so `+4930...` would become a number: these
+        // keys are strings whatever they look like (one pair of surrounding quotes is dropped).
+        for (var, key) in [
+            ("SWITCHBOARD_SMS__FROM", "sms.from"),
+            ("SWITCHBOARD_DASHBOARD__USERNAME", "dashboard.username"),
+        ] {
+            if let Ok(value) = std::env::var(var) {
+                let text = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(&value)
+                    .to_owned();
+                figment = figment.merge(Serialized::default(key, text));
+            }
+        }
         if let Ok(url) = std::env::var("REDIS_URL") {
             figment = figment.merge(Serialized::default("redis.url", url));
         }
