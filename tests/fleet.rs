@@ -230,3 +230,72 @@ async fn redis_memory_returns_to_baseline_after_drain_and_trim() {
         "memory {after} bytes vs baseline {baseline}; keys left: {keys:?}"
     );
 }
+
+#[tokio::test]
+async fn a_balanced_supervisor_moves_slots_to_the_queue_that_fills_and_back_when_it_drains() {
+    const JOBS: usize = 3000;
+    let h = Harness::new().await;
+    let mut settings = h.fleet_settings("hot", 8, 0, 3);
+    let sup = &mut settings.supervisors[0];
+    sup.queues.push("cold".into());
+    sup.balance = switchboard::config::Balance::Auto;
+    sup.min_slots = 1;
+    sup.max_slots = Some(7);
+    sup.balance_max_shift = 1;
+    sup.balance_cooldown_secs = 1;
+    let fleet = h.fleet(&settings, switchboard_jobs::registry(), None).await;
+    let slots = |fleet: &switchboard::fleet::Fleet| {
+        let s = fleet.balanced_slots();
+        let of = |q: &str| s.iter().find(|(_, queue, _)| queue == q).unwrap().2;
+        (of("hot"), of("cold"))
+    };
+    assert_eq!(slots(&fleet), (4, 4), "an even split to start");
+    let args = vec![
+        Noop {
+            fail: None,
+            sleep_ms: Some(10)
+        };
+        JOBS
+    ];
+    h.queues.enqueue_many("hot", &args, None).await.unwrap();
+
+    // Sample the split until the backlog is gone and the split is even again.
+    let mut samples: Vec<(std::time::Instant, (usize, usize))> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = (std::time::Instant::now(), slots(&fleet));
+        if samples.last().map(|(_, s)| *s) != Some(now.1) {
+            samples.push(now);
+        }
+        let drained = h.stats("hot").await.processed == JOBS as u64;
+        if drained && now.1 == (4, 4) && samples.iter().any(|(_, s)| s.0 == 7) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full swing within 60 s: {:?}",
+            samples.iter().map(|(_, s)| *s).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let splits: Vec<(usize, usize)> = samples.iter().map(|(_, s)| *s).collect();
+    assert!(
+        splits.iter().all(|(hot, cold)| hot + cold == 8),
+        "{splits:?}"
+    );
+    assert!(
+        splits.iter().all(|&(hot, cold)| hot <= 7 && cold >= 1),
+        "{splits:?}"
+    );
+    for pair in samples.windows(2) {
+        let ((t0, (h0, _)), (t1, (h1, _))) = (pair[0], pair[1]);
+        assert_eq!(h0.abs_diff(h1), 1, "one slot per move: {splits:?}");
+        assert!(
+            t1 - t0 >= Duration::from_millis(900),
+            "moves a cooldown apart: {:?} between {h0} and {h1}",
+            t1 - t0
+        );
+    }
+    assert_eq!(splits[..4], [(4, 4), (5, 3), (6, 2), (7, 1)], "{splits:?}");
+    fleet.stop().await;
+}

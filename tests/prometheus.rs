@@ -57,6 +57,11 @@ fn supervisor(name: &str, concurrency: usize, max_attempts: u32) -> SupervisorSe
             base_ms: 5,
             cap_ms: 20,
         },
+        balance: switchboard::config::Balance::Off,
+        min_slots: 1,
+        max_slots: None,
+        balance_max_shift: 1,
+        balance_cooldown_secs: 3,
     }
 }
 

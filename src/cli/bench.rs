@@ -180,6 +180,11 @@ fn supervisor(concurrency: usize, workers: usize) -> FleetSettings {
                 base_ms: 1000,
                 cap_ms: 10_000,
             },
+            balance: crate::config::Balance::Off,
+            min_slots: 1,
+            max_slots: None,
+            balance_max_shift: 1,
+            balance_cooldown_secs: 3,
         }],
     }
 }

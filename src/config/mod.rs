@@ -527,10 +527,39 @@ pub struct SupervisorSettings {
     pub max_attempts: u32,
     pub timeout_secs: u64,
     pub backoff: BackoffSettings,
+    /// `off`: each queue gets `concurrency` slots per worker loop. `auto`: the supervisor's
+    /// `concurrency` slots are shared by its queues and follow the backlog.
+    #[serde(default)]
+    pub balance: Balance,
+    /// With `auto`: fewest and most slots one queue may hold.
+    #[serde(default = "one")]
+    pub min_slots: usize,
+    #[serde(default)]
+    pub max_slots: Option<usize>,
+    /// With `auto`: at most this many slots move per `balance_cooldown_secs`.
+    #[serde(default = "one")]
+    pub balance_max_shift: usize,
+    #[serde(default = "default_balance_cooldown_secs")]
+    pub balance_cooldown_secs: u64,
+}
+
+/// How a supervisor splits its slots over its queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// A fixed split: every queue `concurrency` slots per worker loop.
+    #[default]
+    Off,
+    /// Slots move toward the queue with the longest time to clear (backlog × run time).
+    Auto,
 }
 
 const fn one() -> usize {
     1
+}
+
+const fn default_balance_cooldown_secs() -> u64 {
+    3
 }
 
 /// Exponential backoff with jitter.
@@ -818,6 +847,25 @@ impl Settings {
                 (1..=64).contains(&s.workers),
                 format!("{at}: workers = {} must be 1..=64", s.workers),
             );
+            if s.balance == Balance::Auto {
+                let max = s.max_slots.unwrap_or(s.concurrency);
+                check(
+                    s.min_slots >= 1
+                        && s.min_slots <= max
+                        && s.min_slots * s.queues.len() <= s.concurrency
+                        && max <= s.concurrency,
+                    format!(
+                        "{at}: balance = \"auto\" needs 1 <= min_slots ({}) <= max_slots ({max}) <= concurrency ({}) and min_slots x {} queues <= concurrency",
+                        s.min_slots,
+                        s.concurrency,
+                        s.queues.len()
+                    ),
+                );
+                check(
+                    s.balance_max_shift >= 1 && s.balance_cooldown_secs >= 1,
+                    format!("{at}: balance_max_shift and balance_cooldown_secs must be at least 1"),
+                );
+            }
             check(
                 s.max_attempts >= 1,
                 format!("{at}: max_attempts must be at least 1"),

@@ -30,6 +30,8 @@ pub struct Dispatcher {
     slots: WorkerSlots,
     /// Limit on one attempt for kinds that do not set their own.
     default_timeout: Duration,
+    /// Where run times go, for a balanced supervisor.
+    run_times: Option<Arc<super::balance::RunTimes>>,
 }
 
 impl Dispatcher {
@@ -49,7 +51,15 @@ impl Dispatcher {
             observer,
             slots,
             default_timeout,
+            run_times: None,
         }
+    }
+
+    /// The same dispatcher recording each run's time per queue in `run_times`.
+    #[must_use]
+    pub fn with_run_times(mut self, run_times: Arc<super::balance::RunTimes>) -> Self {
+        self.run_times = Some(run_times);
+        self
     }
 
     /// The registry it dispatches to (the kinds' policies too).
@@ -100,6 +110,7 @@ impl Service<Task<Job>> for Dispatcher {
         let span = tracing::info_span!("job", id = %job.id, kind, queue = %job.queue, attempt = job.envelope.attempt + 1);
         let slots = self.slots.clone();
         let queues = self.queues.clone();
+        let run_times = self.run_times.clone();
         slots.take();
         async move {
             let gate = match circuit {
@@ -111,9 +122,13 @@ impl Service<Task<Job>> for Dispatcher {
                 return Err(JobError::Snooze(wait));
             }
             // A timed-out attempt is a transient failure, like any other.
+            let started = std::time::Instant::now();
             let result = tokio::time::timeout(limit, run)
                 .await
                 .unwrap_or_else(|_| Err(JobError::retry("timed out")));
+            if let Some(run_times) = &run_times {
+                run_times.record(&ctx.meta.queue, started.elapsed());
+            }
             slots.give_back();
             if let (Some(name), Some(gate)) = (circuit, gate) {
                 report(&queues, name, gate, &result).await;

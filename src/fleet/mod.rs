@@ -4,8 +4,10 @@
 //! loop is one apalis worker with the configured concurrency, timeout and panic catching,
 //! fed by its own [`RedisBackend`]. Shutdown: stop fetching everywhere, let apalis finish
 //! running jobs (the backend hands unstarted ones back as it closes), and when the deadline
-//! passes, hand back whatever is still running so another worker takes it.
+//! passes, hand back whatever is still running so another worker takes it. A supervisor
+//! with `balance = "auto"` shares its slots over its queues instead ([`balance`]).
 
+pub mod balance;
 mod dispatch;
 pub mod inline;
 
@@ -18,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use dispatch::{Dispatcher, Observer};
 
+use self::balance::{Balancer, Lane};
 use crate::{
-    config::{FleetSettings, SupervisorSettings},
+    config::{Balance, FleetSettings, SupervisorSettings},
     queue::{
         Queues,
         retry::RetryPolicy,
@@ -35,6 +38,8 @@ pub struct Fleet {
     slots: Vec<(WorkerSlots, f64)>,
     stop: CancellationToken,
     shutdown_timeout: Duration,
+    /// The lanes of balanced supervisors, with their supervisor's name.
+    lanes: Vec<(String, Arc<Lane>)>,
 }
 
 /// How the shutdown went.
@@ -71,9 +76,15 @@ impl Fleet {
         let stop = CancellationToken::new();
         let mut workers = Vec::new();
         let mut slots = Vec::new();
+        let mut lanes = Vec::new();
         for sup in &settings.supervisors {
+            let balancer = (sup.balance == Balance::Auto && sup.queues.len() > 1)
+                .then(|| Balancer::new(queues, sup));
             let sup_slots = WorkerSlots::new(&sup.name);
-            let n = (sup.concurrency * sup.workers * sup.queues.len()) as f64;
+            let n = match &balancer {
+                Some(_) => sup.concurrency * sup.workers,
+                None => sup.concurrency * sup.workers * sup.queues.len(),
+            } as f64;
             sup_slots.add(n);
             slots.push((sup_slots.clone(), n));
             let dispatcher = Dispatcher::new(
@@ -84,11 +95,28 @@ impl Fleet {
                 sup_slots,
                 Duration::from_secs(sup.timeout_secs),
             );
+            let dispatcher = match &balancer {
+                Some(b) => dispatcher.with_run_times(b.run_times()),
+                None => dispatcher,
+            };
             for queue in &sup.queues {
                 queues.register_queue(queue).await?;
+                let lane = balancer.as_ref().and_then(|b| b.lane(queue));
                 for n in 0..sup.workers {
-                    workers.extend(start_worker(queues, sup, queue, n, &dispatcher, &stop)?);
+                    workers.extend(start_worker(
+                        queues,
+                        sup,
+                        queue,
+                        n,
+                        &dispatcher,
+                        &stop,
+                        lane.as_ref(),
+                    )?);
                 }
+            }
+            if let Some(b) = balancer {
+                lanes.extend(b.lanes().into_iter().map(|l| (sup.name.clone(), l)));
+                tokio::spawn(b.run(stop.clone()));
             }
         }
         tracing::debug!(workers = workers.len(), "fleet started");
@@ -97,7 +125,16 @@ impl Fleet {
             slots,
             stop,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            lanes,
         })
+    }
+
+    /// The slots each queue of a balanced supervisor holds now: (supervisor, queue, slots).
+    pub fn balanced_slots(&self) -> Vec<(String, String, usize)> {
+        self.lanes
+            .iter()
+            .map(|(sup, lane)| (sup.clone(), lane.queue.clone(), lane.slots()))
+            .collect()
     }
 
     /// Handles of the running workers.
@@ -145,7 +182,9 @@ impl Fleet {
 
 /// Start worker `n` of `sup` on `queue`: one apalis worker per partition of the queue,
 /// sharing one pool of lease slots. A partitioned queue leases no more than `concurrency`
-/// jobs at once over all its partitions (no prefetch: its partitions fetch side by side).
+/// jobs at once over all its partitions (no prefetch: its partitions fetch side by side); a
+/// balanced one no more than its lane's slots.
+#[allow(clippy::too_many_arguments)]
 fn start_worker(
     queues: &Queues,
     sup: &SupervisorSettings,
@@ -153,23 +192,31 @@ fn start_worker(
     n: usize,
     dispatcher: &Dispatcher,
     stop: &CancellationToken,
+    lane: Option<&Arc<Lane>>,
 ) -> Result<Vec<(WorkerHandle, tokio::task::JoinHandle<()>)>, crate::queue::QueueError> {
     let worker_id = crate::instance::worker_id(&sup.name, queue, n);
     let partitions = queues.partition_names(queue);
-    let (prefetch, credits) = if partitions.len() > 1 {
-        (
+    // A balanced queue leases under its lane's slots, which the balancer moves; the worker's
+    // own limit is then the most the lane may hold.
+    let (prefetch, credits, concurrency) = match lane {
+        Some(lane) => (
+            0,
+            Some(Arc::clone(&lane.credits)),
+            sup.max_slots.unwrap_or(sup.concurrency) * sup.workers,
+        ),
+        None if partitions.len() > 1 => (
             0,
             Some(Arc::new(tokio::sync::Semaphore::new(sup.concurrency))),
-        )
-    } else {
-        (sup.prefetch(), None)
+            sup.concurrency,
+        ),
+        None => (sup.prefetch(), None, sup.concurrency),
     };
     let mut started = Vec::with_capacity(partitions.len());
     for partition in partitions {
         let options = WorkerOptions {
             worker_id: worker_id.clone(),
             queue: partition.clone(),
-            concurrency: sup.concurrency,
+            concurrency,
             prefetch,
             retry: RetryPolicy {
                 max_attempts: sup.max_attempts,
@@ -190,7 +237,7 @@ fn start_worker(
             .layer(CatchPanicLayer::with_panic_handler(on_panic))
             // The dispatcher applies each kind's timeout inside the limit, so waiting for a
             // free slot never eats a job's time.
-            .concurrency(sup.concurrency)
+            .concurrency(concurrency)
             .build(dispatcher.clone());
         let stop = stop.clone();
         let join = tokio::spawn(async move {

@@ -50,6 +50,8 @@ pub const JOB_WAIT: &str = "switchboard_job_wait_seconds";
 pub const JOB_RUN: &str = "switchboard_job_run_seconds";
 /// Gauge: worker slots by supervisor and state (busy, idle).
 pub const WORKERS: &str = "switchboard_workers";
+/// Gauge: slots a balanced supervisor (`balance = "auto"`) gives each of its queues.
+pub const SUPERVISOR_SLOTS: &str = "switchboard_supervisor_slots";
 /// Counter: jobs returned to the queue from dead workers, by queue.
 pub const JOBS_RESCUED: &str = "switchboard_jobs_rescued_total";
 /// Counter: scheduler ticks by schedule and outcome: `enqueued` (this instance claimed the
@@ -151,6 +153,10 @@ pub(crate) fn describe_all() {
         WORKERS,
         "Worker slots of this process by supervisor and state."
     );
+    describe_gauge!(
+        SUPERVISOR_SLOTS,
+        "Slots a balanced supervisor gives each of its queues (all worker loops together)."
+    );
     describe_counter!(
         JOBS_RESCUED,
         "Jobs returned to their queue after their worker's lease expired."
@@ -215,6 +221,12 @@ pub fn job_finished(queue: &str, kind: &str, outcome: JobOutcome, ran: Duration)
         metrics::counter!(JOBS, "queue" => queue.to_owned(), "kind" => kind.to_owned(), "outcome" => *label)
             .increment(1);
     }
+}
+
+/// A balanced supervisor now gives `queue` `n` slots.
+pub fn supervisor_slots(supervisor: &str, queue: &str, n: usize) {
+    metrics::gauge!(SUPERVISOR_SLOTS, "supervisor" => supervisor.to_owned(), "queue" => queue.to_owned())
+        .set(n as f64);
 }
 
 /// `n` jobs of `queue` were rescued (0 too, so the series exists before the first rescue).

@@ -337,6 +337,11 @@ impl World {
                 base_ms: 5,
                 cap_ms: 20,
             },
+            balance: switchboard::config::Balance::Off,
+            min_slots: 1,
+            max_slots: None,
+            balance_max_shift: 1,
+            balance_cooldown_secs: 3,
         };
         let registry = Arc::new(switchboard_jobs::domain_registry(&services));
         let fleet = FleetSettings {
