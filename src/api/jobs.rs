@@ -151,10 +151,6 @@ fn rfc3339(ms: Option<u64>) -> Option<String> {
         .map(|t| t.to_rfc3339())
 }
 
-fn enabled(state: &ApiState, kind: &str) -> bool {
-    kind_enabled(&state.settings.kinds, kind)
-}
-
 /// Whether `kind` matches one of `patterns` (`api.kinds`): a name, or a prefix ending in `*`.
 pub(crate) fn kind_enabled(patterns: &[String], kind: &str) -> bool {
     patterns.iter().any(|p| match p.strip_suffix('*') {
@@ -164,12 +160,7 @@ pub(crate) fn kind_enabled(patterns: &[String], kind: &str) -> bool {
 }
 
 fn plain_key(field: &str, key: &str) -> Result<(), ApiError> {
-    let ok = !key.is_empty()
-        && key.len() <= 200
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
+    if crate::queue::producer::is_plain_key(key) {
         Ok(())
     } else {
         Err(ApiError::field(
@@ -199,11 +190,8 @@ fn check(
             "priorities are not supported yet",
         ));
     }
-    let enabled_kinds: Vec<KindInfo> = switchboard_jobs::catalogue()
-        .into_iter()
-        .filter(|k| enabled(state, k.kind))
-        .collect();
-    let info = *enabled_kinds
+    let info = *state
+        .kinds
         .iter()
         .find(|k| k.kind == req.kind)
         .ok_or_else(|| {
@@ -425,17 +413,17 @@ fn queue_of(state: &ApiState, id: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id:?}")))
 }
 
-/// `GET /api/v1/jobs/{id}`.
-pub async fn show(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let key = state.door.admit(&headers).await?;
-    let queue = queue_of(&state, &id)?;
+/// Job `id` as `key` may see it: its queue and its view; 404 when unknown, 403 when its
+/// kind is outside the key's scopes.
+async fn job_for(
+    state: &ApiState,
+    key: &KeyRecord,
+    id: &str,
+) -> Result<(String, crate::queue::inspect::JobView), ApiError> {
+    let queue = queue_of(state, id)?;
     let view = state
         .queues
-        .find_job(&queue, &id)
+        .find_job(&queue, id)
         .await
         .map_err(ApiError::unavailable)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
@@ -444,9 +432,20 @@ pub async fn show(
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("key {} may not read {kind} jobs", key.name),
+            format!("key {} may not touch {kind} jobs", key.name),
         ));
     }
+    Ok((queue, view))
+}
+
+/// `GET /api/v1/jobs/{id}`.
+pub async fn show(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = state.door.admit(&headers).await?;
+    let (_, view) = job_for(&state, &key, &id).await?;
     let status = JobStatus {
         id: view.id,
         queue: view.queue,
@@ -471,21 +470,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = state.door.admit(&headers).await?;
-    let queue = queue_of(&state, &id)?;
-    let view = state
-        .queues
-        .find_job(&queue, &id)
-        .await
-        .map_err(ApiError::unavailable)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
-    if let Some(kind) = &view.kind
-        && !key.allows(kind, &queue)
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("key {} may not touch {kind} jobs", key.name),
-        ));
-    }
+    let (queue, view) = job_for(&state, &key, &id).await?;
     if !matches!(view.state, JobState::Pending | JobState::Delayed) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

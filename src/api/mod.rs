@@ -44,6 +44,8 @@ pub struct ApiState {
     pub(crate) audit: AuditLog,
     /// Queues the fleet's configuration names: the only ones a job may be sent to.
     pub(crate) known_queues: Arc<HashSet<String>>,
+    /// The kinds `api.kinds` enables, looked up once.
+    pub(crate) kinds: Arc<Vec<switchboard_jobs::KindInfo>>,
     pub(crate) acked: Acked,
 }
 
@@ -63,6 +65,12 @@ pub fn router(queues: Queues, settings: &Settings) -> Router {
         audit: AuditLog::new(queues.clone(), settings.dashboard.audit_max_entries),
         settings: Arc::new(settings.api.clone()),
         known_queues: Arc::new(known_queues),
+        kinds: Arc::new(
+            switchboard_jobs::catalogue()
+                .into_iter()
+                .filter(|k| jobs::kind_enabled(&settings.api.kinds, k.kind))
+                .collect(),
+        ),
         acked: Acked {
             replicas: settings.api.min_replicas_acked,
             timeout: std::time::Duration::from_millis(settings.api.replicas_timeout_ms),

@@ -92,12 +92,25 @@ impl Queues {
         let enqueued = self
             .push(kind, version, args_json, &keys, options, &mut conn)
             .await?;
+        self.confirm(&keys.pending, conn, acked).await?;
+        Ok(enqueued)
+    }
+
+    /// `WAIT` on `conn` (which carried the writes to the partition of `pending`) until
+    /// `acked.replicas` replicas hold them, at most `acked.timeout`; the connection is kept
+    /// for the next replicated push.
+    async fn confirm(
+        &self,
+        pending: &str,
+        mut conn: redis::aio::MultiplexedConnection,
+        acked: Acked,
+    ) -> Result<(), QueueError> {
         let got: u32 = redis::cmd("WAIT")
             .arg(acked.replicas)
             .arg(acked.timeout.as_millis() as u64)
             .query_async(&mut conn)
             .await?;
-        self.return_replicated_conn(&keys.pending, conn);
+        self.return_replicated_conn(pending, conn);
         if got < acked.replicas {
             crate::telemetry::metric::redis_error("replicas");
             return Err(QueueError::NotReplicated {
@@ -105,7 +118,7 @@ impl Queues {
                 got,
             });
         }
-        Ok(enqueued)
+        Ok(())
     }
 
     /// A new job's id, its item as stored (arguments sealed when keys are configured) and
@@ -198,19 +211,7 @@ impl Queues {
             }
             let mut conn = self.replicated_conn(&pending).await?;
             let () = pipe.query_async(&mut conn).await?;
-            let got: u32 = redis::cmd("WAIT")
-                .arg(acked.replicas)
-                .arg(acked.timeout.as_millis() as u64)
-                .query_async(&mut conn)
-                .await?;
-            self.return_replicated_conn(&pending, conn);
-            if got < acked.replicas {
-                crate::telemetry::metric::redis_error("replicas");
-                return Err(QueueError::NotReplicated {
-                    wanted: acked.replicas,
-                    got,
-                });
-            }
+            self.confirm(&pending, conn, acked).await?;
         }
         Ok(out)
     }
@@ -341,16 +342,21 @@ const SEQUENCE_KEY_MAX: usize = 200;
 /// A sequence key is part of a Redis key name: 1 to [`SEQUENCE_KEY_MAX`] of
 /// `A-Z a-z 0-9 . _ : -`.
 fn check_sequence_key(key: &str) -> Result<(), QueueError> {
-    let ok = !key.is_empty()
-        && key.len() <= SEQUENCE_KEY_MAX
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
+    if is_plain_key(key) {
         Ok(())
     } else {
         Err(QueueError::InvalidSequence(key.to_owned()))
     }
+}
+
+/// Whether `key` may become part of a Redis key name (a sequence, dedupe or idempotency
+/// key): 1 to [`SEQUENCE_KEY_MAX`] of `A-Z a-z 0-9 . _ : -`.
+pub(crate) fn is_plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= SEQUENCE_KEY_MAX
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// How many replicas must hold a new job before its enqueue is done, and how long to wait.
