@@ -61,7 +61,7 @@ pub mod webhook;
 pub use secret::Secret;
 
 pub use job::{
-    ArgsError, Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext,
+    ArgsError, Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext, Priority,
     JobError, JobMeta, KindInfo, Policy, RateLimiter, Registry,
 };
 

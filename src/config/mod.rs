@@ -419,6 +419,14 @@ pub struct QueueSettings {
     /// Queues split into partitions (queue -> P, default 1), each its own hash tag.
     #[serde(default)]
     pub partitions: std::collections::BTreeMap<String, u16>,
+    /// Most jobs of one tenant leased at once on a queue, fleet-wide (queue -> cap; absent:
+    /// no cap). A tenant at its cap is skipped by fetch, holding no worker slot.
+    #[serde(default)]
+    pub tenant_concurrency: std::collections::BTreeMap<String, u32>,
+    /// Most jobs of one tenant started per minute on a queue, fleet-wide (queue -> rate;
+    /// absent: no limit). A tenant over it waits for the next minute, holding no slot.
+    #[serde(default)]
+    pub tenant_rate_per_minute: std::collections::BTreeMap<String, u32>,
     /// Replicas that must hold a job enqueued by the CLI, the scheduler or a handler before
     /// the enqueue counts as done (0: the master's memory is enough).
     #[serde(default)]

@@ -26,6 +26,13 @@ pub struct Envelope {
     /// order. Kept before `args` so the rescue script finds it without decoding the args.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sq: Option<String>,
+    /// The tenant whose turn serves the job (round robin over tenants with ready work). Kept
+    /// before `args`, like `sq`, for the scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tn: Option<String>,
+    /// `high` or `low`; absent means normal. Kept before `args` for the scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr: Option<switchboard_jobs::Priority>,
     /// Expiry, ms since the epoch: a job not started by then is recorded as expired and
     /// never runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +91,8 @@ impl Envelope {
             kind: kind.into(),
             v: version,
             sq: None,
+            tn: None,
+            pr: None,
             exp: None,
             args,
             attempt: 0,
@@ -173,6 +182,8 @@ mod tests {
             kind: "noop".into(),
             v: 1,
             sq: Some("booking:1".into()),
+            tn: Some("7".into()),
+            pr: Some(switchboard_jobs::Priority::High),
             exp: None,
             args: RawValue::from_string(r#"{"a":1}"#.into()).unwrap(),
             attempt: 2,

@@ -38,6 +38,21 @@ pub struct QueueKeys {
     pub paused: String,
     /// ZSET worker id -> lease expiry (ms) of the workers fetching from this queue.
     pub workers: String,
+    /// HASH id -> item of every job waiting to run (pending, in a lane, delayed, waiting
+    /// behind its sequence): lookup and cancel by id without a scan. Fetch removes the entry.
+    pub index: String,
+    /// SET ids cancelled (or purged) while their item sat in a list; fetch and the sequence
+    /// step drop them when they come up, so cancel never searches a list.
+    pub tomb: String,
+    /// HASH tenant -> jobs of that tenant leased now (the per-tenant concurrency cap).
+    pub tenant_running: String,
+    /// SET `<priority> <tenant>` taken out of their ring at the concurrency cap; a settled
+    /// job of the tenant puts them back.
+    pub blocked: String,
+    /// ZSET `<priority> <tenant>` -> ms when the tenant's next rate window opens.
+    pub throttled: String,
+    /// HASH id -> `<kind> <tenant>` of the completed jobs `completed` remembers (browsing).
+    pub done: String,
 }
 
 impl QueueKeys {
@@ -66,8 +81,30 @@ impl QueueKeys {
             throughput: key("throughput"),
             paused: key("paused"),
             workers: key("workers"),
+            index: key("index"),
+            tomb: key("tomb"),
+            tenant_running: key("tenant_running"),
+            blocked: key("blocked"),
+            throttled: key("throttled"),
+            done: key("done"),
             tag,
         }
+    }
+
+    /// What every key of this partition starts with (`{tag}:`); the scripts build the
+    /// names of lanes, rings and rate windows from it.
+    pub fn base(&self) -> String {
+        format!("{}:", self.tag)
+    }
+
+    /// LIST of the ready items of one priority and tenant (`_`: none), FIFO.
+    pub fn lane(&self, priority: &str, tenant: &str) -> String {
+        format!("{}:lane:{priority}:{tenant}", self.tag)
+    }
+
+    /// LIST of the tenants with ready work at `priority`, served round robin.
+    pub fn ring(&self, priority: &str) -> String {
+        format!("{}:ring:{priority}", self.tag)
     }
 
     /// HASH id -> item of the jobs `worker` holds.
@@ -139,6 +176,15 @@ impl QueueKeys {
             self.throughput.clone(),
             self.paused.clone(),
             self.workers.clone(),
+            self.index.clone(),
+            self.tomb.clone(),
+            self.tenant_running.clone(),
+            self.blocked.clone(),
+            self.throttled.clone(),
+            self.done.clone(),
+            self.lane("high", "t"),
+            self.ring("low"),
+            format!("{}:trate:0", self.tag),
         ];
         keys.extend([
             self.leased("w"),

@@ -57,7 +57,7 @@ use serde_json::value::RawValue;
 pub use conn::{Conn, Topology};
 pub use job::{Envelope, Job};
 pub use keys::QueueKeys;
-pub use producer::{Enqueued, Producer};
+pub use producer::{Enqueued, Producer, TENANT_MAX, check_tenant};
 
 use crate::config::{QueueSettings, RedisMode, RedisSettings};
 
@@ -88,6 +88,9 @@ pub enum QueueError {
     /// A sequence key that cannot be used as part of a key.
     #[error("invalid sequence key {0:?}: use 1 to 200 of letters, digits, '.', '_', ':' and '-'")]
     InvalidSequence(String),
+    /// A tenant that cannot be used as part of a key.
+    #[error("invalid tenant {0:?}: use 1 to 64 of letters, digits, '.', '_', ':' and '-' (not '_' alone)")]
+    InvalidTenant(String),
     /// Fewer replicas than asked for confirmed a write in time.
     #[error("only {got} of {wanted} replicas confirmed the job in time")]
     NotReplicated { wanted: u32, got: u32 },

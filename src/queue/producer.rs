@@ -349,6 +349,19 @@ fn check_sequence_key(key: &str) -> Result<(), QueueError> {
     }
 }
 
+/// Most bytes in a tenant name.
+pub const TENANT_MAX: usize = 64;
+
+/// A tenant names a lane key (`lane:<priority>:<tenant>`): 1 to [`TENANT_MAX`] of
+/// `A-Z a-z 0-9 . _ : -`, and not `_`, which stands for "no tenant".
+pub fn check_tenant(tenant: &str) -> Result<(), QueueError> {
+    if tenant.len() <= TENANT_MAX && tenant != "_" && is_plain_key(tenant) {
+        Ok(())
+    } else {
+        Err(QueueError::InvalidTenant(tenant.to_owned()))
+    }
+}
+
 /// Whether `key` may become part of a Redis key name (a sequence, dedupe or idempotency
 /// key): 1 to [`SEQUENCE_KEY_MAX`] of `A-Z a-z 0-9 . _ : -`.
 pub(crate) fn is_plain_key(key: &str) -> bool {

@@ -19,6 +19,42 @@ pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Attempts, timeout, backoff and retry budget of the kind; the default takes all of them
     /// from the supervisor that runs it.
     const POLICY: Policy = Policy::DEFAULT;
+    /// Priority of the kind's jobs unless the caller sets one: confirmations and
+    /// cancellations run `High`, reminders and reconciliation `Low`.
+    const PRIORITY: Priority = Priority::Normal;
+}
+
+/// How urgent a job is within its queue and tenant: a higher priority runs first, by weight
+/// (8 high : 4 normal : 1 low per round), so waiting low-priority work ages in instead of
+/// starving.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    /// The lowercase name, as stored and in JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+
+    /// The priority named `name` (`high`, `normal`, `low`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "high" => Some(Self::High),
+            "normal" => Some(Self::Normal),
+            "low" => Some(Self::Low),
+            _ => None,
+        }
+    }
 }
 
 /// How a job is enqueued beyond its arguments.
@@ -44,6 +80,12 @@ pub struct EnqueueOptions {
     /// An idempotency key with how long it is remembered: the same key again answers with
     /// the first job (and its first state) and enqueues nothing.
     pub idempotency: Option<(String, Duration)>,
+    /// The tenant (for domain jobs the company id): a queue serves the tenants that have
+    /// ready work round robin, so one tenant's backlog never holds up another's job.
+    pub tenant: Option<String>,
+    /// Priority within the queue and tenant; `None` takes the kind's [`JobArgs::PRIORITY`]
+    /// (typed enqueue) or `normal`.
+    pub priority: Option<Priority>,
 }
 
 impl EnqueueOptions {
@@ -81,16 +123,31 @@ impl EnqueueOptions {
         self
     }
 
-    /// Put the job on `queue` instead of the kind's own queue.
+    /// Answer a repeat of idempotency `key` within `ttl` with the first job, enqueue nothing.
     #[must_use]
     pub fn idempotency(mut self, key: impl Into<String>, ttl: Duration) -> Self {
         self.idempotency = Some((key.into(), ttl));
         self
     }
 
+    /// Put the job on `queue` instead of the kind's own queue.
     #[must_use]
     pub fn on_queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = Some(queue.into());
+        self
+    }
+
+    /// Serve the job in `tenant`'s turn (round robin over the tenants with ready work).
+    #[must_use]
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Run at `priority` within the queue and tenant.
+    #[must_use]
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
         self
     }
 

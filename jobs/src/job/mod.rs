@@ -11,7 +11,7 @@ mod limiter;
 mod policy;
 mod registry;
 
-pub use args::{EnqueueOptions, JobArgs};
+pub use args::{EnqueueOptions, JobArgs, Priority};
 pub use catalogue::{ArgsError, KindInfo};
 pub use context::{EnqueueError, Enqueuer, JobContext, JobMeta};
 pub use error::JobError;
