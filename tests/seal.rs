@@ -342,6 +342,7 @@ async fn every_producer_seals_and_errors_and_results_show_opened() {
     let tick = TickJob {
         kind: Echo::KIND,
         args: r#"{"phone":"+14155550123"}"#,
+        priority: switchboard_jobs::Priority::Normal,
     };
     let now = i64::try_from(job::now_ms()).unwrap();
     let fired = h

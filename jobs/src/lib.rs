@@ -61,8 +61,8 @@ pub mod webhook;
 pub use secret::Secret;
 
 pub use job::{
-    ArgsError, Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext, Priority,
-    JobError, JobMeta, KindInfo, Policy, RateLimiter, Registry,
+    ArgsError, Backoff, EnqueueError, EnqueueOptions, Enqueuer, Handler, JobArgs, JobContext,
+    JobError, JobMeta, KindInfo, Policy, Priority, RateLimiter, Registry,
 };
 
 /// The built-in kinds that need no services (`noop`): benchmarks and queue tests use these.

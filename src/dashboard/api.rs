@@ -179,8 +179,7 @@ pub(crate) async fn job(
     check_id(&id)?;
     dash.job(&queue, &id, actor.who.role).await?.map(Json).ok_or_else(|| {
         Failure::NotFound(format!(
-            "no job {id} on {queue} (looked at running, dead, completed and the first {} pending and delayed jobs)",
-            crate::queue::inspect::FIND_SCAN_LIMIT
+            "no job {id} on {queue} (not waiting, running, completed within the window, dead, expired or cancelled)"
         ))
     })
 }

@@ -33,6 +33,17 @@ struct Entry {
     timetable: Timetable,
     /// The configured arguments as JSON text.
     args: String,
+    /// The kind's priority (reconciliation runs `low`).
+    priority: switchboard_jobs::Priority,
+}
+
+/// The priority of `kind` in the catalogue (normal for kinds it does not list, e.g. the
+/// engine's own prune).
+fn kind_priority(kind: &str) -> switchboard_jobs::Priority {
+    switchboard_jobs::catalogue()
+        .into_iter()
+        .find(|k| k.kind == kind)
+        .map_or(switchboard_jobs::Priority::Normal, |k| k.priority)
 }
 
 /// Enqueues recurring jobs.
@@ -87,6 +98,7 @@ impl Scheduler {
                     timetable: Timetable::parse(&s.cron, &s.timezone)
                         .map_err(|e| format!("schedule {}: {e}", s.name))?,
                     args: s.args.to_string(),
+                    priority: kind_priority(&s.kind),
                     settings: s.clone(),
                 })
             })
@@ -210,6 +222,7 @@ impl Scheduler {
         let job = enqueue.then(|| TickJob {
             kind: &s.kind,
             args: &entry.args,
+            priority: entry.priority,
         });
         let pushed = self
             .queues

@@ -163,12 +163,19 @@ impl Queues {
             .query_async(&mut conn)
             .await?;
         let counter = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
+        // The next element out is a plain item or a lane token `~<ms>` (the time its job
+        // became ready).
+        let ready_at_us = |next: &str| match next.strip_prefix('~') {
+            Some(ms) => ms.parse::<u64>().ok().map(|ms| ms * 1000),
+            None => job::decode(next).ok().map(|(_, env)| env.ready_at_us()),
+        };
         let oldest_pending_secs = oldest
             .as_deref()
-            .and_then(|item| job::decode(item).ok())
-            .map_or(0.0, |(_, env)| {
-                job::now_us().saturating_sub(env.ready_at_us()) as f64 / 1e6
-            });
+            .and_then(ready_at_us)
+            .map_or(0.0, |at| job::now_us().saturating_sub(at) as f64 / 1e6);
+        // Pending counts plain items and lane tokens, plus tokens parked while their tenant
+        // is at its limit, less the cancelled jobs still sitting in a list.
+        let pending = (pending + counter("parked")).saturating_sub(counter("tomb"));
         Ok(QueueStats {
             name: queue.to_owned(),
             pending,
@@ -287,7 +294,12 @@ impl Queues {
                 .query_async(&mut conn)
                 .await?;
             let mut invocation = scripts::REVIVE.prepare_invoke();
-            invocation.key(&k.dead).key(&k.dead_at).key(&k.pending);
+            invocation
+                .key(&k.dead)
+                .key(&k.dead_at)
+                .key(&k.pending)
+                .arg(k.base())
+                .arg(job::now_ms());
             for (id, item) in ids.iter().zip(items) {
                 let Some(item) = item else { continue };
                 let (_, env) = job::decode(&item)?;

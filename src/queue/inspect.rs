@@ -2,9 +2,9 @@
 //! state it is, and how many jobs finished or died within recent windows.
 //!
 //! Both stay cheap whatever the backlog: the windows read 61 per-minute completion counters
-//! and one `ZCOUNT` over the `dead_at` sorted set (O(log n)); a lookup reads one field per place a job can be (per
-//! worker: its leases and its one-item inbox) and scans at most [`FIND_SCAN_LIMIT`] pending and
-//! delayed items (in Lua, by id prefix).
+//! and one `ZCOUNT` over the `dead_at` sorted set (O(log n)); a lookup reads one field per
+//! place a job can be: the `index` of waiting jobs, each worker's leases and inbox, and the
+//! completed, dead, expired and cancelled records. No list is scanned.
 
 use serde::Serialize;
 
@@ -14,8 +14,8 @@ use super::{
     scripts,
 };
 
-/// Most pending and most delayed items a lookup by id reads (each).
-pub const FIND_SCAN_LIMIT: usize = 1000;
+/// How far from the serving end a pending job's place in line is looked for (display only).
+pub const POSITION_LIMIT: usize = 1000;
 
 const HOUR_MS: u64 = 3_600_000;
 const WEEK_MS: u64 = 7 * 24 * HOUR_MS;
@@ -81,6 +81,10 @@ pub struct JobView {
     pub position: Option<u64>,
     /// The dedupe key it was enqueued with.
     pub unique: Option<String>,
+    /// The tenant whose turn serves it.
+    pub tenant: Option<String>,
+    /// `high` or `low` (absent: normal).
+    pub priority: Option<String>,
     /// The arguments as stored (redact before showing them).
     pub args: Option<serde_json::Value>,
     /// What a completed job recorded.
@@ -105,6 +109,8 @@ impl JobView {
             worker: None,
             position: None,
             unique: None,
+            tenant: None,
+            priority: None,
             args: None,
             result: None,
         }
@@ -133,6 +139,8 @@ impl JobView {
         self.run_at_ms = env.run_at;
         self.failed_at_ms = env.failed_at;
         self.unique = env.unique;
+        self.tenant = env.tn;
+        self.priority = env.pr.map(|p| p.as_str().to_owned());
     }
 }
 
@@ -189,20 +197,22 @@ impl Queues {
         })
     }
 
-    /// Cancel job `id` of `queue` if it has not started (pending or delayed, among the first
-    /// [`FIND_SCAN_LIMIT`] of each, in any partition): it never runs and is recorded as
-    /// cancelled. False when it is in neither place (running, finished, unknown).
+    /// Cancel job `id` of `queue` if it has not started (pending, delayed or waiting behind
+    /// its sequence, in any partition): it never runs and is recorded as cancelled. False
+    /// when it does not wait (running, finished, unknown). O(log n): the job is found in the
+    /// index of waiting jobs, taken out of `delayed`, or marked so fetch drops it.
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<bool, QueueError> {
         for part in self.partition_names(queue) {
             let k = self.keys(&part)?;
             let cancelled: i64 = scripts::CANCEL
-                .key(&k.pending)
-                .key(&k.delayed)
                 .key(&k.cancelled)
                 .key(&k.cancelled_at)
                 .key(&k.stats)
+                .key(&k.index)
+                .key(&k.delayed)
+                .key(&k.tomb)
                 .arg(id)
-                .arg(FIND_SCAN_LIMIT)
+                .arg(k.base())
                 .arg(job::now_ms())
                 .arg(self.settings().completed_max)
                 .arg(k.sequence_prefix())
@@ -215,9 +225,9 @@ impl Queues {
         Ok(false)
     }
 
-    /// Find job `id` on `queue`: among the first [`FIND_SCAN_LIMIT`] pending and delayed
-    /// jobs, running (leased, or landed in a worker's inbox), completed or dead. `None` when it
-    /// is in none of these.
+    /// Find job `id` on `queue` in whatever state it is: waiting (pending, delayed, behind
+    /// its sequence: the index), running (leased, or landed in a worker's inbox), completed,
+    /// dead, expired or cancelled. `None` when it is in none of these.
     ///
     /// The places are read one after another, in the order a job moves through them, so a
     /// job that moves on while we look is found at its next place; a job that moved back (a
@@ -236,26 +246,28 @@ impl Queues {
     async fn find_once(&self, queue: &str, id: &str) -> Result<Option<JobView>, QueueError> {
         let k = self.keys(queue)?;
         let mut conn = self.conn();
-        let found: Option<(String, String, f64)> = scripts::FIND
-            .key(&k.pending)
-            .key(&k.delayed)
+        let waiting: Option<String> = redis::cmd("HGET")
+            .arg(&k.index)
             .arg(id)
-            .arg(FIND_SCAN_LIMIT)
-            .invoke_async(&mut conn)
+            .query_async(&mut conn)
             .await?;
-        if let Some((state, item, n)) = found {
-            let delayed = state == "delayed";
-            let state = if delayed {
-                JobState::Delayed
-            } else {
-                JobState::Pending
-            };
-            let mut view = JobView::from_item(self, queue, id, state, &item);
-            if delayed {
-                view.run_at_ms = Some(n as u64);
-            } else {
-                view.position = Some(n as u64);
+        if let Some(item) = waiting {
+            let due: Option<f64> = redis::cmd("ZSCORE")
+                .arg(&k.delayed)
+                .arg(&item)
+                .query_async(&mut conn)
+                .await?;
+            if let Some(ms) = due {
+                let mut view = JobView::from_item(self, queue, id, JobState::Delayed, &item);
+                view.run_at_ms = Some(ms as u64);
+                return Ok(Some(view));
             }
+            // A blocking fetch may have landed it in a worker's inbox: taken, about to run.
+            if let Some(view) = self.find_running(queue, id).await? {
+                return Ok(Some(view));
+            }
+            let mut view = JobView::from_item(self, queue, id, JobState::Pending, &item);
+            view.position = self.position(&k.pending, &item).await?;
             return Ok(Some(view));
         }
         if let Some(view) = self.find_running(queue, id).await? {
@@ -305,6 +317,26 @@ impl Queues {
             view.died_at_ms = died.map(|ms| ms as u64);
             view
         }))
+    }
+
+    /// Where a plain pending `item` stands in line (1 = next to run), when it is among the
+    /// next [`POSITION_LIMIT`]; a job in a lane has no fixed place (its tenant's turn and
+    /// priority decide).
+    async fn position(&self, pending: &str, item: &str) -> Result<Option<u64>, QueueError> {
+        let at: Option<u64> = redis::cmd("LPOS")
+            .arg(pending)
+            .arg(item)
+            .arg("RANK")
+            .arg(-1)
+            .arg("MAXLEN")
+            .arg(POSITION_LIMIT)
+            .query_async(&mut self.conn())
+            .await?;
+        let len: u64 = redis::cmd("LLEN")
+            .arg(pending)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(at.map(|at| len.saturating_sub(at)))
     }
 
     /// The worker holding `id`, if any: its leases and its inbox (a job its blocking fetch

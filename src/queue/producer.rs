@@ -9,7 +9,7 @@ use std::time::UNIX_EPOCH;
 
 use futures::{FutureExt, future::BoxFuture};
 use serde_json::value::RawValue;
-use switchboard_jobs::{EnqueueError, EnqueueOptions, Enqueuer, JobArgs};
+use switchboard_jobs::{EnqueueError, EnqueueOptions, Enqueuer, JobArgs, Priority};
 
 use super::{
     QueueError, Queues,
@@ -41,10 +41,11 @@ impl Queues {
     pub async fn enqueue<A: JobArgs>(
         &self,
         args: &A,
-        options: EnqueueOptions,
+        mut options: EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
         let json = serde_json::to_string(args)?;
         let queue = options.queue.clone().unwrap_or_else(|| A::QUEUE.to_owned());
+        options.priority.get_or_insert(A::PRIORITY);
         self.enqueue_json(A::KIND, A::VERSION, json, &queue, options)
             .await
     }
@@ -73,10 +74,12 @@ impl Queues {
         options: EnqueueOptions,
         acked: Acked,
     ) -> Result<Enqueued, QueueError> {
-        // A job with a sequence or dedupe key always lands in that key's partition.
+        // A job with a sequence or dedupe key always lands in that key's partition, a
+        // tenant's jobs in the tenant's (so its cap counts every running job).
         let hint = options
             .sequence
             .as_deref()
+            .or(options.tenant.as_deref())
             .or(options.unique.as_ref().map(|(key, _)| key.as_str()))
             .or(options.idempotency.as_ref().map(|(key, _)| key.as_str()));
         let keys = self.keys_for_new_job(queue, hint)?;
@@ -133,6 +136,9 @@ impl Queues {
         if let Some(key) = &options.sequence {
             check_sequence_key(key)?;
         }
+        if let Some(tenant) = &options.tenant {
+            check_tenant(tenant)?;
+        }
         let args = self.seal_args(kind, RawValue::from_string(args_json)?);
         let ms = |t: std::time::SystemTime| {
             t.duration_since(UNIX_EPOCH)
@@ -144,6 +150,8 @@ impl Queues {
             run_at,
             unique: options.unique.as_ref().map(|(k, _)| k.clone()),
             sq: options.sequence.clone(),
+            tn: options.tenant.clone(),
+            pr: options.priority.filter(|p| *p != Priority::Normal),
             exp: options.expires_at.map(ms),
             ..Envelope::new(kind, version, args)
         };
@@ -165,10 +173,7 @@ impl Queues {
         let mut pipes = std::collections::BTreeMap::<String, redis::Pipeline>::new();
         let now = job::now_ms();
         for (kind, args, queue, options) in jobs {
-            if options.unique.is_some()
-                || options.sequence.is_some()
-                || options.idempotency.is_some()
-            {
+            if needs_script(&options) {
                 let done = self
                     .enqueue_json_acked(kind, 1, args, &queue, options, acked)
                     .await?;
@@ -177,23 +182,12 @@ impl Queues {
             }
             let keys = self.keys_for_new_job(&queue, None)?;
             let (id, item, run_at) = self.new_item(kind, 1, args, &options)?;
-            let pipe = pipes
-                .entry(keys.pending.clone())
-                .or_insert_with(redis::pipe);
-            let state = match run_at {
-                Some(at) if at > now => {
-                    pipe.cmd("ZADD")
-                        .arg(&keys.delayed)
-                        .arg(at)
-                        .arg(item)
-                        .ignore();
-                    "delayed"
-                }
-                _ => {
-                    pipe.cmd("LPUSH").arg(&keys.pending).arg(item).ignore();
-                    "pending"
-                }
-            };
+            let pipe = pipes.entry(keys.pending.clone()).or_insert_with(|| {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                pipe
+            });
+            let state = plain_push(pipe, &keys, &id, item, run_at.filter(|&at| at > now));
             out.push((
                 queue,
                 Enqueued {
@@ -227,7 +221,7 @@ impl Queues {
     ) -> Result<Enqueued, QueueError> {
         let (id, item, run_at) = self.new_item(kind, version, args_json, &options)?;
 
-        if options.unique.is_some() || options.sequence.is_some() || options.idempotency.is_some() {
+        if needs_script(&options) {
             let (unique_key, ttl) = match &options.unique {
                 Some((key, ttl)) => (keys.unique(key), ttl.as_millis().max(1).to_string()),
                 None => (keys.unique(""), String::new()),
@@ -256,6 +250,8 @@ impl Queues {
                 .arg(&due)
                 .arg(if options.sequence.is_some() { "1" } else { "" })
                 .arg(idem_ttl)
+                .arg(keys.base())
+                .arg(job::now_ms())
                 .invoke_async(conn)
                 .await?;
             return Ok(Enqueued {
@@ -266,25 +262,16 @@ impl Queues {
             });
         }
 
-        let state = match run_at {
-            Some(at) if at > job::now_ms() => {
-                let () = redis::cmd("ZADD")
-                    .arg(&keys.delayed)
-                    .arg(at)
-                    .arg(&item)
-                    .query_async(conn)
-                    .await?;
-                "delayed"
-            }
-            _ => {
-                let () = redis::cmd("LPUSH")
-                    .arg(&keys.pending)
-                    .arg(&item)
-                    .query_async(conn)
-                    .await?;
-                "pending"
-            }
-        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let state = plain_push(
+            &mut pipe,
+            keys,
+            &id,
+            item,
+            run_at.filter(|&at| at > job::now_ms()),
+        );
+        let () = pipe.query_async(conn).await?;
         Ok(Enqueued {
             id,
             duplicate: false,
@@ -309,6 +296,7 @@ impl Queues {
             let keys = self.keys_for_new_job(queue, None)?;
             let enq_us = job::now_us();
             let mut items = Vec::with_capacity(chunk.len());
+            let mut indexed = Vec::with_capacity(2 * chunk.len());
             for (i, a) in chunk.iter().enumerate() {
                 let id =
                     ids.map_or_else(job::new_id, |ids| ids[chunk_no * BATCH_CHUNK + i].clone());
@@ -317,12 +305,23 @@ impl Queues {
                     enq_us,
                     ..Envelope::new(A::KIND, A::VERSION, args)
                 };
-                items.push(job::encode(&id, &envelope));
+                let item = job::encode(&id, &envelope);
+                indexed.push(id.clone());
+                indexed.push(item.clone());
+                items.push(item);
                 out.push(id);
             }
             pipes
                 .entry(keys.pending.clone())
-                .or_insert_with(redis::pipe)
+                .or_insert_with(|| {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    pipe
+                })
+                .cmd("HSET")
+                .arg(&keys.index)
+                .arg(indexed)
+                .ignore()
                 .cmd("LPUSH")
                 .arg(&keys.pending)
                 .arg(items)
@@ -333,6 +332,44 @@ impl Queues {
             let () = pipe.query_async(&mut conn).await?;
         }
         Ok(out)
+    }
+}
+
+/// Whether a job goes through the enqueue script: a key to check or record (dedupe,
+/// sequence, idempotency), or a lane to join (a tenant, a priority other than normal).
+fn needs_script(options: &EnqueueOptions) -> bool {
+    options.unique.is_some()
+        || options.sequence.is_some()
+        || options.idempotency.is_some()
+        || options.tenant.is_some()
+        || options.priority.is_some_and(|p| p != Priority::Normal)
+}
+
+/// Queue a plain job (no key, no lane) on `pipe`: indexed, then into delayed when it has a
+/// start time to wait for, else onto pending. Returns its state. The caller makes the
+/// pipeline atomic, so a job is never queued without its index entry.
+fn plain_push(
+    pipe: &mut redis::Pipeline,
+    keys: &super::QueueKeys,
+    id: &str,
+    item: String,
+    wait_until: Option<u64>,
+) -> &'static str {
+    pipe.cmd("HSET")
+        .arg(&keys.index)
+        .arg(id)
+        .arg(&item)
+        .ignore();
+    if let Some(at) = wait_until {
+        pipe.cmd("ZADD")
+            .arg(&keys.delayed)
+            .arg(at)
+            .arg(item)
+            .ignore();
+        "delayed"
+    } else {
+        pipe.cmd("LPUSH").arg(&keys.pending).arg(item).ignore();
+        "pending"
     }
 }
 

@@ -27,6 +27,8 @@ pub struct TickJob<'a> {
     pub kind: &'a str,
     /// Arguments as JSON text (an object).
     pub args: &'a str,
+    /// The kind's priority: a job with one other than normal joins its lane.
+    pub priority: switchboard_jobs::Priority,
 }
 
 impl Queues {
@@ -66,7 +68,11 @@ impl Queues {
         let item = match job {
             Some(j) => {
                 let args = self.seal_args(j.kind, RawValue::from_string(j.args.to_owned())?);
-                job::encode(job_id, &Envelope::new(j.kind, 1, args))
+                let envelope = Envelope {
+                    pr: Some(j.priority).filter(|p| *p != switchboard_jobs::Priority::Normal),
+                    ..Envelope::new(j.kind, 1, args)
+                };
+                job::encode(job_id, &envelope)
             }
             None => String::new(),
         };
@@ -80,6 +86,7 @@ impl Queues {
             .arg(item)
             .arg(job_id)
             .arg(now_ms)
+            .arg(keys.base())
             .invoke_async(&mut conn)
             .await?;
         Ok(pushed == 1)

@@ -11,11 +11,25 @@ macro_rules! script {
     };
 }
 
-/// A script that settles jobs, with the sequence helpers (`sequence.lua`) in front.
+/// A script that makes jobs ready or serves them, with the lane helpers (`lanes.lua`) in
+/// front.
+macro_rules! lane_script {
+    ($name:ident, $file:literal) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/lanes.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        });
+    };
+}
+
+/// A script that settles or withdraws jobs, with the lane and sequence helpers in front.
 macro_rules! settling_script {
     ($name:ident, $file:literal) => {
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
+                include_str!("lua/lanes.lua"),
                 include_str!("lua/sequence.lua"),
                 include_str!(concat!("lua/", $file))
             ))
@@ -23,17 +37,19 @@ macro_rules! settling_script {
     };
 }
 
-script!(FETCH, "fetch.lua");
+lane_script!(FETCH, "fetch.lua");
 settling_script!(ACK, "ack.lua");
-script!(PROMOTE, "promote.lua");
+lane_script!(PROMOTE, "promote.lua");
 settling_script!(RESCUE, "rescue.lua");
 settling_script!(CANCEL, "cancel.lua");
-script!(ENQUEUE, "enqueue.lua");
-script!(REVIVE, "revive.lua");
+// Used by the operator's purge (`Queues::purge`).
+#[allow(dead_code)]
+settling_script!(PURGE, "purge.lua");
+lane_script!(ENQUEUE, "enqueue.lua");
+lane_script!(REVIVE, "revive.lua");
 script!(RATE_LIMIT, "rate_limit.lua");
 script!(CIRCUIT, "circuit.lua");
-script!(FIND, "find.lua");
-script!(SCHEDULE_FIRE, "schedule_fire.lua");
+lane_script!(SCHEDULE_FIRE, "schedule_fire.lua");
 script!(LEADER, "leader.lua");
 script!(SWAP, "swap.lua");
 script!(DROP_OLD, "drop_old.lua");

@@ -50,6 +50,14 @@ impl Queues {
             .key(&k.pending)
             .arg(now_ms)
             .arg(PROMOTE_CHUNK)
+            .arg(k.base())
+            .arg(
+                self.settings()
+                    .tenant_rate_per_minute
+                    .get(&k.name)
+                    .copied()
+                    .unwrap_or(0),
+            )
             .invoke_async(&mut conn)
             .await?;
         Ok(Promoted {
@@ -87,6 +95,7 @@ impl Queues {
                 .arg(now_ms)
                 .arg(self.settings().max_rescues)
                 .arg(k.sequence_prefix())
+                .arg(k.base())
                 .invoke_async(&mut conn)
                 .await?;
             if n > 0 {
@@ -104,12 +113,33 @@ impl Queues {
         let completed_cutoff = now_ms.saturating_sub(s.completed_retention_secs * 1000);
         let dead_cutoff = now_ms.saturating_sub(s.dead_retention_secs * 1000);
         let mut conn = self.conn();
-        let completed: u64 = redis::cmd("ZREMRANGEBYSCORE")
-            .arg(&k.completed)
-            .arg("-inf")
-            .arg(completed_cutoff)
-            .query_async(&mut conn)
-            .await?;
+        let mut completed = 0;
+        loop {
+            // The records and their kind/tenant in `done` go together, a chunk at a time.
+            let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(&k.completed)
+                .arg("-inf")
+                .arg(completed_cutoff)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            if ids.is_empty() {
+                break;
+            }
+            let (n,): (u64,) = redis::pipe()
+                .atomic()
+                .zrem(&k.completed, &ids)
+                .hdel(&k.done, &ids)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+            completed += n;
+            if ids.len() < 1000 {
+                break;
+            }
+        }
         // Throughput minutes past the hour the dashboard reads (at most ~1,440 a day when
         // no pruner ran).
         let minutes: Vec<i64> = redis::cmd("HKEYS")

@@ -27,6 +27,8 @@ pub struct KindInfo {
     pub kind: &'static str,
     /// The queue it goes to unless told otherwise.
     pub queue: &'static str,
+    /// Its jobs' priority unless the producer sets one.
+    pub priority: super::Priority,
     check: fn(&str) -> Result<(), ArgsError>,
     schema: fn() -> serde_json::Value,
 }
@@ -43,6 +45,7 @@ impl KindInfo {
         Self {
             kind: A::KIND,
             queue: A::QUEUE,
+            priority: A::PRIORITY,
             check: check::<A>,
             schema: schema::<A>,
         }

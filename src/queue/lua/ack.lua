@@ -11,12 +11,15 @@
 -- KEYS[9] expired    HASH id -> item of jobs that expired unstarted
 -- KEYS[10] expired_at ZSET id -> expiry time (ms), trimmed to ARGV[3] members
 -- ARGV[1] now (ms)   ARGV[2] completed cap   ARGV[3] dead cap
--- ARGV[4..] groups of four: op, id, score, item
---   op 'c' completed (item unused)
+-- ARGV[4] the partition's key base `{tag}:` (index, done, tenants; lanes.lua is prepended)
+-- ARGV[5..] groups of four: op, id, score, item
+--   op 'c' completed; the item slot holds "<kind> <tenant>" (kept in `done` for browsing)
 --   op 'r' retry: item (rewritten, attempt counted) goes to delayed at score
 --   op 's' snooze: item goes to delayed at score, no failure counted
 --   op 'f' failed for good: item (with its error) goes to the dead set
---   op 'x' release unstarted: item goes back to the head of pending
+--   op 'x' release unstarted: item goes back to the head of its line (pending or lane)
+--   A job that goes back to delayed or its line is indexed again (lookup, cancel); every
+--   settled job of a tenant frees one of the tenant's slots (let_go).
 --   op 'e' expired before it started: item goes to the expired set, never runs
 --   For 'c', 'f' and 'e' the score slot holds the job's sequence key (`seq:<key>`) or '': a job
 --   that settles for good lets the next job of its sequence in (advance, sequence.lua).
@@ -26,22 +29,36 @@
 local leased, stats, completed, delayed, dead, dead_at, pending =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now = ARGV[1]
-local done, failed, retried, died, expired, settled, skipped = {}, 0, 0, 0, 0, 0, 0
+B, NOW = ARGV[4], now
+local index = B .. 'index'
+local done, meta, freed, failed, retried, died, expired, settled, skipped = {}, {}, {}, 0, 0, 0, 0, 0, 0
 
-for i = 4, #ARGV, 4 do
+for i = 5, #ARGV, 4 do
   local op, id, score, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if redis.call('HDEL', leased, id) == 1 then
     settled = settled + 1
+    local tn
     if op == 'c' then
       done[#done + 1] = now
       done[#done + 1] = id
+      if item ~= '' then
+        meta[#meta + 1] = id
+        meta[#meta + 1] = item
+        tn = string.match(item, ' (%S+)$')
+      end
       if score ~= '' then advance(score, id, pending, delayed, stats, now) end
-    elseif op == 'r' then
+    else
+      tn = tenant_of(item)
+    end
+    if tn then freed[tn] = (freed[tn] or 0) + 1 end
+    if op == 'r' then
       redis.call('ZADD', delayed, score, item)
+      redis.call('HSET', index, id, item)
       retried = retried + 1
       failed = failed + 1
     elseif op == 's' then
       redis.call('ZADD', delayed, score, item)
+      redis.call('HSET', index, id, item)
     elseif op == 'f' then
       redis.call('HSET', dead, id, item)
       redis.call('ZADD', dead_at, now, id)
@@ -49,7 +66,8 @@ for i = 4, #ARGV, 4 do
       died = died + 1
       if score ~= '' then advance(score, id, pending, delayed, stats, now) end
     elseif op == 'x' then
-      redis.call('RPUSH', pending, item)
+      ready(pending, item, true, now)
+      redis.call('HSET', index, id, item)
     elseif op == 'e' then
       redis.call('HSET', KEYS[9], id, item)
       redis.call('ZADD', KEYS[10], now, id)
@@ -62,12 +80,20 @@ for i = 4, #ARGV, 4 do
 end
 
 if settled > 0 then redis.call('HINCRBY', stats, 'running', -settled) end
+for tn, n in pairs(freed) do let_go(tn, n) end
 if #done > 0 then
   redis.call('ZADD', completed, unpack(done))
+  if #meta > 0 then redis.call('HSET', B .. 'done', unpack(meta)) end
   redis.call('HINCRBY', stats, 'processed', #done / 2)
   redis.call('HINCRBY', KEYS[8], math.floor(tonumber(now) / 60000), #done / 2)
   local extra = redis.call('ZCARD', completed) - tonumber(ARGV[2])
-  if extra > 0 then redis.call('ZREMRANGEBYRANK', completed, 0, extra - 1) end
+  if extra > 0 then
+    local oldest = redis.call('ZRANGE', completed, 0, extra - 1)
+    redis.call('ZREMRANGEBYRANK', completed, 0, extra - 1)
+    for j = 1, #oldest, 1000 do
+      redis.call('HDEL', B .. 'done', unpack(oldest, j, math.min(j + 999, #oldest)))
+    end
+  end
 end
 if failed > 0 then redis.call('HINCRBY', stats, 'failed', failed) end
 if retried > 0 then redis.call('HINCRBY', stats, 'retried', retried) end

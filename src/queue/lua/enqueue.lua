@@ -11,6 +11,9 @@
 -- ARGV[1] job id    ARGV[2] dedupe TTL in ms or '' for none   ARGV[3] item
 -- ARGV[4] due time (ms) or '' for now   ARGV[5] '1' when the job has a sequence key
 -- ARGV[6] idempotency TTL in ms or '' for none
+-- ARGV[7] the partition's key base `{tag}:`   ARGV[8] now (ms)
+-- (lanes.lua is prepended: a job with a tenant or priority goes to its lane with a token.)
+-- Every job that waits is indexed (`index`: id -> item) for lookup and cancel by id.
 -- The checks and the push are one step. With a sequence, a job whose key has nothing out
 -- becomes its head and is pushed as usual; otherwise it waits in the sequence list, and
 -- settling the head moves it in.
@@ -18,6 +21,7 @@
 -- 'duplicate'} when the dedupe key suppressed it, {2, id, state} when the idempotency key
 -- was seen before: the first request's job and state, nothing done.
 -- Complexity: O(1) (O(log D) for a delayed push).
+B, NOW = ARGV[7], ARGV[8]
 if ARGV[6] ~= '' then
   local prior = redis.call('GET', KEYS[6])
   if prior then
@@ -39,13 +43,15 @@ if ARGV[5] == '1' then
     local due = ARGV[4]
     if due == '' then due = '0' end
     redis.call('RPUSH', KEYS[4], due .. ' ' .. ARGV[3])
+    redis.call('HSET', B .. 'index', ARGV[1], ARGV[3])
     redis.call('HINCRBY', KEYS[5], 'waiting', 1)
     return answer(1, ARGV[1], 'waiting')
   end
   redis.call('RPUSH', KEYS[4], ARGV[1])
 end
+redis.call('HSET', B .. 'index', ARGV[1], ARGV[3])
 if ARGV[4] == '' then
-  redis.call('LPUSH', KEYS[2], ARGV[3])
+  ready(KEYS[2], ARGV[3], false, ARGV[8])
   return answer(1, ARGV[1], 'pending')
 end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])

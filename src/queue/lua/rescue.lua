@@ -12,10 +12,12 @@
 -- ARGV[1] worker id ARGV[2] now (ms)
 -- ARGV[3] rescues allowed per job, or '' for a worker's own orderly hand-back (no counting)
 -- ARGV[4] the queue's sequence key prefix (`{prefix:queue}:seq:`)
+-- ARGV[5] the partition's key base `{tag}:` (lanes.lua is prepended)
 -- The expiry is checked again here, so a worker that heartbeated since the caller looked
 -- keeps its jobs. Each leased job's rescue count (`resc`, the first field of its envelope
 -- JSON) grows by one; a job past the limit goes to the dead set marked `lost`, the others
--- to the head of pending: they were next in line already. A job set aside that heads a
+-- to the head of their line (pending or their lane), indexed again: they were next in line
+-- already. Each frees its tenant's slot. A job set aside that heads a
 -- sequence (`"sq"` in its envelope, before `"args"`) lets the sequence's next job in. Jobs
 -- still in the inbox had not started and go back uncounted.
 -- Returns the number of jobs re-queued or set aside, or -1 when the worker is alive.
@@ -23,11 +25,14 @@
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) > tonumber(ARGV[2]) then return -1 end
 local limit = tonumber(ARGV[3])
+B, NOW = ARGV[5], ARGV[2]
 
 local leased = redis.call('HGETALL', KEYS[2])
-local back, died = {}, 0
+local back, died, freed = {}, 0, {}
 for i = 1, #leased, 2 do
   local id, item = leased[i], leased[i + 1]
+  local tn = tenant_of(item)
+  if tn then freed[tn] = (freed[tn] or 0) + 1 end
   if not limit then
     back[#back + 1] = item
   else
@@ -47,11 +52,24 @@ for i = 1, #leased, 2 do
     end
   end
 end
-for i = 1, #back, 500 do
-  redis.call('RPUSH', KEYS[4], unpack(back, i, math.min(i + 499, #back)))
+local plain, indexed = {}, {}
+for i = 1, #back do
+  local item = back[i]
+  local sp = string.find(item, ' ', 1, true)
+  indexed[#indexed + 1] = string.sub(item, 1, sp - 1)
+  indexed[#indexed + 1] = item
+  local tn, pr = route(item)
+  if tn or pr then ready(KEYS[4], item, true, ARGV[2]) else plain[#plain + 1] = item end
+end
+for i = 1, #plain, 500 do
+  redis.call('RPUSH', KEYS[4], unpack(plain, i, math.min(i + 499, #plain)))
+end
+for i = 1, #indexed, 1000 do
+  redis.call('HSET', B .. 'index', unpack(indexed, i, math.min(i + 999, #indexed)))
 end
 local n = #leased / 2
 redis.call('DEL', KEYS[2])
+for tn, count in pairs(freed) do let_go(tn, count) end
 local moved = n
 while redis.call('LMOVE', KEYS[3], KEYS[4], 'RIGHT', 'RIGHT') do moved = moved + 1 end
 if n > 0 then redis.call('HINCRBY', KEYS[5], 'running', -n) end

@@ -65,14 +65,15 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
         .key(&k.expired_at)
         .arg(job::now_ms())
         .arg(settings.completed_max)
-        .arg(settings.dead_max);
+        .arg(settings.dead_max)
+        .arg(k.base());
     for op in batch.iter() {
         match op {
-            AckOp::Done { id, seq } => invocation
+            AckOp::Done { id, seq, meta } => invocation
                 .arg("c")
                 .arg(id.as_ref())
                 .arg(seq.as_deref().unwrap_or(""))
-                .arg(""),
+                .arg(meta),
             AckOp::Retry { id, due_ms, item } => {
                 invocation.arg("r").arg(id.as_ref()).arg(*due_ms).arg(item)
             }

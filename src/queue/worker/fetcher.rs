@@ -136,6 +136,17 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
 ) -> Result<Fetched, QueueError> {
     let k = &shared.keys;
+    let settings = shared.queues.settings();
+    let cap = settings
+        .tenant_concurrency
+        .get(&k.name)
+        .copied()
+        .unwrap_or(0);
+    let rate = settings
+        .tenant_rate_per_minute
+        .get(&k.name)
+        .copied()
+        .unwrap_or(0);
     let sent = job::now_ms();
     let value: redis::Value = scripts::FETCH
         .key(&k.pending)
@@ -147,6 +158,10 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
         .arg(n)
         .arg(&shared.worker_id)
         .arg(shared.lease_expiry_ms())
+        .arg(k.base())
+        .arg(cap)
+        .arg(rate)
+        .arg(sent)
         .invoke_async(conn)
         .await?;
     if let redis::Value::Int(-1) = value {

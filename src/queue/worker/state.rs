@@ -96,8 +96,13 @@ pub struct FetchCounters {
 /// One settlement for the acker.
 #[derive(Debug)]
 pub enum AckOp {
-    /// Completed successfully; `seq` is its sequence's key (`QueueKeys::sequence`), if any.
-    Done { id: Arc<str>, seq: Option<String> },
+    /// Completed successfully; `seq` is its sequence's key (`QueueKeys::sequence`), if any;
+    /// `meta` is `<kind> <tenant>`, kept for browsing recently completed jobs.
+    Done {
+        id: Arc<str>,
+        seq: Option<String>,
+        meta: String,
+    },
     /// Failed; run again at `due_ms` with the rewritten item.
     Retry {
         id: Arc<str>,
@@ -116,7 +121,7 @@ pub enum AckOp {
         item: Arc<str>,
         seq: Option<String>,
     },
-    /// Leased but never started: back to the head of pending.
+    /// Leased but never started: back to the head of its line.
     Release { id: Arc<str>, item: Arc<str> },
     /// A lease Redis holds for this worker that the worker does not know of (its settlement
     /// was lost in a failover): back to the head of pending. It holds no credit.
@@ -318,6 +323,7 @@ impl Shared {
             .arg(u64::MAX / 2)
             .arg("")
             .arg(self.keys.sequence_prefix())
+            .arg(self.keys.base())
             .invoke_async(&mut conn)
             .await?;
         Ok(n.max(0) as u64)
