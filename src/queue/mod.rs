@@ -31,6 +31,8 @@ pub mod conn;
 pub mod inspect;
 pub mod job;
 pub mod keys;
+#[cfg(test)]
+mod lanes_check;
 pub mod overview;
 pub mod producer;
 pub mod rate_limit;

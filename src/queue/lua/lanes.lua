@@ -24,20 +24,22 @@ local function route(item)
   return string.match(head, '"tn":"([^"]*)"'), string.match(head, '"pr":"(%a+)"')
 end
 
--- Put tenant `tn` back in its ring at `pr` when its lane has work, and release up to
--- `release` parked tokens for it. Complexity: O(release).
-local function reopen(pr, tn, release)
+-- Put tenant `tn` back in its ring at `pr` when its lane has work. Returns the lane's length.
+local function reopen(pr, tn)
   local len = redis.call('LLEN', B .. 'lane:' .. pr .. ':' .. tn)
-  if len == 0 then return end
-  redis.call('LPUSH', B .. 'ring:' .. pr, tn)
+  if len > 0 then redis.call('LPUSH', B .. 'ring:' .. pr, tn) end
+  return len
+end
+
+-- Release up to `k` parked tokens into `pending` (at the serving end). Complexity: O(k).
+local function unpark(k)
   local parked = tonumber(redis.call('HGET', B .. 'stats', 'parked') or '0')
-  local k = math.min(parked, release, len)
-  if k > 0 then
-    redis.call('HINCRBY', B .. 'stats', 'parked', -k)
-    local tokens = {}
-    for i = 1, k do tokens[i] = '~' .. NOW end
-    redis.call('RPUSH', B .. 'pending', unpack(tokens))
-  end
+  k = math.min(parked, k)
+  if k <= 0 then return end
+  redis.call('HINCRBY', B .. 'stats', 'parked', -k)
+  local tokens = {}
+  for i = 1, k do tokens[i] = '~' .. NOW end
+  redis.call('RPUSH', B .. 'pending', unpack(tokens))
 end
 
 -- Make an item ready: a plain job into `pending`, any other into its lane with a token.
@@ -70,15 +72,24 @@ local function ready(pending, item, front, now)
   end
 end
 
--- `n` jobs of tenant `tn` stopped holding a lease: count them off, and let the tenant back
--- into the rings it was blocked from, one parked token per freed slot.
+-- `n` jobs of tenant `tn` stopped holding a lease: count them off, let the tenant back into
+-- the rings it was blocked from, and release one parked token per freed slot while the
+-- tenant has work waiting (its tokens were parked while it was at its cap).
 local function let_go(tn, n)
   if tn == nil or tn == '' or tn == '_' then return end
   local running = B .. 'tenant_running'
   if redis.call('HINCRBY', running, tn, -n) <= 0 then redis.call('HDEL', running, tn) end
-  if redis.call('SCARD', B .. 'blocked') == 0 then return end
-  for _, pr in ipairs(PRIOS) do
-    if redis.call('SREM', B .. 'blocked', pr .. ' ' .. tn) == 1 then reopen(pr, tn, n) end
+  if redis.call('SCARD', B .. 'blocked') > 0 then
+    for _, pr in ipairs(PRIOS) do
+      if redis.call('SREM', B .. 'blocked', pr .. ' ' .. tn) == 1 then reopen(pr, tn) end
+    end
+  end
+  if tonumber(redis.call('HGET', B .. 'stats', 'parked') or '0') > 0 then
+    local waiting = 0
+    for _, pr in ipairs(PRIOS) do
+      waiting = waiting + redis.call('LLEN', B .. 'lane:' .. pr .. ':' .. tn)
+    end
+    unpark(math.min(n, waiting))
   end
 end
 

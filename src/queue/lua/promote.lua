@@ -26,7 +26,7 @@ if #opened > 0 then
   local rate = math.max(tonumber(ARGV[4]), 1)
   for i = 1, #opened do
     local pr, tn = string.match(opened[i], '^(%S+) (.+)$')
-    reopen(pr, tn, rate)
+    unpark(math.min(reopen(pr, tn), rate))
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

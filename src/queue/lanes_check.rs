@@ -1,0 +1,170 @@
+//! The lane scripts against a real Redis, one step at a time: which job each fetch serves
+//! (tenant turns, priority weights, caps, cancelled jobs) and what the counters say.
+
+use switchboard_jobs::{EnqueueOptions, Priority};
+
+use super::{Queues, job, keys::QueueKeys, scripts};
+use crate::config::Settings;
+
+async fn queues() -> Queues {
+    let mut settings = Settings::defaults().queue;
+    settings.prefix = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());
+    Queues::connect("redis://127.0.0.1:6379", settings)
+        .await
+        .expect("redis on 127.0.0.1:6379")
+}
+
+async fn push(q: &Queues, n: &str, options: EnqueueOptions) -> String {
+    q.enqueue_json("noop", 1, format!(r#"{{"n":"{n}"}}"#), "lanes", options)
+        .await
+        .unwrap()
+        .id
+}
+
+/// One fetch of up to `n` jobs by worker `w`, with a tenant cap; the ids leased, in order.
+async fn fetch(q: &Queues, k: &QueueKeys, n: usize, cap: u32) -> Vec<String> {
+    let items: Vec<String> = scripts::FETCH
+        .key(&k.pending)
+        .key(k.inbox("w"))
+        .key(k.leased("w"))
+        .key(&k.stats)
+        .key(&k.paused)
+        .key(&k.workers)
+        .arg(n)
+        .arg("w")
+        .arg(job::now_ms() + 60_000)
+        .arg(k.base())
+        .arg(cap)
+        .arg(0)
+        .arg(job::now_ms())
+        .invoke_async(&mut q.conn())
+        .await
+        .unwrap();
+    items
+        .iter()
+        .map(|i| i.split_once(' ').unwrap().0.to_owned())
+        .collect()
+}
+
+/// Settle `id` as completed (kind noop, `tenant`).
+async fn complete(q: &Queues, k: &QueueKeys, id: &str, tenant: &str) {
+    let (settled, _): (u64, u64) = scripts::ACK
+        .key(k.leased("w"))
+        .key(&k.stats)
+        .key(&k.completed)
+        .key(&k.delayed)
+        .key(&k.dead)
+        .key(&k.dead_at)
+        .key(&k.pending)
+        .key(&k.throughput)
+        .key(&k.expired)
+        .key(&k.expired_at)
+        .arg(job::now_ms())
+        .arg(1000)
+        .arg(1000)
+        .arg(k.base())
+        .arg("c")
+        .arg(id)
+        .arg("")
+        .arg(format!("noop {tenant}"))
+        .invoke_async(&mut q.conn())
+        .await
+        .unwrap();
+    assert_eq!(settled, 1);
+}
+
+fn tenant(t: &str) -> EnqueueOptions {
+    EnqueueOptions::default().tenant(t)
+}
+
+async fn cleanup(q: &Queues) {
+    let pattern = format!("*{}*", q.settings().prefix);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut q.conn())
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut q.conn())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn tenants_take_turns_and_a_high_job_jumps_the_line() {
+    let q = queues().await;
+    let k = q.keys("lanes").unwrap();
+    let mut a = Vec::new();
+    for i in 0..5 {
+        a.push(push(&q, &format!("a{i}"), tenant("a")).await);
+    }
+    let b = push(&q, "b", tenant("b")).await;
+    assert_eq!(q.stats("lanes").await.unwrap().pending, 6);
+    // The first fetch serves a, then b: b does not wait behind a's backlog.
+    assert_eq!(fetch(&q, &k, 2, 0).await, [a[0].clone(), b]);
+    let low: Vec<String> = {
+        let mut v = Vec::new();
+        for i in 0..3 {
+            let o = EnqueueOptions::default().priority(Priority::Low);
+            v.push(push(&q, &format!("l{i}"), o).await);
+        }
+        v
+    };
+    let high = push(&q, "h", EnqueueOptions::default().priority(Priority::High)).await;
+    let next = fetch(&q, &k, 1, 0).await;
+    assert_eq!(next, [high]);
+    // Everything else still comes out, once each.
+    let rest = fetch(&q, &k, 100, 0).await;
+    assert_eq!(rest.len(), 4 + 3, "{rest:?}");
+    assert!(low.iter().all(|l| rest.contains(l)));
+    assert_eq!(q.stats("lanes").await.unwrap().pending, 0);
+    cleanup(&q).await;
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_cap_holds_no_slot_and_a_settled_job_lets_it_back() {
+    let q = queues().await;
+    let k = q.keys("lanes").unwrap();
+    for i in 0..3 {
+        push(&q, &format!("a{i}"), tenant("a")).await;
+    }
+    let first = fetch(&q, &k, 3, 1).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(fetch(&q, &k, 3, 1).await.is_empty());
+    let b = push(&q, "b", tenant("b")).await;
+    assert_eq!(fetch(&q, &k, 3, 1).await, [b.clone()]);
+    assert_eq!(q.stats("lanes").await.unwrap().pending, 2);
+    complete(&q, &k, &first[0], "a").await;
+    let second = fetch(&q, &k, 3, 1).await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    complete(&q, &k, &b, "b").await;
+    complete(&q, &k, &second[0], "a").await;
+    assert_eq!(fetch(&q, &k, 3, 1).await.len(), 1);
+    assert_eq!(q.stats("lanes").await.unwrap().pending, 0);
+    cleanup(&q).await;
+}
+
+#[tokio::test]
+async fn cancelled_jobs_never_come_out_wherever_they_wait() {
+    let q = queues().await;
+    let k = q.keys("lanes").unwrap();
+    let plain = push(&q, "p", EnqueueOptions::default()).await;
+    let keep = push(&q, "k", EnqueueOptions::default()).await;
+    let laned = push(&q, "t", tenant("a")).await;
+    let later = EnqueueOptions::default().run_in(std::time::Duration::from_secs(3600));
+    let delayed = push(&q, "d", later).await;
+    for id in [&plain, &laned, &delayed] {
+        assert!(q.cancel("lanes", id).await.unwrap(), "{id}");
+        assert!(!q.cancel("lanes", id).await.unwrap(), "twice {id}");
+    }
+    let s = q.stats("lanes").await.unwrap();
+    assert_eq!((s.pending, s.delayed), (1, 0));
+    assert_eq!(fetch(&q, &k, 10, 0).await, [keep]);
+    assert_eq!(q.stats("lanes").await.unwrap().pending, 0);
+    let found = q.find_job("lanes", &laned).await.unwrap().unwrap();
+    assert_eq!(found.state.as_str(), "cancelled");
+    cleanup(&q).await;
+}
