@@ -715,6 +715,17 @@ impl Settings {
                 format!("queue.partitions.{queue} = {p}: a queue name, and 1 to 64 partitions"),
             );
         }
+        for (table, limits) in [
+            ("tenant_concurrency", &q.tenant_concurrency),
+            ("tenant_rate_per_minute", &q.tenant_rate_per_minute),
+        ] {
+            for (queue, &n) in limits {
+                check(
+                    validate_name(queue).is_ok() && n >= 1,
+                    format!("queue.{table}.{queue} = {n}: a queue name, and at least 1"),
+                );
+            }
+        }
         check(
             validate_name(&q.prefix).is_ok(),
             format!(
