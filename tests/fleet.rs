@@ -324,43 +324,12 @@ async fn a_balanced_supervisor_moves_slots_to_the_queue_that_fills_and_back_when
 /// and drops the fleet once it stops.
 #[tokio::test]
 async fn the_dashboard_shows_a_balanced_supervisors_slots_over_time() {
-    const TOKEN: &str = "slots-token-3f1e9a";
     let h = Harness::with(|s| s.dev.stand_ins = false).await;
     let fleet = h
         .fleet(&balanced(&h), switchboard_jobs::registry(), None)
         .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let hooks = Hooks {
-        listener: Some(listener),
-        dashboard_credentials: Some(Credentials {
-            token: Some(TOKEN.into()),
-            ..Credentials::default()
-        }),
-        ..Hooks::default()
-    };
-    let roles = Roles {
-        fleet: false,
-        maintenance: false,
-        scheduler: false,
-        http: true,
-        ingest: false,
-        embedded_redis: false,
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let dashboard = tokio::spawn(app::run(h.settings.clone(), roles, hooks, async {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let get = |path: &str| {
-        client
-            .get(format!("{base}{path}"))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .send()
-    };
+    let dashboard = DashboardOnly::start(&h).await;
+    let get = |path: &str| dashboard.get(path);
     let slots_of = |v: &Value| -> (u64, u64) {
         (
             v["slots"]["hot"].as_u64().unwrap_or(0),
@@ -453,6 +422,65 @@ async fn the_dashboard_shows_a_balanced_supervisors_slots_over_time() {
         "the stop sample: {last}"
     );
 
-    let _ = stop.send(());
-    dashboard.await.unwrap().unwrap();
+    dashboard.stop().await;
+}
+
+/// The dashboard in an app of its own: the HTTP role only, no fleet, on a port-0 listener,
+/// with a bearer token.
+struct DashboardOnly {
+    base: String,
+    client: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl DashboardOnly {
+    const TOKEN: &str = "slots-token-3f1e9a";
+
+    async fn start(h: &Harness) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hooks = Hooks {
+            listener: Some(listener),
+            dashboard_credentials: Some(Credentials {
+                token: Some(Self::TOKEN.into()),
+                ..Credentials::default()
+            }),
+            ..Hooks::default()
+        };
+        let roles = Roles {
+            fleet: false,
+            maintenance: false,
+            scheduler: false,
+            http: true,
+            ingest: false,
+            embedded_redis: false,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app::run(h.settings.clone(), roles, hooks, async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Self {
+            base,
+            client,
+            stop,
+            task,
+        }
+    }
+
+    fn get(&self, path: &str) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", Self::TOKEN))
+            .send()
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
 }

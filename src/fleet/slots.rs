@@ -30,7 +30,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(60);
 /// How much history the streams keep (trimmed as samples are written).
 pub const WINDOW: Duration = Duration::from_secs(3600);
 /// An instance whose latest sample is older than this counts as gone (2.5 heartbeats).
-pub const STALE: Duration = Duration::from_millis(150_000);
+pub const STALE: Duration = Duration::from_secs(150);
 /// Most samples one read takes per supervisor (the newest).
 pub const MAX_READ: usize = 5_000;
 
