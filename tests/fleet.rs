@@ -1,5 +1,6 @@
 //! Fleet behaviour against a real Redis: graceful shutdown, crash recovery after SIGKILL, a
-//! large backlog, and Redis memory after the trim window.
+//! large backlog, Redis memory after the trim window, and auto-balancing with its history on
+//! the dashboard.
 
 mod common;
 
@@ -12,7 +13,11 @@ use std::{
 };
 
 use common::{Harness, cases, jobs};
+use serde_json::Value;
 use switchboard::{
+    app::{self, Hooks, Roles},
+    config::FleetSettings,
+    dashboard::Credentials,
     fleet::Observer,
     maintenance::{Pruner, Service as _},
     queue::job::{Job, now_ms},
@@ -231,10 +236,9 @@ async fn redis_memory_returns_to_baseline_after_drain_and_trim() {
     );
 }
 
-#[tokio::test]
-async fn a_balanced_supervisor_moves_slots_to_the_queue_that_fills_and_back_when_it_drains() {
-    const JOBS: usize = 3000;
-    let h = Harness::new().await;
+/// Supervisor `test` over `hot` and `cold` with 8 slots, balanced: each queue 1 to 7 slots,
+/// one slot a second at most.
+fn balanced(h: &Harness) -> FleetSettings {
     let mut settings = h.fleet_settings("hot", 8, 0, 3);
     let sup = &mut settings.supervisors[0];
     sup.queues.push("cold".into());
@@ -243,6 +247,25 @@ async fn a_balanced_supervisor_moves_slots_to_the_queue_that_fills_and_back_when
     sup.max_slots = Some(7);
     sup.balance_max_shift = 1;
     sup.balance_cooldown_secs = 1;
+    settings
+}
+
+/// 10 ms noop jobs.
+fn slow_noops(n: usize) -> Vec<Noop> {
+    vec![
+        Noop {
+            fail: None,
+            sleep_ms: Some(10)
+        };
+        n
+    ]
+}
+
+#[tokio::test]
+async fn a_balanced_supervisor_moves_slots_to_the_queue_that_fills_and_back_when_it_drains() {
+    const JOBS: usize = 3000;
+    let h = Harness::new().await;
+    let settings = balanced(&h);
     let fleet = h.fleet(&settings, switchboard_jobs::registry(), None).await;
     let slots = |fleet: &switchboard::fleet::Fleet| {
         let s = fleet.balanced_slots();
@@ -250,14 +273,10 @@ async fn a_balanced_supervisor_moves_slots_to_the_queue_that_fills_and_back_when
         (of("hot"), of("cold"))
     };
     assert_eq!(slots(&fleet), (4, 4), "an even split to start");
-    let args = vec![
-        Noop {
-            fail: None,
-            sleep_ms: Some(10)
-        };
-        JOBS
-    ];
-    h.queues.enqueue_many("hot", &args, None).await.unwrap();
+    h.queues
+        .enqueue_many("hot", &slow_noops(JOBS), None)
+        .await
+        .unwrap();
 
     // Sample the split until the backlog is gone and the split is even again.
     let mut samples: Vec<(std::time::Instant, (usize, usize))> = Vec::new();
@@ -298,4 +317,170 @@ async fn a_balanced_supervisor_moves_slots_to_the_queue_that_fills_and_back_when
     }
     assert_eq!(splits[..4], [(4, 4), (5, 3), (6, 2), (7, 1)], "{splits:?}");
     fleet.stop().await;
+}
+
+/// The slot history goes through Redis: a dashboard in an app of its own (HTTP only, no
+/// fleet) shows the split of a fleet started elsewhere moving toward the queue that fills,
+/// and drops the fleet once it stops.
+#[tokio::test]
+async fn the_dashboard_shows_a_balanced_supervisors_slots_over_time() {
+    let h = Harness::with(|s| s.dev.stand_ins = false).await;
+    let fleet = h
+        .fleet(&balanced(&h), switchboard_jobs::registry(), None)
+        .await;
+    let dashboard = DashboardOnly::start(&h).await;
+    let get = |path: &str| dashboard.get(path);
+    let slots_of = |v: &Value| -> (u64, u64) {
+        (
+            v["slots"]["hot"].as_u64().unwrap_or(0),
+            v["slots"]["cold"].as_u64().unwrap_or(0),
+        )
+    };
+
+    h.queues
+        .enqueue_many("hot", &slow_noops(3000), None)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let sup = loop {
+        let answer = get("/api/supervisors/slots").await;
+        if let Ok(r) = answer
+            && r.status() == 200
+        {
+            let all: Value = r.json().await.unwrap();
+            let sup = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["supervisor"] == "test")
+                .cloned();
+            if let Some(sup) = sup
+                && sup["current"]["hot"].as_u64() >= Some(6)
+            {
+                break sup;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sample with 6 slots on hot within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let samples = sup["samples"].as_array().unwrap();
+    let splits: Vec<(u64, u64)> = samples.iter().map(slots_of).collect();
+    assert_eq!(splits[..3], [(4, 4), (5, 3), (6, 2)], "{splits:?}");
+    assert!(
+        splits.iter().all(|(hot, cold)| hot + cold == 8),
+        "{splits:?}"
+    );
+    assert_eq!(sup["queues"], serde_json::json!(["cold", "hot"]));
+    let instances = sup["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "one fleet runs the supervisor");
+    assert_eq!(
+        instances[0]["fleet"], samples[0]["fleet"],
+        "samples name their fleet instance"
+    );
+    assert_eq!(
+        sup["current"]["hot"].as_u64(),
+        Some(slots_of(samples.last().unwrap()).0)
+    );
+
+    let page = get("/dashboard/slots").await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for part in [
+        "id=\"slots-test\"",
+        "<svg class=\"chart\"",
+        "<polyline points=",
+        "<title>hot</title>",
+        "<title>cold</title>",
+        "href=\"/dashboard/slots\" class=\"current\"",
+    ] {
+        assert!(html.contains(part), "the page lacks {part}: {html}");
+    }
+    let overview = get("/dashboard").await.unwrap().text().await.unwrap();
+    assert!(
+        overview.contains("href=\"/dashboard/slots\""),
+        "linked from the overview"
+    );
+
+    // A fleet that stops writes an empty split: it holds no slots from then on.
+    fleet.stop().await;
+    let r: Value = get("/api/supervisors/slots?minutes=5")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sup = &r.as_array().unwrap()[0];
+    assert_eq!(sup["instances"], serde_json::json!([]), "{sup}");
+    assert_eq!(sup["current"], serde_json::json!({}), "{sup}");
+    let last = sup["samples"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["slots"],
+        serde_json::json!({}),
+        "the stop sample: {last}"
+    );
+
+    dashboard.stop().await;
+}
+
+/// The dashboard in an app of its own: the HTTP role only, no fleet, on a port-0 listener,
+/// with a bearer token.
+struct DashboardOnly {
+    base: String,
+    client: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl DashboardOnly {
+    const TOKEN: &str = "slots-token-3f1e9a";
+
+    async fn start(h: &Harness) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hooks = Hooks {
+            listener: Some(listener),
+            dashboard_credentials: Some(Credentials {
+                token: Some(Self::TOKEN.into()),
+                ..Credentials::default()
+            }),
+            ..Hooks::default()
+        };
+        let roles = Roles {
+            fleet: false,
+            maintenance: false,
+            scheduler: false,
+            http: true,
+            ingest: false,
+            embedded_redis: false,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app::run(h.settings.clone(), roles, hooks, async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Self {
+            base,
+            client,
+            stop,
+            task,
+        }
+    }
+
+    fn get(&self, path: &str) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", Self::TOKEN))
+            .send()
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
 }

@@ -5,7 +5,8 @@
 //!   per queue with pause/continue, supervisors), workers, failed jobs (retry, forget, retry
 //!   all) and a job by id. askama templates in `templates/dashboard/` escape everything they
 //!   show; the one script (`assets/dashboard.js`, no build step) refreshes the page's `<main>`
-//!   every `dashboard.refresh_secs`.
+//!   every `dashboard.refresh_secs`. [`slots`]: each balanced supervisor's slots per queue
+//!   over the last hour (`/dashboard/slots`, `GET /api/supervisors/slots`).
 //! * API ([`api`]): `GET /api/overview`, `/api/queues`, `/api/workers`, `/api/failed`,
 //!   `/api/jobs/{id}`, `/api/jobs/{queue}/{id}`; `POST /api/failed/{queue}/{id}/retry` and
 //!   `/forget`, `/api/failed/retry-all`, `/api/queues/{queue}/pause` and `/continue`.
@@ -27,6 +28,7 @@ pub mod operators;
 mod pages;
 pub mod redact;
 mod session;
+mod slots;
 mod throttle;
 mod views;
 
@@ -171,6 +173,7 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         )
         .route("/dashboard/jobs", get(pages::lookup))
         .route("/dashboard/audit", get(pages::audit))
+        .route("/dashboard/slots", get(slots::page))
         .route("/dashboard/jobs/{queue}/{id}", get(pages::job))
         .route("/dashboard/queues/{queue}/pause", post(actions::pause))
         .route("/dashboard/queues/{queue}/continue", post(actions::resume))
@@ -184,6 +187,7 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/api/failed/{queue}/{id}/forget", post(api::forget))
         .route("/api/jobs/{id}", get(api::lookup))
         .route("/api/audit", get(api::audit))
+        .route("/api/supervisors/slots", get(slots::api))
         .route("/api/jobs/{queue}/{id}", get(api::job))
         .route("/api/queues/{queue}/pause", post(api::pause))
         .route("/api/queues/{queue}/continue", post(api::resume))

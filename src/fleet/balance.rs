@@ -7,9 +7,12 @@
 //! A queue's slots are the permits of one semaphore its workers lease under (all partitions,
 //! all worker loops): growing adds permits at once, shrinking takes them back as running
 //! jobs finish, so a move never interrupts a job.
+//!
+//! The split goes to the `switchboard_supervisor_slots` gauge and, as a history the
+//! dashboard reads, to Redis ([`super::slots`]).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -17,9 +20,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::Semaphore;
+use tokio::{sync::Semaphore, time::Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::slots::{self, SlotLog};
 use crate::{config::SupervisorSettings, queue::Queues, shutdown::sleep_or_stop};
 
 /// One queue's share of a balanced supervisor.
@@ -198,20 +202,57 @@ pub fn decide(limits: Limits, slots: &[usize], ttc: &[f64]) -> Option<Move> {
 }
 
 impl Balancer {
-    /// Balance every `balance_cooldown_secs` until `stop`.
-    pub async fn run(self, stop: CancellationToken) {
+    /// Balance every `balance_cooldown_secs` until `stop`, writing the split to `log` at
+    /// start, after each move, at least every [`slots::HEARTBEAT`] and (empty) at the stop.
+    pub async fn run(self, stop: CancellationToken, log: SlotLog) {
         self.export();
+        if let Err(e) = log.register(&self.supervisor).await {
+            tracing::warn!(supervisor = %self.supervisor, error = %e, "registering the slot history failed");
+        }
+        self.sample(&log, false).await;
+        let mut next_round = Instant::now() + self.cooldown;
+        let mut next_sample = Instant::now() + slots::HEARTBEAT;
         loop {
-            if sleep_or_stop(&stop, self.cooldown).await {
+            let wake = next_round.min(next_sample);
+            if sleep_or_stop(&stop, wake.saturating_duration_since(Instant::now())).await {
+                self.sample(&log, true).await;
                 return;
             }
-            if let Err(e) = self.round().await {
-                tracing::warn!(supervisor = %self.supervisor, error = %e, "balancing round failed");
+            if Instant::now() >= next_round {
+                next_round = Instant::now() + self.cooldown;
+                match self.round().await {
+                    Ok(true) => next_sample = Instant::now(),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(supervisor = %self.supervisor, error = %e, "balancing round failed");
+                    }
+                }
+            }
+            if Instant::now() >= next_sample {
+                self.sample(&log, false).await;
+                next_sample = Instant::now() + slots::HEARTBEAT;
             }
         }
     }
 
-    async fn round(&self) -> Result<(), crate::queue::QueueError> {
+    /// Write the split (empty once `stopped`). A lost sample is a gap in the dashboard's
+    /// chart, nothing more: logged, never retried.
+    async fn sample(&self, log: &SlotLog, stopped: bool) {
+        let split = if stopped {
+            BTreeMap::new()
+        } else {
+            self.lanes
+                .iter()
+                .map(|l| (l.queue.clone(), l.slots()))
+                .collect()
+        };
+        if let Err(e) = log.record(&self.supervisor, split).await {
+            tracing::warn!(supervisor = %self.supervisor, error = %e, "recording the slot split failed");
+        }
+    }
+
+    /// One round; true when slots moved.
+    async fn round(&self) -> Result<bool, crate::queue::QueueError> {
         let mut ttc = Vec::with_capacity(self.lanes.len());
         for lane in &self.lanes {
             let pending = self.queues.stats(&lane.queue).await?.pending;
@@ -231,8 +272,9 @@ impl Balancer {
                 "balanced slots toward the longer time to clear"
             );
             self.export();
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     fn export(&self) {

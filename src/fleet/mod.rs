@@ -5,11 +5,13 @@
 //! fed by its own [`RedisBackend`]. Shutdown: stop fetching everywhere, let apalis finish
 //! running jobs (the backend hands unstarted ones back as it closes), and when the deadline
 //! passes, hand back whatever is still running so another worker takes it. A supervisor
-//! with `balance = "auto"` shares its slots over its queues instead ([`balance`]).
+//! with `balance = "auto"` shares its slots over its queues instead ([`balance`]) and
+//! keeps the history of its split in Redis for the dashboard ([`slots`]).
 
 pub mod balance;
 mod dispatch;
 pub mod inline;
+pub mod slots;
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,7 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use dispatch::{Dispatcher, Observer};
 
-use self::balance::{Balancer, Lane};
+use self::{
+    balance::{Balancer, Lane},
+    slots::SlotLog,
+};
 use crate::{
     config::{Balance, FleetSettings, SupervisorSettings},
     queue::{
@@ -40,7 +45,12 @@ pub struct Fleet {
     shutdown_timeout: Duration,
     /// The lanes of balanced supervisors, with their supervisor's name.
     lanes: Vec<(String, Arc<Lane>)>,
+    /// The balancers' tasks; each writes its last (empty) sample as it ends.
+    balancers: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Longest a stopping fleet waits for a balancer's last sample.
+const BALANCER_STOP: Duration = Duration::from_secs(2);
 
 /// How the shutdown went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,6 +87,8 @@ impl Fleet {
         let mut workers = Vec::new();
         let mut slots = Vec::new();
         let mut lanes = Vec::new();
+        let mut balancers = Vec::new();
+        let log = SlotLog::new(queues);
         for sup in &settings.supervisors {
             let balancer = (sup.balance == Balance::Auto && sup.queues.len() > 1)
                 .then(|| Balancer::new(queues, sup));
@@ -116,7 +128,7 @@ impl Fleet {
             }
             if let Some(b) = balancer {
                 lanes.extend(b.lanes().into_iter().map(|l| (sup.name.clone(), l)));
-                tokio::spawn(b.run(stop.clone()));
+                balancers.push(tokio::spawn(b.run(stop.clone(), log.clone())));
             }
         }
         tracing::debug!(workers = workers.len(), "fleet started");
@@ -126,6 +138,7 @@ impl Fleet {
             stop,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
             lanes,
+            balancers,
         })
     }
 
@@ -174,6 +187,17 @@ impl Fleet {
         }
         for (slots, n) in &self.slots {
             slots.add(-n);
+        }
+        // The balancers write one sample as they end (a fleet that stopped holds no slots);
+        // if that write cannot finish in time, the dashboard drops this fleet once its last
+        // sample is stale.
+        for mut balancer in self.balancers {
+            if tokio::time::timeout(BALANCER_STOP, &mut balancer)
+                .await
+                .is_err()
+            {
+                balancer.abort();
+            }
         }
         tracing::info!(?stopped, "fleet stopped");
         stopped
