@@ -68,7 +68,7 @@ pub(crate) fn error_page(status: StatusCode, message: String) -> Response {
 
 type Page = Result<Html<String>, PageError>;
 
-fn render(page: &impl Template) -> Page {
+pub(crate) fn render(page: &impl Template) -> Page {
     page.render().map(Html).map_err(|e| {
         tracing::error!(error = %e, "rendering a dashboard page failed");
         PageError(Failure::Render)
@@ -101,7 +101,13 @@ impl Notice {
     }
 }
 
-fn layout(dash: &Dash, actor: &Actor, title: String, nav: &'static str, notice: &Notice) -> Layout {
+pub(crate) fn layout(
+    dash: &Dash,
+    actor: &Actor,
+    title: String,
+    nav: &'static str,
+    notice: &Notice,
+) -> Layout {
     Layout {
         title,
         nav,

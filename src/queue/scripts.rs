@@ -37,3 +37,4 @@ script!(SCHEDULE_FIRE, "schedule_fire.lua");
 script!(LEADER, "leader.lua");
 script!(SWAP, "swap.lua");
 script!(DROP_OLD, "drop_old.lua");
+script!(PURGE, "purge.lua");

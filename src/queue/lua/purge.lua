@@ -1,0 +1,15 @@
+-- purge: withdraw waiting jobs (pending, in a lane, delayed, waiting behind a sequence) by
+-- id, so they never run; the operator's purge (`Queues::purge`) picks them from `index`.
+--
+-- PLACEHOLDER until the lane layout's scripts land: it withdraws nothing. The contract the
+-- caller (src/queue/browse.rs) is written against:
+-- KEYS[1] index    HASH id -> item of every job waiting to run
+-- KEYS[2] delayed  ZSET item -> due time (ms)
+-- KEYS[3] tomb     SET ids withdrawn while their item sits in a list (fetch drops them)
+-- KEYS[4] stats    HASH counters
+-- KEYS[5] pending  LIST of plain ready items and lane tokens
+-- ARGV[1] the partition's key base ("{tag}:")   ARGV[2] its sequence key prefix
+-- ARGV[3] now (ms)   ARGV[4..] ids, at most 500
+-- Returns the number of jobs withdrawn.
+-- Complexity: O(ids).
+return 0
