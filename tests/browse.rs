@@ -364,7 +364,7 @@ async fn pending_lanes_are_listed_by_priority_then_tenant() {
         query(BrowseState::Pending, Some("test.a"), Some("alpha")),
     )
     .await;
-    assert_eq!(ids(&alpha_a), [low.clone()]);
+    assert_eq!(ids(&alpha_a), [low]);
     let page = browse(
         &h.queues,
         q,
