@@ -321,3 +321,39 @@ fn fill(job: &mut JobView, env: Envelope) {
     job.failed_at_ms = env.failed_at;
     job.unique = env.unique;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(kind: Option<&str>, tenant: Option<&str>) -> PurgeFilter {
+        PurgeFilter {
+            kind: kind.map(str::to_owned),
+            tenant: tenant.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn filters_match_every_value_given_and_blank_means_any() {
+        let any = filter(None, Some(""));
+        assert!(any.matches("a", None) && any.matches("b", Some("t1")));
+        let kind = filter(Some("a"), None);
+        assert!(kind.matches("a", Some("t1")) && !kind.matches("b", None));
+        let tenant = filter(None, Some("t1"));
+        assert!(tenant.matches("b", Some("t1")));
+        assert!(!tenant.matches("b", None) && !tenant.matches("b", Some("t2")));
+        let both = filter(Some("a"), Some("t1"));
+        assert!(both.matches("a", Some("t1")) && !both.matches("a", Some("t2")));
+        assert_eq!(any.to_string(), "every waiting job");
+        assert_eq!(both.to_string(), "kind a, tenant t1");
+        assert_eq!(tenant.to_string(), "tenant t1");
+    }
+
+    #[test]
+    fn states_round_trip_their_names() {
+        for s in BrowseState::ALL {
+            assert_eq!(BrowseState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(BrowseState::parse("dead"), None);
+    }
+}
