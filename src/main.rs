@@ -14,6 +14,7 @@ use switchboard::{
         demo,
         erase::{self, EraseArgs},
         keys::{self, KeysAction},
+        purge::{self, PurgeArgs},
         schedule::{self, ScheduleAction},
     },
     config::Settings,
@@ -103,6 +104,9 @@ enum Command {
         /// A queue of the configuration (or one registered in Redis).
         queue: String,
     },
+    /// Withdraw QUEUE's waiting jobs (pending and delayed) for good, optionally one kind's or
+    /// one tenant's; needs --yes.
+    Purge(PurgeArgs),
     /// Enqueue a job: QUEUE KIND JSON-ARGS.
     Enqueue {
         /// The queue, one of the configuration's (e.g. webhooks, calendar, notifications).
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
                 delay_secs,
                 unique,
             } => admin::enqueue(&settings, &queue, &kind, &args, delay_secs, unique).await,
+            Command::Purge(args) => purge::run(&settings, &args).await,
             Command::HashPassword => admin::hash_password(),
             Command::Erase(args) => erase::run(&settings, &args).await,
             Command::Keys { action } => keys::run(&settings, action).await,

@@ -299,7 +299,11 @@ fn configured_queues(settings: &Settings) -> Vec<String> {
 }
 
 /// Refuse a queue neither configured nor registered in Redis.
-async fn known_queue(settings: &Settings, queues: &Queues, queue: &str) -> anyhow::Result<()> {
+pub(crate) async fn known_queue(
+    settings: &Settings,
+    queues: &Queues,
+    queue: &str,
+) -> anyhow::Result<()> {
     let mut known = configured_queues(settings);
     known.extend(queues.queue_names().await?);
     known.sort();

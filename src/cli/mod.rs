@@ -1,6 +1,6 @@
 //! What the CLI's commands that are not roles do: operator commands ([`admin`]: status,
-//! failed, pause, continue, enqueue), `schedule list|run` ([`schedule`]), the benchmarks
-//! ([`bench`]) and the demo ([`demo`]). Each opens its own connections from the settings and
+//! failed, pause, continue, enqueue; [`purge`]), `schedule list|run` ([`schedule`]), the
+//! benchmarks ([`bench`]) and the demo ([`demo`]). Each opens its own connections from the settings and
 //! prints; none runs a role (roles start in [`crate::app`]).
 
 pub mod admin;
@@ -8,6 +8,7 @@ pub mod bench;
 pub mod demo;
 pub mod erase;
 pub mod keys;
+pub mod purge;
 pub mod schedule;
 
 /// A command refused before it did anything (an unknown queue or kind, arguments that do not

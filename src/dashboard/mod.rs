@@ -3,13 +3,15 @@
 //!
 //! * Pages ([`pages`]): overview (throughput, failures, fleet status, longest wait, workload
 //!   per queue with pause/continue, supervisors), workers, failed jobs (retry, forget, retry
-//!   all) and a job by id. askama templates in `templates/dashboard/` escape everything they
-//!   show; the one script (`assets/dashboard.js`, no build step) refreshes the page's `<main>`
-//!   every `dashboard.refresh_secs`. [`slots`]: each balanced supervisor's slots per queue
+//!   all), a job by id, and a queue's jobs with its purge form ([`jobs_view`]). askama
+//!   templates in `templates/dashboard/` escape everything they show; the one script
+//!   (`assets/dashboard.js`, no build step) refreshes the page's `<main>` every
+//!   `dashboard.refresh_secs`. [`slots`]: each balanced supervisor's slots per queue
 //!   over the last hour (`/dashboard/slots`, `GET /api/supervisors/slots`).
 //! * API ([`api`]): `GET /api/overview`, `/api/queues`, `/api/workers`, `/api/failed`,
-//!   `/api/jobs/{id}`, `/api/jobs/{queue}/{id}`; `POST /api/failed/{queue}/{id}/retry` and
-//!   `/forget`, `/api/failed/retry-all`, `/api/queues/{queue}/pause` and `/continue`.
+//!   `/api/jobs/{id}`, `/api/jobs/{queue}/{id}`, `/api/queues/{queue}/jobs`;
+//!   `POST /api/failed/{queue}/{id}/retry` and `/forget`, `/api/failed/retry-all`,
+//!   `/api/queues/{queue}/pause`, `/continue` and `/purge`.
 //! * Access ([`auth`], `csrf`, `session`): every route but the login page and the static assets is
 //!   behind the guard; changes need a same-origin request and, with a browser session, its
 //!   CSRF token. Payloads are shown only after [`redact`] hid their secrets.
@@ -23,6 +25,7 @@ mod api;
 mod assets;
 pub mod auth;
 mod csrf;
+mod jobs_view;
 mod login;
 pub mod operators;
 mod pages;
@@ -177,6 +180,11 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/dashboard/jobs/{queue}/{id}", get(pages::job))
         .route("/dashboard/queues/{queue}/pause", post(actions::pause))
         .route("/dashboard/queues/{queue}/continue", post(actions::resume))
+        .route("/dashboard/queues/{queue}/jobs", get(jobs_view::page))
+        .route(
+            "/dashboard/queues/{queue}/purge",
+            post(jobs_view::purge_form),
+        )
         .route("/dashboard/logout", post(login::logout))
         .route("/api/overview", get(api::overview))
         .route("/api/queues", get(api::queues))
@@ -191,6 +199,8 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/api/jobs/{queue}/{id}", get(api::job))
         .route("/api/queues/{queue}/pause", post(api::pause))
         .route("/api/queues/{queue}/continue", post(api::resume))
+        .route("/api/queues/{queue}/jobs", get(jobs_view::api_list))
+        .route("/api/queues/{queue}/purge", post(jobs_view::api_purge))
         .route_layer(middleware::from_fn_with_state(dash.clone(), auth::guard));
     let open = Router::new()
         .route("/dashboard/login", get(login::form).post(login::submit))

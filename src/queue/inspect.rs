@@ -92,7 +92,7 @@ pub struct JobView {
 }
 
 impl JobView {
-    fn empty(queue: &str, id: &str, state: JobState) -> Self {
+    pub(crate) fn empty(queue: &str, id: &str, state: JobState) -> Self {
         Self {
             id: id.to_owned(),
             queue: queue.to_owned(),
@@ -117,7 +117,13 @@ impl JobView {
     }
 
     /// The view of `item`, its arguments and error opened with `queues`' payload keys.
-    fn from_item(queues: &Queues, queue: &str, id: &str, state: JobState, item: &str) -> Self {
+    pub(crate) fn from_item(
+        queues: &Queues,
+        queue: &str,
+        id: &str,
+        state: JobState,
+        item: &str,
+    ) -> Self {
         let mut view = Self::empty(queue, id, state);
         match job::decode(item) {
             Ok((_, env)) => {

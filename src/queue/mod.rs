@@ -26,6 +26,7 @@
 //! items alike. [`Queues::open_args`] gives the plaintext to whoever needs it.
 
 pub mod admin;
+pub mod browse;
 pub mod circuit;
 pub mod conn;
 pub mod inspect;

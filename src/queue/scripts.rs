@@ -42,8 +42,6 @@ settling_script!(ACK, "ack.lua");
 lane_script!(PROMOTE, "promote.lua");
 settling_script!(RESCUE, "rescue.lua");
 settling_script!(CANCEL, "cancel.lua");
-// Used by the operator's purge (`Queues::purge`).
-#[allow(dead_code)]
 settling_script!(PURGE, "purge.lua");
 lane_script!(ENQUEUE, "enqueue.lua");
 lane_script!(REVIVE, "revive.lua");
