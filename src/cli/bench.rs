@@ -242,7 +242,7 @@ async fn drain(
     mix: Mix,
 ) -> anyhow::Result<serde_json::Value> {
     let keys = mix.keys;
-    mix.enqueue(queues, QUEUE, jobs).await?;
+    mix.enqueue(queues, QUEUE, jobs, true).await?;
     let runs: Arc<Vec<AtomicU8>> = Arc::new((0..jobs).map(|_| AtomicU8::new(0)).collect());
     // The order jobs started in (1-based; 0: never), to check each key's order afterwards.
     let started: Arc<Vec<AtomicU64>> = Arc::new((0..jobs).map(|_| AtomicU64::new(0)).collect());

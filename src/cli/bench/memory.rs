@@ -17,7 +17,7 @@ pub async fn run(
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(jobs > 0, "bench memory needs --jobs of at least 1");
     let before = used_memory(queues).await?;
-    mix.enqueue(queues, queue, jobs).await?;
+    mix.enqueue(queues, queue, jobs, false).await?;
     let after = used_memory(queues).await?;
     let pending = queues.stats(queue).await?.pending;
     anyhow::ensure!(

@@ -40,11 +40,12 @@ impl Mix {
         }
     }
 
-    /// The enqueue options of job `i` on `queue` (its id is `b<i>`).
-    pub fn options(self, queue: &str, i: usize) -> EnqueueOptions {
-        let mut options = EnqueueOptions::default()
-            .on_queue(queue)
-            .with_id(format!("b{i}"));
+    /// The enqueue options of job `i` on `queue`; with `numbered` its id is `b<i>`.
+    pub fn options(self, queue: &str, i: usize, numbered: bool) -> EnqueueOptions {
+        let mut options = EnqueueOptions::default().on_queue(queue);
+        if numbered {
+            options = options.with_id(format!("b{i}"));
+        }
         if self.keys > 0 {
             options = options.sequence(format!("k{}", i % self.keys));
         }
@@ -64,13 +65,24 @@ impl Mix {
         owner % PRODUCERS
     }
 
-    /// Enqueue noop jobs `b0 .. b<jobs>` on `queue` with this mix.
-    pub async fn enqueue(self, queues: &Queues, queue: &str, jobs: usize) -> anyhow::Result<()> {
+    /// Enqueue `jobs` noop jobs on `queue` with this mix: with `numbered` they are `b0 ..
+    /// b<jobs>` (the drain counts runs by id), else their ids are generated as in production
+    /// (the same length as real jobs' ids, which the memory bench needs).
+    pub async fn enqueue(
+        self,
+        queues: &Queues,
+        queue: &str,
+        jobs: usize,
+        numbered: bool,
+    ) -> anyhow::Result<()> {
         if self.is_plain() {
-            let ids: Vec<String> = (0..jobs).map(|i| format!("b{i}")).collect();
-            for chunk in ids.chunks(CHUNK) {
-                let args = vec![Noop::default(); chunk.len()];
-                queues.enqueue_many(queue, &args, Some(chunk)).await?;
+            for start in (0..jobs).step_by(CHUNK) {
+                let end = (start + CHUNK).min(jobs);
+                let ids: Vec<String> = (start..end).map(|i| format!("b{i}")).collect();
+                let args = vec![Noop::default(); end - start];
+                queues
+                    .enqueue_many(queue, &args, numbered.then_some(&ids[..]))
+                    .await?;
             }
             return Ok(());
         }
@@ -81,7 +93,7 @@ impl Mix {
             tasks.push(tokio::spawn(async move {
                 for i in (0..jobs).filter(|&i| self.producer(i) == p) {
                     queues
-                        .enqueue(&Noop::default(), self.options(&queue, i))
+                        .enqueue(&Noop::default(), self.options(&queue, i, numbered))
                         .await?;
                 }
                 Ok::<_, anyhow::Error>(())
