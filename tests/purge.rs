@@ -10,7 +10,10 @@ use std::{
 };
 
 use common::Harness;
-use switchboard::{fleet::Observer, queue::PurgeFilter, queue::job::Job};
+use switchboard::{
+    fleet::Observer,
+    queue::{PurgeFilter, job::Job},
+};
 use switchboard_jobs::{EnqueueOptions, noop::Noop};
 
 const QUEUE: &str = "purge";
