@@ -1,6 +1,10 @@
 //! `switchboard bench`: the production path (same queue, same fleet, the built-in `noop` job)
 //! measured end to end. Each command prints exactly one JSON line. Every run uses its own
-//! key prefix and deletes its keys afterwards.
+//! key prefix and deletes its keys afterwards. [`mix`] spreads the jobs over sequence keys,
+//! tenants and priorities; [`memory`] measures Redis bytes per pending job.
+
+mod memory;
+mod mix;
 
 use std::{
     sync::{
@@ -13,6 +17,8 @@ use std::{
 use clap::Subcommand;
 use serde_json::json;
 use switchboard_jobs::{EnqueueOptions, noop::Noop};
+
+use self::mix::Mix;
 
 use crate::{
     config::{BackoffSettings, FleetSettings, Settings, SupervisorSettings},
@@ -53,6 +59,24 @@ pub enum BenchCommand {
         /// Split the bench queue into this many partitions (`queue.partitions`).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         partitions: u16,
+        /// Spread the jobs over N tenants, round robin (job i: tenant `t<i mod N>`; 0: none).
+        #[arg(long, default_value_t = 0)]
+        tenants: usize,
+        /// Mix priorities: of every 4 jobs 1 runs high, 2 normal, 1 low.
+        #[arg(long)]
+        priorities: bool,
+    },
+    /// Enqueue N jobs that nothing fetches; Redis bytes per pending job (`INFO memory`).
+    Memory {
+        /// How many jobs.
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        /// Spread the jobs over N tenants, round robin (0: none).
+        #[arg(long, default_value_t = 0)]
+        tenants: usize,
+        /// Mix priorities: of every 4 jobs 1 high, 2 normal, 1 low.
+        #[arg(long)]
+        priorities: bool,
     },
     /// Enqueue at a steady rate into a running fleet; time from enqueue to handler start.
     Latency {
@@ -104,7 +128,28 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
             workers,
             keys,
             partitions: _,
-        } => drain(&queues, jobs, concurrency, workers, keys).await,
+            tenants,
+            priorities,
+        } => {
+            let mix = Mix {
+                keys,
+                tenants,
+                priorities,
+            };
+            drain(&queues, jobs, concurrency, workers, mix).await
+        }
+        BenchCommand::Memory {
+            jobs,
+            tenants,
+            priorities,
+        } => {
+            let mix = Mix {
+                keys: 0,
+                tenants,
+                priorities,
+            };
+            memory::run(&queues, QUEUE, jobs, mix).await
+        }
         BenchCommand::Latency {
             rate,
             secs,
@@ -194,20 +239,10 @@ async fn drain(
     jobs: usize,
     concurrency: usize,
     workers: usize,
-    keys: usize,
+    mix: Mix,
 ) -> anyhow::Result<serde_json::Value> {
-    if keys == 0 {
-        let ids: Vec<String> = (0..jobs).map(|i| format!("b{i}")).collect();
-        for (chunk_ids, chunk) in ids
-            .chunks(10_000)
-            .zip((0..jobs).collect::<Vec<_>>().chunks(10_000))
-        {
-            let args = vec![Noop::default(); chunk.len()];
-            queues.enqueue_many(QUEUE, &args, Some(chunk_ids)).await?;
-        }
-    } else {
-        enqueue_in_line(queues, jobs, keys).await?;
-    }
+    let keys = mix.keys;
+    mix.enqueue(queues, QUEUE, jobs, true).await?;
     let runs: Arc<Vec<AtomicU8>> = Arc::new((0..jobs).map(|_| AtomicU8::new(0)).collect());
     // The order jobs started in (1-based; 0: never), to check each key's order afterwards.
     let started: Arc<Vec<AtomicU64>> = Arc::new((0..jobs).map(|_| AtomicU64::new(0)).collect());
@@ -250,37 +285,13 @@ async fn drain(
     let out_of_order = (keys..jobs)
         .filter(|&i| started[i].load(Ordering::Relaxed) < started[i - keys].load(Ordering::Relaxed))
         .count();
-    Ok(json!({
-        "bench": "drain", "jobs": jobs, "keys": keys, "completed": jobs - lost, "lost": lost, "duplicates": duplicates,
+    let mut line = json!({
+        "bench": "drain", "jobs": jobs, "completed": jobs - lost, "lost": lost, "duplicates": duplicates,
         "out_of_order": out_of_order, "seconds": round(seconds), "jobs_per_sec": (jobs as f64 / seconds).round(),
         "rss_mb": round(rss_mb),
-    }))
-}
-
-/// Enqueue job `b<i>` under sequence key `k<i mod keys>`, each key's jobs in order of i (one
-/// producer task owns each key), 64 producers at once.
-async fn enqueue_in_line(queues: &Queues, jobs: usize, keys: usize) -> anyhow::Result<()> {
-    const PRODUCERS: usize = 64;
-    let mut tasks = Vec::new();
-    for p in 0..PRODUCERS {
-        let queues = queues.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in (0..jobs).filter(|i| (i % keys) % PRODUCERS == p) {
-                let options = EnqueueOptions {
-                    id: Some(format!("b{i}")),
-                    ..EnqueueOptions::default()
-                }
-                .on_queue(QUEUE)
-                .sequence(format!("k{}", i % keys));
-                queues.enqueue(&Noop::default(), options).await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(())
+    });
+    mix.describe(&mut line);
+    Ok(line)
 }
 
 async fn latency(
