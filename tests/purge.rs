@@ -12,7 +12,7 @@ use std::{
 use common::Harness;
 use switchboard::{
     fleet::Observer,
-    queue::{PurgeFilter, job::Job},
+    queue::{browse::PurgeFilter, job::Job},
 };
 use switchboard_jobs::{EnqueueOptions, noop::Noop};
 
