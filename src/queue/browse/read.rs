@@ -79,9 +79,16 @@ impl Queues {
                 .query_async(&mut self.conn())
                 .await?;
             r.budget -= items.len().min(r.budget);
+            let withdrawn = self.withdrawn(key, &items).await?;
             for item in items.iter().rev().filter(|i| !i.starts_with('~')) {
                 if r.full() {
                     break;
+                }
+                if withdrawn
+                    .iter()
+                    .any(|id| item.split(' ').next() == Some(id.as_str()))
+                {
+                    continue;
                 }
                 if let Some(listed) = self.listed(r, JobState::Pending, item) {
                     r.hits.push(Hit { score: 0.0, listed });
@@ -93,6 +100,33 @@ impl Queues {
             read += n;
         }
         Ok(())
+    }
+
+    /// The ids among `items` (read from list `key`) that were cancelled or purged while
+    /// they waited: they sit in the list until fetch drops them, and are not shown.
+    async fn withdrawn(&self, key: &str, items: &[String]) -> Result<Vec<String>, QueueError> {
+        let Some(end) = key.find("}:") else {
+            return Ok(Vec::new());
+        };
+        let tomb = format!("{}tomb", &key[..end + 2]);
+        let ids: Vec<&str> = items
+            .iter()
+            .filter(|i| !i.starts_with('~'))
+            .filter_map(|i| i.split(' ').next())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marked: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(&tomb)
+            .arg(&ids)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(ids
+            .into_iter()
+            .zip(marked)
+            .filter_map(|(id, m)| m.then(|| id.to_owned()))
+            .collect())
     }
 
     /// Read `delayed` soonest first, from rank `skip`.
