@@ -27,7 +27,18 @@ pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// How urgent a job is within its queue and tenant: a higher priority runs first, by weight
 /// (8 high : 4 normal : 1 low per round), so waiting low-priority work ages in instead of
 /// starving.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     High,
