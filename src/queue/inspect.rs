@@ -85,6 +85,10 @@ pub struct JobView {
     pub args: Option<serde_json::Value>,
     /// What a completed job recorded.
     pub result: Option<serde_json::Value>,
+    /// The tenant it was enqueued for.
+    pub tenant: Option<String>,
+    /// `high` or `low`; `None` for normal (or when the item is gone).
+    pub priority: Option<String>,
 }
 
 impl JobView {
@@ -107,6 +111,8 @@ impl JobView {
             unique: None,
             args: None,
             result: None,
+            tenant: None,
+            priority: None,
         }
     }
 
@@ -133,6 +139,8 @@ impl JobView {
         self.run_at_ms = env.run_at;
         self.failed_at_ms = env.failed_at;
         self.unique = env.unique;
+        self.tenant = env.tn;
+        self.priority = env.pr.map(|p| p.as_str().to_owned());
     }
 }
 

@@ -89,7 +89,9 @@ pub enum QueueError {
     #[error("invalid sequence key {0:?}: use 1 to 200 of letters, digits, '.', '_', ':' and '-'")]
     InvalidSequence(String),
     /// A tenant that cannot be used as part of a key.
-    #[error("invalid tenant {0:?}: use 1 to 64 of letters, digits, '.', '_', ':' and '-' (not '_' alone)")]
+    #[error(
+        "invalid tenant {0:?}: use 1 to 64 of letters, digits, '.', '_', ':' and '-' (not '_' alone)"
+    )]
     InvalidTenant(String),
     /// Fewer replicas than asked for confirmed a write in time.
     #[error("only {got} of {wanted} replicas confirmed the job in time")]
