@@ -699,28 +699,12 @@ async fn lanes_and_the_index_are_erased_and_tokens_left_alone() {
     let other = item("noop", json!({"note": "someone else"}).to_string(), "7");
     let token = "~1733500000000";
     for (key, element) in [(&lane, &sms), (&lane, &call), (&k.pending, &other)] {
-        let _: () = redis::cmd("LPUSH")
-            .arg(key)
-            .arg(element)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
         let id = element.split(' ').next().unwrap();
-        let _: () = redis::cmd("HSET")
-            .arg(&k.index)
-            .arg(id)
-            .arg(element)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        command(&h, &["LPUSH", key, element]).await;
+        command(&h, &["HSET", &k.index, id, element]).await;
     }
     for key in [&lane, &k.pending] {
-        let _: () = redis::cmd("RPUSH")
-            .arg(key)
-            .arg(token)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        command(&h, &["RPUSH", key, token]).await;
     }
     let subject = Subject::phone(CALLER).unwrap();
     let names = ["notifications".to_owned()];
@@ -775,4 +759,13 @@ async fn lanes_and_the_index_are_erased_and_tokens_left_alone() {
     assert_eq!(index[in_lane[0].split(' ').next().unwrap()], in_lane[0]);
     let texts: Vec<String> = in_lane.into_iter().chain(index.into_values()).collect();
     assert!(with_traces(&texts).is_empty(), "{:?}", with_traces(&texts));
+}
+
+/// One Redis command, its answer dropped.
+async fn command(h: &common::Harness, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    let _: () = cmd.query_async(&mut h.conn()).await.unwrap();
 }
