@@ -9,7 +9,7 @@ use switchboard::{
     app::{self, Hooks, Roles},
     cli::{
         self,
-        admin::{self, FailedAction},
+        admin::{self, EnqueueArgs, FailedAction},
         bench::{self, BenchCommand},
         demo,
         erase::{self, EraseArgs},
@@ -108,20 +108,7 @@ enum Command {
     /// one tenant's; needs --yes.
     Purge(PurgeArgs),
     /// Enqueue a job: QUEUE KIND JSON-ARGS.
-    Enqueue {
-        /// The queue, one of the configuration's (e.g. webhooks, calendar, notifications).
-        queue: String,
-        #[arg(help = "The job kind, e.g. billing.report_usage (see the README's job catalogue)")]
-        kind: String,
-        #[arg(help = r#"The kind's arguments as JSON, e.g. '{"call_id": "call_1"}'"#)]
-        args: String,
-        /// Run no earlier than this many seconds from now.
-        #[arg(long)]
-        delay_secs: Option<u64>,
-        /// Dedupe key (kept for 24 h).
-        #[arg(long)]
-        unique: Option<String>,
-    },
+    Enqueue(EnqueueArgs),
     /// Print an argon2 hash of the password read from stdin, for
     /// `SWITCHBOARD_DASHBOARD_OPERATORS` (`<name>:<role>:<hash>`).
     HashPassword,
@@ -193,13 +180,7 @@ fn main() -> ExitCode {
             Command::Failed { action } => admin::failed(&settings, action).await,
             Command::Pause { queue } => admin::pause(&settings, &queue, true).await,
             Command::Continue { queue } => admin::pause(&settings, &queue, false).await,
-            Command::Enqueue {
-                queue,
-                kind,
-                args,
-                delay_secs,
-                unique,
-            } => admin::enqueue(&settings, &queue, &kind, &args, delay_secs, unique).await,
+            Command::Enqueue(args) => admin::enqueue(&settings, args).await,
             Command::Purge(args) => purge::run(&settings, &args).await,
             Command::HashPassword => admin::hash_password(),
             Command::Erase(args) => erase::run(&settings, &args).await,

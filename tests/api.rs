@@ -2,7 +2,8 @@
 //! accepted jobs run; wrong, revoked and out-of-scope keys are refused; bad requests get
 //! 422 naming the field and queue nothing; an Idempotency-Key makes one job however often
 //! (and however concurrently) it is sent; a batch is all or nothing; a cancelled job never
-//! runs, a running one cannot be cancelled; a key over its rate gets 429.
+//! runs, a running one cannot be cancelled; a key over its rate gets 429; a job's tenant and
+//! priority are taken and read back.
 
 mod common;
 
@@ -179,11 +180,13 @@ async fn bad_requests_name_the_field_and_queue_nothing() {
             "args.sleep_ms",
         ),
         (
-            json!({"kind": "noop", "args": {}, "tenant": "acme"}),
+            json!({"kind": "noop", "args": {}, "tenant": "acme corp"}),
             "tenant",
         ),
+        (json!({"kind": "noop", "args": {}, "tenant": "_"}), "tenant"),
+        (json!({"kind": "noop", "args": {}, "tenant": 42}), "tenant"),
         (
-            json!({"kind": "noop", "args": {}, "priority": "high"}),
+            json!({"kind": "noop", "args": {}, "priority": "urgent"}),
             "priority",
         ),
         (
@@ -249,6 +252,57 @@ async fn bad_requests_name_the_field_and_queue_nothing() {
 
     let s = h.stats("maintenance").await;
     assert_eq!((s.pending, s.delayed), (0, 0), "nothing was queued");
+    app.stop().await;
+}
+
+/// A job's tenant and priority are taken as sent and read back; without a priority the
+/// kind's own applies (`calendar.cancel` is high); a wrong one in a batch names its place.
+#[tokio::test]
+async fn tenant_and_priority_are_taken_and_read_back() {
+    let h = Harness::new().await;
+    h.queues.pause("maintenance").await.unwrap();
+    h.queues.pause("calendar").await.unwrap();
+    let (app, _) = serve(&h).await;
+    let k = key(&h, "laravel", &["*"], 6000).await;
+    let cases = [
+        (
+            json!({"kind": "noop", "args": {}, "tenant": "42", "priority": "low"}),
+            json!("42"),
+            "low",
+        ),
+        (
+            json!({"kind": "calendar.cancel", "args": {"uid": "bk_1", "reason": null}}),
+            Value::Null,
+            "high",
+        ),
+        (json!({"kind": "noop", "args": {}}), Value::Null, "normal"),
+    ];
+    for (body, tenant, priority) in cases {
+        let (status, answer) = post(&app, &k, "/api/v1/jobs", &body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body} -> {answer}");
+        let (status, job) = get(&app, &k, answer["id"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        assert_eq!(job["state"], "pending", "{job}");
+        assert_eq!(job["tenant"], tenant, "{body} -> {job}");
+        assert_eq!(job["priority"], priority, "{body} -> {job}");
+    }
+
+    let bad = json!({"jobs": [
+        {"kind": "noop", "args": {}, "tenant": "7"},
+        {"kind": "noop", "args": {}, "priority": "urgent"},
+    ]});
+    let (status, body) = post(&app, &k, "/api/v1/jobs/batch", &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "jobs[1].priority");
+    let bad = json!({"jobs": [{"kind": "noop", "args": {}, "tenant": "x".repeat(65)}]});
+    let (status, body) = post(&app, &k, "/api/v1/jobs/batch", &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "jobs[0].tenant");
+    assert_eq!(
+        h.stats("maintenance").await.pending,
+        2,
+        "the refused batches queued nothing"
+    );
     app.stop().await;
 }
 

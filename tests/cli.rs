@@ -56,6 +56,19 @@ async fn enqueue_pause_and_status_json() {
             "3600",
         ],
     ));
+    ok_stdout(&switchboard(
+        &h,
+        &[
+            "enqueue",
+            "maintenance",
+            "noop",
+            "{}",
+            "--tenant",
+            "42",
+            "--priority",
+            "low",
+        ],
+    ));
     ok_stdout(&switchboard(&h, &["pause", "maintenance"]));
 
     let status: Value =
@@ -84,7 +97,8 @@ async fn enqueue_pause_and_status_json() {
             cli["delayed"].as_u64(),
             cli["paused"].as_bool()
         ),
-        (Some(3), Some(1), Some(true))
+        (Some(4), Some(1), Some(true)),
+        "three plain jobs and one of tenant 42 at low priority"
     );
     assert!(
         queues.iter().any(|q| q["name"] == "webhooks"),
@@ -177,7 +191,7 @@ async fn failed_list_retry_and_forget() {
 async fn the_cli_refuses_mistakes_in_one_line() {
     let h = Harness::new().await;
     // (arguments, exit code, what the one line says)
-    let cases: [(&[&str], i32, &str); 7] = [
+    let cases: [(&[&str], i32, &str); 9] = [
         (
             &["enqueue", "nosuchqueue", "noop", "{}"],
             2,
@@ -202,6 +216,30 @@ async fn the_cli_refuses_mistakes_in_one_line() {
             ],
             2,
             "(args.call_id)",
+        ),
+        (
+            &[
+                "enqueue",
+                "maintenance",
+                "noop",
+                "{}",
+                "--tenant",
+                "acme corp",
+            ],
+            2,
+            "invalid tenant \"acme corp\"",
+        ),
+        (
+            &[
+                "enqueue",
+                "maintenance",
+                "noop",
+                "{}",
+                "--priority",
+                "urgent",
+            ],
+            2,
+            "use high, normal or low",
         ),
         (
             &["pause", "nosuchqueue"],
@@ -232,6 +270,7 @@ async fn the_cli_refuses_mistakes_in_one_line() {
     // Nothing was enqueued, paused or registered by any of them.
     assert!(h.keys().await.iter().all(|k| !k.contains("nosuchqueue")));
     assert_eq!(h.stats("billing").await.pending, 0);
+    assert_eq!(h.stats("maintenance").await.pending, 0);
     // A typo in a flag is clap's one line and exit 2.
     for typo in [
         &["enqueue", "webhooks", "noop", "{}", "--delay", "5"][..],

@@ -662,3 +662,110 @@ async fn sealed_jobs_are_opened_erased_and_sealed_again() {
         raw[0]
     );
 }
+
+/// Ready jobs with a tenant or priority wait in lane lists, every waiting job has a copy in
+/// the queue's `index`, and `pending` lists hold fetch tokens (`~<ms>`) beside items: erase
+/// deletes and anonymises in lanes and index alike and leaves the tokens as they are.
+#[tokio::test]
+async fn lanes_and_the_index_are_erased_and_tokens_left_alone() {
+    use switchboard::queue::{Envelope, job};
+    let h = common::Harness::new().await;
+    let (store, _db) = world::database("sqlite").await;
+    let k = h.queues.keys("notifications").unwrap();
+    let lane = k.lane("high", "42");
+    let mut conn = h.conn();
+    let item = |kind: &str, args: String, tenant: &str| {
+        let mut env = Envelope::new(
+            kind,
+            1,
+            serde_json::value::RawValue::from_string(args).unwrap(),
+        );
+        env.tn = Some(tenant.to_owned());
+        env.pr = Some(switchboard_jobs::Priority::High);
+        job::encode(&job::new_id(), &env)
+    };
+    let sms = item(
+        "notify.sms",
+        json!({"key": "appointment:bk_9:confirmation:sms", "to": CALLER, "to_name": "Dana Ruiz",
+               "template": "confirmation", "locale": "en", "vars": {}})
+        .to_string(),
+        "42",
+    );
+    let call = item(
+        "noop",
+        json!({"note": format!("call back {CALLER}")}).to_string(),
+        "42",
+    );
+    let other = item("noop", json!({"note": "someone else"}).to_string(), "7");
+    let token = "~1733500000000";
+    for (key, element) in [(&lane, &sms), (&lane, &call), (&k.pending, &other)] {
+        let id = element.split(' ').next().unwrap();
+        command(&h, &["LPUSH", key, element]).await;
+        command(&h, &["HSET", &k.index, id, element]).await;
+    }
+    for key in [&lane, &k.pending] {
+        command(&h, &["RPUSH", key, token]).await;
+    }
+    let subject = Subject::phone(CALLER).unwrap();
+    let names = ["notifications".to_owned()];
+
+    let dry = erase::erase(&h.queues, &store, &subject, &names, true)
+        .await
+        .unwrap();
+    let pending = ("notifications".to_owned(), State::Pending);
+    assert_eq!(dry.jobs[&pending].deleted, 1, "{dry:?}");
+    assert_eq!(dry.jobs[&pending].anonymised, 1, "{dry:?}");
+    assert!(
+        !dry.jobs
+            .contains_key(&("notifications".to_owned(), State::Index)),
+        "a dry run counts a job once, not again for its index copy: {dry:?}"
+    );
+
+    erase::erase(&h.queues, &store, &subject, &names, false)
+        .await
+        .unwrap();
+    let list = |key: String| {
+        let mut conn = h.conn();
+        async move {
+            let all: Vec<String> = redis::cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            all
+        }
+    };
+    let in_lane = list(lane.clone()).await;
+    assert_eq!(
+        in_lane.len(),
+        2,
+        "the anonymised job and the token: {in_lane:?}"
+    );
+    assert_eq!(in_lane[1], token);
+    assert!(in_lane[0].contains("[erased]"), "{in_lane:?}");
+    assert_eq!(
+        list(k.pending.clone()).await,
+        vec![other.clone(), token.to_owned()]
+    );
+    let index: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&k.index)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(index.len(), 2, "the deleted job's copy went too: {index:?}");
+    assert_eq!(index[other.split(' ').next().unwrap()], other);
+    assert_eq!(index[in_lane[0].split(' ').next().unwrap()], in_lane[0]);
+    let texts: Vec<String> = in_lane.into_iter().chain(index.into_values()).collect();
+    assert!(with_traces(&texts).is_empty(), "{:?}", with_traces(&texts));
+}
+
+/// One Redis command, its answer dropped.
+async fn command(h: &common::Harness, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    let _: () = cmd.query_async(&mut h.conn()).await.unwrap();
+}

@@ -132,7 +132,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{JobArgs, Policy, billing, calendar, notify, webhook};
+    use super::{JobArgs, Policy, Priority, billing, calendar, notify, webhook};
+    use crate::notify::{send::priority, templates::Template};
 
     #[test]
     fn work_customers_and_the_books_depend_on_survives_outages() {
@@ -155,5 +156,29 @@ mod tests {
             calendar::reconcile::CalendarReconcile::POLICY,
             Policy::DEFAULT
         );
+    }
+
+    /// Issue 17's defaults: cancellations (and confirmations, by template) ahead, the sweeps
+    /// and reminders behind; everything else normal.
+    #[test]
+    fn urgent_work_goes_first_and_sweeps_last() {
+        for info in super::catalogue() {
+            let expected = match info.kind {
+                "calendar.cancel" => Priority::High,
+                "calendar.reconcile" | "billing.reconcile" | "notify.reminders" => Priority::Low,
+                _ => Priority::Normal,
+            };
+            assert_eq!(info.priority, expected, "{}", info.kind);
+        }
+        assert_eq!(
+            calendar::cancel::CalendarCancel::PRIORITY,
+            Priority::High,
+            "the constant and the catalogue agree"
+        );
+        assert_eq!(priority(Template::Confirmation), Priority::High);
+        assert_eq!(priority(Template::Cancellation), Priority::High);
+        assert_eq!(priority(Template::Reschedule), Priority::High);
+        assert_eq!(priority(Template::Reminder), Priority::Low);
+        assert_eq!(priority(Template::PaymentFailed), Priority::Normal);
     }
 }

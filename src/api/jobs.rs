@@ -13,12 +13,12 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::value::RawValue;
-use switchboard_jobs::{EnqueueOptions, KindInfo};
+use switchboard_jobs::{EnqueueOptions, KindInfo, Priority};
 
 use super::{ApiError, ApiState, door, keys::KeyRecord};
 use crate::{
     audit::Entry,
-    queue::{Enqueued, QueueError, inspect::JobState, job},
+    queue::{Enqueued, QueueError, check_tenant, inspect::JobState, job},
 };
 
 /// One job to enqueue, as the app sends it.
@@ -44,10 +44,15 @@ pub struct JobRequest {
     pub unique_for_secs: Option<u64>,
     /// Jobs with the same sequence key run one at a time, in order.
     pub sequence_key: Option<String>,
-    /// Not supported yet: refused with 422.
-    pub tenant: Option<serde_json::Value>,
-    /// Not supported yet: refused with 422.
-    pub priority: Option<serde_json::Value>,
+    /// The tenant, e.g. the company id: a queue serves the tenants with ready work in turn,
+    /// so one tenant's backlog never holds up another's job. 1 to 64 of letters, digits,
+    /// `.`, `_`, `:` and `-`, not `_` alone.
+    #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9._:-]+$"))]
+    pub tenant: Option<String>,
+    /// Within the queue and tenant, higher runs first (low work still ages in); the
+    /// kind's own when absent (`calendar.cancel` high, reminders and reconciliation low,
+    /// the rest normal).
+    pub priority: Option<Priority>,
 }
 
 /// A batch of jobs, all accepted or none.
@@ -93,6 +98,10 @@ pub struct JobStatus {
     pub result: Option<serde_json::Value>,
     /// A dead job's last error.
     pub error: Option<String>,
+    /// The tenant it was enqueued for, if any.
+    pub tenant: Option<String>,
+    /// `high`, `normal` or `low` (null once only the completion is remembered).
+    pub priority: Option<String>,
 }
 
 /// A job checked at the door, ready to queue.
@@ -178,18 +187,6 @@ fn check(
     at: &str,
 ) -> Result<Checked, ApiError> {
     let f = |name: &str| format!("{at}{name}");
-    if req.tenant.is_some() {
-        return Err(ApiError::field(
-            f("tenant"),
-            "tenants are not supported yet",
-        ));
-    }
-    if req.priority.is_some() {
-        return Err(ApiError::field(
-            f("priority"),
-            "priorities are not supported yet",
-        ));
-    }
     let info = *state
         .kinds
         .iter()
@@ -256,6 +253,11 @@ fn check(
         plain_key(&f("sequence_key"), &seq)?;
         options = options.sequence(seq);
     }
+    if let Some(tenant) = req.tenant {
+        check_tenant(&tenant).map_err(|e| ApiError::field(f("tenant"), e.to_string()))?;
+        options = options.tenant(tenant);
+    }
+    options = options.priority(req.priority.unwrap_or(info.priority));
     options = options.with_id(format!("{queue}~{}", job::new_id()));
     Ok(Checked {
         kind: info.kind,
@@ -303,6 +305,7 @@ fn accepted(queue: &str, e: Enqueued) -> JobAccepted {
 fn queue_error(e: QueueError) -> ApiError {
     match e {
         QueueError::InvalidSequence(_) => ApiError::field("sequence_key", e.to_string()),
+        QueueError::InvalidTenant(_) => ApiError::field("tenant", e.to_string()),
         other => ApiError::unavailable(other),
     }
 }
@@ -446,6 +449,12 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let key = state.door.admit(&headers).await?;
     let (_, view) = job_for(&state, &key, &id).await?;
+    // A job's record without a priority is a normal one.
+    let priority = view.priority.or_else(|| {
+        view.kind
+            .as_ref()
+            .map(|_| Priority::Normal.as_str().to_owned())
+    });
     let status = JobStatus {
         id: view.id,
         queue: view.queue,
@@ -458,6 +467,8 @@ pub async fn show(
         died_at: rfc3339(view.died_at_ms),
         result: view.result,
         error: view.error,
+        tenant: view.tenant,
+        priority,
     };
     Ok(Json(status).into_response())
 }

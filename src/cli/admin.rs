@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::json;
-use switchboard_jobs::EnqueueOptions;
+use switchboard_jobs::{EnqueueOptions, Priority};
 
 use super::Refused;
 use crate::{
@@ -16,6 +16,7 @@ use crate::{
     queue::{
         Queues,
         admin::{Selection, WorkerInfo},
+        check_tenant,
     },
 };
 
@@ -358,16 +359,49 @@ pub async fn pause(settings: &Settings, queue: &str, paused: bool) -> anyhow::Re
     Ok(())
 }
 
+/// `switchboard enqueue QUEUE KIND JSON ...`
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnqueueArgs {
+    /// The queue, one of the configuration's (e.g. webhooks, calendar, notifications).
+    pub queue: String,
+    #[arg(help = "The job kind, e.g. billing.report_usage (see the README's job catalogue)")]
+    pub kind: String,
+    #[arg(help = r#"The kind's arguments as JSON, e.g. '{"call_id": "call_1"}'"#)]
+    pub args: String,
+    /// Run no earlier than this many seconds from now.
+    #[arg(long)]
+    pub delay_secs: Option<u64>,
+    /// Dedupe key (kept for 24 h).
+    #[arg(long)]
+    pub unique: Option<String>,
+    /// The tenant, e.g. the company id: served in turn with the queue's other tenants.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// high, normal or low (default: the kind's own).
+    #[arg(long, value_parser = parse_priority)]
+    pub priority: Option<Priority>,
+}
+
+fn parse_priority(text: &str) -> Result<Priority, String> {
+    Priority::parse(text).ok_or_else(|| "use high, normal or low".to_owned())
+}
+
 /// `enqueue QUEUE KIND JSON`.
-pub async fn enqueue(
-    settings: &Settings,
-    queue: &str,
-    kind: &str,
-    args: &str,
-    delay_secs: Option<u64>,
-    unique: Option<String>,
-) -> anyhow::Result<()> {
-    let parsed: serde_json::Value = serde_json::from_str(args)
+pub async fn enqueue(settings: &Settings, a: EnqueueArgs) -> anyhow::Result<()> {
+    let EnqueueArgs {
+        queue,
+        kind,
+        args,
+        delay_secs,
+        unique,
+        tenant,
+        priority,
+    } = a;
+    let (queue, kind) = (queue.as_str(), kind.as_str());
+    if let Some(tenant) = &tenant {
+        check_tenant(tenant).map_err(|e| Refused(e.to_string()))?;
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&args)
         .map_err(|e| Refused(format!("the job arguments are not valid JSON: {e}")))?;
     let configured = configured_queues(settings);
     if !configured.iter().any(|q| q == queue) {
@@ -378,20 +412,26 @@ pub async fn enqueue(
         .into());
     }
     // The same check as the app's API (`/api/v1/jobs`), over every kind of this build.
-    if let Err(e) = crate::api::jobs::checked_kind(&kinds(), kind, &parsed.to_string()) {
-        return Err(Refused(if e.field == "kind" {
-            e.message
-        } else {
-            format!(
-                "the arguments do not fit {kind}: {} ({})",
-                e.message, e.field
-            )
-        })
-        .into());
-    }
+    let info = match crate::api::jobs::checked_kind(&kinds(), kind, &parsed.to_string()) {
+        Ok(info) => info,
+        Err(e) => {
+            return Err(Refused(if e.field == "kind" {
+                e.message
+            } else {
+                format!(
+                    "the arguments do not fit {kind}: {} ({})",
+                    e.message, e.field
+                )
+            })
+            .into());
+        }
+    };
     let queues = connect(settings).await?;
     queues.register_queue(queue).await?;
-    let mut options = EnqueueOptions::default();
+    let mut options = EnqueueOptions::default().priority(priority.unwrap_or(info.priority));
+    if let Some(tenant) = tenant {
+        options = options.tenant(tenant);
+    }
     if let Some(secs) = delay_secs {
         options = options.run_in(Duration::from_secs(secs));
     }

@@ -126,12 +126,7 @@ pub async fn erase(
 ) -> anyhow::Result<Outcome> {
     let needles = erasure::identify(store, subject).await?;
     let names = overview::queue_names(queues, configured).await?;
-    let mut eraser = jobs::Eraser {
-        queues,
-        needles: &needles,
-        dry_run,
-        report: JobsReport::new(),
-    };
+    let mut eraser = jobs::Eraser::new(queues, &needles, dry_run);
     eraser.run(&names).await.context("erasing queued jobs")?;
     let database = if dry_run {
         erasure::preview(store, subject).await?

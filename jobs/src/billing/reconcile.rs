@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ReportUsage;
 use crate::{
-    EnqueueOptions, JobArgs, JobContext, JobError,
+    EnqueueOptions, JobArgs, JobContext, JobError, Priority,
     services::Services,
     store::{
         now_ms,
@@ -44,6 +44,8 @@ impl Default for BillingReconcile {
 impl JobArgs for BillingReconcile {
     const KIND: &'static str = "billing.reconcile";
     const QUEUE: &'static str = "billing";
+    /// A catch-up sweep: the reports of fresh calls go first.
+    const PRIORITY: crate::Priority = crate::Priority::Low;
 }
 
 /// Handler of `billing.reconcile`. Result: `enqueued` (new report jobs), `already_queued`
@@ -81,10 +83,15 @@ pub async fn handle(
         }
         // A caller-chosen id tells a fresh enqueue from one the unique key suppressed.
         let id = format!("{}-{i}", ctx.meta.id);
-        let options = EnqueueOptions::default().with_id(id.clone()).unique(
-            format!("reconcile:usage:{}", call.call_id),
-            Duration::from_secs(args.unique_secs.max(1)),
-        );
+        // Catch-up work: in the company's turn, behind the reports of fresh calls.
+        let options = EnqueueOptions::default()
+            .with_id(id.clone())
+            .tenant(call.company_id.to_string())
+            .priority(Priority::Low)
+            .unique(
+                format!("reconcile:usage:{}", call.call_id),
+                Duration::from_secs(args.unique_secs.max(1)),
+            );
         let job = ReportUsage {
             call_id: call.call_id.clone(),
             company_id: call.company_id,

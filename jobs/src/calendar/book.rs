@@ -12,7 +12,7 @@ use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc
 
 use super::rate_limited::RateLimited;
 use crate::{
-    JobArgs, JobContext, JobError,
+    EnqueueOptions, JobArgs, JobContext, JobError,
     clients::calcom::{Attendee, Booking, BookingQuery, CreateBooking},
     notify::{
         email, local_time, reminders,
@@ -262,11 +262,12 @@ async fn store_and_confirm(
         locale: company.locale.clone(),
         vars: vars.clone(),
     };
+    let options = || EnqueueOptions::default().tenant(company.id.to_string());
     if let Some(to) = appointment.attendee_email.clone() {
-        email::enqueue(ctx, message(to, "email")).await?;
+        email::enqueue_with(ctx, message(to, "email"), options()).await?;
     }
     if let Some(to) = args.customer_phone.clone() {
-        sms::enqueue(ctx, message(to, "sms")).await?;
+        sms::enqueue_with(ctx, message(to, "sms"), options()).await?;
     }
     Ok(())
 }

@@ -20,6 +20,8 @@ impl JobArgs for CalendarCancel {
     const KIND: &'static str = "calendar.cancel";
     const QUEUE: &'static str = "calendar";
     const POLICY: crate::Policy = crate::Policy::OUTAGE_PROOF.circuit("calcom");
+    /// A freed slot and the customer's cancellation go ahead of routine work.
+    const PRIORITY: crate::Priority = crate::Priority::High;
 }
 
 /// Handler of `calendar.cancel`.

@@ -179,7 +179,10 @@ impl Default for CalendarReconcile {
 impl JobArgs for CalendarReconcile {
     const KIND: &'static str = "calendar.reconcile";
     const QUEUE: &'static str = "calendar";
+    /// A sweep that repairs drift: bookings and cancellations go first.
+    const PRIORITY: crate::Priority = crate::Priority::Low;
 }
+
 /// Handler of `calendar.reconcile`.
 pub async fn handle(
     services: Arc<Services>,

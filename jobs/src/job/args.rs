@@ -28,7 +28,16 @@ pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// (8 high : 4 normal : 1 low per round), so waiting low-priority work ages in instead of
 /// starving.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {

@@ -1,9 +1,9 @@
 //! What the doors that enqueue by name (the CLI, later the HTTP API) need to know about every
-//! kind without running it: its name, its queue, whether given arguments decode into its
+//! kind without running it: its name, its queue, its default priority, whether given arguments decode into its
 //! argument type — with the path of the field that does not — and the JSON schema of that
 //! type, as the enqueue API publishes it.
 
-use super::JobArgs;
+use super::{JobArgs, Priority};
 
 /// Why arguments do not decode into a kind's argument type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,15 +27,21 @@ pub struct KindInfo {
     pub kind: &'static str,
     /// The queue it goes to unless told otherwise.
     pub queue: &'static str,
-    /// Its jobs' priority unless the producer sets one.
-    pub priority: super::Priority,
+    /// The priority its jobs get unless the caller gives one ([`JobArgs::PRIORITY`]).
+    pub priority: Priority,
     check: fn(&str) -> Result<(), ArgsError>,
     schema: fn() -> serde_json::Value,
 }
 
 impl std::fmt::Debug for KindInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (queue {})", self.kind, self.queue)
+        write!(
+            f,
+            "{} (queue {}, priority {})",
+            self.kind,
+            self.queue,
+            self.priority.as_str()
+        )
     }
 }
 
@@ -122,7 +128,10 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let k = KindInfo::of::<Probe>();
-        assert_eq!((k.kind, k.queue), ("test.probe", "probes"));
+        assert_eq!(
+            (k.kind, k.queue, k.priority),
+            ("test.probe", "probes", Priority::Normal)
+        );
         assert!(k.check(r#"{"call_id":"c","inner":{"n":1}}"#).is_ok());
         let missing = k.check(r#"{"inner":{"n":1}}"#).unwrap_err();
         assert_eq!(missing.field, "args.call_id");

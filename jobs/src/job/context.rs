@@ -75,16 +75,75 @@ impl JobContext {
             .clone()
     }
 
-    /// Enqueue typed follow-up work.
+    /// Enqueue typed follow-up work, at the kind's [`JobArgs::PRIORITY`] unless `options`
+    /// name one.
     pub async fn enqueue<A: JobArgs>(
         &self,
         args: &A,
-        options: EnqueueOptions,
+        mut options: EnqueueOptions,
     ) -> Result<String, EnqueueError> {
+        options.priority.get_or_insert(A::PRIORITY);
         let json = serde_json::to_string(args).map_err(|e| EnqueueError(e.to_string()))?;
         let queue = options.queue.clone().unwrap_or_else(|| A::QUEUE.to_owned());
         self.enqueuer
             .enqueue_json(A::KIND, A::VERSION, json, &queue, options)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::Priority;
+
+    #[derive(Serialize, Deserialize)]
+    struct Urgent;
+
+    impl JobArgs for Urgent {
+        const KIND: &'static str = "test.urgent";
+        const QUEUE: &'static str = "test";
+        const PRIORITY: Priority = Priority::High;
+    }
+
+    /// Records the options of every enqueue.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<EnqueueOptions>>);
+
+    impl Enqueuer for Recorder {
+        fn enqueue_json(
+            &self,
+            _: &str,
+            _: u16,
+            _: String,
+            _: &str,
+            options: EnqueueOptions,
+        ) -> BoxFuture<'_, Result<String, EnqueueError>> {
+            self.0.lock().unwrap().push(options);
+            Box::pin(async { Ok("id".to_owned()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn typed_enqueue_takes_the_kinds_priority_unless_told() {
+        let recorder = Arc::new(Recorder::default());
+        let meta = JobMeta {
+            id: "j".into(),
+            queue: "test".into(),
+            kind: "test.urgent".into(),
+            attempt: 1,
+        };
+        let ctx = JobContext::new(meta, Arc::clone(&recorder) as Arc<dyn Enqueuer>);
+        ctx.enqueue(&Urgent, EnqueueOptions::default().tenant("7"))
+            .await
+            .unwrap();
+        ctx.enqueue(&Urgent, EnqueueOptions::default().priority(Priority::Low))
+            .await
+            .unwrap();
+        let seen = recorder.0.lock().unwrap();
+        assert_eq!(seen[0].priority, Some(Priority::High));
+        assert_eq!(seen[0].tenant.as_deref(), Some("7"));
+        assert_eq!(seen[1].priority, Some(Priority::Low), "the caller's wins");
     }
 }

@@ -24,14 +24,17 @@ pub async fn enqueue(ctx: &JobContext, message: Message) -> Result<(), JobError>
     enqueue_with(ctx, message, EnqueueOptions::default()).await
 }
 
-/// [`enqueue`] with further `options` (e.g. an expiry); the dedupe key is set here.
+/// [`enqueue`] with further `options` (e.g. the company as tenant, an expiry); the dedupe
+/// key is set here, and the priority follows the template ([`send::priority`]) unless
+/// `options` name one.
 pub async fn enqueue_with(
     ctx: &JobContext,
     message: Message,
     options: EnqueueOptions,
 ) -> Result<(), JobError> {
     let key = message.key.clone();
-    send::enqueue_job(ctx, &NotifyEmail(message), &key, options).await
+    let template = message.template;
+    send::enqueue_job(ctx, &NotifyEmail(message), (&key, template), options).await
 }
 
 /// Handler of `notify.email`.

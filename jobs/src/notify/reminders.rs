@@ -54,6 +54,8 @@ pub struct NotifyReminders {}
 impl JobArgs for NotifyReminders {
     const KIND: &'static str = "notify.reminders";
     const QUEUE: &'static str = "notifications";
+    /// Reminders are due hours ahead: confirmations and cancellations go first.
+    const PRIORITY: crate::Priority = crate::Priority::Low;
 }
 
 /// Which reminder is due.
@@ -263,7 +265,9 @@ async fn remind(
         // Fault points: dying before this enqueue leaves the outbox row `pending` and the
         // reminder unfinished, so the next run enqueues it; dying after it, the next run's
         // enqueue is suppressed by the message's unique key. Past `start` it expires unsent.
-        let options = EnqueueOptions::default().expires_at(SystemTime::from(start));
+        let options = EnqueueOptions::default()
+            .tenant(company.id.to_string())
+            .expires_at(SystemTime::from(start));
         if channel == "email" {
             email::enqueue_with(ctx, message, options).await?;
         } else {

@@ -30,7 +30,7 @@ use super::{
     templates::{Locale, MessageVars, Rendered, Template, render},
 };
 use crate::{
-    JobError,
+    JobError, Priority,
     clients::{SendError, mail::OutgoingEmail},
     services::Services,
     store::{
@@ -57,15 +57,28 @@ pub struct Message {
 /// How long the queue suppresses a second enqueue of the same notification key.
 pub(super) const UNIQUE_FOR: Duration = Duration::from_secs(72 * 3600);
 
+/// How urgent a message is, by its template, unless the producer says otherwise: the
+/// customer waits for a confirmation or cancellation (a reschedule confirms the new time),
+/// while a reminder is due hours ahead and may wait behind them.
+pub fn priority(template: Template) -> Priority {
+    match template {
+        Template::Confirmation | Template::Reschedule | Template::Cancellation => Priority::High,
+        Template::Reminder => Priority::Low,
+        Template::PaymentFailed => Priority::Normal,
+    }
+}
+
 /// Enqueue one notification job (`notify.email` or `notify.sms`) carrying the message keyed
-/// `key`, with `options`; the queue's dedupe key (`notify:<key>`) makes a second enqueue of
-/// the same notification a no-op for [`UNIQUE_FOR`].
+/// `key`, with `options` (at the template's [`priority`] unless they name one); the queue's
+/// dedupe key (`notify:<key>`) makes a second enqueue of the same notification a no-op for
+/// [`UNIQUE_FOR`].
 pub(super) async fn enqueue_job<A: crate::JobArgs>(
     ctx: &crate::JobContext,
     job: &A,
-    key: &str,
-    options: crate::EnqueueOptions,
+    (key, template): (&str, Template),
+    mut options: crate::EnqueueOptions,
 ) -> Result<(), JobError> {
+    options.priority.get_or_insert(priority(template));
     let options = options.unique(format!("notify:{key}"), UNIQUE_FOR);
     ctx.enqueue(job, options)
         .await

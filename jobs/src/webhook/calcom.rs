@@ -15,7 +15,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{Handled, db_retry, invalid, with_event_row};
 use crate::{
-    JobContext, JobError,
+    EnqueueOptions, JobContext, JobError,
     notify::{
         email, local_time, reminders,
         send::Message,
@@ -268,11 +268,13 @@ async fn notify_customer(
         locale: business.company.locale.clone(),
         vars: vars.clone(),
     };
+    // The company is the tenant: one business's burst never holds up another's messages.
+    let options = || EnqueueOptions::default().tenant(business.company.id.to_string());
     if let Some(to) = email {
-        email::enqueue(ctx, message(to, "email")).await?;
+        email::enqueue_with(ctx, message(to, "email"), options()).await?;
     }
     if let Some(to) = phone {
-        sms::enqueue(ctx, message(to, "sms")).await?;
+        sms::enqueue_with(ctx, message(to, "sms"), options()).await?;
     }
     Ok(())
 }

@@ -200,8 +200,9 @@ async fn follow_ups(
         usage_events::record(store, &call.call_id, company_id, seconds)
             .await
             .map_err(db_retry)?;
-        let options =
-            EnqueueOptions::default().unique(format!("usage:{}", call.call_id), FOLLOW_UP_UNIQUE);
+        let options = EnqueueOptions::default()
+            .tenant(company_id.to_string())
+            .unique(format!("usage:{}", call.call_id), FOLLOW_UP_UNIQUE);
         ctx.enqueue(
             &ReportUsage {
                 call_id: call.call_id.clone(),
@@ -224,8 +225,9 @@ async fn follow_ups(
             customer_email: text("customer_email"),
             customer_phone: Some(from.to_owned()).filter(|f| !f.is_empty()),
         };
-        let options =
-            EnqueueOptions::default().unique(format!("book:{}", call.call_id), FOLLOW_UP_UNIQUE);
+        let options = EnqueueOptions::default()
+            .tenant(company_id.to_string())
+            .unique(format!("book:{}", call.call_id), FOLLOW_UP_UNIQUE);
         ctx.enqueue(&book, options).await.map_err(JobError::retry)?;
     }
     Ok(())

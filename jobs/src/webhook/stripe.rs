@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{Handled, db_retry, invalid, with_event_row};
 use crate::{
-    JobContext, JobError,
+    EnqueueOptions, JobContext, JobError,
     notify::{
         email,
         send::Message,
@@ -196,5 +196,6 @@ async fn warn_admin(
             ..MessageVars::default()
         },
     };
-    email::enqueue(ctx, message).await
+    let options = EnqueueOptions::default().tenant(company.id.to_string());
+    email::enqueue_with(ctx, message, options).await
 }

@@ -2,9 +2,13 @@
 //!
 //! Every job item (`<id> <envelope>`) of every queue is read where it waits — `pending`
 //! (LIST, read by index ranges), `delayed` (ZSCAN), `dead` and `expired` (HSCAN), the
-//! successors in sequence lists and the results of completed jobs (both found by one SCAN of
-//! the prefix), always in bounded batches — and its arguments are opened ([`open_args`]) and
-//! searched for the person's number or address (their [`Needles`]). A job of theirs is:
+//! priority and tenant lanes `lane:<priority>:<tenant>` (LISTs like `pending`), the
+//! successors in sequence lists and the results of completed jobs (all three found by one
+//! SCAN of the prefix), and last the `index` (HASH id -> item, the copy of every waiting job
+//! that lookup and cancel by id read), always in bounded batches — and its arguments are
+//! opened ([`open_args`]) and searched for the person's number or address (their
+//! [`Needles`]). Elements of a list that start with `~` are fetch tokens, not items: they
+//! are skipped unread. A job of theirs is:
 //! * **deleted** when its whole purpose is to reach or book them: `notify.email`,
 //!   `notify.sms` (their outbox rows are `dropped` by the database part, so nothing is sent)
 //!   and `calendar.book` (it would book a slot in their name from their data);
@@ -14,13 +18,15 @@
 //!   still runs. A job in a sequence is never deleted (its line would stall): anonymised.
 //!
 //! Each change is a compare-and-swap of the exact item ([`Queues::swap_item`]): an item a
-//! worker took meanwhile is skipped and reported. Reading `pending` from the head while
-//! producers push there can show an item twice (the second time it no longer matches) but
-//! never skips one; items workers pop from the tail meanwhile are running jobs. Jobs held by
-//! workers (leased, or in a worker's inbox) are only counted: they are running, and erase
-//! must run again once they finished.
+//! worker took meanwhile is skipped and reported. The index is walked after the lists and
+//! sets whose items it copies, so what is left there for the person is a copy no swap of
+//! the item itself brought in step; it is swapped on its own, by id. Reading `pending` from
+//! the head while producers push there can show an item twice (the second time it no longer
+//! matches) but never skips one; items workers pop from the tail meanwhile are running jobs.
+//! Jobs held by workers (leased, or in a worker's inbox) are only counted: they are running,
+//! and erase must run again once they finished.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -51,6 +57,8 @@ pub enum State {
     Running,
     /// A dedupe key whose name holds their number or address.
     Unique,
+    /// The copy of a waiting job in the queue's `index` (lookup and cancel by id).
+    Index,
 }
 
 impl State {
@@ -65,6 +73,7 @@ impl State {
             Self::Completed => "completed",
             Self::Running => "running",
             Self::Unique => "unique",
+            Self::Index => "index",
         }
     }
 }
@@ -90,6 +99,10 @@ pub struct Eraser<'a> {
     /// Count only; change nothing.
     pub dry_run: bool,
     pub report: JobsReport,
+    /// Ids of the person's jobs already counted in a dry run, whose copies in the index
+    /// are not counted again (a real run changes the item, so the copy no longer matches
+    /// once the swap keeps the index in step).
+    counted: HashSet<String>,
 }
 
 /// What to do with one item.
@@ -140,7 +153,18 @@ fn seal_result(queues: &Queues, key: &str, plain: String) -> String {
     queues.seal_result(result_id(key), plain)
 }
 
-impl Eraser<'_> {
+impl<'a> Eraser<'a> {
+    /// A pass over `queues` for the person `needles` find, changing nothing when `dry_run`.
+    pub fn new(queues: &'a Queues, needles: &'a Needles, dry_run: bool) -> Self {
+        Self {
+            queues,
+            needles,
+            dry_run,
+            report: JobsReport::new(),
+            counted: HashSet::new(),
+        }
+    }
+
     /// Walk every queue in `names` and those found under the prefix.
     pub async fn run(&mut self, names: &[String]) -> Result<(), QueueError> {
         let mut names: BTreeSet<String> = names.iter().cloned().collect();
@@ -157,6 +181,10 @@ impl Eraser<'_> {
                 .await?;
             self.walk_hash(&name, State::Cancelled, &k.cancelled, &k.cancelled_at)
                 .await?;
+            // A HASH with no ordering ZSET: the swap's ZREM goes to a key of the same tag
+            // that never exists.
+            let unordered = format!("{}none", k.base());
+            self.walk_index(&name, &k.index, &unordered).await?;
         }
         Ok(())
     }
@@ -205,8 +233,12 @@ impl Eraser<'_> {
         names: &mut BTreeSet<String>,
     ) -> Result<(), QueueError> {
         match rest.split_once(':').map_or(rest, |(kind, _)| kind) {
-            "pending" | "delayed" | "dead" | "expired" | "stats" => {
+            "pending" | "delayed" | "dead" | "expired" | "stats" | "index" => {
                 names.insert(queue.to_owned());
+            }
+            "lane" => {
+                names.insert(queue.to_owned());
+                self.walk_list(queue, State::Pending, key).await?;
             }
             "seq" => self.walk_list(queue, State::Waiting, key).await?,
             "result" => self.visit_result(queue, key).await?,
@@ -226,7 +258,8 @@ impl Eraser<'_> {
         Ok(())
     }
 
-    /// A LIST of items (`pending`) or of sequence entries (`<due> <item>` after the head id).
+    /// A LIST of items (`pending`, a lane) or of sequence entries (`<due> <item>` after the
+    /// head id); fetch tokens (`~...`) are skipped.
     async fn walk_list(&mut self, queue: &str, state: State, key: &str) -> Result<(), QueueError> {
         let mut conn = self.queues.conn();
         let mut start = 0usize;
@@ -238,7 +271,7 @@ impl Eraser<'_> {
                 .query_async(&mut conn)
                 .await?;
             let mut removed = 0;
-            for entry in &entries {
+            for entry in entries.iter().filter(|e| !is_token(e)) {
                 let (due, item) = match state {
                     State::Waiting => match entry.split_once(' ') {
                         Some((due, item)) if due.parse::<u64>().is_ok() => (Some(due), item),
@@ -364,10 +397,42 @@ impl Eraser<'_> {
             .arg(BATCH - 1)
             .query_async(&mut conn)
             .await?;
-        for item in &items {
+        for item in items.iter().filter(|i| !is_token(i)) {
             self.count_running(queue, item)?;
         }
         Ok(())
+    }
+
+    /// The queue's `index` (HASH id -> item): copies of waiting jobs, judged like the items
+    /// themselves and swapped by id (`unordered`: see [`Eraser::run`]).
+    async fn walk_index(
+        &mut self,
+        queue: &str,
+        key: &str,
+        unordered: &str,
+    ) -> Result<(), QueueError> {
+        let mut cursor = 0u64;
+        loop {
+            let (next, flat) = self.scan_page("HSCAN", key, cursor).await?;
+            for pair in flat.chunks(2) {
+                let [field, item] = pair else { continue };
+                if self.dry_run && self.counted.contains(field) {
+                    continue;
+                }
+                let verdict = self.decide(item)?;
+                let place = Place::Hash {
+                    key,
+                    index: unordered,
+                    field,
+                };
+                self.apply(queue, State::Index, place, item, &verdict)
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 
     fn count_running(&mut self, queue: &str, item: &str) -> Result<(), QueueError> {
@@ -431,6 +496,12 @@ impl Eraser<'_> {
             Verdict::Rewrite(new) => Some(new.as_str()),
             Verdict::Remove => None,
         };
+        if self.dry_run
+            && matches!(place, Place::List(_) | Place::Zset(_))
+            && let Some(id) = item_id(state, old)
+        {
+            self.counted.insert(id.to_owned());
+        }
         // Fault points: dying before the swap leaves the item as it was (a rerun finds it
         // again); after it, the item is clean and a rerun no longer matches it.
         let done = self.dry_run || self.queues.swap_item(place, old, new).await?;
@@ -446,6 +517,21 @@ impl Eraser<'_> {
     fn entry(&mut self, queue: &str, state: State) -> &mut Counts {
         self.report.entry((queue.to_owned(), state)).or_default()
     }
+}
+
+/// Whether a list element is a fetch token (`~<ms>`) rather than an item.
+fn is_token(element: &str) -> bool {
+    element.starts_with('~')
+}
+
+/// The job id of a list or set element: `<id> <envelope>`, or `<due> <id> <envelope>` in
+/// a sequence list.
+fn item_id(state: State, element: &str) -> Option<&str> {
+    let item = match state {
+        State::Waiting => element.split_once(' ')?.1,
+        _ => element,
+    };
+    Some(item.split_once(' ')?.0)
 }
 
 /// `s` with the SCAN glob specials escaped.
