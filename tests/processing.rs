@@ -170,12 +170,15 @@ async fn an_analysis_asking_for_an_appointment_enqueues_a_booking(dialect: &str)
     );
     let k = w.h.queues.keys("calendar").unwrap();
     let mut conn = w.h.conn();
-    let item: String = redis::cmd("LINDEX")
-        .arg(&k.pending)
-        .arg(0)
+    // The booking carries the company as its tenant: it waits in its lane, indexed.
+    let items: Vec<String> = redis::cmd("HVALS")
+        .arg(&k.index)
         .query_async(&mut conn)
         .await
         .unwrap();
+    let [item] = items.as_slice() else {
+        panic!("one waiting job: {items:?}")
+    };
     assert!(
         item.contains("calendar.book")
             && item.contains("2026-09-29T16:30:00Z")

@@ -12,6 +12,8 @@
 -- A job waiting in a LIST or the ZSET also has its item in the partition's `index` (HASH
 -- id -> item, found from KEYS[1]'s hash tag): it is swapped or removed there too, in step.
 -- Returns 1 when swapped or removed, 0 when the old item is no longer there.
+-- A job removed from a lane is emptied in place and marked in `tomb` instead (its token
+-- stays in pending until fetch drops both).
 -- Complexity: LIST O(N) (LPOS scans for the item; LSET keeps its position, LREM removes
 -- it), ZSET O(log N) (same score), HASH and STRING O(1) (a STRING keeps its TTL).
 local key, index, kind, old, new, field = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -39,7 +41,15 @@ end
 if kind == 'list' then
   local at = redis.call('LPOS', key, old)
   if not at then return 0 end
-  if new == '' then
+  local base = string.match(key, '^(.-}:)lane:')
+  if new == '' and base then
+    -- A lane's job keeps a token in pending: the item is emptied where it sits and marked
+    -- withdrawn, so fetch drops it with its token and the depth stays right.
+    local id = string.match(old, '^(%S+) ')
+    redis.call('LSET', key, at, id .. ' {}')
+    redis.call('SADD', base .. 'tomb', id)
+    redis.call('HINCRBY', base .. 'stats', 'tomb', 1)
+  elseif new == '' then
     redis.call('LREM', key, 1, old)
   else
     redis.call('LSET', key, at, new)
