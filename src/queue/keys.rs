@@ -51,7 +51,8 @@ pub struct QueueKeys {
     pub blocked: String,
     /// ZSET `<priority> <tenant>` -> ms when the tenant's next rate window opens.
     pub throttled: String,
-    /// HASH id -> `<kind> <tenant>` of the completed jobs `completed` remembers (browsing).
+    /// LIST `<id> <finish ms> <kind> <tenant>` of recently completed jobs, newest first,
+    /// capped like `completed` (browsing them by kind and tenant).
     pub done: String,
 }
 

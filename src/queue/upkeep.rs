@@ -113,33 +113,13 @@ impl Queues {
         let completed_cutoff = now_ms.saturating_sub(s.completed_retention_secs * 1000);
         let dead_cutoff = now_ms.saturating_sub(s.dead_retention_secs * 1000);
         let mut conn = self.conn();
-        let mut completed = 0;
-        loop {
-            // The records and their kind/tenant in `done` go together, a chunk at a time.
-            let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                .arg(&k.completed)
-                .arg("-inf")
-                .arg(completed_cutoff)
-                .arg("LIMIT")
-                .arg(0)
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if ids.is_empty() {
-                break;
-            }
-            let (n,): (u64,) = redis::pipe()
-                .atomic()
-                .zrem(&k.completed, &ids)
-                .hdel(&k.done, &ids)
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
-            completed += n;
-            if ids.len() < 1000 {
-                break;
-            }
-        }
+        let completed: u64 = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&k.completed)
+            .arg("-inf")
+            .arg(completed_cutoff)
+            .query_async(&mut conn)
+            .await?;
+        self.prune_done(&k.done, completed_cutoff).await?;
         // Throughput minutes past the hour the dashboard reads (at most ~1,440 a day when
         // no pruner ran).
         let minutes: Vec<i64> = redis::cmd("HKEYS")
@@ -187,6 +167,45 @@ impl Queues {
             dead,
             expired,
         })
+    }
+
+    /// Drop the entries of the completed list (`done`, newest first) that finished no later
+    /// than `cutoff`, from its old end, a chunk at a time.
+    async fn prune_done(&self, done: &str, cutoff: u64) -> Result<(), QueueError> {
+        const CHUNK: isize = 500;
+        let mut conn = self.conn();
+        loop {
+            let tail: Vec<String> = redis::cmd("LRANGE")
+                .arg(done)
+                .arg(-CHUNK)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await?;
+            let old = tail
+                .iter()
+                .rev()
+                .take_while(|entry| {
+                    entry
+                        .split(' ')
+                        .nth(1)
+                        .and_then(|ms| ms.parse::<u64>().ok())
+                        .is_some_and(|ms| ms <= cutoff)
+                })
+                .count();
+            if old == 0 {
+                return Ok(());
+            }
+            // Entries pushed meanwhile went to the other end: the old end is still ours.
+            let () = redis::cmd("LTRIM")
+                .arg(done)
+                .arg(0)
+                .arg(-(old as isize) - 1)
+                .query_async(&mut conn)
+                .await?;
+            if old < tail.len() {
+                return Ok(());
+            }
+        }
     }
 
     /// Drop the jobs of personal kinds that entered `set` no later than `cutoff`, reading at

@@ -185,31 +185,29 @@ impl Queues {
             if n == 0 {
                 return Ok(());
             }
-            let rows: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                .arg(&k.completed)
+            let rows: Vec<String> = redis::cmd("LRANGE")
+                .arg(&k.done)
                 .arg(read)
                 .arg(read + n - 1)
-                .arg("REV")
-                .arg("WITHSCORES")
                 .query_async(&mut self.conn())
                 .await?;
             if rows.is_empty() {
                 return Ok(());
             }
-            let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
-            let done: Vec<Option<String>> = redis::cmd("HMGET")
-                .arg(&k.done)
-                .arg(&ids)
-                .query_async(&mut self.conn())
-                .await?;
             r.budget -= rows.len().min(r.budget);
-            for ((id, finished), what) in rows.iter().zip(done) {
+            for row in &rows {
                 if r.hits.len() - mine >= r.want {
                     break;
                 }
-                if let Some(listed) = completed(r, id, *finished, what.as_deref()) {
+                // "<id> <finish ms> <kind> <tenant>"
+                let mut parts = row.splitn(3, ' ');
+                let (Some(id), Some(ms), what) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                let finished = ms.parse::<f64>().unwrap_or(0.0);
+                if let Some(listed) = completed(r, id, finished, what) {
                     r.hits.push(Hit {
-                        score: *finished,
+                        score: finished,
                         listed,
                     });
                 }

@@ -13,7 +13,8 @@
 -- ARGV[1] now (ms)   ARGV[2] completed cap   ARGV[3] dead cap
 -- ARGV[4] the partition's key base `{tag}:` (index, done, tenants; lanes.lua is prepended)
 -- ARGV[5..] groups of four: op, id, score, item
---   op 'c' completed; the item slot holds "<kind> <tenant>" (kept in `done` for browsing)
+--   op 'c' completed; the item slot holds "<kind> <tenant>", kept for browsing as
+--   "<id> <finish ms> <kind> <tenant>" in `done`, a LIST newest first, capped like `completed`
 --   op 'r' retry: item (rewritten, attempt counted) goes to delayed at score
 --   op 's' snooze: item goes to delayed at score, no failure counted
 --   op 'f' failed for good: item (with its error) goes to the dead set
@@ -42,8 +43,7 @@ for i = 5, #ARGV, 4 do
       done[#done + 1] = now
       done[#done + 1] = id
       if item ~= '' then
-        meta[#meta + 1] = id
-        meta[#meta + 1] = item
+        meta[#meta + 1] = id .. ' ' .. now .. ' ' .. item
         tn = string.match(item, ' (%S+)$')
       end
       if score ~= '' then advance(score, id, pending, delayed, stats, now) end
@@ -83,17 +83,14 @@ if settled > 0 then redis.call('HINCRBY', stats, 'running', -settled) end
 for tn, n in pairs(freed) do let_go(tn, n) end
 if #done > 0 then
   redis.call('ZADD', completed, unpack(done))
-  if #meta > 0 then redis.call('HSET', B .. 'done', unpack(meta)) end
+  if #meta > 0 then
+    redis.call('LPUSH', B .. 'done', unpack(meta))
+    redis.call('LTRIM', B .. 'done', 0, tonumber(ARGV[2]) - 1)
+  end
   redis.call('HINCRBY', stats, 'processed', #done / 2)
   redis.call('HINCRBY', KEYS[8], math.floor(tonumber(now) / 60000), #done / 2)
   local extra = redis.call('ZCARD', completed) - tonumber(ARGV[2])
-  if extra > 0 then
-    local oldest = redis.call('ZRANGE', completed, 0, extra - 1)
-    redis.call('ZREMRANGEBYRANK', completed, 0, extra - 1)
-    for j = 1, #oldest, 1000 do
-      redis.call('HDEL', B .. 'done', unpack(oldest, j, math.min(j + 999, #oldest)))
-    end
-  end
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', completed, 0, extra - 1) end
 end
 if failed > 0 then redis.call('HINCRBY', stats, 'failed', failed) end
 if retried > 0 then redis.call('HINCRBY', stats, 'retried', retried) end
