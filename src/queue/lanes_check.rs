@@ -66,7 +66,7 @@ async fn complete(q: &Queues, k: &QueueKeys, id: &str, tenant: &str) {
         .arg("c")
         .arg(id)
         .arg("")
-        .arg(format!("noop {tenant}"))
+        .arg(format!("{id} {} noop {tenant}", job::now_ms()))
         .invoke_async(&mut q.conn())
         .await
         .unwrap();

@@ -13,8 +13,8 @@
 -- ARGV[1] now (ms)   ARGV[2] completed cap   ARGV[3] dead cap
 -- ARGV[4] the partition's key base `{tag}:` (index, done, tenants; lanes.lua is prepended)
 -- ARGV[5..] groups of four: op, id, score, item
---   op 'c' completed; the item slot holds "<kind> <tenant>", kept for browsing as
---   "<id> <finish ms> <kind> <tenant>" in `done`, a LIST newest first, capped like `completed`
+--   op 'c' completed; the item slot holds "<id> <finish ms> <kind> <tenant>", kept for
+--   browsing in `done`, a LIST newest first, capped like `completed` (within a tenth)
 --   op 'r' retry: item (rewritten, attempt counted) goes to delayed at score
 --   op 's' snooze: item goes to delayed at score, no failure counted
 --   op 'f' failed for good: item (with its error) goes to the dead set
@@ -43,8 +43,9 @@ for i = 5, #ARGV, 4 do
       done[#done + 1] = now
       done[#done + 1] = id
       if item ~= '' then
-        meta[#meta + 1] = id .. ' ' .. now .. ' ' .. item
-        tn = string.match(item, ' (%S+)$')
+        meta[#meta + 1] = item
+        -- A tenant ends the entry; without one it ends in the separator.
+        if string.byte(item, -1) ~= 32 then tn = string.match(item, ' (%S+)$') end
       end
       if score ~= '' then advance(score, id, pending, delayed, stats, now) end
     else
@@ -84,8 +85,11 @@ for tn, n in pairs(freed) do let_go(tn, n) end
 if #done > 0 then
   redis.call('ZADD', completed, unpack(done))
   if #meta > 0 then
-    redis.call('LPUSH', B .. 'done', unpack(meta))
-    redis.call('LTRIM', B .. 'done', 0, tonumber(ARGV[2]) - 1)
+    local cap = tonumber(ARGV[2])
+    -- Trimmed in steps of a tenth of the cap, not on every batch.
+    if redis.call('LPUSH', B .. 'done', unpack(meta)) > cap + math.ceil(cap / 10) then
+      redis.call('LTRIM', B .. 'done', 0, cap - 1)
+    end
   end
   redis.call('HINCRBY', stats, 'processed', #done / 2)
   redis.call('HINCRBY', KEYS[8], math.floor(tonumber(now) / 60000), #done / 2)

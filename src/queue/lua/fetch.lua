@@ -93,20 +93,24 @@ if tokens > 0 then
   local function serve(pr)
     local ring = B .. 'ring:' .. pr
     while true do
-      local tn = redis.call('RPOP', ring)
+      -- The ring's next tenant moves to its back in one step; it leaves the ring (from the
+      -- back, where it now is) when it may not run or its lane is empty.
+      local tn = redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')
       if not tn then return nil end
+      local got
       if allowed(pr, tn) then
         local lane = B .. 'lane:' .. pr .. ':' .. tn
-        local got = redis.call('RPOP', lane)
-        if got then
-          if redis.call('LLEN', lane) > 0 then redis.call('LPUSH', ring, tn) end
-          if cancelled(got) then
-            dropped = dropped + 1
-            return false
-          end
-          if tn ~= '_' then taken[tn] = (taken[tn] or 0) + 1 end
-          return got
+        got = redis.call('RPOP', lane)
+        if got and redis.call('LLEN', lane) == 0 then redis.call('LPOP', ring) end
+      end
+      if not got then redis.call('LPOP', ring) end
+      if got then
+        if cancelled(got) then
+          dropped = dropped + 1
+          return false
         end
+        if tn ~= '_' then taken[tn] = (taken[tn] or 0) + 1 end
+        return got
       end
     end
   end
@@ -123,8 +127,10 @@ if tokens > 0 then
     end
     if got then out[#out + 1] = got elseif got == nil then idle = idle + 1 end
   end
+  -- Leased jobs per tenant are counted only where a cap asks for them (the ack script
+  -- counts them off under the same setting).
   for tn, n in pairs(taken) do
-    redis.call('HINCRBY', tenant_running, tn, n)
+    if cap > 0 then redis.call('HINCRBY', tenant_running, tn, n) end
     if rate > 0 then redis.call('HINCRBY', window, tn, n) end
   end
   if rate > 0 and next(taken) then redis.call('EXPIRE', window, 120) end

@@ -72,24 +72,38 @@ local function ready(pending, item, front, now)
   end
 end
 
+-- What `let_go` learns once per script call: whether leased jobs are counted per tenant (a
+-- cap is configured, so fetch counts them), whether any tenant is blocked, how many tokens
+-- are parked.
+local counted, any_blocked, parked_now
+
 -- `n` jobs of tenant `tn` stopped holding a lease: count them off, let the tenant back into
 -- the rings it was blocked from, and release one parked token per freed slot while the
 -- tenant has work waiting (its tokens were parked while it was at its cap).
 local function let_go(tn, n)
   if tn == nil or tn == '' or tn == '_' then return end
   local running = B .. 'tenant_running'
-  if redis.call('HINCRBY', running, tn, -n) <= 0 then redis.call('HDEL', running, tn) end
-  if redis.call('SCARD', B .. 'blocked') > 0 then
+  if counted == nil then
+    counted = redis.call('EXISTS', running) == 1
+    any_blocked = redis.call('SCARD', B .. 'blocked') > 0
+    parked_now = tonumber(redis.call('HGET', B .. 'stats', 'parked') or '0')
+  end
+  if counted and redis.call('HINCRBY', running, tn, -n) <= 0 then
+    redis.call('HDEL', running, tn)
+  end
+  if any_blocked then
     for _, pr in ipairs(PRIOS) do
       if redis.call('SREM', B .. 'blocked', pr .. ' ' .. tn) == 1 then reopen(pr, tn) end
     end
   end
-  if tonumber(redis.call('HGET', B .. 'stats', 'parked') or '0') > 0 then
+  if parked_now > 0 then
     local waiting = 0
     for _, pr in ipairs(PRIOS) do
       waiting = waiting + redis.call('LLEN', B .. 'lane:' .. pr .. ':' .. tn)
     end
-    unpark(math.min(n, waiting))
+    local k = math.min(n, waiting, parked_now)
+    unpark(k)
+    parked_now = parked_now - math.max(k, 0)
   end
 end
 

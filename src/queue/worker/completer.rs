@@ -51,6 +51,7 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
     }
     let settings = shared.queues.settings();
     let k = &shared.keys;
+    let now = job::now_ms();
     let mut invocation = scripts::ACK.prepare_invoke();
     invocation
         .key(&shared.leased_key)
@@ -63,7 +64,7 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
         .key(&k.throughput)
         .key(&k.expired)
         .key(&k.expired_at)
-        .arg(job::now_ms())
+        .arg(now)
         .arg(settings.completed_max)
         .arg(settings.dead_max)
         .arg(k.base());
@@ -73,7 +74,7 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
                 .arg("c")
                 .arg(id.as_ref())
                 .arg(seq.as_deref().unwrap_or(""))
-                .arg(meta),
+                .arg(format!("{id} {now} {meta}")),
             AckOp::Retry { id, due_ms, item } => {
                 invocation.arg("r").arg(id.as_ref()).arg(*due_ms).arg(item)
             }
