@@ -17,8 +17,8 @@
 --
 -- Every popped token is served from the rings: the round's slot (8 high, 4 normal, 1 low of
 -- every 13, kept in `stats.turn`) picks the priority, falling back to the others when it has
--- no runnable tenant; the ring's next tenant gives one job and goes to the back while its
--- lane has more. A tenant at its cap or rate leaves the ring (`blocked`, `throttled`); a
+-- no runnable tenant; the ring's next tenant gives up to 4 jobs (its turn) and goes to the
+-- back while its lane has more. A tenant at its cap or rate leaves the ring (`blocked`, `throttled`); a
 -- token no tenant may use is parked. Items cancelled while they waited (`tomb`) are dropped.
 -- Returns the leased items, or the integer -1 when the queue is paused (anything in the
 -- inbox is handed back to the head of pending first).
@@ -27,6 +27,9 @@
 local pending, inbox, leased, stats, paused, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 B = ARGV[4]
 local cap, rate, now = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+-- Most jobs one tenant gives per turn: fewer ring steps per job, and a tenant's wait grows
+-- by at most this many jobs per other tenant with work.
+local TURN = 4
 
 if redis.call('EXISTS', paused) == 1 then
   while redis.call('LMOVE', inbox, pending, 'RIGHT', 'RIGHT') do end
@@ -88,9 +91,10 @@ if tokens > 0 then
     end
     return true
   end
-  -- One job of priority `pr`: the item, false when a cancelled one used the turn, nil when
-  -- no tenant of that priority may run.
-  local function serve(pr)
+  -- The next tenant of priority `pr` that may run gives up to `want` jobs (its turn): the
+  -- items it gave (cancelled ones dropped) and how many tokens they used; nil when no tenant
+  -- of that priority may run.
+  local function serve(pr, want)
     local ring = B .. 'ring:' .. pr
     while true do
       -- The ring's next tenant moves to its back in one step; it leaves the ring (from the
@@ -99,33 +103,48 @@ if tokens > 0 then
       if not tn then return nil end
       local got
       if allowed(pr, tn) then
+        local room = want
+        if tn ~= '_' then
+          local mine = taken[tn] or 0
+          if cap > 0 then room = math.min(room, cap - running[tn] - mine) end
+          if rate > 0 then room = math.min(room, rate - started[tn] - mine) end
+        end
         local lane = B .. 'lane:' .. pr .. ':' .. tn
-        got = redis.call('RPOP', lane)
+        got = redis.call('RPOP', lane, room)
         if got and redis.call('LLEN', lane) == 0 then redis.call('LPOP', ring) end
       end
-      if not got then redis.call('LPOP', ring) end
-      if got then
-        if cancelled(got) then
-          dropped = dropped + 1
-          return false
+      if not got then
+        redis.call('LPOP', ring)
+      else
+        local items = {}
+        for k = 1, #got do
+          if cancelled(got[k]) then dropped = dropped + 1 else items[#items + 1] = got[k] end
         end
-        if tn ~= '_' then taken[tn] = (taken[tn] or 0) + 1 end
-        return got
+        if tn ~= '_' then taken[tn] = (taken[tn] or 0) + #items end
+        return items, #got
       end
     end
   end
   local turn = redis.call('HINCRBY', stats, 'turn', tokens) - tokens
-  local idle = 0
-  for i = 1, tokens do
-    local slot = (turn + i) % 13
-    local first = 3
-    if slot < 8 then first = 1 elseif slot < 12 then first = 2 end
-    local got
+  local idle, used = 0, 0
+  while used < tokens do
+    -- The round's slot (0-7 high, 8-11 normal, 12 low) picks the priority; a turn takes at
+    -- most TURN jobs and never runs past the slot's share.
+    local slot = (turn + used) % 13
+    local first, share = 3, 1
+    if slot < 8 then first, share = 1, 8 - slot elseif slot < 12 then first, share = 2, 12 - slot end
+    local want = math.min(TURN, tokens - used, share)
+    local items, n
     for j = 0, 2 do
-      got = serve(PRIOS[(first - 1 + j) % 3 + 1])
-      if got ~= nil then break end
+      items, n = serve(PRIOS[(first - 1 + j) % 3 + 1], want)
+      if items then break end
     end
-    if got then out[#out + 1] = got elseif got == nil then idle = idle + 1 end
+    if not items then
+      idle = tokens - used
+      break
+    end
+    for k = 1, #items do out[#out + 1] = items[k] end
+    used = used + n
   end
   -- Leased jobs per tenant are counted only where a cap asks for them (the ack script
   -- counts them off under the same setting).
