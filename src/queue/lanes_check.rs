@@ -1,5 +1,6 @@
 //! The lane scripts against a real Redis, one step at a time: which job each fetch serves
 //! (tenant turns, priority weights, caps, cancelled jobs) and what the counters say.
+#![allow(clippy::many_single_char_names)]
 
 use switchboard_jobs::{EnqueueOptions, Priority};
 
@@ -139,7 +140,7 @@ async fn a_tenant_at_its_cap_holds_no_slot_and_a_settled_job_lets_it_back() {
     assert_eq!(first.len(), 1, "{first:?}");
     assert!(fetch(&q, &k, 3, 1).await.is_empty());
     let b = push(&q, "b", tenant("b")).await;
-    assert_eq!(fetch(&q, &k, 3, 1).await, [b.clone()]);
+    assert_eq!(fetch(&q, &k, 3, 1).await, std::slice::from_ref(&b));
     assert_eq!(q.stats("lanes").await.unwrap().pending, 2);
     complete(&q, &k, &first[0], "a").await;
     let second = fetch(&q, &k, 3, 1).await;

@@ -125,7 +125,8 @@ impl Queues {
         Ok(ids
             .into_iter()
             .zip(marked)
-            .filter_map(|(id, m)| m.then(|| id.to_owned()))
+            .filter(|&(_, m)| m)
+            .map(|(id, _)| id.to_owned())
             .collect())
     }
 
