@@ -70,11 +70,19 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
         .arg(k.base());
     for op in batch.iter() {
         match op {
-            AckOp::Done { id, seq, meta } => invocation
+            AckOp::Done {
+                id,
+                seq,
+                kind,
+                tenant,
+            } => invocation
                 .arg("c")
                 .arg(id.as_ref())
                 .arg(seq.as_deref().unwrap_or(""))
-                .arg(format!("{id} {now} {meta}")),
+                .arg(format!(
+                    "{id} {now} {kind} {}",
+                    tenant.as_deref().unwrap_or("")
+                )),
             AckOp::Retry { id, due_ms, item } => {
                 invocation.arg("r").arg(id.as_ref()).arg(*due_ms).arg(item)
             }

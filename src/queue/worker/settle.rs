@@ -112,8 +112,12 @@ fn settle(
     let seq = envelope.sq.as_deref().map(|key| shared.keys.sequence(key));
     let Some(error) = error else {
         metric::job_finished(queue, &envelope.kind, JobOutcome::Completed, ran);
-        let meta = format!("{} {}", envelope.kind, envelope.tn.as_deref().unwrap_or(""));
-        return AckOp::Done { id, seq, meta };
+        return AckOp::Done {
+            id,
+            seq,
+            kind: envelope.kind,
+            tenant: envelope.tn,
+        };
     };
     let now = job::now_ms();
     if let Some(JobError::Snooze(delay)) = find_job_error(error) {

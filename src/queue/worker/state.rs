@@ -97,11 +97,12 @@ pub struct FetchCounters {
 #[derive(Debug)]
 pub enum AckOp {
     /// Completed successfully; `seq` is its sequence's key (`QueueKeys::sequence`), if any;
-    /// `meta` is `<kind> <tenant>`, kept for browsing recently completed jobs.
+    /// kind and tenant are kept for browsing recently completed jobs.
     Done {
         id: Arc<str>,
         seq: Option<String>,
-        meta: String,
+        kind: String,
+        tenant: Option<String>,
     },
     /// Failed; run again at `due_ms` with the rewritten item.
     Retry {
