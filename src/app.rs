@@ -26,7 +26,9 @@ use crate::{
     fleet::{Fleet, Observer},
     http,
     ingest::{self, Clock, WebhookSecrets},
-    maintenance::{Maintainer, Prune, Pruner, Scheduler, Service as _},
+    maintenance::{
+        Maintainer, Prune, Pruner, Scheduler, Service as _, WaitWatch, WaitsConfig, waits::Notifier,
+    },
     queue::{Queues, rate_limit::RedisRateLimiter},
     telemetry,
 };
@@ -157,8 +159,11 @@ pub async fn run(
     };
     if roles.maintenance {
         let store = services.as_ref().map(|s| s.store.clone());
-        let maintainer = Maintainer::new(&queues, &names, &settings.maintenance, store)
+        let mut maintainer = Maintainer::new(&queues, &names, &settings.maintenance, store)
             .map_err(anyhow::Error::msg)?;
+        if !settings.waits.is_empty() {
+            maintainer = maintainer.with_waits(wait_watch(&settings, &queues)?);
+        }
         tasks.extend(maintainer.spawn(&token));
     }
     if roles.scheduler {
@@ -341,13 +346,7 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
         }
     }
     let secrets = &settings.secrets;
-    let login = SmtpCredentials::from_secrets(
-        secrets.smtp_username.as_ref(),
-        secrets.smtp_password.as_ref(),
-    )
-    .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
-    let mailer =
-        Mailer::new(&settings.mail, login).map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
+    let mailer = mailer(settings)?;
     let stand_ins = settings
         .dev
         .stand_ins
@@ -412,6 +411,34 @@ pub async fn build_services(settings: &Settings, queues: &Queues) -> anyhow::Res
         limiter,
         faults: None,
     }))
+}
+
+/// A mailer for `[mail]` with the SMTP login of the environment.
+fn mailer(settings: &Settings) -> anyhow::Result<Mailer> {
+    let secrets = &settings.secrets;
+    let login = SmtpCredentials::from_secrets(
+        secrets.smtp_username.as_ref(),
+        secrets.smtp_password.as_ref(),
+    )
+    .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
+    Mailer::new(&settings.mail, login).map_err(|e| anyhow::anyhow!("mail settings: {e}"))
+}
+
+/// The wait watch of `[waits]`, telling `[alerts]`' destinations (email through `[mail]`).
+fn wait_watch(settings: &Settings, queues: &Queues) -> anyhow::Result<WaitWatch> {
+    let mailer = if settings.alerts.email_to.is_empty() {
+        None
+    } else {
+        Some(mailer(settings)?)
+    };
+    let notifier = Notifier::new(&settings.alerts, mailer).map_err(anyhow::Error::msg)?;
+    tracing::debug!(
+        queues = settings.waits.len(),
+        destinations = notifier.destinations().len(),
+        "wait watch configured"
+    );
+    WaitWatch::new(queues.clone(), WaitsConfig::from(settings), notifier)
+        .map_err(anyhow::Error::msg)
 }
 
 /// `switchboard migrate`: apply the migrations of the configured database.

@@ -78,6 +78,16 @@ pub fn render(settings: &Settings, s: &Startup<'_>) -> String {
         };
         line("mail", &mail);
     }
+    if s.roles.contains(&"maintenance") && !settings.waits.is_empty() {
+        line(
+            "waits",
+            &format!(
+                "{} queue(s) watched, notices to {} (by the maintenance leader)",
+                settings.waits.len(),
+                settings.alerts.destinations()
+            ),
+        );
+    }
     let standing_in = stand_ins(settings, s);
     if !standing_in.is_empty() {
         line(
@@ -166,5 +176,29 @@ mod tests {
         }
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.lines().count() <= 9, "{text}");
+    }
+
+    #[test]
+    fn watched_waits_are_named_without_the_webhook_key() {
+        let mut settings = Settings::defaults();
+        settings.waits.insert("webhooks".into(), 60);
+        settings.alerts.webhook_url = "https://hooks.slack.com/services/T0/B0/hunter2".into();
+        let text = render(
+            &settings,
+            &Startup {
+                roles: &["fleet", "maintenance"],
+                http: None,
+                ingest: false,
+                fleet: true,
+                stand_ins: false,
+            },
+        );
+        assert!(
+            text.contains(
+                "waits      1 queue(s) watched, notices to webhook https://hooks.slack.com/…"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
     }
 }

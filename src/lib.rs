@@ -21,7 +21,7 @@
 //!   [`queue::Producer`].
 //! * [`fleet`]: supervisors and workers; the dispatcher applies each kind's timeout.
 //! * [`maintenance`]: the background services of one shape: promoter, rescuer, pruner,
-//!   leader lease, cron scheduler.
+//!   leader lease, cron scheduler, wait watch (long-wait notices).
 //! * `http.rs`: health, readiness, `/metrics` and the queue gauges read at each scrape.
 //! * [`edge`]: the HTTP listener's accept loop and its limits (timeouts, connection caps).
 //! * [`dashboard`]: the operator pages and their JSON API, roles, throttled credentials.

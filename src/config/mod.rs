@@ -16,10 +16,12 @@ use serde::{Deserialize, Serialize};
 pub mod schedule;
 pub mod secrets;
 pub mod timetable;
+pub mod waits;
 
 pub use self::{
     schedule::{CatchUp, ScheduleSettings, SchedulerSettings},
     secrets::{PayloadKey, Secrets},
+    waits::AlertSettings,
 };
 
 /// The embedded defaults (the documented file itself).
@@ -51,6 +53,13 @@ pub struct Settings {
     /// The app's enqueue API (`/api/v1/jobs`).
     #[serde(default)]
     pub api: ApiSettings,
+    /// Long-wait thresholds, Horizon's `waits`: queue -> seconds its oldest pending job may
+    /// wait before a notice goes out (see [`waits`]). Empty: nothing is watched.
+    #[serde(default)]
+    pub waits: std::collections::BTreeMap<String, u64>,
+    /// Where and how often long-wait notices go.
+    #[serde(default)]
+    pub alerts: AlertSettings,
     /// Credentials, from the environment only (never a file): filled by [`Settings::load`],
     /// empty in [`Settings::defaults`].
     #[serde(skip)]
@@ -913,6 +922,7 @@ impl Settings {
         problems.extend(self.queue.personal_problems());
         problems.extend(self.secrets.payload_keys().err());
         problems.extend(schedule::problems(&self.scheduler, &self.schedule));
+        problems.extend(waits::problems(&self.waits, &self.alerts));
         if problems.is_empty() {
             Ok(())
         } else {

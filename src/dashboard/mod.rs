@@ -12,6 +12,8 @@
 //!   `/api/jobs/{id}`, `/api/jobs/{queue}/{id}`, `/api/queues/{queue}/jobs`;
 //!   `POST /api/failed/{queue}/{id}/retry` and `/forget`, `/api/failed/retry-all`,
 //!   `/api/queues/{queue}/pause`, `/continue` and `/purge`.
+//! * `waits`: the long-wait watch (`/dashboard/waits`, `GET /api/waits`): each queue of
+//!   `[waits]` against its threshold and the newest wait events.
 //! * Access ([`auth`], `csrf`, `session`): every route but the login page and the static assets is
 //!   behind the guard; changes need a same-origin request and, with a browser session, its
 //!   CSRF token. Payloads are shown only after [`redact`] hid their secrets.
@@ -34,8 +36,9 @@ mod session;
 mod slots;
 mod throttle;
 mod views;
+mod waits;
 
-use std::{net::IpAddr, sync::Arc};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -51,6 +54,7 @@ pub use auth::{Credentials, check_exposure};
 use crate::{
     audit::{AuditLog, Entry},
     config::{DashboardSettings, Settings},
+    maintenance::waits::WaitLog,
     queue::{
         QueueError, Queues,
         admin::{DeadJob, Selection},
@@ -74,6 +78,12 @@ pub(crate) struct Dash {
     throttle: throttle::AuthThrottle,
     trusted_proxies: Arc<Vec<IpAddr>>,
     audit: AuditLog,
+    /// The long-wait thresholds (`[waits]`), where their notices go (printable: the
+    /// webhook as scheme and host), the cooldown, and the watch's record in Redis.
+    thresholds: Arc<BTreeMap<String, u64>>,
+    alert_destinations: Arc<str>,
+    alert_cooldown_secs: u64,
+    waits: WaitLog,
 }
 
 /// Who makes a request, from where, through which door (`dashboard` pages or the `api`):
@@ -137,6 +147,9 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .iter()
         .flat_map(|s| s.queues.clone())
         .collect();
+    let thresholds = Arc::new(settings.waits.clone());
+    let alert_destinations = settings.alerts.destinations().into();
+    let alert_cooldown_secs = settings.alerts.cooldown_secs;
     let settings = settings.dashboard.clone();
     let sessions = session::Sessions::new(
         queues.clone(),
@@ -154,6 +167,7 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .filter_map(|p| p.parse().ok())
         .collect();
     let audit = AuditLog::new(queues.clone(), settings.audit_max_entries);
+    let waits = WaitLog::new(queues.clone());
     let dash = Dash {
         queues,
         settings: Arc::new(settings),
@@ -163,6 +177,10 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         throttle,
         trusted_proxies: Arc::new(trusted_proxies),
         audit,
+        thresholds,
+        alert_destinations,
+        alert_cooldown_secs,
+        waits,
     };
     let guarded = Router::new()
         .route("/dashboard", get(pages::overview))
@@ -177,6 +195,7 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/dashboard/jobs", get(pages::lookup))
         .route("/dashboard/audit", get(pages::audit))
         .route("/dashboard/slots", get(slots::page))
+        .route("/dashboard/waits", get(waits::page))
         .route("/dashboard/jobs/{queue}/{id}", get(pages::job))
         .route("/dashboard/queues/{queue}/pause", post(actions::pause))
         .route("/dashboard/queues/{queue}/continue", post(actions::resume))
@@ -196,6 +215,7 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/api/jobs/{id}", get(api::lookup))
         .route("/api/audit", get(api::audit))
         .route("/api/supervisors/slots", get(slots::api))
+        .route("/api/waits", get(waits::api))
         .route("/api/jobs/{queue}/{id}", get(api::job))
         .route("/api/queues/{queue}/pause", post(api::pause))
         .route("/api/queues/{queue}/continue", post(api::resume))

@@ -16,7 +16,7 @@ use super::{
     overview,
     views::{
         AuditLine, AuditPage, ErrorPage, FailedLine, FailedPage, JobPage, Layout, OverviewPage,
-        QueueLine, SupLine, WorkerLine, WorkersPage, seg, short, span, when,
+        QueueLine, SupLine, WorkerLine, WorkersPage, over_now, seg, short, span, when,
     },
 };
 use crate::queue::{QueueError, inspect::JobState, job::now_ms, validate_name};
@@ -161,6 +161,16 @@ pub(crate) async fn overview(
         workers: o.workers,
         processes: o.processes,
         longest: o.longest_wait.map(|w| (w.queue, span(w.secs))),
+        long_waits: over_now(
+            &dash.thresholds,
+            o.queues.iter().map(|r| {
+                (
+                    r.stats.name.as_str(),
+                    r.stats.pending,
+                    r.stats.oldest_pending_secs,
+                )
+            }),
+        ),
         circuits: o
             .circuits
             .into_iter()

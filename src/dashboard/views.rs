@@ -11,7 +11,8 @@ use crate::queue::overview::Supervisor;
 /// The frame every page shares.
 pub(crate) struct Layout {
     pub title: String,
-    /// Which navigation entry is current: `overview`, `workers`, `failed`, `slots`, `job`.
+    /// Which navigation entry is current: `overview`, `workers`, `failed`, `slots`, `waits`,
+    /// `audit`, `job`.
     pub nav: &'static str,
     /// The session's CSRF token for the page's forms (empty with bearer or basic access).
     pub csrf: String,
@@ -59,6 +60,8 @@ pub(crate) struct OverviewPage {
     pub workers: usize,
     pub processes: usize,
     pub longest: Option<(String, String)>,
+    /// Queues of `[waits]` over their threshold now: (queue, wait, threshold).
+    pub long_waits: Vec<(String, String, String)>,
     /// Open circuits: (provider, seconds to the next probe, failures, last error).
     pub circuits: Vec<(String, u64, u64, String)>,
     pub rows: Vec<QueueLine>,
@@ -185,6 +188,21 @@ pub(crate) struct LoginPage {
     pub username: String,
     pub error: Option<String>,
     pub password_label: &'static str,
+}
+
+/// The queues of `thresholds` whose oldest wait in `rows` (queue, pending, oldest wait) is
+/// over their threshold now: (queue, wait, threshold), for the overview.
+pub(crate) fn over_now<'a>(
+    thresholds: &std::collections::BTreeMap<String, u64>,
+    rows: impl IntoIterator<Item = (&'a str, u64, f64)>,
+) -> Vec<(String, String, String)> {
+    rows.into_iter()
+        .filter_map(|(queue, pending, wait)| {
+            let threshold = *thresholds.get(queue)?;
+            (pending > 0 && wait > threshold as f64)
+                .then(|| (queue.to_owned(), span(wait), span(threshold as f64)))
+        })
+        .collect()
 }
 
 /// `s` as one URL path segment.

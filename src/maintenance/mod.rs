@@ -9,18 +9,22 @@
 //!   (Horizon's trim).
 //! * [`Scheduler`] (`scheduler.rs`): enqueues the configured recurring jobs, once per tick
 //!   across instances.
+//! * [`WaitWatch`] (`waits/`): long-wait notices per queue (Horizon's `waits`), once per
+//!   episode, to a webhook and email.
 //! * [`Elector`] (`leader.rs`): the leader lease.
 //! * [`Maintainer`]: starts the set a fleet process runs: the elector and promoter always, the
-//!   rescuer and pruner only while this process leads.
+//!   rescuer, pruner and wait watch only while this process leads.
 //!
 //! The promoter and scheduler run in every process that has them (each is safe and cheap to
-//! run many times over); the rescuer and pruner only in the elected leader.
+//! run many times over); the rescuer, pruner and wait watch only in the elected leader (the
+//! wait watch so that a notice goes out once, not once per instance).
 
 mod leader;
 mod promoter;
 mod pruner;
 mod rescuer;
 pub mod scheduler;
+pub mod waits;
 
 use std::{fmt, future::Future, time::Duration};
 
@@ -35,6 +39,7 @@ pub use self::{
     pruner::{Prune, PruneOutcome, Pruner, PrunerConfig},
     rescuer::{RescueOutcome, Rescuer, RescuerConfig},
     scheduler::Scheduler,
+    waits::{WaitWatch, WaitsConfig},
 };
 use crate::{
     config::MaintenanceSettings, queue::Queues, shutdown::sleep_or_stop, telemetry::metric,
@@ -120,13 +125,14 @@ pub async fn run<S: Service>(service: S, leader: Option<Leadership>, shutdown: C
     }
 }
 
-/// The maintenance a fleet process runs: the elector and promoter everywhere, the rescuer and
-/// pruner only while this process holds the leader lease.
+/// The maintenance a fleet process runs: the elector and promoter everywhere, the rescuer,
+/// pruner and wait watch only while this process holds the leader lease.
 pub struct Maintainer {
     elector: Elector,
     promoter: Promoter,
     rescuer: Rescuer,
     pruner: Pruner,
+    waits: Option<WaitWatch>,
 }
 
 /// `names` with each partitioned queue replaced by its partitions (`queue`, `queue#1`, ...).
@@ -165,13 +171,21 @@ impl Maintainer {
             promoter: Promoter::new(queues.clone(), names.clone(), promoter_config),
             rescuer: Rescuer::new(queues.clone(), names.clone(), rescuer_config),
             pruner,
+            waits: None,
         })
+    }
+
+    /// Also watch the waits (leader only).
+    #[must_use]
+    pub fn with_waits(mut self, waits: WaitWatch) -> Self {
+        self.waits = Some(waits);
+        self
     }
 
     /// Start every service's loop; each stops at `shutdown`.
     pub fn spawn(self, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
         let leadership = self.elector.leadership();
-        vec![
+        let mut tasks = vec![
             tokio::spawn(run(self.elector, None, shutdown.clone())),
             tokio::spawn(run(self.promoter, None, shutdown.clone())),
             tokio::spawn(run(
@@ -179,8 +193,12 @@ impl Maintainer {
                 Some(leadership.clone()),
                 shutdown.clone(),
             )),
-            tokio::spawn(run(self.pruner, Some(leadership), shutdown.clone())),
-        ]
+            tokio::spawn(run(self.pruner, Some(leadership.clone()), shutdown.clone())),
+        ];
+        if let Some(waits) = self.waits {
+            tasks.push(tokio::spawn(run(waits, Some(leadership), shutdown.clone())));
+        }
+        tasks
     }
 }
 

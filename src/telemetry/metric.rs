@@ -14,6 +14,7 @@
 //! | `switchboard_ingest_requests_total` | counter | provider, status | webhook deliveries by HTTP status |
 //! | `switchboard_ingest_seconds` | histogram | provider | verify + dedupe + enqueue of a delivery |
 //! | `switchboard_redis_errors_total` | counter | component | failed Redis calls |
+//! | `switchboard_wait_notices_total` | counter | queue, channel, kind, outcome | long-wait notices (`[waits]`): channel `webhook` or `email`, kind `long_wait` or `recovered`, outcome `sent` or `failed` |
 //! | `switchboard_http_connections_open` | gauge | | connections the HTTP listener holds |
 //! | `switchboard_http_connections_shed_total` | counter | reason | connections closed by an edge limit, see below |
 //!
@@ -64,6 +65,9 @@ pub const INGEST_REQUESTS: &str = "switchboard_ingest_requests_total";
 pub const INGEST_SECONDS: &str = "switchboard_ingest_seconds";
 /// Counter: failed Redis calls by component.
 pub const REDIS_ERRORS: &str = "switchboard_redis_errors_total";
+/// Counter: long-wait notices by queue, channel (`webhook`, `email`), kind (`long_wait`,
+/// `recovered`) and outcome (`sent`, `failed`; a failed one is tried again at the next check).
+pub const WAIT_NOTICES: &str = "switchboard_wait_notices_total";
 
 /// Gauge: connections the HTTP listener holds (admitted, not yet closed).
 pub const HTTP_CONNECTIONS_OPEN: &str = "switchboard_http_connections_open";
@@ -82,7 +86,7 @@ pub const SHED_REASONS: [&str; 7] = [
 ];
 
 /// The `component` values of [`REDIS_ERRORS`]; each starts at 0 so the series exists.
-pub const REDIS_COMPONENTS: [&str; 10] = [
+pub const REDIS_COMPONENTS: [&str; 11] = [
     "fetch",
     "ack",
     "heartbeat",
@@ -93,6 +97,7 @@ pub const REDIS_COMPONENTS: [&str; 10] = [
     "scheduler",
     "ingest",
     "replicas",
+    "waits",
 ];
 
 /// How an attempt ended.
@@ -172,6 +177,10 @@ pub(crate) fn describe_all() {
         "Time to verify, dedupe and enqueue a webhook delivery."
     );
     describe_counter!(REDIS_ERRORS, "Failed Redis calls by component.");
+    describe_counter!(
+        WAIT_NOTICES,
+        "Long-wait notices by queue, channel, kind (long_wait, recovered) and outcome (sent, failed)."
+    );
     for component in REDIS_COMPONENTS {
         metrics::counter!(REDIS_ERRORS, "component" => component).increment(0);
     }
@@ -232,6 +241,12 @@ pub fn supervisor_slots(supervisor: &str, queue: &str, n: usize) {
 /// `n` jobs of `queue` were rescued (0 too, so the series exists before the first rescue).
 pub fn jobs_rescued(queue: &str, n: u64) {
     metrics::counter!(JOBS_RESCUED, "queue" => queue.to_owned()).increment(n);
+}
+
+/// A long-wait notice of `kind` about `queue` through `channel` ended with `outcome`.
+pub fn wait_notice(queue: &str, channel: &'static str, kind: &'static str, outcome: &'static str) {
+    metrics::counter!(WAIT_NOTICES, "queue" => queue.to_owned(), "channel" => channel, "kind" => kind, "outcome" => outcome)
+        .increment(1);
 }
 
 /// A webhook delivery for `provider` was answered with `status` after `took`.
