@@ -199,8 +199,13 @@ pub(crate) fn over_now<'a>(
     rows.into_iter()
         .filter_map(|(queue, pending, wait)| {
             let threshold = *thresholds.get(queue)?;
-            (pending > 0 && wait > threshold as f64)
-                .then(|| (queue.to_owned(), span(wait), span(threshold as f64)))
+            (pending > 0 && wait > threshold as f64).then(|| {
+                (
+                    queue.to_owned(),
+                    span(wait),
+                    crate::maintenance::waits::human(threshold as f64),
+                )
+            })
         })
         .collect()
 }

@@ -22,7 +22,7 @@ use super::{
     views::{Layout, span, when},
 };
 use crate::{
-    maintenance::waits::{Checks, WaitEvent},
+    maintenance::waits::{Checks, WaitEvent, human},
     queue::{QueueError, job::now_ms},
 };
 
@@ -156,7 +156,7 @@ pub(crate) async fn page(State(dash): State<Dash>, actor: Actor) -> Page {
         .map(|q| {
             let over = q.wait_secs > q.threshold_secs as f64;
             QueueLine {
-                threshold: span(q.threshold_secs as f64),
+                threshold: human(q.threshold_secs as f64),
                 wait: if q.wait_secs > 0.0 {
                     span(q.wait_secs)
                 } else {
@@ -177,7 +177,7 @@ pub(crate) async fn page(State(dash): State<Dash>, actor: Actor) -> Page {
             when: when(e.at_ms, now),
             kind: e.kind.replace('_', " "),
             wait: span(e.wait_secs),
-            threshold: span(e.threshold_secs as f64),
+            threshold: human(e.threshold_secs as f64),
             notified: e.notified.join(", "),
             failed: e.failed.join(", "),
             note: e.note.unwrap_or_default(),

@@ -31,7 +31,7 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::{DateTime, Utc};
 
 pub use self::{
-    notify::{Kind, Notice, Notifier},
+    notify::{Kind, Notice, Notifier, human},
     store::{Checks, EVENTS_KEPT, WaitEvent, WaitLog, Watch},
 };
 use super::{Service, ms};
@@ -193,6 +193,12 @@ impl Service for WaitWatch {
             out.sent += notified.len() as u64;
             out.failed += failed.len() as u64;
             if let Some((kind, note)) = plan.event(&watch, &notified, cooldown_ms) {
+                let (told, note_text) = (notified.join(", "), note.as_deref().unwrap_or(""));
+                if plan.crossed == Some(Kind::LongWait) {
+                    tracing::warn!(%queue, wait_secs = wait, threshold_secs = threshold, notified = %told, note = note_text, "long wait");
+                } else {
+                    tracing::info!(%queue, event = kind.as_str(), wait_secs = wait, threshold_secs = threshold, notified = %told, note = note_text, "long wait event");
+                }
                 events.push(WaitEvent {
                     at_ms: now_ms,
                     queue: queue.clone(),
@@ -308,7 +314,12 @@ impl Plan {
             Some(Kind::Recovered) if notified.is_empty() && self.owed.is_empty() => {
                 Some("nobody was told of this long wait, so nobody is told it ended".into())
             }
-            Some(_) => None,
+            Some(Kind::Recovered) => Some(format!(
+                "lasted {}; longest wait {}",
+                notify::human(self.lasted_secs),
+                notify::human(w.peak_secs)
+            )),
+            Some(Kind::LongWait) => None,
             None if notified.is_empty() => return None,
             None if self.announced_now => {
                 Some("still over when the cooldown ended: told now".into())

@@ -53,8 +53,22 @@ pub struct Notice<'a> {
 }
 
 impl Notice<'_> {
-    /// The one-line text, Slack `mrkdwn` (plain text reads the same).
+    /// The message for a chat webhook: one line of Slack `mrkdwn` (an emoji, the queue as
+    /// code); [`plain`](Self::plain) is the same for email.
     pub fn text(&self) -> String {
+        let emoji = match self.kind {
+            Kind::LongWait => ":warning:",
+            Kind::Recovered => ":white_check_mark:",
+        };
+        format!("{emoji} {}", self.sentence(&format!("`{}`", self.queue)))
+    }
+
+    /// The message in plain words.
+    pub fn plain(&self) -> String {
+        self.sentence(self.queue)
+    }
+
+    fn sentence(&self, queue: &str) -> String {
         let head = format!("Switchboard ({})", self.deployment);
         let wait = format!(
             "the oldest pending job has waited {} (threshold {} s)",
@@ -63,8 +77,7 @@ impl Notice<'_> {
         );
         match self.kind {
             Kind::LongWait => format!(
-                ":warning: {head}: long wait on queue `{}`: {wait}.{}",
-                self.queue,
+                "{head}: long wait on queue {queue}: {wait}.{}",
                 if self.paused {
                     " The queue is paused."
                 } else {
@@ -72,8 +85,7 @@ impl Notice<'_> {
                 }
             ),
             Kind::Recovered => format!(
-                ":white_check_mark: {head}: queue `{}` recovered: {wait}. The long wait lasted {}; the longest wait seen was {}.",
-                self.queue,
+                "{head}: queue {queue} recovered: {wait}. The long wait lasted {}; the longest wait seen was {}.",
                 human(self.lasted_secs),
                 human(self.peak_secs)
             ),
@@ -96,9 +108,13 @@ impl Notice<'_> {
     }
 }
 
-/// Seconds for people: `75 s`, `12 min 5 s`, `3 h 20 min`.
-fn human(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
+/// Seconds for people: `2.3 s`, `75 s`, `12 min 5 s`, `3 h 20 min`.
+pub fn human(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    if secs < 10.0 && secs.fract() != 0.0 {
+        return format!("{secs:.1} s");
+    }
+    let s = secs.round() as u64;
     match s {
         0..120 => format!("{s} s"),
         120..7200 => format!("{} min {} s", s / 60, s % 60),
@@ -155,7 +171,7 @@ impl Notifier {
         }
         let to = id.strip_prefix("email ").ok_or("unknown destination")?;
         let mailer = self.mailer.as_ref().ok_or("no mailer configured")?;
-        let text = notice.text();
+        let text = notice.plain();
         let email = OutgoingEmail {
             to: to.to_owned(),
             to_name: None,
@@ -248,6 +264,16 @@ mod tests {
             "{back}"
         );
         assert_eq!(human(9000.0), "2 h 30 min");
+        assert_eq!(
+            human(2.34),
+            "2.3 s",
+            "a wait near a small threshold keeps its tenth"
+        );
+        let plain = notice(Kind::LongWait).plain();
+        assert_eq!(
+            plain,
+            "Switchboard (sb): long wait on queue webhooks: the oldest pending job has waited 75 s (threshold 60 s)."
+        );
     }
 
     #[test]
