@@ -53,6 +53,7 @@ impl Receiver {
         r
     }
 
+    #[allow(clippy::unused_async)] // an axum handler is an async fn
     async fn hit(State(r): State<Self>, Json(body): Json<Value>) -> StatusCode {
         r.bodies.lock().unwrap().push(body);
         let failing = r

@@ -38,7 +38,7 @@ mod throttle;
 mod views;
 mod waits;
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -54,7 +54,6 @@ pub use auth::{Credentials, check_exposure};
 use crate::{
     audit::{AuditLog, Entry},
     config::{DashboardSettings, Settings},
-    maintenance::waits::WaitLog,
     queue::{
         QueueError, Queues,
         admin::{DeadJob, Selection},
@@ -78,12 +77,8 @@ pub(crate) struct Dash {
     throttle: throttle::AuthThrottle,
     trusted_proxies: Arc<Vec<IpAddr>>,
     audit: AuditLog,
-    /// The long-wait thresholds (`[waits]`), where their notices go (printable: the
-    /// webhook as scheme and host), the cooldown, and the watch's record in Redis.
-    thresholds: Arc<BTreeMap<String, u64>>,
-    alert_destinations: Arc<str>,
-    alert_cooldown_secs: u64,
-    waits: WaitLog,
+    /// The long-wait thresholds and the watch's record.
+    waits: waits::Watched,
 }
 
 /// Who makes a request, from where, through which door (`dashboard` pages or the `api`):
@@ -147,9 +142,7 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .iter()
         .flat_map(|s| s.queues.clone())
         .collect();
-    let thresholds = Arc::new(settings.waits.clone());
-    let alert_destinations = settings.alerts.destinations().into();
-    let alert_cooldown_secs = settings.alerts.cooldown_secs;
+    let waits = waits::Watched::new(&queues, settings);
     let settings = settings.dashboard.clone();
     let sessions = session::Sessions::new(
         queues.clone(),
@@ -167,7 +160,6 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .filter_map(|p| p.parse().ok())
         .collect();
     let audit = AuditLog::new(queues.clone(), settings.audit_max_entries);
-    let waits = WaitLog::new(queues.clone());
     let dash = Dash {
         queues,
         settings: Arc::new(settings),
@@ -177,9 +169,6 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         throttle,
         trusted_proxies: Arc::new(trusted_proxies),
         audit,
-        thresholds,
-        alert_destinations,
-        alert_cooldown_secs,
         waits,
     };
     let guarded = Router::new()

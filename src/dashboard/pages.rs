@@ -161,16 +161,7 @@ pub(crate) async fn overview(
         workers: o.workers,
         processes: o.processes,
         longest: o.longest_wait.map(|w| (w.queue, span(w.secs))),
-        long_waits: over_now(
-            &dash.thresholds,
-            o.queues.iter().map(|r| {
-                (
-                    r.stats.name.as_str(),
-                    r.stats.pending,
-                    r.stats.oldest_pending_secs,
-                )
-            }),
-        ),
+        long_waits: over_now(dash.waits.thresholds(), o.queues.iter().map(|r| &r.stats)),
         circuits: o
             .circuits
             .into_iter()

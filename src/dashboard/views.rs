@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use askama::Template;
 
-use crate::queue::overview::Supervisor;
+use crate::queue::{admin::QueueStats, overview::Supervisor};
 
 /// The frame every page shares.
 pub(crate) struct Layout {
@@ -190,16 +190,19 @@ pub(crate) struct LoginPage {
     pub password_label: &'static str,
 }
 
-/// The queues of `thresholds` whose oldest wait in `rows` (queue, pending, oldest wait) is
-/// over their threshold now: (queue, wait, threshold), for the overview.
+/// The queues of `thresholds` whose wait in `rows` is over their threshold now: (queue,
+/// wait, threshold), for the overview.
 pub(crate) fn over_now<'a>(
     thresholds: &std::collections::BTreeMap<String, u64>,
-    rows: impl IntoIterator<Item = (&'a str, u64, f64)>,
+    rows: impl IntoIterator<Item = &'a QueueStats>,
 ) -> Vec<(String, String, String)> {
+    use crate::maintenance::waits::{is_over, wait_of};
     rows.into_iter()
-        .filter_map(|(queue, pending, wait)| {
+        .filter_map(|stats| {
+            let queue = stats.name.as_str();
             let threshold = *thresholds.get(queue)?;
-            (pending > 0 && wait > threshold as f64).then(|| {
+            let wait = wait_of(stats);
+            is_over(wait, threshold).then(|| {
                 (
                     queue.to_owned(),
                     span(wait),

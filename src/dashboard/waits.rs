@@ -7,6 +7,8 @@
 //! maintenance shows it too. Email addresses are masked for roles that do not see personal
 //! data.
 
+use std::{collections::BTreeMap, sync::Arc};
+
 use askama::Template;
 use axum::{
     Json,
@@ -22,12 +24,41 @@ use super::{
     views::{Layout, span, when},
 };
 use crate::{
-    maintenance::waits::{Checks, WaitEvent, human},
-    queue::{QueueError, job::now_ms},
+    config::Settings,
+    maintenance::waits::{Checks, WaitEvent, WaitLog, human, is_over, wait_of},
+    queue::{QueueError, Queues, job::now_ms},
 };
 
 /// Events the page lists.
 const PAGE_EVENTS: usize = 100;
+
+/// What the page and the API need of the configuration, built once, and the watch's record.
+/// Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Watched {
+    /// `[waits]`.
+    thresholds: Arc<BTreeMap<String, u64>>,
+    /// Where notices go, printable (the webhook as scheme and host only).
+    destinations: Arc<str>,
+    cooldown_secs: u64,
+    log: WaitLog,
+}
+
+impl Watched {
+    pub(crate) fn new(queues: &Queues, settings: &Settings) -> Self {
+        Self {
+            thresholds: Arc::new(settings.waits.clone()),
+            destinations: settings.alerts.destinations().into(),
+            cooldown_secs: settings.alerts.cooldown_secs,
+            log: WaitLog::new(queues.clone()),
+        }
+    }
+
+    /// Queue -> threshold, seconds.
+    pub(crate) fn thresholds(&self) -> &BTreeMap<String, u64> {
+        &self.thresholds
+    }
+}
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct WaitsQuery {
@@ -58,25 +89,22 @@ pub(crate) struct WaitsView {
 }
 
 async fn load(dash: &Dash, limit: usize, personal: bool) -> Result<WaitsView, QueueError> {
-    let mut watches = dash.waits.watches().await?;
-    let mut queues = Vec::with_capacity(dash.thresholds.len());
-    for (queue, &threshold_secs) in dash.thresholds.iter() {
+    let w = &dash.waits;
+    let mut watches = w.log.watches().await?;
+    let mut queues = Vec::with_capacity(w.thresholds.len());
+    for (queue, &threshold_secs) in w.thresholds.iter() {
         let stats = dash.queues.stats(queue).await?;
         let watch = watches.remove(queue).unwrap_or_default();
         queues.push(WatchedQueue {
             queue: queue.clone(),
             threshold_secs,
-            wait_secs: if stats.pending > 0 {
-                stats.oldest_pending_secs
-            } else {
-                0.0
-            },
+            wait_secs: wait_of(&stats),
             paused: stats.paused,
             over_since_ms: watch.over_since_ms,
             told: watch.told.into_iter().collect(),
         });
     }
-    let mut events = dash.waits.recent(limit).await?;
+    let mut events = w.log.recent(limit).await?;
     if !personal {
         for q in &mut queues {
             mask(&mut q.told);
@@ -88,7 +116,7 @@ async fn load(dash: &Dash, limit: usize, personal: bool) -> Result<WaitsView, Qu
     }
     Ok(WaitsView {
         queues,
-        checks: dash.waits.checks().await?,
+        checks: w.log.checks().await?,
         events,
     })
 }
@@ -154,7 +182,7 @@ pub(crate) async fn page(State(dash): State<Dash>, actor: Actor) -> Page {
         .queues
         .into_iter()
         .map(|q| {
-            let over = q.wait_secs > q.threshold_secs as f64;
+            let over = is_over(q.wait_secs, q.threshold_secs);
             QueueLine {
                 threshold: human(q.threshold_secs as f64),
                 wait: if q.wait_secs > 0.0 {
@@ -185,9 +213,9 @@ pub(crate) async fn page(State(dash): State<Dash>, actor: Actor) -> Page {
         })
         .collect();
     let destinations = if personal {
-        dash.alert_destinations.to_string()
+        dash.waits.destinations.to_string()
     } else {
-        redact::mask_text(&dash.alert_destinations)
+        redact::mask_text(&dash.waits.destinations)
     };
     let page = WaitsPage {
         l: layout(
@@ -198,7 +226,7 @@ pub(crate) async fn page(State(dash): State<Dash>, actor: Actor) -> Page {
             &Notice::default(),
         ),
         destinations,
-        cooldown: span(dash.alert_cooldown_secs as f64),
+        cooldown: span(dash.waits.cooldown_secs as f64),
         checked: (view.checks.rounds > 0)
             .then(|| (when(view.checks.at_ms, now), view.checks.rounds)),
         queues,

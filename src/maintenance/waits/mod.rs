@@ -35,7 +35,11 @@ pub use self::{
     store::{Checks, EVENTS_KEPT, WaitEvent, WaitLog, Watch},
 };
 use super::{Service, ms};
-use crate::{config::Settings, queue::Queues, telemetry::metric};
+use crate::{
+    config::Settings,
+    queue::{Queues, admin::QueueStats},
+    telemetry::metric,
+};
 
 /// How the watch runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,11 +165,7 @@ impl Service for WaitWatch {
         let mut events = Vec::new();
         for (queue, &threshold) in &self.config.thresholds {
             let stats = self.queues.stats(queue).await?;
-            let wait = if stats.pending > 0 {
-                stats.oldest_pending_secs
-            } else {
-                0.0
-            };
+            let wait = wait_of(&stats);
             let before = watches.remove(queue).unwrap_or_default();
             let mut watch = before.clone();
             let cooldown_ms = self.config.cooldown.as_millis() as u64;
@@ -229,6 +229,21 @@ impl Service for WaitWatch {
     }
 }
 
+/// The wait a queue is judged by: its oldest pending job's, 0 with nothing pending (a
+/// cancelled job may still sit at the end of the list).
+pub fn wait_of(stats: &QueueStats) -> f64 {
+    if stats.pending > 0 {
+        stats.oldest_pending_secs
+    } else {
+        0.0
+    }
+}
+
+/// Whether `wait_secs` is a long wait for `threshold_secs` (longer than it, as Horizon).
+pub fn is_over(wait_secs: f64, threshold_secs: u64) -> bool {
+    wait_secs > threshold_secs as f64
+}
+
 /// What one check of one queue found and owes.
 #[derive(Debug, Default, PartialEq)]
 struct Plan {
@@ -254,7 +269,7 @@ fn plan(
     cooldown_ms: u64,
     destinations: &[String],
 ) -> Plan {
-    let over = wait > threshold as f64;
+    let over = is_over(wait, threshold);
     // A destination taken out of the configuration can be told nothing more.
     w.told.retain(|d| destinations.contains(d));
     let mut p = Plan::default();
@@ -283,13 +298,13 @@ fn plan(
         .iter()
         .filter_map(|d| {
             let told = w.told.contains(d);
-            let want = over && (w.announced || told);
-            let kind = if want {
+            let to_tell = over && (w.announced || told);
+            let kind = if to_tell {
                 Kind::LongWait
             } else {
                 Kind::Recovered
             };
-            (want != told).then(|| (d.clone(), kind))
+            (to_tell != told).then(|| (d.clone(), kind))
         })
         .collect();
     p
