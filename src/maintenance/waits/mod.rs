@@ -163,8 +163,17 @@ impl Service for WaitWatch {
         let mut out = WaitOutcome::default();
         let mut changed = Vec::new();
         let mut events = Vec::new();
+        // A queue whose stats fail is skipped, so what the others sent is still recorded
+        // (not sent again next round); the round then fails with the first such error.
+        let mut skipped = None;
         for (queue, &threshold) in &self.config.thresholds {
-            let stats = self.queues.stats(queue).await?;
+            let stats = match self.queues.stats(queue).await {
+                Ok(stats) => stats,
+                Err(e) => {
+                    skipped.get_or_insert(e);
+                    continue;
+                }
+            };
             let wait = wait_of(&stats);
             let before = watches.remove(queue).unwrap_or_default();
             let mut watch = before.clone();
@@ -217,7 +226,10 @@ impl Service for WaitWatch {
         out.events = events.len() as u64;
         let changed: Vec<(&str, &Watch)> = changed.iter().map(|(q, w)| (*q, w)).collect();
         store::save(&self.queues, &self.keys, &changed, &events, now_ms).await?;
-        Ok(out)
+        match skipped {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
     }
 
     fn interval(&self) -> Duration {
