@@ -3,6 +3,7 @@
 //! key prefix and deletes its keys afterwards. [`mix`] spreads the jobs over sequence keys,
 //! tenants and priorities; [`memory`] measures Redis bytes per pending job.
 
+mod cpu;
 mod memory;
 mod mix;
 
@@ -261,6 +262,7 @@ async fn drain(
             }
         }
     });
+    let cpu = cpu::Cpu::now(queues).await?;
     let start = Instant::now();
     let fleet = Fleet::start(
         queues,
@@ -271,6 +273,7 @@ async fn drain(
     .await?;
     wait_processed(queues, jobs as u64, Duration::from_secs(600)).await?;
     let seconds = start.elapsed().as_secs_f64();
+    let (redis_us, process_us) = cpu.per_job_since(cpu::Cpu::now(queues).await?, jobs);
     let rss_mb = rss_mb();
     fleet.stop().await;
     let lost = runs
@@ -288,7 +291,7 @@ async fn drain(
     let mut line = json!({
         "bench": "drain", "jobs": jobs, "completed": jobs - lost, "lost": lost, "duplicates": duplicates,
         "out_of_order": out_of_order, "seconds": round(seconds), "jobs_per_sec": (jobs as f64 / seconds).round(),
-        "rss_mb": round(rss_mb),
+        "rss_mb": round(rss_mb), "redis_cpu_us_per_job": redis_us, "process_cpu_us_per_job": process_us,
     });
     mix.describe(&mut line);
     Ok(line)
