@@ -8,7 +8,7 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::Duration,
 };
 
@@ -184,18 +184,14 @@ async fn a_fresh_serve_exports_every_family_before_any_job_runs() {
             );
         }
         // The default supervisors are named after their one queue.
-        let slots = samples(
-            &all,
-            metric::SUPERVISOR_SLOTS,
-            &[("supervisor", queue), ("queue", queue)],
-        );
-        assert!(slots.map(|s| s.value).eq([slots_of(queue)]), "{queue}");
-        let idle = samples(
-            &all,
-            metric::WORKERS,
-            &[("supervisor", queue), ("state", "idle")],
-        );
-        assert!(idle.map(|s| s.value).eq([slots_of(queue)]), "{queue}");
+        let slots = [("supervisor", *queue), ("queue", *queue)];
+        let slots: Vec<f64> = samples(&all, metric::SUPERVISOR_SLOTS, &slots)
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(slots, [slots_of(queue)], "{queue}");
+        let idle = [("supervisor", *queue), ("state", "idle")];
+        let idle: Vec<f64> = samples(&all, metric::WORKERS, &idle).map(|s| s.value).collect();
+        assert_eq!(idle, [slots_of(queue)], "{queue}");
         zero(
             &all,
             metric::WORKERS,
