@@ -93,16 +93,14 @@ fn zero(all: &[expo::Sample], name: &str, labels: &[(&str, &str)]) {
     );
 }
 
-#[tokio::test]
-async fn a_fresh_serve_exports_every_family_before_any_job_runs() {
-    let h = Harness::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("schedules.toml");
+/// Start `switchboard serve` in `dir` with [`SCHEDULES`]; its base URL once it is ready.
+async fn start_serve(h: &Harness, dir: &std::path::Path) -> (Serve, String) {
+    let config = dir.join("schedules.toml");
     std::fs::write(&config, SCHEDULES).unwrap();
     let port = free_port();
     let child = h
         .command()
-        .current_dir(dir.path())
+        .current_dir(dir)
         .arg("--config")
         .arg(&config)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -113,7 +111,7 @@ async fn a_fresh_serve_exports_every_family_before_any_job_runs() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _serve = Serve(child);
+    let serve = Serve(child);
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     h.wait_for("serve to be ready", LIMIT, || {
@@ -125,10 +123,115 @@ async fn a_fresh_serve_exports_every_family_before_any_job_runs() {
         }
     })
     .await;
-    let (code, text) = get(&client, &format!("{base}/metrics")).await.unwrap();
+    (serve, base)
+}
+
+/// The job series: every kind on its queue (all five are worked by the default
+/// supervisors) and the recurring prune job on maintenance, every outcome at 0 and the run
+/// time histogram empty. Returns the queues.
+fn assert_job_series(all: &[expo::Sample]) -> BTreeSet<&'static str> {
+    let mut pairs: BTreeSet<(&str, &str)> = switchboard_jobs::catalogue()
+        .iter()
+        .map(|k| (k.queue, k.kind))
+        .collect();
+    pairs.insert(("maintenance", "prune"));
+    for (queue, kind) in &pairs {
+        for outcome in metric::JOB_OUTCOMES {
+            let labels = [("queue", *queue), ("kind", *kind), ("outcome", outcome)];
+            zero(all, metric::JOBS, &labels);
+        }
+        let labels = [("queue", *queue), ("kind", *kind)];
+        zero(all, "switchboard_job_run_seconds_count", &labels);
+        let inf = [("queue", *queue), ("kind", *kind), ("le", "+Inf")];
+        zero(all, "switchboard_job_run_seconds_bucket", &inf);
+    }
+    let queues: BTreeSet<&str> = pairs.iter().map(|(q, _)| *q).collect();
+    assert_eq!(queues.len(), 5, "{queues:?}");
+    queues
+}
+
+/// Per queue: the wait histogram, rescued counter, queue gauges, and the slots of the
+/// default supervisor named after it.
+fn assert_queue_series(all: &[expo::Sample], queue: &str) {
+    zero(
+        all,
+        "switchboard_job_wait_seconds_count",
+        &[("queue", queue)],
+    );
+    zero(all, metric::JOBS_RESCUED, &[("queue", queue)]);
+    zero(all, metric::QUEUE_OLDEST_PENDING, &[("queue", queue)]);
+    for state in ["pending", "delayed", "running", "dead", "waiting"] {
+        zero(
+            all,
+            metric::QUEUE_JOBS,
+            &[("queue", queue), ("state", state)],
+        );
+    }
+    let slots = [("supervisor", queue), ("queue", queue)];
+    let slots: Vec<f64> = samples(all, metric::SUPERVISOR_SLOTS, &slots)
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(slots, [slots_of(queue)], "{queue}");
+    let idle = [("supervisor", queue), ("state", "idle")];
+    let idle: Vec<f64> = samples(all, metric::WORKERS, &idle)
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(idle, [slots_of(queue)], "{queue}");
+    zero(
+        all,
+        metric::WORKERS,
+        &[("supervisor", queue), ("state", "busy")],
+    );
+}
+
+/// The scheduler's, ingest's and the process-wide series.
+fn assert_other_series(all: &[expo::Sample]) {
+    for outcome in metric::SCHEDULER_OUTCOMES {
+        let labels = [("schedule", "yearly-reconcile"), ("outcome", outcome)];
+        zero(all, metric::SCHEDULER_FIRES, &labels);
+    }
+    for provider in metric::INGEST_PROVIDERS {
+        for status in metric::INGEST_STATUSES {
+            let status = status.to_string();
+            let labels = [("provider", provider), ("status", status.as_str())];
+            zero(all, metric::INGEST_REQUESTS, &labels);
+        }
+        zero(
+            all,
+            "switchboard_ingest_seconds_count",
+            &[("provider", provider)],
+        );
+    }
+    for provider in ["calcom", "database", "sms", "smtp", "stripe"] {
+        zero(all, metric::CIRCUIT_OPEN, &[("provider", provider)]);
+    }
+    for component in metric::REDIS_COMPONENTS {
+        zero(all, metric::REDIS_ERRORS, &[("component", component)]);
+    }
+    for reason in metric::SHED_REASONS {
+        zero(all, metric::HTTP_CONNECTIONS_SHED, &[("reason", reason)]);
+    }
+    let open = samples(all, metric::HTTP_CONNECTIONS_OPEN, &[]).count();
+    assert_eq!(open, 1, "the open connections gauge");
+    for name in [
+        switchboard_jobs::store::DATABASE_ERRORS,
+        switchboard_jobs::billing::report_usage::UNBILLABLE,
+        switchboard_jobs::billing::report_usage::REPORTED_LATE,
+    ] {
+        zero(all, name, &[]);
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_serve_exports_every_family_before_any_job_runs() {
+    let h = Harness::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, base) = start_serve(&h, dir.path()).await;
+    let (code, text) = get(&reqwest::Client::new(), &format!("{base}/metrics"))
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     let all = expo::parse(&text);
-
     for family in families_in_metric_rs() {
         let exported = all.iter().any(|s| {
             s.name == family
@@ -141,90 +244,10 @@ async fn a_fresh_serve_exports_every_family_before_any_job_runs() {
             "{family} is not exported on a fresh serve:\n{text}"
         );
     }
-    for name in [
-        switchboard_jobs::store::DATABASE_ERRORS,
-        switchboard_jobs::billing::report_usage::UNBILLABLE,
-        switchboard_jobs::billing::report_usage::REPORTED_LATE,
-    ] {
-        zero(&all, name, &[]);
+    for queue in assert_job_series(&all) {
+        assert_queue_series(&all, queue);
     }
-
-    // Every kind on its queue (all five are worked by the default supervisors), and the
-    // recurring prune job on maintenance.
-    let mut pairs: BTreeSet<(&str, &str)> = switchboard_jobs::catalogue()
-        .iter()
-        .map(|k| (k.queue, k.kind))
-        .collect();
-    pairs.insert(("maintenance", "prune"));
-    for (queue, kind) in &pairs {
-        for outcome in metric::JOB_OUTCOMES {
-            let labels = [("queue", *queue), ("kind", *kind), ("outcome", outcome)];
-            zero(&all, metric::JOBS, &labels);
-        }
-        let labels = [("queue", *queue), ("kind", *kind)];
-        zero(&all, "switchboard_job_run_seconds_count", &labels);
-        let inf = [("queue", *queue), ("kind", *kind), ("le", "+Inf")];
-        zero(&all, "switchboard_job_run_seconds_bucket", &inf);
-    }
-    let queues: BTreeSet<&str> = pairs.iter().map(|(q, _)| *q).collect();
-    assert_eq!(queues.len(), 5, "{queues:?}");
-    for queue in &queues {
-        zero(
-            &all,
-            "switchboard_job_wait_seconds_count",
-            &[("queue", queue)],
-        );
-        zero(&all, metric::JOBS_RESCUED, &[("queue", queue)]);
-        zero(&all, metric::QUEUE_OLDEST_PENDING, &[("queue", queue)]);
-        for state in ["pending", "delayed", "running", "dead", "waiting"] {
-            zero(
-                &all,
-                metric::QUEUE_JOBS,
-                &[("queue", queue), ("state", state)],
-            );
-        }
-        // The default supervisors are named after their one queue.
-        let slots = [("supervisor", *queue), ("queue", *queue)];
-        let slots: Vec<f64> = samples(&all, metric::SUPERVISOR_SLOTS, &slots)
-            .map(|s| s.value)
-            .collect();
-        assert_eq!(slots, [slots_of(queue)], "{queue}");
-        let idle = [("supervisor", *queue), ("state", "idle")];
-        let idle: Vec<f64> = samples(&all, metric::WORKERS, &idle).map(|s| s.value).collect();
-        assert_eq!(idle, [slots_of(queue)], "{queue}");
-        zero(
-            &all,
-            metric::WORKERS,
-            &[("supervisor", queue), ("state", "busy")],
-        );
-    }
-    for outcome in metric::SCHEDULER_OUTCOMES {
-        let labels = [("schedule", "yearly-reconcile"), ("outcome", outcome)];
-        zero(&all, metric::SCHEDULER_FIRES, &labels);
-    }
-    for provider in metric::INGEST_PROVIDERS {
-        for status in metric::INGEST_STATUSES {
-            let status = status.to_string();
-            let labels = [("provider", provider), ("status", status.as_str())];
-            zero(&all, metric::INGEST_REQUESTS, &labels);
-        }
-        zero(
-            &all,
-            "switchboard_ingest_seconds_count",
-            &[("provider", provider)],
-        );
-    }
-    for provider in ["calcom", "database", "sms", "smtp", "stripe"] {
-        zero(&all, metric::CIRCUIT_OPEN, &[("provider", provider)]);
-    }
-    for component in metric::REDIS_COMPONENTS {
-        zero(&all, metric::REDIS_ERRORS, &[("component", component)]);
-    }
-    for reason in metric::SHED_REASONS {
-        zero(&all, metric::HTTP_CONNECTIONS_SHED, &[("reason", reason)]);
-    }
-    let open = samples(&all, metric::HTTP_CONNECTIONS_OPEN, &[]).count();
-    assert_eq!(open, 1, "the open connections gauge");
+    assert_other_series(&all);
     let jobs_run: f64 = samples(&all, metric::JOBS, &[]).map(|s| s.value).sum();
     assert!(jobs_run == 0.0, "no job ran: {jobs_run}");
 }
@@ -455,14 +478,11 @@ fn cell(html: &str, row: &str, field: &str) -> String {
     rest[start..start + rest[start..].find('<').unwrap()].to_owned()
 }
 
-#[tokio::test]
-async fn the_metrics_pages_show_throughput_and_run_time_per_queue_and_kind() {
-    let app = MetricsApp::start(true).await;
-    app.run_jobs().await;
-    let s = Session::login(&app.base).await;
-    // Per-kind figures are written just after each ack batch: wait for all 11 runs.
+/// `GET /api/metrics` once it counts all 11 runs: per-kind figures are written just after
+/// each ack batch, without the acker waiting for them.
+async fn recorded(s: &Session) -> Value {
     let deadline = tokio::time::Instant::now() + LIMIT;
-    let overview = loop {
+    loop {
         let overview = s.json("/api/metrics").await;
         let counted: u64 = overview["slowest_kinds"]
             .as_array()
@@ -471,14 +491,19 @@ async fn the_metrics_pages_show_throughput_and_run_time_per_queue_and_kind() {
             .map(|k| k["completed"].as_u64().unwrap())
             .sum();
         if counted == 11 {
-            break overview;
+            return overview;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "runs recorded: {overview}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+}
+
+/// The JSON API's numbers after [`MetricsApp::run_jobs`].
+async fn check_api(s: &Session) {
+    let overview = recorded(s).await;
     assert_eq!(overview["minutes"], 60);
     let kinds = &overview["slowest_kinds"];
     assert_eq!(kinds[0]["name"], "test.slow", "slowest first: {kinds}");
@@ -530,8 +555,10 @@ async fn the_metrics_pages_show_throughput_and_run_time_per_queue_and_kind() {
         (unknown["completed"].as_u64(), unknown["mean_ms"].is_null()),
         (Some(0), true)
     );
+}
 
-    // The pages show the same numbers.
+/// The pages show the API's numbers.
+async fn check_pages(s: &Session) {
     let (code, page) = s.get("/dashboard/metrics").await;
     assert_eq!(code, 200, "{page}");
     assert!(
@@ -564,7 +591,15 @@ async fn the_metrics_pages_show_throughput_and_run_time_per_queue_and_kind() {
         "{page}"
     );
     assert_eq!(cell(&page, r#"data-name="slow""#, "completed"), "3");
+}
 
+#[tokio::test]
+async fn the_metrics_pages_show_throughput_and_run_time_per_queue_and_kind() {
+    let app = MetricsApp::start(true).await;
+    app.run_jobs().await;
+    let s = Session::login(&app.base).await;
+    check_api(&s).await;
+    check_pages(&s).await;
     for bad in [
         "/dashboard/metrics/kinds/a%20b",
         "/api/metrics/queues/a%20b",

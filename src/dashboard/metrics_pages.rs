@@ -187,7 +187,7 @@ pub(crate) async fn queue(
 ) -> Page {
     let series = metrics::queue(&dash, &name).await?;
     let json = format!("/api/metrics/queues/{}", seg(&name));
-    detail(&dash, &actor, "queue", series, kind_link, json)
+    detail(&dash, &actor, "queue", &series, kind_link, json)
 }
 
 /// `/dashboard/metrics/kinds/{kind}`.
@@ -195,14 +195,14 @@ pub(crate) async fn kind(State(dash): State<Dash>, actor: Actor, Path(name): Pat
     metrics::check_kind(&name)?;
     let series = metrics::kind(&dash, &name).await?;
     let json = format!("/api/metrics/kinds/{}", seg(&name));
-    detail(&dash, &actor, "kind", series, queue_link, json)
+    detail(&dash, &actor, "kind", &series, queue_link, json)
 }
 
 fn detail(
     dash: &Dash,
     actor: &Actor,
     what: &'static str,
-    s: Series,
+    s: &Series,
     link: fn(&str) -> String,
     json: String,
 ) -> Page {
