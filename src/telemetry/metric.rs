@@ -29,7 +29,8 @@
 //! **Outcomes** of `switchboard_jobs_total`, counted like Sidekiq counts failures (one per
 //! failed attempt): `completed`; `failed` for every failed attempt, plus `retried` when it
 //! will run again or `dead` when it went to the dead set (out of attempts, or permanent); and
-//! `snoozed` for a job that asked to run later (no attempt used, not a failure). So
+//! `snoozed` for a job that asked to run later (no attempt used, not a failure); `expired`
+//! for a job past its expiry before it started (never run, not a failure). So
 //! `failed = retried + dead`, finished attempts are `completed + failed + snoozed`, and the
 //! failure rate is `failed / (completed + failed)`.
 //!
