@@ -75,6 +75,29 @@ pub async fn finish(store: &Store, done: Finished) -> Result<(), StoreError> {
     }
 }
 
+/// Write `events` and `finishes` together as one batch (one transaction), as the store's
+/// writer writes whatever is waiting; what each event found, in order. No fallback: an error
+/// is the batch's.
+pub async fn write_together(
+    store: &Store,
+    events: Vec<CallEvent>,
+    finishes: Vec<Finished>,
+) -> Result<Vec<Recorded>, StoreError> {
+    let items: Vec<Item> = finishes
+        .into_iter()
+        .map(Item::Finish)
+        .chain(events.into_iter().map(Item::Record))
+        .collect();
+    let outcomes = write_batch(store, &items).await?;
+    Ok(outcomes
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Recorded(r) => Some(r),
+            Outcome::Finished => None,
+        })
+        .collect())
+}
+
 fn writer_gone() -> StoreError {
     StoreError::db("call_events.writer", sqlx::Error::WorkerCrashed)
 }
@@ -212,13 +235,15 @@ async fn write_batch(store: &Store, items: &[Item]) -> Result<Vec<Outcome>, Stor
         .begin()
         .await
         .map_err(|e| StoreError::db(OP, e))?;
+    // A write first: `SQLite` then takes its write lock at once (waiting its busy timeout),
+    // rather than failing to upgrade a read when another writer came between.
+    let mut begun: Vec<&EventRow> = records.iter().map(|e| &e.event).collect();
+    begun.sort_by(|a, b| (&a.provider, &a.event_id).cmp(&(&b.provider, &b.event_id)));
+    webhook_events::begin_many(&mut tx, dialect, &begun).await?;
     let mut numbers: Vec<&str> = records.iter().map(|e| e.to_number.as_str()).collect();
     numbers.sort_unstable();
     numbers.dedup();
     let owners = companies::ids_by_phone_numbers(&mut tx, &numbers).await?;
-    let mut begun: Vec<&EventRow> = records.iter().map(|e| &e.event).collect();
-    begun.sort_by(|a, b| (&a.provider, &a.event_id).cmp(&(&b.provider, &b.event_id)));
-    webhook_events::begin_many(&mut tx, dialect, &begun).await?;
     let found: Vec<(&CallEvent, (i64, i64))> = records
         .iter()
         .filter_map(|e| owners.get(&e.to_number).map(|&ids| (*e, ids)))
