@@ -55,8 +55,13 @@ async fn seed(store: &Store) -> Vec<i64> {
     companies
 }
 
-fn maybe<T>(rng: &mut StdRng, value: T) -> Option<T> {
-    rng.random_bool(0.6).then_some(value)
+/// `make`'s value, 6 times in 10; `None` otherwise.
+fn maybe<T>(rng: &mut StdRng, make: impl FnOnce(&mut StdRng) -> T) -> Option<T> {
+    if rng.random_bool(0.6) {
+        Some(make(rng))
+    } else {
+        None
+    }
 }
 
 /// A random event of round `round`: one of four calls, each always dialled to the same number.
@@ -66,10 +71,10 @@ fn event(rng: &mut StdRng, round: usize) -> CallEvent {
     let to = [NUMBERS[0], NUMBERS[1], NUMBERS[0], UNKNOWN][call_index];
     let stage = rng.random_range(1..=3i64);
     let caller = (*CALLERS.choose(rng).unwrap()).to_owned();
-    let duration = maybe(rng, rng.random_range(0..600_000i64));
+    let duration = maybe(rng, |r| r.random_range(0..600_000i64));
     let has_caller = rng.random_bool(0.8);
-    let caller_name = maybe(rng, format!("Name {}", rng.random_range(0..3)));
-    let caller_email = maybe(rng, format!("c{}@example.com", rng.random_range(0..3)));
+    let caller_name = maybe(rng, |r| format!("Name {}", r.random_range(0..3)));
+    let caller_email = maybe(rng, |r| format!("c{}@example.com", r.random_range(0..3)));
     let analysed = stage == 3;
     let call = Call {
         call_id: call_id.clone(),
@@ -80,10 +85,10 @@ fn event(rng: &mut StdRng, round: usize) -> CallEvent {
         },
         to_number: to.to_owned(),
         stage,
-        started_at_ms: maybe(rng, 1_790_000_000_000 + rng.random_range(0..1000)),
+        started_at_ms: maybe(rng, |r| 1_790_000_000_000 + r.random_range(0..1000)),
         ended_at_ms: (stage >= 2).then(|| 1_790_000_600_000 + rng.random_range(0..1000)),
         duration_ms: duration,
-        disconnection_reason: maybe(rng, "user_hangup".to_owned()),
+        disconnection_reason: maybe(rng, |_| "user_hangup".to_owned()),
         summary: analysed.then(|| format!("summary {}", rng.random_range(0..3))),
         sentiment: analysed.then(|| "Positive".to_owned()),
         successful: analysed.then(|| rng.random_bool(0.5)),
