@@ -161,7 +161,7 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
             concurrency,
         } => latency(&queues, &settings, rate, secs, concurrency).await,
         BenchCommand::Idle { secs, workers } => idle(&queues, &settings, secs, workers).await,
-        BenchCommand::E2e(args) => e2e::run(&queues, &settings, args).await,
+        BenchCommand::E2e(args) => e2e::run(&queues, &settings, &args).await,
     };
     cleanup(&queues).await?;
     let mut result = result?;

@@ -29,11 +29,11 @@ pub(crate) struct Batcher<I, O> {
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Start `flushers` tasks on the current runtime, each flushing up to `max` items at once.
-    pub(crate) fn start(flushers: usize, max: usize, flush: Flush<I, O>) -> Self {
+    pub(crate) fn start(flushers: usize, max: usize, flush: &Flush<I, O>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel::<Slot<I, O>>();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..flushers.max(1) {
-            let (rx, flush) = (Arc::clone(&rx), Arc::clone(&flush));
+            let (rx, flush) = (Arc::clone(&rx), Arc::clone(flush));
             tokio::spawn(async move {
                 while let Some(slots) = take(&rx, max.max(1)).await {
                     let (items, answers): (Vec<I>, Vec<_>) =

@@ -12,7 +12,7 @@
 //!   sorted by key, so concurrent batches lock in the same order.
 //!
 //! What must stay true: both paths leave the same rows for the same events in the same order
-//! (tests/batch_rows.rs checks it over random orders with duplicates); a batch is all or
+//! (`tests/batch_rows.rs` checks it over random orders with duplicates); a batch is all or
 //! nothing, and when it fails each of its items is written again alone on the single path,
 //! so one bad event fails only itself; the business is read in the batch's own transaction,
 //! never from a cache, so a number moved to another business counts from the next batch on.
@@ -188,29 +188,29 @@ fn shape(dialect: Dialect) -> (usize, usize) {
 
 impl Writer {
     /// Start the flushers over `store` (the tasks hold only its pool).
-    pub(crate) fn start(store: Store) -> Self {
+    pub(crate) fn start(store: &Store) -> Self {
         let (flushers, max) = shape(store.dialect());
         let store = store.bare();
         let flush: Flush<Item, Result<Outcome, StoreError>> = Arc::new(move |items| {
             let store = store.clone();
-            Box::pin(async move { flush(&store, items).await })
+            Box::pin(async move { flush(&store, &items).await })
         });
         Self {
-            batcher: Batcher::start(flushers, max, flush),
+            batcher: Batcher::start(flushers, max, &flush),
         }
     }
 }
 
 /// Write `items` as one batch; when that fails, each alone on the single path.
-async fn flush(store: &Store, items: Vec<Item>) -> Vec<Result<Outcome, StoreError>> {
-    let error = match write_batch(store, &items).await {
+async fn flush(store: &Store, items: &[Item]) -> Vec<Result<Outcome, StoreError>> {
+    let error = match write_batch(store, items).await {
         Ok(out) => return out.into_iter().map(Ok).collect(),
         Err(e) if items.len() == 1 => return vec![Err(e)],
         Err(e) => e,
     };
     tracing::warn!(error = %error, items = items.len(), "a batch of call events failed: writing each alone");
     let mut out = Vec::with_capacity(items.len());
-    for item in &items {
+    for item in items {
         out.push(match item {
             Item::Record(e) => record_one(store, e).await.map(Outcome::Recorded),
             Item::Finish(f) => finish_one(store, f).await.map(|()| Outcome::Finished),

@@ -236,8 +236,7 @@ impl Store {
 
     /// The shared writer of call events (started on first use, on the current runtime).
     pub(crate) fn writer(&self) -> &call_events::Writer {
-        self.writer
-            .get_or_init(|| call_events::Writer::start(self.clone()))
+        self.writer.get_or_init(|| call_events::Writer::start(self))
     }
 }
 

@@ -41,8 +41,9 @@ pub struct E2eArgs {
     /// How many distinct signed deliveries.
     #[arg(long, default_value_t = 20_000)]
     pub events: usize,
-    /// Comma-separated kinds, dealt round robin: call_started, call_ended, call_analyzed,
-    /// booking_created, invoice_paid (the Retell kinds of one round are one call).
+    /// Comma-separated kinds, dealt round robin: `call_started`, `call_ended`,
+    /// `call_analyzed`, `booking_created`, `invoice_paid` (the Retell kinds of one round are one
+    /// call).
     #[arg(long, default_value = "call_ended", value_parser = Mix::parse)]
     pub mix: Mix,
     /// The database to store into (sqlx URL; best a fresh one); `database.url` when absent.
@@ -72,7 +73,7 @@ pub struct E2eArgs {
 pub async fn run(
     queues: &Queues,
     settings: &Settings,
-    args: E2eArgs,
+    args: &E2eArgs,
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(args.events > 0, "bench e2e needs --events of at least 1");
     let mut settings = settings.clone();
@@ -90,16 +91,16 @@ pub async fn run(
     let businesses =
         seed::businesses(&store, &tag, tag_number, usize::from(args.businesses)).await?;
     let queue = settings.ingest.queue.clone();
-    let supervisor = webhooks_only(&mut settings, &queue, &args)?;
+    let supervisor = webhooks_only(&mut settings, &queue, args)?;
     let before = webhook_events::count_status(&store, "processed").await?;
     queues.register_queue(&queue).await?;
     queues.pause(&queue).await?;
 
     let keys = Keys::fresh();
     let server = Server::start(&settings, &keys).await?;
-    let posted = post_all(&server, &args, &tag, &businesses, &keys).await;
+    let posted = post_all(&server, args, &tag, &businesses, &keys).await;
     let drained = match posted {
-        Ok(()) => drain(queues, &store, &queue, &args, before).await,
+        Ok(()) => drain(queues, &store, &queue, args, before).await,
         Err(e) => Err(e),
     };
     server.stop().await?;
@@ -115,7 +116,7 @@ pub async fn run(
         "concurrency": supervisor.0, "workers": supervisor.1, "businesses": args.businesses,
         "pool_connections": store_connections(&url)?,
     });
-    rows(&store, queues, &businesses, &args, &mut line).await?;
+    rows(&store, queues, &businesses, args, &mut line).await?;
     if let Some(profile) = drained.profile {
         line["profile"] = profile;
     }
