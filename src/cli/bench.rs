@@ -1,9 +1,11 @@
 //! `switchboard bench`: the production path (same queue, same fleet, the built-in `noop` job)
 //! measured end to end. Each command prints exactly one JSON line. Every run uses its own
 //! key prefix and deletes its keys afterwards. [`mix`] spreads the jobs over sequence keys,
-//! tenants and priorities; [`memory`] measures Redis bytes per pending job.
+//! tenants and priorities; [`memory`] measures Redis bytes per pending job; [`e2e`] measures
+//! the domain path (signed webhooks through ingest and the fleet into the database).
 
 mod cpu;
+mod e2e;
 mod memory;
 mod mix;
 
@@ -100,6 +102,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         workers: usize,
     },
+    /// Post N signed webhooks through ingest (queue paused, untimed), then time the fleet
+    /// until the database holds every event; with the database's own insert ceiling.
+    E2e(e2e::E2eArgs),
 }
 
 const QUEUE: &str = "bench";
@@ -157,6 +162,7 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
             concurrency,
         } => latency(&queues, &settings, rate, secs, concurrency).await,
         BenchCommand::Idle { secs, workers } => idle(&queues, &settings, secs, workers).await,
+        BenchCommand::E2e(args) => e2e::run(&queues, &settings, &args).await,
     };
     cleanup(&queues).await?;
     let mut result = result?;
