@@ -172,6 +172,7 @@ pub async fn run(
         if let Err(e) = scheduler.register_queues().await {
             tracing::error!(error = %e, "registering the schedules' queues failed");
         }
+        telemetry::known::scheduler(settings.schedule.iter().map(|s| s.name.as_str()));
         tracing::debug!("scheduler started");
         tasks.push(tokio::spawn(scheduler.run(token.clone())));
     }
@@ -181,6 +182,7 @@ pub async fn run(
             Some(r) => r,
             None => domain_registry(&settings, &queues, &names, services.as_ref())?,
         };
+        telemetry::known::jobs(&telemetry::known::job_pairs(&settings, &registry));
         let registry = Arc::new(registry);
         Some(Fleet::start(&queues, registry, &settings.fleet, hooks.observer).await?)
     } else {
@@ -197,6 +199,7 @@ pub async fn run(
         };
         http_addr = Some(listener.local_addr()?);
         tracing::debug!(addr = ?http_addr, "http listening");
+        telemetry::known::circuits(&switchboard_jobs::catalogue());
         let mut router = http::router(queues.clone(), metrics);
         // Stand-ins (and their development webhook secrets) serve the whole path of `serve`;
         // `ingest` alone keeps the plain rule: a provider without a secret answers 404.
@@ -206,6 +209,7 @@ pub async fn run(
         }
         if roles.ingest {
             queues.register_queue(&settings.ingest.queue).await?;
+            telemetry::known::ingest();
             let secrets = hooks.secrets.unwrap_or_else(|| {
                 let mut s = WebhookSecrets::new(&settings.secrets);
                 if stand_ins {
@@ -432,6 +436,14 @@ fn wait_watch(settings: &Settings, queues: &Queues) -> anyhow::Result<WaitWatch>
         Some(mailer(settings)?)
     };
     let notifier = Notifier::new(&settings.alerts, mailer).map_err(anyhow::Error::msg)?;
+    let channels: Vec<&'static str> = [
+        ("webhook", settings.alerts.webhook().is_some()),
+        ("email", !settings.alerts.email_to.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(channel, on)| on.then_some(channel))
+    .collect();
+    telemetry::known::waits(settings.waits.keys().map(String::as_str), &channels);
     tracing::debug!(
         queues = settings.waits.len(),
         destinations = notifier.destinations().len(),

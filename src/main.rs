@@ -21,6 +21,10 @@ use switchboard::{
     telemetry,
 };
 
+/// Every allocation of the process goes through mimalloc (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Switchboard: `AskProAI`'s background job engine.
 #[derive(Parser)]
 #[command(version, about)]

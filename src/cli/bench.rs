@@ -1,8 +1,11 @@
 //! `switchboard bench`: the production path (same queue, same fleet, the built-in `noop` job)
 //! measured end to end. Each command prints exactly one JSON line. Every run uses its own
 //! key prefix and deletes its keys afterwards. [`mix`] spreads the jobs over sequence keys,
-//! tenants and priorities; [`memory`] measures Redis bytes per pending job.
+//! tenants and priorities; [`memory`] measures Redis bytes per pending job; [`e2e`] measures
+//! the domain path (signed webhooks through ingest and the fleet into the database).
 
+mod cpu;
+mod e2e;
 mod memory;
 mod mix;
 
@@ -99,6 +102,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         workers: usize,
     },
+    /// Post N signed webhooks through ingest (queue paused, untimed), then time the fleet
+    /// until the database holds every event; with the database's own insert ceiling.
+    E2e(e2e::E2eArgs),
 }
 
 const QUEUE: &str = "bench";
@@ -156,6 +162,7 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
             concurrency,
         } => latency(&queues, &settings, rate, secs, concurrency).await,
         BenchCommand::Idle { secs, workers } => idle(&queues, &settings, secs, workers).await,
+        BenchCommand::E2e(args) => e2e::run(&queues, &settings, &args).await,
     };
     cleanup(&queues).await?;
     let mut result = result?;
@@ -261,6 +268,7 @@ async fn drain(
             }
         }
     });
+    let cpu = cpu::Cpu::now(queues).await?;
     let start = Instant::now();
     let fleet = Fleet::start(
         queues,
@@ -271,6 +279,7 @@ async fn drain(
     .await?;
     wait_processed(queues, jobs as u64, Duration::from_secs(600)).await?;
     let seconds = start.elapsed().as_secs_f64();
+    let (redis_us, process_us) = cpu.per_job_since(cpu::Cpu::now(queues).await?, jobs);
     let rss_mb = rss_mb();
     fleet.stop().await;
     let lost = runs
@@ -288,7 +297,7 @@ async fn drain(
     let mut line = json!({
         "bench": "drain", "jobs": jobs, "completed": jobs - lost, "lost": lost, "duplicates": duplicates,
         "out_of_order": out_of_order, "seconds": round(seconds), "jobs_per_sec": (jobs as f64 / seconds).round(),
-        "rss_mb": round(rss_mb),
+        "rss_mb": round(rss_mb), "redis_cpu_us_per_job": redis_us, "process_cpu_us_per_job": process_us,
     });
     mix.describe(&mut line);
     Ok(line)

@@ -443,6 +443,10 @@ pub struct QueueSettings {
     /// How long such an enqueue waits for them before failing.
     #[serde(default = "default_replicas_timeout_ms")]
     pub replicas_timeout_ms: u64,
+    /// Whether workers record per-kind completions and run time per minute in Redis for the
+    /// dashboard's metrics pages (one pipelined round trip per ack batch).
+    #[serde(default = "default_kind_metrics")]
+    pub kind_metrics: bool,
 }
 
 impl QueueSettings {
@@ -497,6 +501,10 @@ fn default_personal_kinds() -> Vec<String> {
     ]
     .map(str::to_owned)
     .to_vec()
+}
+
+const fn default_kind_metrics() -> bool {
+    true
 }
 
 const fn default_max_snooze_secs() -> u64 {

@@ -8,6 +8,8 @@
 //!   (`assets/dashboard.js`, no build step) refreshes the page's `<main>` every
 //!   `dashboard.refresh_secs`. [`slots`]: each balanced supervisor's slots per queue
 //!   over the last hour (`/dashboard/slots`, `GET /api/supervisors/slots`).
+//!   [`metrics_pages`] and [`metrics`]: throughput and run time per queue and per kind over
+//!   the last hour and the slowest kinds (`/dashboard/metrics`, `GET /api/metrics`).
 //! * API ([`api`]): `GET /api/overview`, `/api/queues`, `/api/workers`, `/api/failed`,
 //!   `/api/jobs/{id}`, `/api/jobs/{queue}/{id}`, `/api/queues/{queue}/jobs`;
 //!   `POST /api/failed/{queue}/{id}/retry` and `/forget`, `/api/failed/retry-all`,
@@ -29,6 +31,8 @@ pub mod auth;
 mod csrf;
 mod jobs_view;
 mod login;
+mod metrics;
+mod metrics_pages;
 pub mod operators;
 mod pages;
 pub mod redact;
@@ -184,6 +188,12 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/dashboard/jobs", get(pages::lookup))
         .route("/dashboard/audit", get(pages::audit))
         .route("/dashboard/slots", get(slots::page))
+        .route("/dashboard/metrics", get(metrics_pages::overview))
+        .route(
+            "/dashboard/metrics/queues/{queue}",
+            get(metrics_pages::queue),
+        )
+        .route("/dashboard/metrics/kinds/{kind}", get(metrics_pages::kind))
         .route("/dashboard/waits", get(waits::page))
         .route("/dashboard/jobs/{queue}/{id}", get(pages::job))
         .route("/dashboard/queues/{queue}/pause", post(actions::pause))
@@ -204,6 +214,9 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         .route("/api/jobs/{id}", get(api::lookup))
         .route("/api/audit", get(api::audit))
         .route("/api/supervisors/slots", get(slots::api))
+        .route("/api/metrics", get(metrics::api_overview))
+        .route("/api/metrics/queues/{queue}", get(metrics::api_queue))
+        .route("/api/metrics/kinds/{kind}", get(metrics::api_kind))
         .route("/api/waits", get(waits::api))
         .route("/api/jobs/{queue}/{id}", get(api::job))
         .route("/api/queues/{queue}/pause", post(api::pause))

@@ -11,8 +11,8 @@ use crate::queue::{admin::QueueStats, overview::Supervisor};
 /// The frame every page shares.
 pub(crate) struct Layout {
     pub title: String,
-    /// Which navigation entry is current: `overview`, `workers`, `failed`, `slots`, `waits`,
-    /// `audit`, `job`.
+    /// Which navigation entry is current: `overview`, `workers`, `failed`, `metrics`,
+    /// `slots`, `waits`, `audit`, `job`.
     pub nav: &'static str,
     /// The session's CSRF token for the page's forms (empty with bearer or basic access).
     pub csrf: String,

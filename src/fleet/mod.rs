@@ -33,7 +33,7 @@ use crate::{
         retry::RetryPolicy,
         worker::{RedisBackend, WorkerHandle, WorkerOptions},
     },
-    telemetry::metric::WorkerSlots,
+    telemetry::metric::{self, WorkerSlots},
 };
 
 /// A running fleet.
@@ -114,6 +114,10 @@ impl Fleet {
             for queue in &sup.queues {
                 queues.register_queue(queue).await?;
                 let lane = balancer.as_ref().and_then(|b| b.lane(queue));
+                if balancer.is_none() {
+                    // A fixed split, exported like a balanced one so the family always exists.
+                    metric::supervisor_slots(&sup.name, queue, sup.concurrency * sup.workers);
+                }
                 for n in 0..sup.workers {
                     workers.extend(start_worker(
                         queues,

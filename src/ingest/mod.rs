@@ -320,3 +320,14 @@ fn request_id(headers: &HeaderMap) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_provider_is_one_exported_from_zero() {
+        let names = [Provider::Retell, Provider::Calcom, Provider::Stripe].map(Provider::name);
+        assert_eq!(names, metric::INGEST_PROVIDERS);
+    }
+}

@@ -140,6 +140,18 @@ impl QueueKeys {
         format!("{}:schedule:{name}:{tick_ms}", self.tag)
     }
 
+    /// HASH of the jobs completed in minute `minute` (ms since the epoch / 60,000), per
+    /// kind: `n:<kind>` -> how many, `us:<kind>` -> their run time in µs summed. Expires two
+    /// hours after its last write ([`super::kind_metrics`]).
+    pub fn kind_minute(&self, minute: u64) -> String {
+        format!("{}:kinds:{minute}", self.tag)
+    }
+
+    /// ZSET kind -> the longest run (µs) of the kind's jobs completed in minute `minute`.
+    pub fn kind_minute_max(&self, minute: u64) -> String {
+        format!("{}:kinds_max:{minute}", self.tag)
+    }
+
     /// STRING dedupe key -> first job id.
     pub fn unique(&self, key: &str) -> String {
         format!("{}:unique:{key}", self.tag)

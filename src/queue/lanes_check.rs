@@ -99,17 +99,17 @@ async fn tenants_take_turns_and_a_high_job_jumps_the_line() {
     let q = queues().await;
     let k = q.keys("lanes").unwrap();
     let mut a = Vec::new();
-    for i in 0..5 {
+    for i in 0..12 {
         a.push(push(&q, &format!("a{i}"), tenant("a")).await);
     }
     let b = push(&q, "b", tenant("b")).await;
-    assert_eq!(q.stats("lanes").await.unwrap().pending, 6);
-    // The first fetch serves a's turn (up to 4 jobs), then b: b does not wait behind a's
-    // backlog.
-    assert_eq!(
-        fetch(&q, &k, 5, 0).await,
-        [a[0].clone(), a[1].clone(), a[2].clone(), a[3].clone(), b]
-    );
+    assert_eq!(q.stats("lanes").await.unwrap().pending, 13);
+    // The fetch serves a's turn (up to 8 jobs), then b, then a again: b does not wait behind
+    // a's backlog. Its 13 tokens take one whole round of slots, so the next one is high's.
+    let mut expected = a[..8].to_vec();
+    expected.push(b);
+    expected.extend_from_slice(&a[8..]);
+    assert_eq!(fetch(&q, &k, 13, 0).await, expected);
     let low: Vec<String> = {
         let mut v = Vec::new();
         for i in 0..3 {
@@ -123,9 +123,51 @@ async fn tenants_take_turns_and_a_high_job_jumps_the_line() {
     assert_eq!(next, [high]);
     // Everything else still comes out, once each.
     let rest = fetch(&q, &k, 100, 0).await;
-    assert_eq!(rest.len(), 1 + 3, "{rest:?}");
+    assert_eq!(rest.len(), 3, "{rest:?}");
     assert!(low.iter().all(|l| rest.contains(l)));
     assert_eq!(q.stats("lanes").await.unwrap().pending, 0);
+    cleanup(&q).await;
+}
+
+/// Tenants a, b, c with 10 jobs each, fetched 10 at a time: each fetch takes the ring's next
+/// two tenants (a full turn of 8, then the rest); a tenant with work left goes to the back
+/// of the ring, one whose lane ran empty leaves it.
+#[tokio::test]
+async fn a_fetch_takes_the_next_tenants_turns_and_sends_them_to_the_back() {
+    let q = queues().await;
+    let k = q.keys("lanes").unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for t in ["a", "b", "c"] {
+        for i in 0..10 {
+            ids.insert(
+                push(&q, &format!("{t}{i}"), tenant(t)).await,
+                format!("{t}{i}"),
+            );
+        }
+    }
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let got: Vec<String> = fetch(&q, &k, 10, 0)
+            .await
+            .iter()
+            .map(|id| ids[id].clone())
+            .collect();
+        names.push(got.join(" "));
+    }
+    assert_eq!(
+        names,
+        [
+            "a0 a1 a2 a3 a4 a5 a6 a7 b0 b1",
+            "c0 c1 c2 c3 c4 c5 c6 c7 a8 a9",
+            "b2 b3 b4 b5 b6 b7 b8 b9 c8 c9"
+        ]
+    );
+    let ring: u64 = redis::cmd("LLEN")
+        .arg(format!("{}ring:normal", k.base()))
+        .query_async(&mut q.conn())
+        .await
+        .unwrap();
+    assert_eq!((ring, q.stats("lanes").await.unwrap().pending), (0, 0));
     cleanup(&q).await;
 }
 

@@ -32,6 +32,7 @@ pub mod conn;
 pub mod inspect;
 pub mod job;
 pub mod keys;
+pub mod kind_metrics;
 #[cfg(test)]
 mod lanes_check;
 pub mod overview;

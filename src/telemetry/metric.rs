@@ -5,10 +5,12 @@
 //! |---|---|---|---|
 //! | `switchboard_queue_jobs` | gauge | queue, state | jobs `pending`, `delayed`, `running`, `dead` (from Redis) |
 //! | `switchboard_queue_oldest_pending_seconds` | gauge | queue | age of the oldest job ready to run (from Redis) |
+//! | `switchboard_circuit_open` | gauge | provider | 1 while a provider's circuit is open (from Redis) |
 //! | `switchboard_jobs_total` | counter | queue, kind, outcome | finished attempts, see below |
 //! | `switchboard_job_wait_seconds` | histogram | queue | ready (enqueue or due time) to start |
 //! | `switchboard_job_run_seconds` | histogram | queue, kind | run time of an attempt, any outcome |
 //! | `switchboard_workers` | gauge | supervisor, state | worker slots `busy` (running a job) and `idle` |
+//! | `switchboard_supervisor_slots` | gauge | supervisor, queue | slots a supervisor gives each queue: fixed (`concurrency` x `workers`) or, balanced, as they move |
 //! | `switchboard_jobs_rescued_total` | counter | queue | jobs returned from workers whose lease expired |
 //! | `switchboard_scheduler_fires_total` | counter | schedule, outcome | scheduler ticks |
 //! | `switchboard_ingest_requests_total` | counter | provider, status | webhook deliveries by HTTP status |
@@ -17,11 +19,19 @@
 //! | `switchboard_wait_notices_total` | counter | queue, channel, kind, outcome | long-wait notices (`[waits]`): channel `webhook` or `email`, kind `long_wait` or `recovered`, outcome `sent` or `failed` |
 //! | `switchboard_http_connections_open` | gauge | | connections the HTTP listener holds |
 //! | `switchboard_http_connections_shed_total` | counter | reason | connections closed by an edge limit, see below |
+//! | `switchboard_database_errors_total` | counter | | failed database calls (the job crate's store) |
+//! | `switchboard_usage_unbillable_total` | counter | | calls whose usage Stripe refused for good |
+//! | `switchboard_usage_reported_late_total` | counter | | calls reported after Stripe's meter-event window |
+//!
+//! **From zero.** Every family exists from the start of the process that records it, for
+//! every label value known then ([`super::known`]): counters at 0, histograms with empty
+//! buckets, so `rate()` and the alert rules read a fresh process too.
 //!
 //! **Outcomes** of `switchboard_jobs_total`, counted like Sidekiq counts failures (one per
 //! failed attempt): `completed`; `failed` for every failed attempt, plus `retried` when it
 //! will run again or `dead` when it went to the dead set (out of attempts, or permanent); and
-//! `snoozed` for a job that asked to run later (no attempt used, not a failure). So
+//! `snoozed` for a job that asked to run later (no attempt used, not a failure); `expired`
+//! for a job past its expiry before it started (never run, not a failure). So
 //! `failed = retried + dead`, finished attempts are `completed + failed + snoozed`, and the
 //! failure rate is `failed / (completed + failed)`.
 //!
@@ -51,7 +61,8 @@ pub const JOB_WAIT: &str = "switchboard_job_wait_seconds";
 pub const JOB_RUN: &str = "switchboard_job_run_seconds";
 /// Gauge: worker slots by supervisor and state (busy, idle).
 pub const WORKERS: &str = "switchboard_workers";
-/// Gauge: slots a balanced supervisor (`balance = "auto"`) gives each of its queues.
+/// Gauge: slots a supervisor gives each of its queues: `concurrency` x `workers` when fixed,
+/// the moving split of a balanced one (`balance = "auto"`).
 pub const SUPERVISOR_SLOTS: &str = "switchboard_supervisor_slots";
 /// Counter: jobs returned to the queue from dead workers, by queue.
 pub const JOBS_RESCUED: &str = "switchboard_jobs_rescued_total";
@@ -86,7 +97,7 @@ pub const SHED_REASONS: [&str; 7] = [
 ];
 
 /// The `component` values of [`REDIS_ERRORS`]; each starts at 0 so the series exists.
-pub const REDIS_COMPONENTS: [&str; 11] = [
+pub const REDIS_COMPONENTS: [&str; 12] = [
     "fetch",
     "ack",
     "heartbeat",
@@ -97,8 +108,41 @@ pub const REDIS_COMPONENTS: [&str; 11] = [
     "scheduler",
     "ingest",
     "replicas",
+    "kind_metrics",
     "waits",
 ];
+
+/// The `outcome` values of [`JOBS`] (every label [`JobOutcome::labels`] gives).
+pub const JOB_OUTCOMES: [&str; 6] = [
+    "completed",
+    "failed",
+    "retried",
+    "dead",
+    "snoozed",
+    "expired",
+];
+
+/// The `outcome` values of [`SCHEDULER_FIRES`].
+pub const SCHEDULER_OUTCOMES: [&str; 6] = [
+    "enqueued",
+    "duplicate",
+    "missed",
+    "caught_up",
+    "failed",
+    "manual",
+];
+
+/// The `kind` values of [`WAIT_NOTICES`].
+pub const WAIT_KINDS: [&str; 2] = ["long_wait", "recovered"];
+
+/// The `outcome` values of [`WAIT_NOTICES`].
+pub const WAIT_OUTCOMES: [&str; 2] = ["sent", "failed"];
+
+/// The `provider` values of [`INGEST_REQUESTS`] and [`INGEST_SECONDS`].
+pub const INGEST_PROVIDERS: [&str; 3] = ["retell", "calcom", "stripe"];
+
+/// The `status` values of [`INGEST_REQUESTS`]: every status ingest answers a delivery with.
+pub const INGEST_STATUSES: [u16; 7] = [200, 202, 400, 401, 404, 413, 503];
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +204,7 @@ pub(crate) fn describe_all() {
     );
     describe_gauge!(
         SUPERVISOR_SLOTS,
-        "Slots a balanced supervisor gives each of its queues (all worker loops together)."
+        "Slots a supervisor gives each of its queues (all worker loops together): fixed, or as balanced."
     );
     describe_counter!(
         JOBS_RESCUED,
@@ -203,6 +247,21 @@ pub(crate) fn describe_all() {
         "Failed database calls (unreachable, refused or undecodable)."
     );
     metrics::counter!(db).increment(0);
+    // Counted by the job crate's usage report where Stripe refuses or takes a late call.
+    let (unbillable, late) = (
+        switchboard_jobs::billing::report_usage::UNBILLABLE,
+        switchboard_jobs::billing::report_usage::REPORTED_LATE,
+    );
+    describe_counter!(
+        unbillable,
+        "Calls whose usage Stripe refused for good (never billed)."
+    );
+    describe_counter!(
+        late,
+        "Calls reported after Stripe's meter-event window, billed in the open period."
+    );
+    metrics::counter!(unbillable).increment(0);
+    metrics::counter!(late).increment(0);
 }
 
 /// A Redis call of `component` (one of [`REDIS_COMPONENTS`]) failed.
@@ -211,8 +270,9 @@ pub fn redis_error(component: &'static str) {
     metrics::counter!(REDIS_ERRORS, "component" => component).increment(1);
 }
 
-/// The scheduler handled a tick of `schedule` with `outcome`.
+/// The scheduler handled a tick of `schedule` with `outcome` (one of [`SCHEDULER_OUTCOMES`]).
 pub fn scheduler_fired(schedule: &str, outcome: &'static str, n: u64) {
+    debug_assert!(SCHEDULER_OUTCOMES.contains(&outcome), "{outcome}");
     metrics::counter!(SCHEDULER_FIRES, "schedule" => schedule.to_owned(), "outcome" => outcome)
         .increment(n);
 }
@@ -232,7 +292,7 @@ pub fn job_finished(queue: &str, kind: &str, outcome: JobOutcome, ran: Duration)
     }
 }
 
-/// A balanced supervisor now gives `queue` `n` slots.
+/// A supervisor now gives `queue` `n` slots (fixed at start, or moved by its balancer).
 pub fn supervisor_slots(supervisor: &str, queue: &str, n: usize) {
     metrics::gauge!(SUPERVISOR_SLOTS, "supervisor" => supervisor.to_owned(), "queue" => queue.to_owned())
         .set(n as f64);
@@ -245,12 +305,15 @@ pub fn jobs_rescued(queue: &str, n: u64) {
 
 /// A long-wait notice of `kind` about `queue` through `channel` ended with `outcome`.
 pub fn wait_notice(queue: &str, channel: &'static str, kind: &'static str, outcome: &'static str) {
+    debug_assert!(WAIT_KINDS.contains(&kind) && WAIT_OUTCOMES.contains(&outcome));
     metrics::counter!(WAIT_NOTICES, "queue" => queue.to_owned(), "channel" => channel, "kind" => kind, "outcome" => outcome)
         .increment(1);
 }
 
 /// A webhook delivery for `provider` was answered with `status` after `took`.
 pub fn ingest_answered(provider: &'static str, status: u16, took: Duration) {
+    debug_assert!(INGEST_PROVIDERS.contains(&provider), "{provider}");
+    debug_assert!(INGEST_STATUSES.contains(&status), "{status}");
     metrics::counter!(INGEST_REQUESTS, "provider" => provider, "status" => status.to_string())
         .increment(1);
     metrics::histogram!(INGEST_SECONDS, "provider" => provider).record(took.as_secs_f64());
@@ -383,6 +446,21 @@ mod tests {
             0,
             "1.5 ms is above the 1 ms bucket"
         );
+    }
+
+    #[test]
+    fn every_outcome_label_is_one_exported_from_zero() {
+        for outcome in [
+            JobOutcome::Completed,
+            JobOutcome::Retried,
+            JobOutcome::Dead,
+            JobOutcome::Snoozed,
+            JobOutcome::Expired,
+        ] {
+            for label in outcome.labels() {
+                assert!(JOB_OUTCOMES.contains(label), "{label}");
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! `dashboards/grafana/switchboard.json` and `dashboards/prometheus/alerts.yml` follow this
 //! rule; `tests/prometheus.rs` evaluates all of their expressions in a real Prometheus.
 
+pub mod known;
 pub mod metric;
 
 use std::{sync::OnceLock, time::Duration};

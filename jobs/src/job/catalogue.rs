@@ -3,7 +3,7 @@
 //! argument type — with the path of the field that does not — and the JSON schema of that
 //! type, as the enqueue API publishes it.
 
-use super::{JobArgs, Priority};
+use super::{JobArgs, Policy, Priority};
 
 /// Why arguments do not decode into a kind's argument type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct KindInfo {
     pub queue: &'static str,
     /// The priority its jobs get unless the caller gives one ([`JobArgs::PRIORITY`]).
     pub priority: Priority,
+    /// Its policy ([`JobArgs::POLICY`]): attempts, timeout, backoff, the provider circuit.
+    pub policy: Policy,
     check: fn(&str) -> Result<(), ArgsError>,
     schema: fn() -> serde_json::Value,
 }
@@ -52,6 +54,7 @@ impl KindInfo {
             kind: A::KIND,
             queue: A::QUEUE,
             priority: A::PRIORITY,
+            policy: A::POLICY,
             check: check::<A>,
             schema: schema::<A>,
         }

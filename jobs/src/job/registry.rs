@@ -16,6 +16,8 @@ struct Entry {
     handler: Handler,
     /// The kind's [`JobArgs::POLICY`], recorded at registration.
     policy: Policy,
+    /// The kind's [`JobArgs::QUEUE`]: where its jobs go unless told otherwise.
+    queue: &'static str,
 }
 
 /// Every known job kind, its handler and its policy.
@@ -47,6 +49,7 @@ impl Registry {
         let entry = Entry {
             handler: erased,
             policy: A::POLICY,
+            queue: A::QUEUE,
         };
         self.kinds.insert(A::KIND, entry);
     }
@@ -60,6 +63,11 @@ impl Registry {
     /// registered here.
     pub fn policy(&self, kind: &str) -> Policy {
         self.kinds.get(kind).map_or(Policy::DEFAULT, |e| e.policy)
+    }
+
+    /// The default queue of `kind` ([`JobArgs::QUEUE`]), if registered.
+    pub fn queue(&self, kind: &str) -> Option<&'static str> {
+        self.kinds.get(kind).map(|e| e.queue)
     }
 
     /// Registered kind names, sorted.
@@ -116,6 +124,8 @@ mod tests {
             "an unknown kind defers to the supervisor"
         );
         assert_eq!(registry.kinds(), ["test.patient", "test.plain"]);
+        assert_eq!(registry.queue("test.plain"), Some("test"));
+        assert_eq!(registry.queue("test.unknown"), None);
     }
 
     /// An enqueuer for handlers that never enqueue.

@@ -2,9 +2,9 @@
 //! `call_analyzed` in whatever order they arrive: every column keeps the first non-null
 //! value it gets, and `stage` only moves forward.
 
-use sqlx::{Row, any::AnyRow};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{Op, RowExt, Store, StoreError, now_ms};
+use super::{Dialect, Op, RowExt, Store, StoreError, now_ms, placeholders};
 
 /// Stage of a call, in the order Retell reports them.
 pub const STAGE_STARTED: i64 = 1;
@@ -35,9 +35,12 @@ pub struct Call {
 const COLUMNS: &str = "call_id, company_id, branch_id, customer_id, from_number, to_number, stage, started_at_ms, \
      ended_at_ms, duration_ms, disconnection_reason, summary, sentiment, successful, analysis_json";
 
-const UPSERT_MYSQL: &str = "INSERT INTO calls (call_id, company_id, branch_id, customer_id, from_number, to_number, stage, \
+const UPSERT_HEAD: &str = "INSERT INTO calls (call_id, company_id, branch_id, customer_id, from_number, to_number, stage, \
      started_at_ms, ended_at_ms, duration_ms, disconnection_reason, summary, sentiment, successful, analysis_json, updated_at_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+     VALUES ";
+/// Placeholders per row of [`UPSERT_HEAD`].
+const UPSERT_WIDTH: usize = 16;
+const UPSERT_MYSQL: &str = " ON DUPLICATE KEY UPDATE \
      customer_id = COALESCE(customer_id, VALUES(customer_id)), stage = GREATEST(stage, VALUES(stage)), \
      started_at_ms = COALESCE(started_at_ms, VALUES(started_at_ms)), ended_at_ms = COALESCE(ended_at_ms, VALUES(ended_at_ms)), \
      duration_ms = COALESCE(duration_ms, VALUES(duration_ms)), \
@@ -45,9 +48,7 @@ const UPSERT_MYSQL: &str = "INSERT INTO calls (call_id, company_id, branch_id, c
      summary = COALESCE(summary, VALUES(summary)), sentiment = COALESCE(sentiment, VALUES(sentiment)), \
      successful = COALESCE(successful, VALUES(successful)), analysis_json = COALESCE(analysis_json, VALUES(analysis_json)), \
      updated_at_ms = VALUES(updated_at_ms)";
-const UPSERT_SQLITE: &str = "INSERT INTO calls (call_id, company_id, branch_id, customer_id, from_number, to_number, stage, \
-     started_at_ms, ended_at_ms, duration_ms, disconnection_reason, summary, sentiment, successful, analysis_json, updated_at_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET \
+const UPSERT_SQLITE: &str = " ON CONFLICT (call_id) DO UPDATE SET \
      customer_id = COALESCE(calls.customer_id, excluded.customer_id), stage = MAX(calls.stage, excluded.stage), \
      started_at_ms = COALESCE(calls.started_at_ms, excluded.started_at_ms), \
      ended_at_ms = COALESCE(calls.ended_at_ms, excluded.ended_at_ms), \
@@ -57,9 +58,51 @@ const UPSERT_SQLITE: &str = "INSERT INTO calls (call_id, company_id, branch_id, 
      successful = COALESCE(calls.successful, excluded.successful), \
      analysis_json = COALESCE(calls.analysis_json, excluded.analysis_json), updated_at_ms = excluded.updated_at_ms";
 
+/// The upsert of `n` rows: rows of one call merge in the order given, as `n` single upserts
+/// would.
+fn upsert_sql(dialect: Dialect, n: usize) -> String {
+    format!(
+        "{UPSERT_HEAD}{}{}",
+        placeholders(n, UPSERT_WIDTH),
+        dialect.pick(UPSERT_MYSQL, UPSERT_SQLITE)
+    )
+}
+
 /// Insert or merge one event's view of a call.
 pub async fn upsert(store: &Store, c: &Call) -> Result<(), StoreError> {
-    sqlx::query(store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE))
+    let sql = upsert_sql(store.dialect(), 1);
+    bind_call(sqlx::query(&sql), c, now_ms())
+        .execute(store.pool())
+        .await
+        .op("calls.upsert")?;
+    Ok(())
+}
+
+/// Insert or merge many events' views of calls, in one statement on `conn` (a batch's
+/// transaction), in the order given.
+pub async fn upsert_many(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    calls: &[&Call],
+) -> Result<(), StoreError> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let sql = upsert_sql(dialect, calls.len());
+    let now = now_ms();
+    let mut query = sqlx::query(&sql);
+    for c in calls {
+        query = bind_call(query, c, now);
+    }
+    query.execute(conn).await.op("calls.upsert_many")?;
+    Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind one row of the upsert.
+fn bind_call<'q>(query: Query<'q>, c: &'q Call, now: i64) -> Query<'q> {
+    query
         .bind(&c.call_id)
         .bind(c.company_id)
         .bind(c.branch_id)
@@ -75,11 +118,7 @@ pub async fn upsert(store: &Store, c: &Call) -> Result<(), StoreError> {
         .bind(&c.sentiment)
         .bind(c.successful.map(i64::from))
         .bind(&c.analysis_json)
-        .bind(now_ms())
-        .execute(store.pool())
-        .await
-        .op("calls.upsert")?;
-    Ok(())
+        .bind(now)
 }
 
 fn call(row: &AnyRow) -> Result<Call, sqlx::Error> {

@@ -78,6 +78,33 @@ pub async fn by_phone_number(store: &Store, number: &str) -> Result<Option<Busin
     row.as_ref().map(business).transpose().op(OP)
 }
 
+/// The company and branch of each called number of `numbers` that a business owns, in one
+/// statement on `conn` (a batch's transaction); numbers nobody owns are left out.
+pub async fn ids_by_phone_numbers(
+    conn: &mut sqlx::AnyConnection,
+    numbers: &[&str],
+) -> Result<std::collections::HashMap<String, (i64, i64)>, StoreError> {
+    const OP: &str = "companies.ids_by_phone_numbers";
+    if numbers.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let sql = format!(
+        "SELECT p.number, c.id, b.id FROM phone_numbers p \
+         JOIN branches b ON b.id = p.branch_id JOIN companies c ON c.id = b.company_id \
+         WHERE p.number IN ({})",
+        vec!["?"; numbers.len()].join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for n in numbers {
+        query = query.bind(*n);
+    }
+    let rows = query.fetch_all(conn).await.op(OP)?;
+    rows.iter()
+        .map(|r| Ok((r.text(0)?, (r.try_get(1)?, r.try_get(2)?))))
+        .collect::<Result<_, sqlx::Error>>()
+        .op(OP)
+}
+
 /// The business whose branch books through Cal.com event type `event_type_id`.
 pub async fn by_calcom_event_type(
     store: &Store,

@@ -1,14 +1,34 @@
 //! `customers`: callers and attendees, one row per phone number within a company.
 
-use sqlx::Row;
+use std::collections::HashMap;
 
-use super::{Op, RowExt, Store, StoreError, now_ms};
+use sqlx::{AnyConnection, Row};
 
-const UPSERT_MYSQL: &str = "INSERT INTO customers (company_id, phone, name, email, created_at_ms) VALUES (?, ?, ?, ?, ?) \
-     ON DUPLICATE KEY UPDATE name = COALESCE(VALUES(name), name), email = COALESCE(VALUES(email), email)";
-const UPSERT_SQLITE: &str = "INSERT INTO customers (company_id, phone, name, email, created_at_ms) VALUES (?, ?, ?, ?, ?) \
-     ON CONFLICT (company_id, phone) DO UPDATE SET name = COALESCE(excluded.name, customers.name), \
+use super::{Dialect, Op, RowExt, Store, StoreError, now_ms, placeholders};
+
+const UPSERT_HEAD: &str =
+    "INSERT INTO customers (company_id, phone, name, email, created_at_ms) VALUES ";
+const UPSERT_MYSQL: &str = " ON DUPLICATE KEY UPDATE name = COALESCE(VALUES(name), name), email = COALESCE(VALUES(email), email)";
+const UPSERT_SQLITE: &str = " ON CONFLICT (company_id, phone) DO UPDATE SET name = COALESCE(excluded.name, customers.name), \
      email = COALESCE(excluded.email, customers.email)";
+
+/// The upsert of `n` rows (rows of one customer merge in the order given).
+fn upsert_sql(dialect: Dialect, n: usize) -> String {
+    format!(
+        "{UPSERT_HEAD}{}{}",
+        placeholders(n, 5),
+        dialect.pick(UPSERT_MYSQL, UPSERT_SQLITE)
+    )
+}
+
+/// A caller as one event knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub company_id: i64,
+    pub phone: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
 
 /// The customer with `phone` in `company_id`, created when new; a known name or email
 /// fills in what was missing. Returns the id.
@@ -20,7 +40,8 @@ pub async fn upsert(
     email: Option<&str>,
 ) -> Result<i64, StoreError> {
     const OP: &str = "customers.upsert";
-    sqlx::query(store.dialect().pick(UPSERT_MYSQL, UPSERT_SQLITE))
+    let sql = upsert_sql(store.dialect(), 1);
+    sqlx::query(&sql)
         .bind(company_id)
         .bind(phone)
         .bind(name)
@@ -36,6 +57,61 @@ pub async fn upsert(
         .await
         .op(OP)?;
     row.try_get(0).op(OP)
+}
+
+/// [`upsert`] for many callers in two statements on `conn` (a batch's transaction): the
+/// upsert, in the order given, then their ids, by (company, phone).
+pub async fn upsert_many(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    callers: &[&Caller],
+) -> Result<HashMap<(i64, String), i64>, StoreError> {
+    const OP: &str = "customers.upsert_many";
+    if callers.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = upsert_sql(dialect, callers.len());
+    let now = now_ms();
+    let mut query = sqlx::query(&sql);
+    for c in callers {
+        query = query
+            .bind(c.company_id)
+            .bind(&c.phone)
+            .bind(&c.name)
+            .bind(&c.email)
+            .bind(now);
+    }
+    query.execute(&mut *conn).await.op(OP)?;
+    // Company and phone each in a list: rows of other pairs may come too, and are dropped.
+    let mut companies: Vec<i64> = callers.iter().map(|c| c.company_id).collect();
+    companies.sort_unstable();
+    companies.dedup();
+    let mut phones: Vec<&str> = callers.iter().map(|c| c.phone.as_str()).collect();
+    phones.sort_unstable();
+    phones.dedup();
+    let sql = format!(
+        "SELECT id, company_id, phone FROM customers WHERE company_id IN ({}) AND phone IN ({})",
+        vec!["?"; companies.len()].join(", "),
+        vec!["?"; phones.len()].join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for c in &companies {
+        query = query.bind(*c);
+    }
+    for p in &phones {
+        query = query.bind(*p);
+    }
+    let rows = query.fetch_all(&mut *conn).await.op(OP)?;
+    let mut ids = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let (id, company, phone): (i64, i64, String) = (
+            r.try_get(0).op(OP)?,
+            r.try_get(1).op(OP)?,
+            r.text(2).op(OP)?,
+        );
+        ids.insert((company, phone), id);
+    }
+    Ok(ids)
 }
 
 /// The first customer of `company_id` with `email` (case-insensitive), for attendees who

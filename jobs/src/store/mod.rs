@@ -6,12 +6,15 @@
 
 pub mod appointment_reminders;
 pub mod appointments;
+mod batch;
+pub mod call_events;
 pub mod calls;
 pub mod companies;
 pub mod customers;
 pub mod erasure;
 pub mod invoices;
 pub mod notifications;
+pub mod probe;
 pub mod usage_events;
 pub mod webhook_events;
 
@@ -127,16 +130,25 @@ impl<T> Op<T> for Result<T, sqlx::Error> {
     }
 }
 
-/// A pool and its dialect. Cheap to clone.
+/// A pool and its dialect, and the writer that groups concurrent handlers' call events
+/// into shared transactions ([`call_events`]). Cheap to clone: clones share both.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// Started on first use, so a store that never records a call event runs no task.
+    writer: std::sync::Arc<std::sync::OnceLock<call_events::Writer>>,
 }
 
 impl Store {
-    /// Connect to `url`. A `SQLite` file's directory is created when missing.
+    /// Connect to `url` with the dialect's default pool size ([`default_connections`]).
+    /// A `SQLite` file's directory is created when missing.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_sized(url, default_connections(Dialect::of(url)?)).await
+    }
+
+    /// Connect to `url` with a pool of up to `max_connections`.
+    pub async fn connect_sized(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         install_default_drivers();
         let dialect = Dialect::of(url)?;
         if dialect == Dialect::Sqlite
@@ -146,7 +158,7 @@ impl Store {
                 .map_err(|e| StoreError::Config(format!("creating {dir}: {e}")))?;
         }
         let pool = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -165,7 +177,11 @@ impl Store {
             .connect(url)
             .await
             .op("store.connect")?;
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            writer: std::sync::Arc::default(),
+        })
     }
 
     /// Apply the migrations of this dialect.
@@ -206,6 +222,30 @@ impl Store {
     /// The dialect.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The same pool and dialect without the writer (for the writer's own tasks, which must
+    /// not keep it alive).
+    fn bare(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            dialect: self.dialect,
+            writer: std::sync::Arc::default(),
+        }
+    }
+
+    /// The shared writer of call events (started on first use, on the current runtime).
+    pub(crate) fn writer(&self) -> &call_events::Writer {
+        self.writer.get_or_init(|| call_events::Writer::start(self))
+    }
+}
+
+/// The pool size of [`Store::connect`]: `SQLite` takes one writer at a time, so a few
+/// connections serve it; a server takes many statements at once.
+pub fn default_connections(dialect: Dialect) -> u32 {
+    match dialect {
+        Dialect::Sqlite => 4,
+        Dialect::MySql => 16,
     }
 }
 
@@ -255,6 +295,12 @@ impl RowExt for sqlx::any::AnyRow {
                 }),
         }
     }
+}
+
+/// `n` rows of `width` placeholders each, `(?, ?), (?, ?)`, for a multi-row `VALUES`.
+pub(crate) fn placeholders(n: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    vec![row; n].join(", ")
 }
 
 /// Now in ms since the epoch.

@@ -1,12 +1,23 @@
 //! `usage_events`: call minutes to bill, one row per call (reported to Stripe by
 //! `billing.report_usage`).
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
-use super::{Op, RowExt, Store, StoreError, now_ms};
+use super::{Dialect, Op, RowExt, Store, StoreError, now_ms, placeholders};
 
-const INSERT_MYSQL: &str = "INSERT IGNORE INTO usage_events (call_id, company_id, seconds, created_at_ms) VALUES (?, ?, ?, ?)";
-const INSERT_SQLITE: &str = "INSERT OR IGNORE INTO usage_events (call_id, company_id, seconds, created_at_ms) VALUES (?, ?, ?, ?)";
+const INSERT_MYSQL: &str =
+    "INSERT IGNORE INTO usage_events (call_id, company_id, seconds, created_at_ms) VALUES ";
+const INSERT_SQLITE: &str =
+    "INSERT OR IGNORE INTO usage_events (call_id, company_id, seconds, created_at_ms) VALUES ";
+
+/// The insert of `n` rows; a call already recorded (or named twice) keeps its first row.
+fn insert_sql(dialect: Dialect, n: usize) -> String {
+    format!(
+        "{}{}",
+        dialect.pick(INSERT_MYSQL, INSERT_SQLITE),
+        placeholders(n, 4)
+    )
+}
 
 /// Record a call's billable seconds once; returns whether this call was new.
 pub async fn record(
@@ -15,7 +26,8 @@ pub async fn record(
     company_id: i64,
     seconds: i64,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
+    let sql = insert_sql(store.dialect(), 1);
+    let done = sqlx::query(&sql)
         .bind(call_id)
         .bind(company_id)
         .bind(seconds)
@@ -24,6 +36,30 @@ pub async fn record(
         .await
         .op("usage_events.record")?;
     Ok(done.rows_affected() > 0)
+}
+
+/// [`record`] for many calls, `(call_id, company_id, seconds)`, in one statement on `conn`
+/// (a batch's transaction).
+pub async fn record_many(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    usage: &[(&str, i64, i64)],
+) -> Result<(), StoreError> {
+    if usage.is_empty() {
+        return Ok(());
+    }
+    let sql = insert_sql(dialect, usage.len());
+    let now = now_ms();
+    let mut query = sqlx::query(&sql);
+    for (call_id, company_id, seconds) in usage {
+        query = query
+            .bind(*call_id)
+            .bind(*company_id)
+            .bind(*seconds)
+            .bind(now);
+    }
+    query.execute(conn).await.op("usage_events.record_many")?;
+    Ok(())
 }
 
 /// The billable seconds of a call and whether they were reported.
@@ -182,6 +218,18 @@ pub async fn unbillable_reason(
 pub async fn unbillable(store: &Store) -> Result<i64, StoreError> {
     const OP: &str = "usage_events.unbillable";
     let row = sqlx::query("SELECT COUNT(*) FROM usage_events WHERE failed_at_ms IS NOT NULL AND reported_at_ms IS NULL")
+        .fetch_one(store.pool())
+        .await
+        .op(OP)?;
+    row.try_get(0).op(OP)
+}
+
+/// How many calls of a company have usage recorded (tests and benchmarks check nothing is
+/// recorded twice).
+pub async fn count(store: &Store, company_id: i64) -> Result<i64, StoreError> {
+    const OP: &str = "usage_events.count";
+    let row = sqlx::query("SELECT COUNT(*) FROM usage_events WHERE company_id = ?")
+        .bind(company_id)
         .fetch_one(store.pool())
         .await
         .op(OP)?;

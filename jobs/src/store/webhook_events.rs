@@ -2,12 +2,45 @@
 //! processed and how it ended (`processed`, `ignored` or `failed`; `ignored` with the error
 //! `stale` is an event older than the state already stored, which changed nothing).
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
-use super::{Op, RowExt, Store, StoreError, now_ms};
+use super::{Dialect, Op, RowExt, Store, StoreError, now_ms, placeholders};
 
-const BEGIN_MYSQL: &str = "INSERT IGNORE INTO webhook_events (provider, event_id, event_type, received_at_ms, status) VALUES (?, ?, ?, ?, 'received')";
-const BEGIN_SQLITE: &str = "INSERT OR IGNORE INTO webhook_events (provider, event_id, event_type, received_at_ms, status) VALUES (?, ?, ?, ?, 'received')";
+const BEGIN_MYSQL: &str = "INSERT IGNORE INTO webhook_events (provider, event_id, event_type, received_at_ms, status) VALUES ";
+const BEGIN_SQLITE: &str = "INSERT OR IGNORE INTO webhook_events (provider, event_id, event_type, received_at_ms, status) VALUES ";
+
+/// The begin of `n` events: `(?, ?, ?, ?, 'received')` each; a row already there stays.
+fn begin_sql(dialect: Dialect, n: usize) -> String {
+    let row = "(?, ?, ?, ?, 'received')";
+    format!(
+        "{}{}",
+        dialect.pick(BEGIN_MYSQL, BEGIN_SQLITE),
+        vec![row; n].join(", ")
+    )
+}
+
+const FINISH_HEAD: &str = "INSERT INTO webhook_events (provider, event_id, event_type, received_at_ms, status, error, processed_at_ms) VALUES ";
+const FINISH_MYSQL: &str = " ON DUPLICATE KEY UPDATE status = VALUES(status), error = VALUES(error), processed_at_ms = VALUES(processed_at_ms)";
+const FINISH_SQLITE: &str = " ON CONFLICT (provider, event_id) DO UPDATE SET status = excluded.status, \
+     error = excluded.error, processed_at_ms = excluded.processed_at_ms";
+
+/// An event as its row begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub received_at_ms: i64,
+}
+
+/// How an event's processing ended, for [`finish_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub event: EventRow,
+    /// `processed`, `ignored`, `failed` or (a transient failure) `received`.
+    pub status: &'static str,
+    pub error: Option<String>,
+}
 
 /// Record that processing of an event starts (once per event).
 pub async fn begin(
@@ -17,7 +50,8 @@ pub async fn begin(
     event_type: &str,
     received_at_ms: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(store.dialect().pick(BEGIN_MYSQL, BEGIN_SQLITE))
+    let sql = begin_sql(store.dialect(), 1);
+    sqlx::query(&sql)
         .bind(provider)
         .bind(event_id)
         .bind(event_type)
@@ -47,6 +81,60 @@ pub async fn finish(
     Ok(())
 }
 
+/// [`begin`] for many events in one statement on `conn` (a batch's transaction).
+pub async fn begin_many(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    events: &[&EventRow],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let sql = begin_sql(dialect, events.len());
+    let mut query = sqlx::query(&sql);
+    for e in events {
+        query = query
+            .bind(&e.provider)
+            .bind(&e.event_id)
+            .bind(&e.event_type)
+            .bind(e.received_at_ms);
+    }
+    query.execute(conn).await.op("webhook_events.begin_many")?;
+    Ok(())
+}
+
+/// [`finish`] for many events in one statement on `conn` (a batch's transaction): each
+/// row, begun earlier, takes its status, error and processed time (a row that is somehow
+/// missing is written whole rather than lost).
+pub async fn finish_many(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    done: &[&Finished],
+) -> Result<(), StoreError> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "{FINISH_HEAD}{}{}",
+        placeholders(done.len(), 7),
+        dialect.pick(FINISH_MYSQL, FINISH_SQLITE)
+    );
+    let now = now_ms();
+    let mut query = sqlx::query(&sql);
+    for f in done {
+        query = query
+            .bind(&f.event.provider)
+            .bind(&f.event.event_id)
+            .bind(&f.event.event_type)
+            .bind(f.event.received_at_ms)
+            .bind(f.status)
+            .bind(&f.error)
+            .bind(now);
+    }
+    query.execute(conn).await.op("webhook_events.finish_many")?;
+    Ok(())
+}
+
 /// An event's row: (type, status, error, processed).
 pub async fn get(
     store: &Store,
@@ -70,4 +158,15 @@ pub async fn prune(store: &Store, cutoff_ms: i64, limit: i64) -> Result<u64, Sto
     super::delete_older(store, "webhook_events", "received_at_ms", cutoff_ms, limit)
         .await
         .op("webhook_events.prune")
+}
+
+/// How many events ended with `status` (benchmarks wait on it).
+pub async fn count_status(store: &Store, status: &str) -> Result<i64, StoreError> {
+    const OP: &str = "webhook_events.count_status";
+    let row = sqlx::query("SELECT COUNT(*) FROM webhook_events WHERE status = ?")
+        .bind(status)
+        .fetch_one(store.pool())
+        .await
+        .op(OP)?;
+    row.try_get(0).op(OP)
 }

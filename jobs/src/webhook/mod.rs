@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     JobError,
     services::Services,
-    store::{StoreError, webhook_events},
+    store::{StoreError, call_events, webhook_events},
 };
 
 /// Declares the argument struct of one webhook kind: a [`WebhookEvent`] on the `webhooks`
@@ -98,23 +98,57 @@ where
     .await
     .map_err(db_retry)?;
     let outcome = work.await;
-    let (status, error) = match &outcome {
-        Ok(Handled::Processed) => ("processed", None),
-        Ok(Handled::Ignored) => ("ignored", None),
-        Ok(Handled::Stale) => ("ignored", Some(STALE)),
-        Err(JobError::Permanent(reason)) => ("failed", Some(reason.as_str())),
-        // A transient failure will be retried: the row stays `received` with the error.
-        Err(e) => {
-            let text = e.to_string();
-            webhook_events::finish(store, provider, id, "received", Some(&text))
-                .await
-                .map_err(db_retry)?;
-            return outcome.map(|_| ());
-        }
-    };
-    webhook_events::finish(store, provider, id, status, error)
+    let (status, error) = ending(&outcome);
+    webhook_events::finish(store, provider, id, status, error.as_deref())
         .await
         .map_err(db_retry)?;
+    settle(event, outcome)
+}
+
+/// Write how `event` ended on the store's batch path (its row was begun there with its
+/// call's rows), then log it as [`with_event_row`] does.
+pub(crate) async fn finish_batched(
+    services: &Services,
+    event: &WebhookEvent,
+    outcome: Result<Handled, JobError>,
+) -> Result<(), JobError> {
+    let (status, error) = ending(&outcome);
+    let done = webhook_events::Finished {
+        event: event_row(event),
+        status,
+        error,
+    };
+    call_events::finish(&services.store, done)
+        .await
+        .map_err(db_retry)?;
+    settle(event, outcome)
+}
+
+/// The row `event` begins with.
+pub(crate) fn event_row(event: &WebhookEvent) -> webhook_events::EventRow {
+    webhook_events::EventRow {
+        provider: event.provider.clone(),
+        event_id: event.dedupe_key.clone(),
+        event_type: event.event_type.clone(),
+        received_at_ms: event.received_at_ms as i64,
+    }
+}
+
+/// The status and error an outcome leaves on the event's row. A transient failure will be
+/// retried: the row stays `received`, with the error.
+fn ending(outcome: &Result<Handled, JobError>) -> (&'static str, Option<String>) {
+    match outcome {
+        Ok(Handled::Processed) => ("processed", None),
+        Ok(Handled::Ignored) => ("ignored", None),
+        Ok(Handled::Stale) => ("ignored", Some(STALE.to_owned())),
+        Err(JobError::Permanent(reason)) => ("failed", Some(reason.clone())),
+        Err(e) => ("received", Some(e.to_string())),
+    }
+}
+
+/// Log an event that changed nothing; the job's result.
+fn settle(event: &WebhookEvent, outcome: Result<Handled, JobError>) -> Result<(), JobError> {
+    let (provider, id) = (event.provider.as_str(), event.dedupe_key.as_str());
     match outcome {
         Ok(Handled::Ignored) => {
             tracing::info!(provider, event_type = %event.event_type, "webhook event ignored");

@@ -15,11 +15,13 @@
 -- ARGV[6] rate      most starts per tenant per minute, 0 for no limit
 -- ARGV[7] now (ms)
 --
--- Every popped token is served from the rings: the round's slot (8 high, 4 normal, 1 low of
--- every 13, kept in `stats.turn`) picks the priority, falling back to the others when it has
--- no runnable tenant; the ring's next tenant gives up to 4 jobs (its turn) and goes to the
--- back while its lane has more. A tenant at its cap or rate leaves the ring (`blocked`, `throttled`); a
--- token no tenant may use is parked. Items cancelled while they waited (`tomb`) are dropped.
+-- Every popped token is served from the rings: the fetch's tokens take the round's next slots
+-- (8 high, 4 normal, 1 low of every 13, kept in `stats.turn`), each priority serves its slots
+-- and what it cannot use falls to the others, high first. Within a priority the ring's next
+-- tenants (one RPOP with a count) give up to 8 jobs each (their turn) and go to the back
+-- (one LPUSH) while their lanes have more. A tenant at its cap or rate leaves the ring
+-- (`blocked`, `throttled`); a token no tenant may use is parked. Items cancelled while they
+-- waited (`tomb`) are dropped.
 -- Returns the leased items, or the integer -1 when the queue is paused (anything in the
 -- inbox is handed back to the head of pending first).
 -- Complexity: O(N) for N returned jobs, plus one step per tenant taken out of a ring;
@@ -29,7 +31,7 @@ B = ARGV[4]
 local cap, rate, now = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 -- Most jobs one tenant gives per turn: fewer ring steps per job, and a tenant's wait grows
 -- by at most this many jobs per other tenant with work.
-local TURN = 4
+local TURN = 8
 
 if redis.call('EXISTS', paused) == 1 then
   while redis.call('LMOVE', inbox, pending, 'RIGHT', 'RIGHT') do end
@@ -73,79 +75,103 @@ if tokens > 0 then
   local window = B .. 'trate:' .. minute
   local tenant_running = B .. 'tenant_running'
   local taken, running, started = {}, {}, {}
-  local function allowed(pr, tn)
-    if tn == '_' then return true end
+  -- How many jobs tenant `tn` may start now (at most `want`); 0 takes it out of the ring
+  -- into `blocked` or `throttled`.
+  local function room(pr, tn, want)
+    if tn == '_' then return want end
+    local mine = taken[tn] or 0
     if cap > 0 then
       running[tn] = running[tn] or tonumber(redis.call('HGET', tenant_running, tn) or '0')
-      if running[tn] + (taken[tn] or 0) >= cap then
+      want = math.min(want, cap - running[tn] - mine)
+      if want <= 0 then
         redis.call('SADD', B .. 'blocked', pr .. ' ' .. tn)
-        return false
+        return 0
       end
     end
     if rate > 0 then
       started[tn] = started[tn] or tonumber(redis.call('HGET', window, tn) or '0')
-      if started[tn] + (taken[tn] or 0) >= rate then
+      want = math.min(want, rate - started[tn] - mine)
+      if want <= 0 then
         redis.call('ZADD', B .. 'throttled', (minute + 1) * 60000, pr .. ' ' .. tn)
-        return false
+        return 0
       end
     end
-    return true
+    return want
   end
-  -- The next tenant of priority `pr` that may run gives up to `want` jobs (its turn): the
-  -- items it gave (cancelled ones dropped) and how many tokens they used; nil when no tenant
-  -- of that priority may run.
-  local function serve(pr, want)
+  -- Serve up to `need` tokens from priority `pr`: the ring's next tenants, taken from its
+  -- serving end in one step, give a turn of up to TURN jobs each; those with work left go
+  -- to the back in one step, a tenant with an empty lane or at a limit leaves. Returns the
+  -- tokens used. Rings found empty stay empty while the script runs, so each is asked once.
+  local drained = {}
+  local function serve(pr, need)
+    local used = 0
     local ring = B .. 'ring:' .. pr
-    while true do
-      -- The ring's next tenant moves to its back in one step; it leaves the ring (from the
-      -- back, where it now is) when it may not run or its lane is empty.
-      local tn = redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')
-      if not tn then return nil end
-      local got
-      if allowed(pr, tn) then
-        local room = want
-        if tn ~= '_' then
-          local mine = taken[tn] or 0
-          if cap > 0 then room = math.min(room, cap - running[tn] - mine) end
-          if rate > 0 then room = math.min(room, rate - started[tn] - mine) end
-        end
-        local lane = B .. 'lane:' .. pr .. ':' .. tn
-        got = redis.call('RPOP', lane, room)
-        if got and redis.call('LLEN', lane) == 0 then redis.call('LPOP', ring) end
+    while used < need and not drained[pr] do
+      local tenants = redis.call('RPOP', ring, math.ceil((need - used) / TURN))
+      if not tenants then
+        drained[pr] = true
+        break
       end
-      if not got then
-        redis.call('LPOP', ring)
-      else
-        local items = {}
-        for k = 1, #got do
-          if cancelled(got[k]) then dropped = dropped + 1 else items[#items + 1] = got[k] end
+      -- ceil(need / TURN) tenants: each gets a full turn but the last, which gets the rest.
+      local back = {}
+      for t = 1, #tenants do
+        local tn = tenants[t]
+        local n = room(pr, tn, math.min(TURN, need - used))
+        if n > 0 then
+          local lane = B .. 'lane:' .. pr .. ':' .. tn
+          local got = redis.call('RPOP', lane, n)
+          if got then
+            -- A full turn may have left work in the lane; a short one emptied it.
+            if #got == n and redis.call('LLEN', lane) > 0 then back[#back + 1] = tn end
+            local mine = 0
+            for k = 1, #got do
+              if cancelled(got[k]) then dropped = dropped + 1 else
+                out[#out + 1] = got[k]
+                mine = mine + 1
+              end
+            end
+            if tn ~= '_' then taken[tn] = (taken[tn] or 0) + mine end
+            used = used + #got
+          end
         end
-        if tn ~= '_' then taken[tn] = (taken[tn] or 0) + #items end
-        return items, #got
       end
+      if #back > 0 then redis.call('LPUSH', ring, unpack(back)) end
+    end
+    return used
+  end
+  -- This fetch's tokens take the round's next slots (of every 13: 8 high, 4 normal, 1 low,
+  -- counted in `stats.turn`). The slots of a priority with no tenant waiting go to the first
+  -- one that has some; each priority serves its slots, and what it cannot use (its tenants
+  -- are at a limit) falls to the others, high first.
+  local turn = redis.call('HINCRBY', stats, 'turn', tokens) - tokens
+  local quota = {0, 0, 0}
+  local full, rest = math.floor(tokens / 13), tokens % 13
+  quota[1], quota[2], quota[3] = 8 * full, 4 * full, full
+  for s = turn, turn + rest - 1 do
+    local slot = s % 13
+    if slot < 8 then quota[1] = quota[1] + 1 elseif slot < 12 then quota[2] = quota[2] + 1 else quota[3] = quota[3] + 1 end
+  end
+  local spare = 0
+  for j = 1, 3 do
+    if redis.call('EXISTS', B .. 'ring:' .. PRIOS[j]) == 0 then
+      drained[PRIOS[j]] = true
+      spare, quota[j] = spare + quota[j], 0
     end
   end
-  local turn = redis.call('HINCRBY', stats, 'turn', tokens) - tokens
-  local idle, used = 0, 0
-  while used < tokens do
-    -- The round's slot (0-7 high, 8-11 normal, 12 low) picks the priority; a turn takes at
-    -- most TURN jobs and never runs past the slot's share.
-    local slot = (turn + used) % 13
-    local first, share = 3, 1
-    if slot < 8 then first, share = 1, 8 - slot elseif slot < 12 then first, share = 2, 12 - slot end
-    local want = math.min(TURN, tokens - used, share)
-    local items, n
-    for j = 0, 2 do
-      items, n = serve(PRIOS[(first - 1 + j) % 3 + 1], want)
-      if items then break end
-    end
-    if not items then
-      idle = tokens - used
+  for j = 1, 3 do
+    if not drained[PRIOS[j]] then
+      quota[j] = quota[j] + spare
       break
     end
-    for k = 1, #items do out[#out + 1] = items[k] end
-    used = used + n
   end
+  local used = 0
+  for j = 1, 3 do
+    if quota[j] > 0 then used = used + serve(PRIOS[j], quota[j]) end
+  end
+  for j = 1, 3 do
+    if used < tokens then used = used + serve(PRIOS[j], tokens - used) end
+  end
+  local idle = tokens - used
   -- Leased jobs per tenant are counted only where a cap asks for them (the ack script
   -- counts them off under the same setting).
   for tn, n in pairs(taken) do

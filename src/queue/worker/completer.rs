@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::state::{AckOp, Shared};
 use crate::{
-    queue::{job, scripts},
+    queue::{job, kind_metrics, scripts},
     telemetry::metric,
 };
 
@@ -75,6 +75,7 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
                 seq,
                 kind,
                 tenant,
+                ..
             } => invocation
                 .arg("c")
                 .arg(id.as_ref())
@@ -127,6 +128,11 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
             }
         }
     }
+    let done = batch.iter().filter_map(|op| match op {
+        AckOp::Done { kind, ran_us, .. } => Some((kind.as_str(), *ran_us)),
+        _ => None,
+    });
+    kind_metrics::record(&shared.queues, &shared.keys, now, done);
     shared.let_go(batch.iter().filter_map(AckOp::id));
     let orphans = batch
         .iter()

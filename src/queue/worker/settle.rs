@@ -117,6 +117,7 @@ fn settle(
             seq,
             kind: envelope.kind,
             tenant: envelope.tn,
+            ran_us: ran.as_micros() as u64,
         };
     };
     let now = job::now_ms();

@@ -103,6 +103,8 @@ pub enum AckOp {
         seq: Option<String>,
         kind: String,
         tenant: Option<String>,
+        /// How long it ran, in µs (per-kind metrics, `queue::kind_metrics`).
+        ran_us: u64,
     },
     /// Failed; run again at `due_ms` with the rewritten item.
     Retry {
