@@ -104,7 +104,7 @@ fn event(rng: &mut StdRng, round: usize) -> CallEvent {
             received_at_ms: 1_790_000_000_000 + rng.random_range(0..1000),
         },
         to_number: to.to_owned(),
-        caller: has_caller.then(|| (caller, caller_name, caller_email)),
+        caller: has_caller.then_some((caller, caller_name, caller_email)),
         call,
         usage_seconds: duration.filter(|_| stage >= 2).map(|ms| (ms + 999) / 1000),
     }

@@ -175,54 +175,8 @@ pub fn router(queues: Queues, settings: &Settings, credentials: Credentials) -> 
         audit,
         waits,
     };
-    let guarded = Router::new()
-        .route("/dashboard", get(pages::overview))
-        .route("/dashboard/workers", get(pages::workers))
-        .route("/dashboard/failed", get(pages::failed))
-        .route("/dashboard/failed/retry-all", post(actions::retry_all))
-        .route("/dashboard/failed/{queue}/{id}/retry", post(actions::retry))
-        .route(
-            "/dashboard/failed/{queue}/{id}/forget",
-            post(actions::forget),
-        )
-        .route("/dashboard/jobs", get(pages::lookup))
-        .route("/dashboard/audit", get(pages::audit))
-        .route("/dashboard/slots", get(slots::page))
-        .route("/dashboard/metrics", get(metrics_pages::overview))
-        .route(
-            "/dashboard/metrics/queues/{queue}",
-            get(metrics_pages::queue),
-        )
-        .route("/dashboard/metrics/kinds/{kind}", get(metrics_pages::kind))
-        .route("/dashboard/waits", get(waits::page))
-        .route("/dashboard/jobs/{queue}/{id}", get(pages::job))
-        .route("/dashboard/queues/{queue}/pause", post(actions::pause))
-        .route("/dashboard/queues/{queue}/continue", post(actions::resume))
-        .route("/dashboard/queues/{queue}/jobs", get(jobs_view::page))
-        .route(
-            "/dashboard/queues/{queue}/purge",
-            post(jobs_view::purge_form),
-        )
-        .route("/dashboard/logout", post(login::logout))
-        .route("/api/overview", get(api::overview))
-        .route("/api/queues", get(api::queues))
-        .route("/api/workers", get(api::workers))
-        .route("/api/failed", get(api::failed))
-        .route("/api/failed/retry-all", post(api::retry_all))
-        .route("/api/failed/{queue}/{id}/retry", post(api::retry))
-        .route("/api/failed/{queue}/{id}/forget", post(api::forget))
-        .route("/api/jobs/{id}", get(api::lookup))
-        .route("/api/audit", get(api::audit))
-        .route("/api/supervisors/slots", get(slots::api))
-        .route("/api/metrics", get(metrics::api_overview))
-        .route("/api/metrics/queues/{queue}", get(metrics::api_queue))
-        .route("/api/metrics/kinds/{kind}", get(metrics::api_kind))
-        .route("/api/waits", get(waits::api))
-        .route("/api/jobs/{queue}/{id}", get(api::job))
-        .route("/api/queues/{queue}/pause", post(api::pause))
-        .route("/api/queues/{queue}/continue", post(api::resume))
-        .route("/api/queues/{queue}/jobs", get(jobs_view::api_list))
-        .route("/api/queues/{queue}/purge", post(jobs_view::api_purge))
+    let guarded = page_routes()
+        .merge(api_routes())
         .route_layer(middleware::from_fn_with_state(dash.clone(), auth::guard));
     let open = Router::new()
         .route("/dashboard/login", get(login::form).post(login::submit))
@@ -381,4 +335,61 @@ fn test_headers(pairs: &[(&'static str, &'static str)]) -> axum::http::HeaderMap
         h.insert(*k, axum::http::HeaderValue::from_static(v));
     }
     h
+}
+
+/// The operator pages behind the login.
+fn page_routes() -> Router<Dash> {
+    Router::new()
+        .route("/dashboard", get(pages::overview))
+        .route("/dashboard/workers", get(pages::workers))
+        .route("/dashboard/failed", get(pages::failed))
+        .route("/dashboard/failed/retry-all", post(actions::retry_all))
+        .route("/dashboard/failed/{queue}/{id}/retry", post(actions::retry))
+        .route(
+            "/dashboard/failed/{queue}/{id}/forget",
+            post(actions::forget),
+        )
+        .route("/dashboard/jobs", get(pages::lookup))
+        .route("/dashboard/audit", get(pages::audit))
+        .route("/dashboard/slots", get(slots::page))
+        .route("/dashboard/metrics", get(metrics_pages::overview))
+        .route(
+            "/dashboard/metrics/queues/{queue}",
+            get(metrics_pages::queue),
+        )
+        .route("/dashboard/metrics/kinds/{kind}", get(metrics_pages::kind))
+        .route("/dashboard/waits", get(waits::page))
+        .route("/dashboard/jobs/{queue}/{id}", get(pages::job))
+        .route("/dashboard/queues/{queue}/pause", post(actions::pause))
+        .route("/dashboard/queues/{queue}/continue", post(actions::resume))
+        .route("/dashboard/queues/{queue}/jobs", get(jobs_view::page))
+        .route(
+            "/dashboard/queues/{queue}/purge",
+            post(jobs_view::purge_form),
+        )
+        .route("/dashboard/logout", post(login::logout))
+}
+
+/// The JSON API behind the same login.
+fn api_routes() -> Router<Dash> {
+    Router::new()
+        .route("/api/overview", get(api::overview))
+        .route("/api/queues", get(api::queues))
+        .route("/api/workers", get(api::workers))
+        .route("/api/failed", get(api::failed))
+        .route("/api/failed/retry-all", post(api::retry_all))
+        .route("/api/failed/{queue}/{id}/retry", post(api::retry))
+        .route("/api/failed/{queue}/{id}/forget", post(api::forget))
+        .route("/api/jobs/{id}", get(api::lookup))
+        .route("/api/audit", get(api::audit))
+        .route("/api/supervisors/slots", get(slots::api))
+        .route("/api/metrics", get(metrics::api_overview))
+        .route("/api/metrics/queues/{queue}", get(metrics::api_queue))
+        .route("/api/metrics/kinds/{kind}", get(metrics::api_kind))
+        .route("/api/waits", get(waits::api))
+        .route("/api/jobs/{queue}/{id}", get(api::job))
+        .route("/api/queues/{queue}/pause", post(api::pause))
+        .route("/api/queues/{queue}/continue", post(api::resume))
+        .route("/api/queues/{queue}/jobs", get(jobs_view::api_list))
+        .route("/api/queues/{queue}/purge", post(jobs_view::api_purge))
 }

@@ -59,7 +59,12 @@ pub enum Recorded {
 
 /// Write `event` on the batch path; see the module doc.
 pub async fn record(store: &Store, event: CallEvent) -> Result<Recorded, StoreError> {
-    match store.writer().batcher.submit(Item::Record(event)).await {
+    match store
+        .writer()
+        .batcher
+        .submit(Item::Record(Box::new(event)))
+        .await
+    {
         Some(Ok(Outcome::Recorded(r))) => Ok(r),
         Some(Err(e)) => Err(e),
         Some(Ok(Outcome::Finished)) | None => Err(writer_gone()),
@@ -86,7 +91,7 @@ pub async fn write_together(
     let items: Vec<Item> = finishes
         .into_iter()
         .map(Item::Finish)
-        .chain(events.into_iter().map(Item::Record))
+        .chain(events.into_iter().map(|e| Item::Record(Box::new(e))))
         .collect();
     let outcomes = write_batch(store, &items).await?;
     Ok(outcomes
@@ -155,7 +160,8 @@ pub async fn finish_one(store: &Store, f: &Finished) -> Result<(), StoreError> {
 /// One item for the writer.
 #[derive(Debug)]
 enum Item {
-    Record(CallEvent),
+    /// Boxed: an event is several times the size of a finish.
+    Record(Box<CallEvent>),
     Finish(Finished),
 }
 
@@ -226,7 +232,7 @@ async fn write_batch(store: &Store, items: &[Item]) -> Result<Vec<Outcome>, Stor
     let records: Vec<&CallEvent> = items
         .iter()
         .filter_map(|i| match i {
-            Item::Record(e) => Some(e),
+            Item::Record(e) => Some(&**e),
             Item::Finish(_) => None,
         })
         .collect();

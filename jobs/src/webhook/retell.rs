@@ -192,8 +192,9 @@ fn custom_text(call: &RetellCall, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Where the call was stored.
+/// Where the call was stored (named as the columns are).
 #[derive(Clone, Copy)]
+#[allow(clippy::struct_field_names)]
 struct Ids {
     company_id: i64,
     branch_id: i64,
