@@ -97,13 +97,14 @@ pub const SHED_REASONS: [&str; 7] = [
 ];
 
 /// The `component` values of [`REDIS_ERRORS`]; each starts at 0 so the series exists.
-pub const REDIS_COMPONENTS: [&str; 12] = [
+pub const REDIS_COMPONENTS: [&str; 13] = [
     "fetch",
     "ack",
     "heartbeat",
     "gauges",
     "promote",
     "rescue",
+    "prune",
     "leader",
     "scheduler",
     "ingest",
