@@ -145,11 +145,18 @@ fn main() -> ExitCode {
     if let Some(url) = cli.redis_url {
         settings.redis.url = url;
     }
-    telemetry::init_logging(&settings.telemetry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("building the tokio runtime");
+    // Inside the runtime: the trace export (when configured) sends from it.
+    let traces = match runtime.block_on(async { telemetry::init_logging(&settings.telemetry) }) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve { listen, migrate } => {
@@ -192,6 +199,8 @@ fn main() -> ExitCode {
             Command::Bench { which } => bench::run(&settings, which).await,
         }
     });
+    // The last spans (a job finished during the drain) go out before the process ends.
+    traces.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

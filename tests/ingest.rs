@@ -622,3 +622,80 @@ async fn payloads_signed_now_by_the_official_sdks_are_accepted() {
     assert_eq!(queued(&h).await.len(), 2);
     ingest.stop().await;
 }
+
+#[tokio::test]
+async fn the_callers_traceparent_and_the_request_id_travel_in_the_job() {
+    use switchboard_jobs::trace::{self, Carried};
+    let h = Harness::new().await;
+    let ingest = Ingest::start(h.settings.clone(), secrets(), Some(RETELL_TS)).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (header, value) = vector("retell_call_started.json");
+    let (status, body, headers) = ingest
+        .post(
+            "retell",
+            &[
+                (header.as_str(), value.as_str()),
+                ("traceparent", tp),
+                ("x-request-id", "req-trace-7"),
+            ],
+            fixture("retell_call_started.json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(headers["x-request-id"], "req-trace-7");
+    // A malformed traceparent starts nothing and is not handed on.
+    let (header, value) = vector("retell_call_ended.json");
+    let (status, second, _) = ingest
+        .post(
+            "retell",
+            &[
+                (header.as_str(), value.as_str()),
+                ("traceparent", "00-xyz-00f067aa0ba902b7-01"),
+            ],
+            fixture("retell_call_ended.json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    let jobs = queued(&h).await;
+    let env = |id: &Value| {
+        jobs.iter()
+            .find(|(jid, _)| jid == id.as_str().unwrap())
+            .unwrap()
+            .1
+            .clone()
+    };
+    // No trace export in this binary: the caller's traceparent goes on as it came.
+    let first = env(&body["id"]);
+    assert_eq!(
+        (first.tp.as_deref(), first.rid.as_deref()),
+        (Some(tp), Some("req-trace-7"))
+    );
+    let second = env(&second["id"]);
+    assert_eq!(second.tp, None);
+    assert_eq!(second.rid.as_ref().map(String::len), Some(26), "a new ULID");
+
+    // Work a job enqueues carries the job's trace and request on.
+    let carried = Carried {
+        traceparent: Some(tp.into()),
+        request_id: Some("req-trace-7".into()),
+    };
+    let id = trace::scope(carried, async {
+        h.queues
+            .enqueue(
+                &switchboard_jobs::noop::Noop::default(),
+                switchboard_jobs::EnqueueOptions::default().on_queue("follow"),
+            )
+            .await
+            .unwrap()
+            .id
+    })
+    .await;
+    let items = h.pending_items("follow").await;
+    let (got, envelope) = job::decode(&items[0]).unwrap();
+    assert_eq!(got, id);
+    assert_eq!(
+        (envelope.tp.as_deref(), envelope.rid.as_deref()),
+        (Some(tp), Some("req-trace-7"))
+    );
+    ingest.stop().await;
+}

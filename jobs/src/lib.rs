@@ -36,6 +36,8 @@
 //!   [`domain_registry`] wires every kind to it.
 //! - `contract/` (feature `contract`): requests checked against the providers' `OpenAPI`
 //!   documents, for the development stand-ins and the client tests; never in production.
+//! - `trace.rs`: what a job carries of its trace (W3C `traceparent`) and its ingest request
+//!   id, and how a span adopts it.
 //! - `secret.rs`: [`Secret`], a credential that never prints; the runtime loads them, this
 //!   crate never reads the environment.
 
@@ -56,6 +58,7 @@ pub mod notify;
 pub mod secret;
 pub mod services;
 pub mod store;
+pub mod trace;
 pub mod webhook;
 
 pub use secret::Secret;

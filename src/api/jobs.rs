@@ -13,7 +13,11 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::value::RawValue;
-use switchboard_jobs::{EnqueueOptions, KindInfo, Priority};
+use switchboard_jobs::{
+    EnqueueOptions, KindInfo, Priority,
+    trace::{self, Carried},
+};
+use tracing::Instrument;
 
 use super::{ApiError, ApiState, door, keys::KeyRecord};
 use crate::{
@@ -324,6 +328,33 @@ async fn enqueue(state: &ApiState, job: Checked) -> Result<JobAccepted, ApiError
     Ok(accepted(&queue, done))
 }
 
+/// Run `enqueue` in a span of its own that starts the trace of the jobs it creates, or
+/// continues the app's `traceparent`; the app's `x-request-id` goes with the jobs.
+async fn traced<T>(
+    name: &'static str,
+    headers: &HeaderMap,
+    enqueue: impl Future<Output = T>,
+) -> T {
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+    let span = tracing::info_span!(
+        "api",
+        otel.name = name,
+        otel.kind = "server",
+        request_id,
+        trace_id = tracing::field::Empty,
+    );
+    let incoming = crate::telemetry::trace::incoming(headers);
+    trace::adopt(&span, incoming);
+    let carried = Carried {
+        traceparent: incoming.map(str::to_owned),
+        request_id: request_id.map(str::to_owned),
+    };
+    trace::scope(carried, enqueue).instrument(span).await
+}
+
 /// `POST /api/v1/jobs`.
 pub async fn create(
     State(state): State<ApiState>,
@@ -345,7 +376,7 @@ pub async fn create(
         let ttl = Duration::from_secs(state.settings.idempotency_ttl_secs);
         job.options = job.options.idempotency(format!("{}:{idem}", key.id), ttl);
     }
-    let answer = enqueue(&state, job).await?;
+    let answer = traced("api enqueue", &headers, enqueue(&state, job)).await?;
     if !answer.duplicate {
         let entry = Entry::new(&key.name, from(addr.as_deref()), "api", "enqueue")
             .queues([answer.queue.clone()])
@@ -383,17 +414,19 @@ pub async fn batch(
         .enumerate()
         .map(|(i, job)| check(&state, &key, job, &format!("jobs[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    let answers = state
-        .queues
-        .enqueue_checked_batch(
+    let answers = traced(
+        "api enqueue batch",
+        &headers,
+        state.queues.enqueue_checked_batch(
             checked
                 .into_iter()
                 .map(|c| (c.kind, c.args, c.queue, c.options))
                 .collect(),
             state.acked,
-        )
-        .await
-        .map_err(queue_error)?;
+        ),
+    )
+    .await
+    .map_err(queue_error)?;
     let jobs: Vec<JobAccepted> = answers
         .into_iter()
         .map(|(queue, e)| accepted(&queue, e))

@@ -389,6 +389,16 @@ fn default_replicas_timeout_ms() -> u64 {
 pub struct TelemetrySettings {
     pub log_format: String,
     pub log_level: String,
+    /// A collector's OTLP/HTTP base URL (`http://collector:4318`); empty: no traces.
+    #[serde(default)]
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported traces.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+fn default_service_name() -> String {
+    "switchboard".into()
 }
 
 /// See `[queue]` in `config/default.toml`.
@@ -702,6 +712,13 @@ impl Settings {
                 "sms.from is the placeholder {}: set the sender number (E.164) or id your SMS gateway gave you (sms.from, or SWITCHBOARD_SMS__FROM)",
                 switchboard_jobs::clients::sms::PLACEHOLDER_FROM
             ),
+        );
+        if let Err(e) = crate::telemetry::trace::traces_url(&self.telemetry.otlp_endpoint) {
+            check(false, e);
+        }
+        check(
+            !self.telemetry.service_name.trim().is_empty(),
+            "telemetry.service_name must not be empty".into(),
         );
         let q = &self.queue;
         let urls = self.redis.urls();

@@ -8,7 +8,10 @@ use std::{
 
 use apalis_core::task::Task;
 use futures::{FutureExt, future::BoxFuture};
-use switchboard_jobs::{Enqueuer, JobContext, JobError, JobMeta, Registry};
+use switchboard_jobs::{
+    Enqueuer, JobContext, JobError, JobMeta, Registry,
+    trace::{self, Carried},
+};
 use tower_service::Service;
 use tracing::Instrument;
 
@@ -106,13 +109,16 @@ impl Service<Task<Job>> for Dispatcher {
                 return futures::future::ready(Err(JobError::permanent(e.to_string()))).boxed();
             }
         };
-        // Every log line a handler writes carries the job's id, kind, queue and attempt.
-        let span = tracing::info_span!("job", id = %job.id, kind, queue = %job.queue, attempt = job.envelope.attempt + 1);
+        let span = job_span(job);
+        let carried = Carried {
+            traceparent: job.envelope.tp.clone(),
+            request_id: job.envelope.rid.clone(),
+        };
         let slots = self.slots.clone();
         let queues = self.queues.clone();
         let run_times = self.run_times.clone();
         slots.take();
-        async move {
+        let work = async move {
             let gate = match circuit {
                 Some(name) => guard(&queues, name).await,
                 None => None,
@@ -144,10 +150,16 @@ impl Service<Task<Job>> for Dispatcher {
                     tracing::warn!(error = %e, "keeping the job's result failed");
                 }
             }
+            if matches!(
+                result,
+                Err(JobError::Retry(_) | JobError::RetryAfter(..) | JobError::Permanent(_))
+            ) {
+                tracing::Span::current().record("otel.status_code", "ERROR");
+            }
             result
-        }
-        .instrument(span)
-        .boxed()
+        };
+        // Enqueues and provider requests inside carry the job's trace and request on.
+        trace::scope(carried, work).instrument(span).boxed()
     }
 }
 
@@ -182,5 +194,93 @@ async fn report(queues: &Queues, name: &str, gate: Gate, result: &Result<(), Job
         .await
     {
         tracing::warn!(circuit = name, error = %e, "recording the circuit's outcome failed");
+    }
+}
+
+/// The job's span: every log line a handler writes carries the job's id, kind, queue and
+/// attempt, and the trace and ingest request it descends from; exported, it is the job's
+/// part of that trace (a child of the span that enqueued it).
+pub(crate) fn job_span(job: &Job) -> tracing::Span {
+    let kind = job.envelope.kind.as_str();
+    let span = tracing::info_span!(
+        "job",
+        otel.name = kind,
+        otel.kind = "consumer",
+        id = %job.id,
+        kind,
+        queue = %job.queue,
+        attempt = job.envelope.attempt + 1,
+        trace_id = tracing::field::Empty,
+        request_id = job.envelope.rid.as_deref(),
+        otel.status_code = tracing::field::Empty,
+    );
+    trace::adopt(&span, job.envelope.tp.as_deref());
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::queue::job::Envelope;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn job(tp: Option<&str>, rid: Option<&str>) -> Job {
+        let envelope = Envelope {
+            tp: tp.map(str::to_owned),
+            rid: rid.map(str::to_owned),
+            ..Envelope::new("noop", 1, RawValue::from_string("{}".into()).unwrap())
+        };
+        Job {
+            id: "j1".into(),
+            queue: "default".into(),
+            item: crate::queue::job::encode("j1", &envelope).into(),
+            envelope,
+        }
+    }
+
+    #[test]
+    fn a_jobs_log_lines_carry_its_trace_id_and_ingest_request_id() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let carried = job(
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                Some("req-42"),
+            );
+            job_span(&carried).in_scope(|| tracing::info!("inside the handler"));
+            job_span(&job(None, None)).in_scope(|| tracing::info!("a scheduled job"));
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let logged: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(logged.len(), 2, "{text}");
+        let span = &logged[0]["span"];
+        assert_eq!(span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{text}");
+        assert_eq!(span["request_id"], "req-42", "{text}");
+        assert_eq!(span["kind"], "noop", "{text}");
+        assert!(logged[1]["span"].get("trace_id").is_none(), "{text}");
     }
 }

@@ -27,8 +27,10 @@ use bytes::Bytes;
 use serde_json::json;
 use switchboard_jobs::{
     EnqueueOptions,
+    trace::{self, Carried},
     webhook::{CalcomWebhook, RetellWebhook, StripeWebhook, WebhookEvent},
 };
+use tracing::Instrument;
 
 pub use providers::{EventId, IdentifyError, SignatureError};
 pub use secrets::{SecretList, WebhookSecrets};
@@ -66,6 +68,15 @@ impl Provider {
             Self::Retell => "retell",
             Self::Calcom => "calcom",
             Self::Stripe => "stripe",
+        }
+    }
+
+    /// The name of an ingest request's span.
+    fn span_name(self) -> &'static str {
+        match self {
+            Self::Retell => "ingest retell",
+            Self::Calcom => "ingest calcom",
+            Self::Stripe => "ingest stripe",
         }
     }
 
@@ -185,7 +196,29 @@ async fn handle(
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id(&headers);
-    let outcome = accept(provider, &state, &headers, body, &request_id).await;
+    // The trace starts here, or continues the caller's `traceparent`; the job carries it on.
+    let span = tracing::info_span!(
+        "ingest",
+        otel.name = provider.span_name(),
+        otel.kind = "server",
+        provider = provider.name(),
+        request_id = request_id.as_str(),
+        trace_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let incoming = crate::telemetry::trace::incoming(&headers);
+    trace::adopt(&span, incoming);
+    let carried = Carried {
+        traceparent: incoming.map(str::to_owned),
+        request_id: Some(request_id.clone()),
+    };
+    let outcome = trace::scope(
+        carried,
+        accept(provider, &state, &headers, body, &request_id),
+    )
+    .instrument(span.clone())
+    .await;
+    let _in_span = span.enter();
     let (status, payload) = match &outcome {
         Answer::Accepted(id) => (StatusCode::ACCEPTED, json!({ "id": id })),
         Answer::Duplicate(id) => (StatusCode::OK, json!({ "duplicate": true, "id": id })),
@@ -195,6 +228,7 @@ async fn handle(
             json!({ "error": "the queue is unavailable; retry later" }),
         ),
     };
+    span.record("http.response.status_code", status.as_u16());
     let took = started.elapsed();
     metric::ingest_answered(provider.name(), status.as_u16(), took);
     let micros = took.as_micros() as u64;

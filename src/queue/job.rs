@@ -70,6 +70,13 @@ pub struct Envelope {
     /// When it first snoozed, ms since the epoch: `queue.max_snooze_secs` counts from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_snoozed_at: Option<u64>,
+    /// W3C `traceparent` of the span that enqueued it: the job's span continues that trace
+    /// (`switchboard_jobs::trace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tp: Option<String>,
+    /// The ingest request the job descends from, for its log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
 }
 
 const fn one() -> u16 {
@@ -105,6 +112,8 @@ impl Envelope {
             first_failed_at: None,
             snz: 0,
             first_snoozed_at: None,
+            tp: None,
+            rid: None,
         }
     }
 

@@ -153,6 +153,9 @@ impl Queues {
             tn: options.tenant.clone(),
             pr: options.priority.filter(|p| *p != Priority::Normal),
             exp: options.expires_at.map(ms),
+            // The trace and request the enqueuing code runs in (an ingest request, a job).
+            tp: switchboard_jobs::trace::traceparent(),
+            rid: switchboard_jobs::trace::carried().request_id,
             ..Envelope::new(kind, version, args)
         };
         let id = options.id.clone().unwrap_or_else(job::new_id);
@@ -291,6 +294,11 @@ impl Queues {
         let mut out = Vec::with_capacity(args.len());
         // One pipeline per partition: a cluster pipeline stays within one slot.
         let mut pipes = std::collections::BTreeMap::<String, redis::Pipeline>::new();
+        // Every job of the batch carries the enqueuing code's trace and request.
+        let (tp, rid) = (
+            switchboard_jobs::trace::traceparent(),
+            switchboard_jobs::trace::carried().request_id,
+        );
         for (chunk_no, chunk) in args.chunks(BATCH_CHUNK).enumerate() {
             // Chunks go round robin over the queue's partitions.
             let keys = self.keys_for_new_job(queue, None)?;
@@ -303,6 +311,8 @@ impl Queues {
                 let args = self.seal_args(A::KIND, serde_json::value::to_raw_value(a)?);
                 let envelope = Envelope {
                     enq_us,
+                    tp: tp.clone(),
+                    rid: rid.clone(),
                     ..Envelope::new(A::KIND, A::VERSION, args)
                 };
                 let item = job::encode(&id, &envelope);

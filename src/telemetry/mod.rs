@@ -1,4 +1,4 @@
-//! Logging and metrics set-up; the metric names and the helpers that record them are in
+//! Logging, trace export ([`trace`]) and metrics set-up; the metric names and the helpers that record them are in
 //! [`metric`] (stable names: `dashboards/` uses exactly these).
 //!
 //! Metrics go to one process-wide Prometheus recorder, rendered at `GET /metrics` by the HTTP
@@ -16,6 +16,7 @@
 
 pub mod known;
 pub mod metric;
+pub mod trace;
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -23,26 +24,43 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::TelemetrySettings;
+pub use trace::Traces;
 
-/// Install the tracing subscriber (JSON or human lines) once per process.
-pub fn init_logging(settings: &TelemetrySettings) {
+/// Install the tracing subscriber (JSON or human lines) once per process, with the OTLP
+/// trace export when `otlp_endpoint` is set (call it inside the tokio runtime then: the
+/// export runs on it). Fails only on an unusable endpoint.
+pub fn init_logging(settings: &TelemetrySettings) -> Result<Traces, String> {
     // The worker runtime announces every worker loop at info; its warnings are what matter.
     let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{},apalis_core=warn", settings.log_level)));
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = trace::provider(settings)?;
+    let registry = tracing_subscriber::registry().with(provider.as_ref().map(trace::layer));
     let result = if settings.log_format == "json" {
         registry
-            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
             .try_init()
     } else {
         // Colour only for a person at a terminal: a file or a log shipper gets plain text.
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         registry
-            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
             .try_init()
     };
-    // A second init (tests, embedded use) keeps the first subscriber.
-    drop(result);
+    // A second init (tests, embedded use) keeps the first subscriber, and its traces.
+    Ok(match result {
+        Ok(()) => Traces::new(provider),
+        Err(_) => Traces::default(),
+    })
 }
 
 /// Buckets of the job wait and run histograms (seconds): sub-millisecond pickup up to

@@ -11,6 +11,8 @@
 //! - 429 and 503 are transient with the provider's `Retry-After`, 408 and other 5xx
 //!   transient without a wait, any other refusal permanent (it is about this request or
 //!   this account, and a retry sends the same);
+//! - every request goes out through [`send`]: a client span named for the provider and the
+//!   operation, with the trace's `traceparent` header, so the provider's side joins the trace;
 //! - error texts never carry the URL (its path or query may hold an account id or an
 //!   attendee's email) and never a credential ([`redact`]).
 
@@ -20,6 +22,7 @@ use reqwest::{
     StatusCode,
     header::{HeaderMap, HeaderValue, RETRY_AFTER},
 };
+use tracing::Instrument;
 use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 
 use super::SendError;
@@ -55,6 +58,46 @@ pub fn client(timeout_secs: u64) -> reqwest::Client {
         // Fails only when the TLS backend cannot initialise, as `reqwest::Client::new`
         // (which panics then too); nothing could be sent anyway.
         .expect("the HTTP client's TLS backend initialises")
+}
+
+/// Send `request` inside a client span named `name` (e.g. `Cal.com book`) with the trace's
+/// `traceparent`; the span records the answer's status. The span holds no URL: a path or
+/// query may carry an account id or an attendee's email.
+pub async fn send(
+    name: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let (client, request) = request.build_split();
+    let mut request = request?;
+    let span = tracing::info_span!(
+        "provider request",
+        otel.name = name,
+        otel.kind = "client",
+        http.request.method = %request.method(),
+        server.address = request.url().host_str().unwrap_or_default(),
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if let Some(value) =
+        crate::trace::traceparent_of(&span).and_then(|tp| HeaderValue::from_str(&tp).ok())
+    {
+        request
+            .headers_mut()
+            .insert(crate::trace::TRACEPARENT, value);
+    }
+    let answer = client.execute(request).instrument(span.clone()).await;
+    match &answer {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            if !response.status().is_success() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    answer
 }
 
 /// No answer to a request to `provider` (e.g. `Stripe API`, `Cal.com cancel`): transient,

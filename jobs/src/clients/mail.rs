@@ -14,6 +14,7 @@ use lettre::{
     transport::smtp::authentication::Credentials,
 };
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::{InvalidSettings, SendError, http::error_chain};
 use crate::secret::Secret;
@@ -184,11 +185,22 @@ impl Mailer {
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError> {
         let message = self.message(email)?;
         match &self.transport {
-            Transport::Smtp { smtp, server } => smtp
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|e| classify(&e, server)),
+            Transport::Smtp { smtp, server } => {
+                // A client span of its own, as for HTTP providers (SMTP carries no trace
+                // header: the span is the mail's part of the trace).
+                let span = tracing::info_span!(
+                    "smtp send",
+                    otel.name = "SMTP send",
+                    otel.kind = "client",
+                    server.address = server.as_str(),
+                    otel.status_code = tracing::field::Empty,
+                );
+                let sent = smtp.send(message).instrument(span.clone()).await;
+                if sent.is_err() {
+                    span.record("otel.status_code", "ERROR");
+                }
+                sent.map(drop).map_err(|e| classify(&e, server))
+            }
             Transport::File { files, dir } => files.send(message).await.map(drop).map_err(|e| {
                 SendError::transient(format!(
                     "writing into {}: {}",

@@ -131,12 +131,12 @@ impl SmsClient {
 
     /// Send `body` to `to` (E.164) and return the provider's message id.
     pub async fn send(&self, to: &str, body: &str) -> Result<String, SendError> {
-        let response = self
+        let request = self
             .http
             .post(&self.url)
             .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
-            .form(&[("From", self.from.as_str()), ("To", to), ("Body", body)])
-            .send()
+            .form(&[("From", self.from.as_str()), ("To", to), ("Body", body)]);
+        let response = http::send("SMS send", request)
             .await
             .map_err(|e| http::request_failed("SMS API", e))?;
         let status = response.status();
@@ -206,9 +206,8 @@ impl SmsClient {
 
     /// One list request, answered.
     async fn list_page(&self, request: reqwest::RequestBuilder) -> Result<ListPage, SendError> {
-        let response = request
-            .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
-            .send()
+        let request = request.basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()));
+        let response = http::send("SMS list", request)
             .await
             .map_err(|e| http::request_failed("SMS API list", e))?;
         let status = response.status();

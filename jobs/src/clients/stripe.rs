@@ -190,13 +190,13 @@ impl StripeClient {
         if let Some(ended) = &ended {
             form.push(("payload[call_ended_at]", ended));
         }
-        let response = self
+        let request = self
             .http
             .post(&self.url)
             .bearer_auth(self.secret_key.expose())
             .header("Idempotency-Key", &event.idempotency_key)
-            .form(&form)
-            .send()
+            .form(&form);
+        let response = http::send("Stripe meter event", request)
             .await
             // An idempotency key that is no header value fails here, as unbuildable: permanent.
             .map_err(|e| http::request_failed("Stripe API", e))?;

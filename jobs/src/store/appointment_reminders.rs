@@ -23,6 +23,7 @@ pub enum ReminderClaim {
 
 /// Record that the `kind` reminder of appointment `uid` is due. Of concurrent callers,
 /// exactly one sees [`ReminderClaim::New`].
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointment_reminders.claim", otel.kind = "client", db.operation.name = "appointment_reminders.claim"))]
 pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<ReminderClaim, StoreError> {
     const OP: &str = "appointment_reminders.claim";
     let inserted = sqlx::query(store.dialect().pick(INSERT_MYSQL, INSERT_SQLITE))
@@ -50,6 +51,7 @@ pub async fn claim(store: &Store, uid: &str, kind: &str) -> Result<ReminderClaim
 }
 
 /// Record that the reminder's notifications are on the queue.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointment_reminders.mark_enqueued", otel.kind = "client", db.operation.name = "appointment_reminders.mark_enqueued"))]
 pub async fn mark_enqueued(store: &Store, uid: &str, kind: &str) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE appointment_reminders SET enqueued_at_ms = ? WHERE appointment_uid = ? AND kind = ? \
@@ -65,6 +67,7 @@ pub async fn mark_enqueued(store: &Store, uid: &str, kind: &str) -> Result<(), S
 
 /// Delete up to `limit` rows written before `cutoff_ms` (their appointments are long past:
 /// a reminder is claimed at most a day ahead); returns how many went.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointment_reminders.prune", otel.kind = "client", db.operation.name = "appointment_reminders.prune"))]
 pub async fn prune(store: &Store, cutoff_ms: i64, limit: i64) -> Result<u64, StoreError> {
     super::delete_older(
         store,

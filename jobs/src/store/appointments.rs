@@ -68,6 +68,7 @@ const UPSERT_SQLITE: &str = "INSERT INTO appointments (uid, company_id, branch_i
 
 /// Insert or update the booking `a.uid` unconditionally (set-up and tests; jobs use
 /// [`record_event`], [`record_booked`] or [`mark_rescheduled`]).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.upsert", otel.kind = "client", db.operation.name = "appointments.upsert"))]
 pub async fn upsert(store: &Store, a: &Appointment) -> Result<(), StoreError> {
     write(
         store,
@@ -82,6 +83,7 @@ pub async fn upsert(store: &Store, a: &Appointment) -> Result<(), StoreError> {
 
 /// Mark the booking `uid` (if known) with `status`, keeping its event time (a calendar
 /// job's own write, after Cal.com did it); returns whether a row changed.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.set_status", otel.kind = "client", db.operation.name = "appointments.set_status"))]
 pub async fn set_status(store: &Store, uid: &str, status: &str) -> Result<bool, StoreError> {
     let done = sqlx::query("UPDATE appointments SET status = ?, updated_at_ms = ? WHERE uid = ?")
         .bind(status)
@@ -114,6 +116,7 @@ fn appointment(row: &AnyRow) -> Result<Appointment, sqlx::Error> {
 }
 
 /// A booking by uid.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.get", otel.kind = "client", db.operation.name = "appointments.get"))]
 pub async fn get(store: &Store, uid: &str) -> Result<Option<Appointment>, StoreError> {
     const OP: &str = "appointments.get";
     let sql = format!("SELECT {COLUMNS} FROM appointments WHERE uid = ?");
@@ -126,6 +129,7 @@ pub async fn get(store: &Store, uid: &str) -> Result<Option<Appointment>, StoreE
 }
 
 /// The latest booking made for a call.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.find_by_call", otel.kind = "client", db.operation.name = "appointments.find_by_call"))]
 pub async fn find_by_call(store: &Store, call_id: &str) -> Result<Option<Appointment>, StoreError> {
     const OP: &str = "appointments.find_by_call";
     let sql = format!(
@@ -147,6 +151,7 @@ const SELECT_BOOKED_BRANCH: &str = "WHERE status = 'booked' AND branch_id = ? AN
 /// Booked appointments (of `branch_id`, or of every branch) that may start between `from` and
 /// `to`: a superset, since start times are text with whatever offset Cal.com or a webhook
 /// gave. The text filter is widened by a day on each side; callers compare exact instants.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.booked_around", otel.kind = "client", db.operation.name = "appointments.booked_around"))]
 pub async fn booked_around(
     store: &Store,
     branch_id: Option<i64>,
@@ -190,6 +195,7 @@ const INSERT_NEW_SQLITE: &str = "INSERT OR IGNORE INTO appointments (uid, compan
 
 /// Insert the booking `a.uid` unless a row for it exists (whatever its state: a webhook or
 /// a calendar job that wrote it first knows more); returns whether this call inserted it.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.insert_if_absent", otel.kind = "client", db.operation.name = "appointments.insert_if_absent"))]
 pub async fn insert_if_absent(store: &Store, a: &Appointment) -> Result<bool, StoreError> {
     let done = write(
         store,
@@ -218,6 +224,7 @@ const GUARDED_UPDATE: &str = "UPDATE appointments SET customer_id = COALESCE(?, 
 /// unknown, else updated when the stored event time is not newer and, for a `booked` write,
 /// the row is still `booked`. Returns whether the write landed (false: a newer event, or a
 /// cancellation or move, got there first; the event is stale).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.record_event", otel.kind = "client", db.operation.name = "appointments.record_event"))]
 pub async fn record_event(
     store: &Store,
     a: &Appointment,
@@ -231,6 +238,7 @@ pub async fn record_event(
 /// Write the booking `a` (status `booked`) as a calendar job made it at Cal.com: inserted
 /// when unknown, else updated only while the row is still `booked` (a cancellation or move
 /// that got there first stands), its event time left as it is. Returns whether it landed.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.record_booked", otel.kind = "client", db.operation.name = "appointments.record_booked"))]
 pub async fn record_booked(store: &Store, a: &Appointment) -> Result<bool, StoreError> {
     record(store, a, None)
         .await
@@ -278,6 +286,7 @@ async fn record(
 /// unless a newer event wrote it. An unknown booking is inserted as `old` (status
 /// `rescheduled`), so its own `BOOKING_CREATED`, arriving late, cannot book it. Returns
 /// whether the mark landed.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.mark_rescheduled", otel.kind = "client", db.operation.name = "appointments.mark_rescheduled"))]
 pub async fn mark_rescheduled(
     store: &Store,
     old: &Appointment,
@@ -313,6 +322,7 @@ pub async fn mark_rescheduled(
 
 /// Cancel the booking `uid` if it is still `booked` (a row another job moved on, e.g. to
 /// `rescheduled`, is left alone); returns whether this call cancelled it.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.cancel_if_booked", otel.kind = "client", db.operation.name = "appointments.cancel_if_booked"))]
 pub async fn cancel_if_booked(store: &Store, uid: &str, reason: &str) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE appointments SET status = 'cancelled', cancellation_reason = COALESCE(cancellation_reason, ?), \
@@ -328,6 +338,7 @@ pub async fn cancel_if_booked(store: &Store, uid: &str, reason: &str) -> Result<
 
 /// Mark the booking `uid` moved away if it is still `booked` (reconciliation found its
 /// successor; a row another job moved on is left alone); returns whether this call marked it.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.reschedule_if_booked", otel.kind = "client", db.operation.name = "appointments.reschedule_if_booked"))]
 pub async fn reschedule_if_booked(store: &Store, uid: &str) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE appointments SET status = 'rescheduled', updated_at_ms = ? WHERE uid = ? AND status = 'booked'",
@@ -341,6 +352,7 @@ pub async fn reschedule_if_booked(store: &Store, uid: &str) -> Result<bool, Stor
 }
 
 /// Set the times of the booking `uid` if it is still `booked`; returns whether it changed.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db appointments.move_if_booked", otel.kind = "client", db.operation.name = "appointments.move_if_booked"))]
 pub async fn move_if_booked(
     store: &Store,
     uid: &str,

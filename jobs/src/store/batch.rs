@@ -51,6 +51,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 
     /// Hand `item` over and wait for its answer; `None` when the flushers are gone.
+    #[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db batch.submit", otel.kind = "client", db.operation.name = "batch.submit"))]
     pub(crate) async fn submit(&self, item: I) -> Option<O> {
         let (answer, result) = oneshot::channel();
         self.queue.send(Slot { item, answer }).ok()?;

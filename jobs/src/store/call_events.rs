@@ -58,6 +58,7 @@ pub enum Recorded {
 }
 
 /// Write `event` on the batch path; see the module doc.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db call_events.record", otel.kind = "client", db.operation.name = "call_events.record"))]
 pub async fn record(store: &Store, event: CallEvent) -> Result<Recorded, StoreError> {
     match store
         .writer()
@@ -72,6 +73,7 @@ pub async fn record(store: &Store, event: CallEvent) -> Result<Recorded, StoreEr
 }
 
 /// Write how an event ended on the batch path.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db call_events.finish", otel.kind = "client", db.operation.name = "call_events.finish"))]
 pub async fn finish(store: &Store, done: Finished) -> Result<(), StoreError> {
     match store.writer().batcher.submit(Item::Finish(done)).await {
         Some(Ok(_)) => Ok(()),
@@ -83,6 +85,7 @@ pub async fn finish(store: &Store, done: Finished) -> Result<(), StoreError> {
 /// Write `events` and `finishes` together as one batch (one transaction), as the store's
 /// writer writes whatever is waiting; what each event found, in order. No fallback: an error
 /// is the batch's.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db call_events.write_together", otel.kind = "client", db.operation.name = "call_events.write_together"))]
 pub async fn write_together(
     store: &Store,
     events: Vec<CallEvent>,
@@ -108,6 +111,7 @@ fn writer_gone() -> StoreError {
 }
 
 /// Write `e` on the single path: one autocommit statement per row.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db call_events.record_one", otel.kind = "client", db.operation.name = "call_events.record_one"))]
 pub async fn record_one(store: &Store, e: &CallEvent) -> Result<Recorded, StoreError> {
     let row = &e.event;
     webhook_events::begin(
@@ -146,6 +150,7 @@ pub async fn record_one(store: &Store, e: &CallEvent) -> Result<Recorded, StoreE
 }
 
 /// Write how an event ended on the single path.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db call_events.finish_one", otel.kind = "client", db.operation.name = "call_events.finish_one"))]
 pub async fn finish_one(store: &Store, f: &Finished) -> Result<(), StoreError> {
     webhook_events::finish(
         store,

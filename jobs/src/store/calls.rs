@@ -69,6 +69,7 @@ fn upsert_sql(dialect: Dialect, n: usize) -> String {
 }
 
 /// Insert or merge one event's view of a call.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db calls.upsert", otel.kind = "client", db.operation.name = "calls.upsert"))]
 pub async fn upsert(store: &Store, c: &Call) -> Result<(), StoreError> {
     let sql = upsert_sql(store.dialect(), 1);
     bind_call(sqlx::query(&sql), c, now_ms())
@@ -80,6 +81,7 @@ pub async fn upsert(store: &Store, c: &Call) -> Result<(), StoreError> {
 
 /// Insert or merge many events' views of calls, in one statement on `conn` (a batch's
 /// transaction), in the order given.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db calls.upsert_many", otel.kind = "client", db.operation.name = "calls.upsert_many"))]
 pub async fn upsert_many(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -142,6 +144,7 @@ fn call(row: &AnyRow) -> Result<Call, sqlx::Error> {
 }
 
 /// A call by Retell's id.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db calls.get", otel.kind = "client", db.operation.name = "calls.get"))]
 pub async fn get(store: &Store, call_id: &str) -> Result<Option<Call>, StoreError> {
     const OP: &str = "calls.get";
     let sql = format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?");
@@ -154,6 +157,7 @@ pub async fn get(store: &Store, call_id: &str) -> Result<Option<Call>, StoreErro
 }
 
 /// Number of call rows of a company.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db calls.count", otel.kind = "client", db.operation.name = "calls.count"))]
 pub async fn count(store: &Store, company_id: i64) -> Result<i64, StoreError> {
     const OP: &str = "calls.count";
     let row = sqlx::query("SELECT COUNT(*) FROM calls WHERE company_id = ?")

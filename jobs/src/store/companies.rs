@@ -63,6 +63,7 @@ fn business(row: &AnyRow) -> Result<Business, sqlx::Error> {
 }
 
 /// The business that owns the called number.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.by_phone_number", otel.kind = "client", db.operation.name = "companies.by_phone_number"))]
 pub async fn by_phone_number(store: &Store, number: &str) -> Result<Option<Business>, StoreError> {
     const OP: &str = "companies.by_phone_number";
     let sql = format!(
@@ -80,6 +81,7 @@ pub async fn by_phone_number(store: &Store, number: &str) -> Result<Option<Busin
 
 /// The company and branch of each called number of `numbers` that a business owns, in one
 /// statement on `conn` (a batch's transaction); numbers nobody owns are left out.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.ids_by_phone_numbers", otel.kind = "client", db.operation.name = "companies.ids_by_phone_numbers"))]
 pub async fn ids_by_phone_numbers(
     conn: &mut sqlx::AnyConnection,
     numbers: &[&str],
@@ -106,6 +108,7 @@ pub async fn ids_by_phone_numbers(
 }
 
 /// The business whose branch books through Cal.com event type `event_type_id`.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.by_calcom_event_type", otel.kind = "client", db.operation.name = "companies.by_calcom_event_type"))]
 pub async fn by_calcom_event_type(
     store: &Store,
     event_type_id: i64,
@@ -124,6 +127,7 @@ pub async fn by_calcom_event_type(
 }
 
 /// The company billed as Stripe customer `customer_id`.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.by_stripe_customer", otel.kind = "client", db.operation.name = "companies.by_stripe_customer"))]
 pub async fn by_stripe_customer(
     store: &Store,
     customer_id: &str,
@@ -139,6 +143,7 @@ pub async fn by_stripe_customer(
 }
 
 /// A company by id.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.get", otel.kind = "client", db.operation.name = "companies.get"))]
 pub async fn get(store: &Store, id: i64) -> Result<Option<Company>, StoreError> {
     const OP: &str = "companies.get";
     let sql = format!("SELECT {COMPANY_COLUMNS} FROM companies c WHERE c.id = ?");
@@ -151,6 +156,7 @@ pub async fn get(store: &Store, id: i64) -> Result<Option<Company>, StoreError> 
 }
 
 /// A branch by id.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.branch", otel.kind = "client", db.operation.name = "companies.branch"))]
 pub async fn branch(store: &Store, id: i64) -> Result<Option<Branch>, StoreError> {
     const OP: &str = "companies.branch";
     let row = sqlx::query(
@@ -175,6 +181,7 @@ pub async fn branch(store: &Store, id: i64) -> Result<Option<Branch>, StoreError
 
 /// Every branch that books through Cal.com (it has an event type), with its company, by
 /// branch id; branches of companies whose subscription ended (`canceled`) are left out.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.calendar_branches", otel.kind = "client", db.operation.name = "companies.calendar_branches"))]
 pub async fn calendar_branches(store: &Store) -> Result<Vec<(Company, Branch)>, StoreError> {
     const OP: &str = "companies.calendar_branches";
     let sql = format!(
@@ -204,6 +211,7 @@ pub async fn calendar_branches(store: &Store) -> Result<Vec<(Company, Branch)>, 
 /// event of time `at_ms` (ms) reports it, unless a newer event set it (compared in the
 /// `WHERE`, so racing workers cannot regress it; NULL, never set by an event, loses).
 /// Returns whether it landed.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.set_billing_status", otel.kind = "client", db.operation.name = "companies.set_billing_status"))]
 pub async fn set_billing_status(
     store: &Store,
     id: i64,
@@ -238,6 +246,7 @@ pub struct NewCompany {
 }
 
 /// Insert a company; returns its id.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.insert_company", otel.kind = "client", db.operation.name = "companies.insert_company"))]
 pub async fn insert_company(store: &Store, c: &NewCompany) -> Result<i64, StoreError> {
     let insert = sqlx::query(
         "INSERT INTO companies (name, locale, timezone, admin_email, admin_phone, stripe_customer_id, calcom_api_key, billing_status, created_at_ms) \
@@ -257,6 +266,7 @@ pub async fn insert_company(store: &Store, c: &NewCompany) -> Result<i64, StoreE
 }
 
 /// Insert a branch; returns its id.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.insert_branch", otel.kind = "client", db.operation.name = "companies.insert_branch"))]
 pub async fn insert_branch(
     store: &Store,
     company_id: i64,
@@ -275,6 +285,7 @@ pub async fn insert_branch(
 }
 
 /// Attach a phone number to a branch.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db companies.insert_phone_number", otel.kind = "client", db.operation.name = "companies.insert_phone_number"))]
 pub async fn insert_phone_number(
     store: &Store,
     branch_id: i64,

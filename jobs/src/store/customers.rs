@@ -32,6 +32,7 @@ pub struct Caller {
 
 /// The customer with `phone` in `company_id`, created when new; a known name or email
 /// fills in what was missing. Returns the id.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db customers.upsert", otel.kind = "client", db.operation.name = "customers.upsert"))]
 pub async fn upsert(
     store: &Store,
     company_id: i64,
@@ -61,6 +62,7 @@ pub async fn upsert(
 
 /// [`upsert`] for many callers in two statements on `conn` (a batch's transaction): the
 /// upsert, in the order given, then their ids, by (company, phone).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db customers.upsert_many", otel.kind = "client", db.operation.name = "customers.upsert_many"))]
 pub async fn upsert_many(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -116,6 +118,7 @@ pub async fn upsert_many(
 
 /// The first customer of `company_id` with `email` (case-insensitive), for attendees who
 /// gave no phone number.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db customers.find_by_email", otel.kind = "client", db.operation.name = "customers.find_by_email"))]
 pub async fn find_by_email(
     store: &Store,
     company_id: i64,
@@ -134,6 +137,7 @@ pub async fn find_by_email(
 }
 
 /// A customer's name and email.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db customers.get", otel.kind = "client", db.operation.name = "customers.get"))]
 pub async fn get(
     store: &Store,
     id: i64,
@@ -150,6 +154,7 @@ pub async fn get(
 }
 
 /// How many customers a company has (tests check nothing is duplicated).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db customers.count", otel.kind = "client", db.operation.name = "customers.count"))]
 pub async fn count(store: &Store, company_id: i64) -> Result<i64, StoreError> {
     const OP: &str = "customers.count";
     let row = sqlx::query("SELECT COUNT(*) FROM customers WHERE company_id = ?")

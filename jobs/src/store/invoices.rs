@@ -28,6 +28,7 @@ const INSERT_NEW_SQLITE: &str = "INSERT OR IGNORE INTO invoices (stripe_invoice_
 /// unknown, else updated unless the stored event time is newer (the comparison is in the
 /// `WHERE`, so racing workers cannot regress it; an equal time lands, so a retried event
 /// does its follow-ups again). Returns whether the write landed (false: the event is stale).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db invoices.record", otel.kind = "client", db.operation.name = "invoices.record"))]
 pub async fn record(store: &Store, i: &Invoice, event_at_ms: i64) -> Result<bool, StoreError> {
     const OP: &str = "invoices.record";
     let inserted = sqlx::query(store.dialect().pick(INSERT_NEW_MYSQL, INSERT_NEW_SQLITE))
@@ -69,6 +70,7 @@ pub async fn record(store: &Store, i: &Invoice, event_at_ms: i64) -> Result<bool
 }
 
 /// An invoice by Stripe id.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db invoices.get", otel.kind = "client", db.operation.name = "invoices.get"))]
 pub async fn get(store: &Store, stripe_invoice_id: &str) -> Result<Option<Invoice>, StoreError> {
     const OP: &str = "invoices.get";
     let row = sqlx::query(

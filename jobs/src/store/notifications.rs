@@ -67,6 +67,7 @@ async fn insert(store: &Store, n: &NewNotification<'_>) -> Result<u64, sqlx::Err
 
 /// Write the outbox row if new, then try to claim the send. The claim is one conditional
 /// UPDATE, so of two concurrent attempts exactly one gets `Send`.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db notifications.claim", otel.kind = "client", db.operation.name = "notifications.claim"))]
 pub async fn claim(store: &Store, n: &NewNotification<'_>) -> Result<Claim, StoreError> {
     const OP: &str = "notifications.claim";
     insert(store, n).await.op(OP)?;
@@ -140,6 +141,7 @@ pub enum Reserved {
 
 /// Write the outbox row of a notification about to be enqueued, unless it exists. The
 /// unique key makes exactly one of any number of concurrent callers see [`Reserved::New`].
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db notifications.reserve", otel.kind = "client", db.operation.name = "notifications.reserve"))]
 pub async fn reserve(store: &Store, n: &NewNotification<'_>) -> Result<Reserved, StoreError> {
     const OP: &str = "notifications.reserve";
     let inserted = insert(store, n).await.op(OP)?;
@@ -159,6 +161,7 @@ pub async fn reserve(store: &Store, n: &NewNotification<'_>) -> Result<Reserved,
 }
 
 /// The provider accepted the message.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db notifications.mark_sent", otel.kind = "client", db.operation.name = "notifications.mark_sent"))]
 pub async fn mark_sent(
     store: &Store,
     unique_key: &str,
@@ -174,6 +177,7 @@ pub async fn mark_sent(
 }
 
 /// The provider refused it in a way that proves it was not accepted: another attempt may send.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db notifications.mark_retry", otel.kind = "client", db.operation.name = "notifications.mark_retry"))]
 pub async fn mark_retry(store: &Store, unique_key: &str, error: &str) -> Result<(), StoreError> {
     set_status(store, unique_key, "retry", error)
         .await
@@ -182,6 +186,7 @@ pub async fn mark_retry(store: &Store, unique_key: &str, error: &str) -> Result<
 
 /// It is no longer wanted (`reason` says why): write the row if new and mark it `dropped`
 /// unless it was sent, failed or dropped already; returns whether this call dropped it.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db notifications.drop_unsent", otel.kind = "client", db.operation.name = "notifications.drop_unsent"))]
 pub async fn drop_unsent(
     store: &Store,
     n: &NewNotification<'_>,
@@ -202,6 +207,7 @@ pub async fn drop_unsent(
 }
 
 /// It can never be sent.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db notifications.mark_failed", otel.kind = "client", db.operation.name = "notifications.mark_failed"))]
 pub async fn mark_failed(store: &Store, unique_key: &str, error: &str) -> Result<(), StoreError> {
     set_status(store, unique_key, "failed", error)
         .await
@@ -238,6 +244,7 @@ pub struct Notification {
 }
 
 /// Every notification whose key starts with `prefix`, by key.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db notifications.list", otel.kind = "client", db.operation.name = "notifications.list"))]
 pub async fn list(store: &Store, prefix: &str) -> Result<Vec<Notification>, StoreError> {
     const OP: &str = "notifications.list";
     let rows = sqlx::query(

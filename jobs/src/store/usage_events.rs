@@ -20,6 +20,7 @@ fn insert_sql(dialect: Dialect, n: usize) -> String {
 }
 
 /// Record a call's billable seconds once; returns whether this call was new.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.record", otel.kind = "client", db.operation.name = "usage_events.record"))]
 pub async fn record(
     store: &Store,
     call_id: &str,
@@ -40,6 +41,7 @@ pub async fn record(
 
 /// [`record`] for many calls, `(call_id, company_id, seconds)`, in one statement on `conn`
 /// (a batch's transaction).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.record_many", otel.kind = "client", db.operation.name = "usage_events.record_many"))]
 pub async fn record_many(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -63,6 +65,7 @@ pub async fn record_many(
 }
 
 /// The billable seconds of a call and whether they were reported.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.get", otel.kind = "client", db.operation.name = "usage_events.get"))]
 pub async fn get(store: &Store, call_id: &str) -> Result<Option<(i64, Option<i64>)>, StoreError> {
     const OP: &str = "usage_events.get";
     let row = sqlx::query("SELECT seconds, reported_at_ms FROM usage_events WHERE call_id = ?")
@@ -76,6 +79,7 @@ pub async fn get(store: &Store, call_id: &str) -> Result<Option<(i64, Option<i64
 }
 
 /// Record that the call's usage reached Stripe.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.mark_reported", otel.kind = "client", db.operation.name = "usage_events.mark_reported"))]
 pub async fn mark_reported(store: &Store, call_id: &str) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE usage_events SET reported_at_ms = ? WHERE call_id = ? AND reported_at_ms IS NULL",
@@ -90,6 +94,7 @@ pub async fn mark_reported(store: &Store, call_id: &str) -> Result<(), StoreErro
 
 /// When the call's usage was recorded (ms since the epoch): a stable time for the meter
 /// event, the same on every retry.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.recorded_at", otel.kind = "client", db.operation.name = "usage_events.recorded_at"))]
 pub async fn recorded_at(store: &Store, call_id: &str) -> Result<Option<i64>, StoreError> {
     const OP: &str = "usage_events.recorded_at";
     let row = sqlx::query("SELECT created_at_ms FROM usage_events WHERE call_id = ?")
@@ -116,6 +121,7 @@ pub struct Unreported {
 /// `ended_before_ms` (the row's last update when Retell gave no end time), whose company
 /// bills through Stripe, and whose usage is unrecorded or unreported (and not refused for
 /// good: see [`mark_unbillable`]); oldest call first.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.unreported", otel.kind = "client", db.operation.name = "usage_events.unreported"))]
 pub async fn unreported(
     store: &Store,
     ended_before_ms: i64,
@@ -154,6 +160,7 @@ pub async fn unreported(
 /// fixed one that is still at or after `usable_after_ms`; returns the time to send. Every
 /// attempt then sends the same event, as its `Idempotency-Key` requires. Dying before or
 /// after this write is harmless: the next attempt reads what was fixed, or fixes it.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.fix_billed_at", otel.kind = "client", db.operation.name = "usage_events.fix_billed_at"))]
 pub async fn fix_billed_at(
     store: &Store,
     call_id: &str,
@@ -183,6 +190,7 @@ pub async fn fix_billed_at(
 
 /// Stripe refused the call's report for good: record why, so reconciliation stops offering
 /// it and finance can see it ([`unbillable`]).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.mark_unbillable", otel.kind = "client", db.operation.name = "usage_events.mark_unbillable"))]
 pub async fn mark_unbillable(store: &Store, call_id: &str, error: &str) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE usage_events SET failed_at_ms = ?, report_error = ? WHERE call_id = ? AND reported_at_ms IS NULL",
@@ -197,6 +205,7 @@ pub async fn mark_unbillable(store: &Store, call_id: &str, error: &str) -> Resul
 }
 
 /// How the report of a call ended badly: when, and Stripe's reason; `None` when it did not.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.unbillable_reason", otel.kind = "client", db.operation.name = "usage_events.unbillable_reason"))]
 pub async fn unbillable_reason(
     store: &Store,
     call_id: &str,
@@ -215,6 +224,7 @@ pub async fn unbillable_reason(
 }
 
 /// How many calls' usage Stripe refused for good (never billed; for finance).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.unbillable", otel.kind = "client", db.operation.name = "usage_events.unbillable"))]
 pub async fn unbillable(store: &Store) -> Result<i64, StoreError> {
     const OP: &str = "usage_events.unbillable";
     let row = sqlx::query("SELECT COUNT(*) FROM usage_events WHERE failed_at_ms IS NOT NULL AND reported_at_ms IS NULL")
@@ -226,6 +236,7 @@ pub async fn unbillable(store: &Store) -> Result<i64, StoreError> {
 
 /// How many calls of a company have usage recorded (tests and benchmarks check nothing is
 /// recorded twice).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db usage_events.count", otel.kind = "client", db.operation.name = "usage_events.count"))]
 pub async fn count(store: &Store, company_id: i64) -> Result<i64, StoreError> {
     const OP: &str = "usage_events.count";
     let row = sqlx::query("SELECT COUNT(*) FROM usage_events WHERE company_id = ?")

@@ -43,6 +43,7 @@ pub struct Finished {
 }
 
 /// Record that processing of an event starts (once per event).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db webhook_events.begin", otel.kind = "client", db.operation.name = "webhook_events.begin"))]
 pub async fn begin(
     store: &Store,
     provider: &str,
@@ -63,6 +64,7 @@ pub async fn begin(
 }
 
 /// Record how processing ended.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db webhook_events.finish", otel.kind = "client", db.operation.name = "webhook_events.finish"))]
 pub async fn finish(
     store: &Store,
     provider: &str,
@@ -82,6 +84,7 @@ pub async fn finish(
 }
 
 /// [`begin`] for many events in one statement on `conn` (a batch's transaction).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db webhook_events.begin_many", otel.kind = "client", db.operation.name = "webhook_events.begin_many"))]
 pub async fn begin_many(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -106,6 +109,7 @@ pub async fn begin_many(
 /// [`finish`] for many events in one statement on `conn` (a batch's transaction): each
 /// row, begun earlier, takes its status, error and processed time (a row that is somehow
 /// missing is written whole rather than lost).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db webhook_events.finish_many", otel.kind = "client", db.operation.name = "webhook_events.finish_many"))]
 pub async fn finish_many(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -136,6 +140,7 @@ pub async fn finish_many(
 }
 
 /// An event's row: (type, status, error, processed).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db webhook_events.get", otel.kind = "client", db.operation.name = "webhook_events.get"))]
 pub async fn get(
     store: &Store,
     provider: &str,
@@ -154,6 +159,7 @@ pub async fn get(
 
 /// Delete up to `limit` rows received before `cutoff_ms`; returns how many went. Callers
 /// repeat until fewer than `limit` go, so no single statement holds locks for long.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db webhook_events.prune", otel.kind = "client", db.operation.name = "webhook_events.prune"))]
 pub async fn prune(store: &Store, cutoff_ms: i64, limit: i64) -> Result<u64, StoreError> {
     super::delete_older(store, "webhook_events", "received_at_ms", cutoff_ms, limit)
         .await
@@ -161,6 +167,7 @@ pub async fn prune(store: &Store, cutoff_ms: i64, limit: i64) -> Result<u64, Sto
 }
 
 /// How many events ended with `status` (benchmarks wait on it).
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db webhook_events.count_status", otel.kind = "client", db.operation.name = "webhook_events.count_status"))]
 pub async fn count_status(store: &Store, status: &str) -> Result<i64, StoreError> {
     const OP: &str = "webhook_events.count_status";
     let row = sqlx::query("SELECT COUNT(*) FROM webhook_events WHERE status = ?")

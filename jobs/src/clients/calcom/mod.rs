@@ -288,10 +288,10 @@ impl CalcomClient {
         request: reqwest::RequestBuilder,
         version: &str,
     ) -> Result<reqwest::Response, SendError> {
-        let response = request
+        let request = request
             .bearer_auth(self.api_key.expose())
-            .header(API_VERSION, version)
-            .send()
+            .header(API_VERSION, version);
+        let response = http::send(&format!("Cal.com {op}"), request)
             .await
             // No URL in the message (`http::request_failed`): its query holds attendee emails.
             .map_err(|e| self.redact(http::request_failed(&format!("Cal.com {op}"), e)))?;
