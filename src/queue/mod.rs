@@ -287,28 +287,29 @@ impl Queues {
         if n == 1 {
             return self.keys(queue);
         }
-        let p = match key {
-            Some(key) => keys::partition_of(key, n),
-            None => {
-                let first = self.turn.fetch_add(1, Ordering::Relaxed);
-                let turn = |i: usize| ((first + i) % usize::from(n)) as u16;
-                // A partition that just failed a push is passed over while another is up
-                // (jobs without a key have no partition of their own to keep to).
-                let shunned = self.shunned.lock().expect("shunned lock");
-                if shunned.is_empty() {
-                    turn(0)
-                } else {
-                    let now = Instant::now();
-                    let up = |p: u16| {
-                        self.keys(&keys::partition_name(queue, p))
-                            .map(|k| shunned.get(&k.pending).is_none_or(|until| *until <= now))
-                            .unwrap_or(true)
-                    };
-                    (0..usize::from(n))
-                        .map(turn)
-                        .find(|p| up(*p))
-                        .unwrap_or(turn(0))
-                }
+        if let Some(key) = key {
+            return self.keys(&keys::partition_name(queue, keys::partition_of(key, n)));
+        }
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        let turn = |i: usize| ((first + i) % usize::from(n)) as u16;
+        // A partition that just failed a push is passed over while another is up (jobs
+        // without a key have no partition of their own to keep to).
+        let p = {
+            let shunned = self.shunned.lock().expect("shunned lock");
+            if shunned.is_empty() {
+                turn(0)
+            } else {
+                let now = Instant::now();
+                let up = |p: u16| {
+                    self.keys(&keys::partition_name(queue, p))
+                        .map_or(true, |k| {
+                            shunned.get(&k.pending).is_none_or(|until| *until <= now)
+                        })
+                };
+                (0..usize::from(n))
+                    .map(turn)
+                    .find(|p| up(*p))
+                    .unwrap_or(turn(0))
             }
         };
         self.keys(&keys::partition_name(queue, p))
