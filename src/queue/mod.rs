@@ -53,7 +53,7 @@ use std::{
         Arc, Mutex, RwLock,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::value::RawValue;
@@ -105,6 +105,10 @@ pub enum QueueError {
     CrossSlot(String),
 }
 
+/// How long a partition whose push failed (its master gone, or not replicating while a
+/// replica is asked for) is passed over by jobs free to go to any partition.
+const SHUN_FOR: Duration = Duration::from_secs(1);
+
 /// Most idle connections kept per partition for replicated pushes.
 const MAX_IDLE_REPLICATED: usize = 64;
 
@@ -118,6 +122,9 @@ pub struct Queues {
     conn: Conn,
     /// Round robin over the partitions of a queue, for jobs without a key to hash.
     turn: Arc<AtomicUsize>,
+    /// Partitions (by `pending` key) whose last push failed, and until when jobs free to go
+    /// anywhere pass them over ([`SHUN_FOR`]).
+    shunned: Arc<Mutex<HashMap<String, Instant>>>,
     /// Idle connections for replicated pushes, by the partition's `pending` key.
     replicated: Arc<Mutex<HashMap<String, Vec<redis::aio::MultiplexedConnection>>>>,
     settings: Arc<QueueSettings>,
@@ -147,6 +154,7 @@ impl Queues {
             topology,
             conn,
             turn: Arc::default(),
+            shunned: Arc::default(),
             replicated: Arc::default(),
             settings: Arc::new(settings),
             keys: Arc::default(),
@@ -279,11 +287,45 @@ impl Queues {
         if n == 1 {
             return self.keys(queue);
         }
-        let p = match key {
-            Some(key) => keys::partition_of(key, n),
-            None => (self.turn.fetch_add(1, Ordering::Relaxed) % usize::from(n)) as u16,
+        if let Some(key) = key {
+            return self.keys(&keys::partition_name(queue, keys::partition_of(key, n)));
+        }
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        let turn = |i: usize| ((first + i) % usize::from(n)) as u16;
+        // A partition that just failed a push is passed over while another is up (jobs
+        // without a key have no partition of their own to keep to).
+        let p = {
+            let shunned = self.shunned.lock().expect("shunned lock");
+            if shunned.is_empty() {
+                turn(0)
+            } else {
+                let now = Instant::now();
+                let up = |p: u16| {
+                    self.keys(&keys::partition_name(queue, p))
+                        .map_or(true, |k| {
+                            shunned.get(&k.pending).is_none_or(|until| *until <= now)
+                        })
+                };
+                (0..usize::from(n))
+                    .map(turn)
+                    .find(|p| up(*p))
+                    .unwrap_or(turn(0))
+            }
         };
         self.keys(&keys::partition_name(queue, p))
+    }
+
+    /// Record that a push to the partition of `pending` failed: jobs free to go to any
+    /// partition pass it over for a while. A push that succeeds clears it.
+    pub(crate) fn shun(&self, pending: &str, failed: bool) {
+        let mut shunned = self.shunned.lock().expect("shunned lock");
+        if failed {
+            let now = Instant::now();
+            shunned.retain(|_, until| *until > now);
+            shunned.insert(pending.to_owned(), now + SHUN_FOR);
+        } else if !shunned.is_empty() {
+            shunned.remove(pending);
+        }
     }
 
     /// A connection of its own to the master holding `key`, for a push and its `WAIT`
@@ -379,4 +421,59 @@ impl Queues {
 /// Queue names become part of keys and of metric labels: keep them plain.
 pub fn validate_name(queue: &str) -> Result<(), QueueError> {
     crate::config::validate_name(queue).map_err(|e| QueueError::InvalidQueue(e.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[tokio::test]
+    async fn a_partition_that_failed_a_push_is_passed_over_by_jobs_free_to_go_anywhere() {
+        let mut settings = Settings::defaults().queue;
+        settings.prefix = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());
+        settings.partitions.insert("spread".into(), 3);
+        let q = Queues::connect("redis://127.0.0.1:6379", settings)
+            .await
+            .expect("redis on 127.0.0.1:6379");
+        let pick = |n: usize| -> Vec<String> {
+            (0..n)
+                .map(|_| q.keys_for_new_job("spread", None).unwrap().pending.clone())
+                .collect()
+        };
+        let all = pick(3);
+        assert_eq!(
+            all.iter().collect::<std::collections::BTreeSet<_>>().len(),
+            3,
+            "round robin over the three: {all:?}"
+        );
+        q.shun(&all[1], true);
+        let picked = pick(6);
+        assert!(!picked.contains(&all[1]), "{picked:?}");
+        assert_eq!(picked.len(), 6);
+        // A keyed job keeps to its partition whatever failed.
+        let key = (0..100)
+            .map(|i| format!("k{i}"))
+            .find(|k| q.keys_for_new_job("spread", Some(k)).unwrap().pending == all[1])
+            .unwrap();
+        assert_eq!(
+            q.keys_for_new_job("spread", Some(&key)).unwrap().pending,
+            all[1]
+        );
+        // Every partition failing: round robin as before, nothing is refused for it.
+        q.shun(&all[0], true);
+        q.shun(&all[2], true);
+        assert_eq!(
+            pick(3)
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            3
+        );
+        // A push that succeeds brings it back at once.
+        q.shun(&all[0], false);
+        q.shun(&all[2], false);
+        q.shun(&all[1], false);
+        assert!(pick(3).contains(&all[1]));
+    }
 }

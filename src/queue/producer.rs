@@ -83,20 +83,30 @@ impl Queues {
             .or(options.unique.as_ref().map(|(key, _)| key.as_str()))
             .or(options.idempotency.as_ref().map(|(key, _)| key.as_str()));
         let keys = self.keys_for_new_job(queue, hint)?;
-        if acked.replicas == 0 {
-            return self
-                .push(kind, version, args_json, &keys, options, &mut self.conn())
-                .await;
+        let free = hint.is_none();
+        let pushed = if acked.replicas == 0 {
+            self.push(kind, version, args_json, &keys, options, &mut self.conn())
+                .await
+        } else {
+            // WAIT blocks the connection it is sent on and counts the writes made on it: the
+            // push and its WAIT go over a connection of their own to the partition's master,
+            // never over the shared one that other callers' commands queue on.
+            async {
+                let mut conn = self.replicated_conn(&keys.pending).await?;
+                let enqueued = self
+                    .push(kind, version, args_json, &keys, options, &mut conn)
+                    .await?;
+                self.confirm(&keys.pending, conn, acked).await?;
+                Ok(enqueued)
+            }
+            .await
+        };
+        // A partition that failed (its master lost, or no replica confirming) is passed over
+        // by the next jobs that may go anywhere, so they are not refused with it.
+        if free && self.partition_count(queue) > 1 {
+            self.shun(&keys.pending, pushed.is_err());
         }
-        // WAIT blocks the connection it is sent on and counts the writes made on it: the
-        // push and its WAIT go over a connection of their own to the partition's master,
-        // never over the shared one that other callers' commands queue on.
-        let mut conn = self.replicated_conn(&keys.pending).await?;
-        let enqueued = self
-            .push(kind, version, args_json, &keys, options, &mut conn)
-            .await?;
-        self.confirm(&keys.pending, conn, acked).await?;
-        Ok(enqueued)
+        pushed
     }
 
     /// `WAIT` on `conn` (which carried the writes to the partition of `pending`) until
