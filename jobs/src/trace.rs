@@ -13,9 +13,7 @@
 
 use std::future::Future;
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The W3C header that carries a trace across HTTP.
@@ -57,10 +55,7 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     if own.is_valid() {
         return Some(format(&own));
     }
-    CARRIED
-        .try_with(|c| c.traceparent.clone())
-        .ok()
-        .flatten()
+    CARRIED.try_with(|c| c.traceparent.clone()).ok().flatten()
 }
 
 /// `ctx` as a W3C `traceparent` value.
@@ -79,12 +74,14 @@ pub fn format(ctx: &SpanContext) -> String {
 pub fn parse(value: &str) -> Option<SpanContext> {
     let value = value.trim();
     let mut parts = value.split('-');
-    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, n: usize| {
-        s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
-    if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2)
-    {
+    if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
         return None;
     }
     // Version 00 has exactly four parts; later versions may append more.

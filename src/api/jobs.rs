@@ -330,11 +330,7 @@ async fn enqueue(state: &ApiState, job: Checked) -> Result<JobAccepted, ApiError
 
 /// Run `enqueue` in a span of its own that starts the trace of the jobs it creates, or
 /// continues the app's `traceparent`; the app's `x-request-id` goes with the jobs.
-async fn traced<T>(
-    name: &'static str,
-    headers: &HeaderMap,
-    enqueue: impl Future<Output = T>,
-) -> T {
+async fn traced<T>(name: &'static str, headers: &HeaderMap, enqueue: impl Future<Output = T>) -> T {
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

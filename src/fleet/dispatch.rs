@@ -278,7 +278,10 @@ mod tests {
             .collect();
         assert_eq!(logged.len(), 2, "{text}");
         let span = &logged[0]["span"];
-        assert_eq!(span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{text}");
+        assert_eq!(
+            span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{text}"
+        );
         assert_eq!(span["request_id"], "req-42", "{text}");
         assert_eq!(span["kind"], "noop", "{text}");
         assert!(logged[1]["span"].get("trace_id").is_none(), "{text}");

@@ -205,6 +205,8 @@ mod tests {
             first_failed_at: Some(2),
             snz: 3,
             first_snoozed_at: Some(1),
+            tp: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            rid: Some("req-1".into()),
         };
         let item = encode("01ABC", &env);
         assert!(item.starts_with("01ABC {"));
@@ -213,6 +215,10 @@ mod tests {
         assert_eq!(back.attempt, 2);
         assert_eq!(back.args.get(), r#"{"a":1}"#);
         assert_eq!(back.err.as_deref(), Some("boom"));
+        assert_eq!(
+            (back.tp, back.rid.as_deref()),
+            (env.tp.clone(), Some("req-1"))
+        );
     }
 
     #[test]

@@ -155,16 +155,17 @@ struct Exporter {
 impl HttpClient for Exporter {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (parts, body) = request.into_parts();
-        let send = self
-            .client
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
-            .body(body)
-            .send();
+        let client = self.client.clone();
+        // Built and sent on the runtime: the request's timeout needs its timer.
         let (status, headers, body) = self
             .runtime
             .spawn(async move {
-                let response = send.await?;
+                let response = client
+                    .request(parts.method, parts.uri.to_string())
+                    .headers(parts.headers)
+                    .body(body)
+                    .send()
+                    .await?;
                 let status = response.status();
                 let headers = response.headers().clone();
                 let body = response.bytes().await?;
@@ -190,10 +191,17 @@ mod tests {
             Some("http://collector:4318/v1/traces")
         );
         assert_eq!(
-            traces_url("https://otel.example/v1/traces/").unwrap().as_deref(),
+            traces_url("https://otel.example/v1/traces/")
+                .unwrap()
+                .as_deref(),
             Some("https://otel.example/v1/traces")
         );
-        for bad in ["collector:4318", "ftp://collector", "http//x", "unix:/tmp/otel"] {
+        for bad in [
+            "collector:4318",
+            "ftp://collector",
+            "http//x",
+            "unix:/tmp/otel",
+        ] {
             let e = traces_url(bad).unwrap_err();
             assert!(e.starts_with("telemetry.otlp_endpoint"), "{bad}: {e}");
         }
@@ -222,9 +230,21 @@ mod tests {
                 kind,
             )
         };
-        assert!(exported(&meta("switchboard_jobs::store::calls", Level::DEBUG, Kind::SPAN)));
-        assert!(exported(&meta("switchboard::fleet", Level::INFO, Kind::EVENT)));
-        assert!(!exported(&meta("switchboard::fleet", Level::DEBUG, Kind::EVENT)));
+        assert!(exported(&meta(
+            "switchboard_jobs::store::calls",
+            Level::DEBUG,
+            Kind::SPAN
+        )));
+        assert!(exported(&meta(
+            "switchboard::fleet",
+            Level::INFO,
+            Kind::EVENT
+        )));
+        assert!(!exported(&meta(
+            "switchboard::fleet",
+            Level::DEBUG,
+            Kind::EVENT
+        )));
         assert!(!exported(&meta("sqlx::query", Level::INFO, Kind::EVENT)));
         assert!(!exported(&meta("hyper::proto", Level::INFO, Kind::SPAN)));
         assert!(!exported(&meta("switchboard::x", Level::TRACE, Kind::SPAN)));

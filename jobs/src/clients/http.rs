@@ -22,8 +22,8 @@ use reqwest::{
     StatusCode,
     header::{HeaderMap, HeaderValue, RETRY_AFTER},
 };
-use tracing::Instrument;
 use time::{OffsetDateTime, format_description::well_known::Rfc2822};
+use tracing::Instrument;
 
 use super::SendError;
 use crate::secret::{REDACTED, Secret};

@@ -139,13 +139,16 @@ pub async fn finish_many(
     Ok(())
 }
 
+/// An event's (type, status, error, processed) as [`get`] reads them.
+pub type EventState = (String, String, Option<String>, Option<i64>);
+
 /// An event's row: (type, status, error, processed).
 #[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db webhook_events.get", otel.kind = "client", db.operation.name = "webhook_events.get"))]
 pub async fn get(
     store: &Store,
     provider: &str,
     event_id: &str,
-) -> Result<Option<(String, String, Option<String>, Option<i64>)>, StoreError> {
+) -> Result<Option<EventState>, StoreError> {
     const OP: &str = "webhook_events.get";
     let row = sqlx::query("SELECT event_type, status, error, processed_at_ms FROM webhook_events WHERE provider = ? AND event_id = ?")
         .bind(provider)
