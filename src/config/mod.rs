@@ -401,6 +401,31 @@ fn default_service_name() -> String {
     "switchboard".into()
 }
 
+impl TelemetrySettings {
+    /// The OTLP traces URL for `otlp_endpoint` (a collector's base URL, as
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; one that already ends in `/v1/traces` is kept), or why it
+    /// is not a usable URL. `None` when the endpoint is empty (traces off).
+    pub fn otlp_traces_url(&self) -> Result<Option<String>, String> {
+        let endpoint = self.otlp_endpoint.trim();
+        if endpoint.is_empty() {
+            return Ok(None);
+        }
+        let url = reqwest::Url::parse(endpoint)
+            .map_err(|e| format!("telemetry.otlp_endpoint {endpoint:?}: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "telemetry.otlp_endpoint {endpoint:?}: an http:// or https:// URL with a host is needed"
+            ));
+        }
+        let base = endpoint.trim_end_matches('/');
+        Ok(Some(if base.ends_with("/v1/traces") {
+            base.to_owned()
+        } else {
+            format!("{base}/v1/traces")
+        }))
+    }
+}
+
 /// See `[queue]` in `config/default.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -713,7 +738,7 @@ impl Settings {
                 switchboard_jobs::clients::sms::PLACEHOLDER_FROM
             ),
         );
-        if let Err(e) = crate::telemetry::trace::traces_url(&self.telemetry.otlp_endpoint) {
+        if let Err(e) = self.telemetry.otlp_traces_url() {
             check(false, e);
         }
         check(
@@ -995,6 +1020,33 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_otlp_endpoint_is_a_collector_base_url() {
+        let url = |endpoint: &str| {
+            let mut t = Settings::defaults().telemetry;
+            t.otlp_endpoint = endpoint.into();
+            t.otlp_traces_url()
+        };
+        assert_eq!(url(" ").unwrap(), None);
+        assert_eq!(
+            url("http://collector:4318").unwrap().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(
+            url("https://otel.example/v1/traces/").unwrap().as_deref(),
+            Some("https://otel.example/v1/traces")
+        );
+        for bad in [
+            "collector:4318",
+            "ftp://collector",
+            "http//x",
+            "unix:/tmp/otel",
+        ] {
+            let e = url(bad).unwrap_err();
+            assert!(e.starts_with("telemetry.otlp_endpoint"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_name_the_five_queues() {

@@ -65,33 +65,10 @@ pub fn incoming(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|v| switchboard_jobs::trace::parse(v).is_some())
 }
 
-/// The OTLP traces URL for `endpoint` (a collector's base URL, as
-/// `OTEL_EXPORTER_OTLP_ENDPOINT`; one that already ends in `/v1/traces` is kept), or why it
-/// is not a usable URL. `None` when the endpoint is empty (traces off).
-pub fn traces_url(endpoint: &str) -> Result<Option<String>, String> {
-    let endpoint = endpoint.trim();
-    if endpoint.is_empty() {
-        return Ok(None);
-    }
-    let url = reqwest::Url::parse(endpoint)
-        .map_err(|e| format!("telemetry.otlp_endpoint {endpoint:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "telemetry.otlp_endpoint {endpoint:?}: an http:// or https:// URL with a host is needed"
-        ));
-    }
-    let base = endpoint.trim_end_matches('/');
-    Ok(Some(if base.ends_with("/v1/traces") {
-        base.to_owned()
-    } else {
-        format!("{base}/v1/traces")
-    }))
-}
-
 /// The tracer provider for `settings`, exporting through the current tokio runtime; `None`
 /// when no endpoint is set.
 pub(super) fn provider(settings: &TelemetrySettings) -> Result<Option<SdkTracerProvider>, String> {
-    let Some(url) = traces_url(&settings.otlp_endpoint)? else {
+    let Some(url) = settings.otlp_traces_url()? else {
         return Ok(None);
     };
     let runtime = tokio::runtime::Handle::try_current()
@@ -182,30 +159,6 @@ impl HttpClient for Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_endpoint_is_a_collector_base_url() {
-        assert_eq!(traces_url(" ").unwrap(), None);
-        assert_eq!(
-            traces_url("http://collector:4318").unwrap().as_deref(),
-            Some("http://collector:4318/v1/traces")
-        );
-        assert_eq!(
-            traces_url("https://otel.example/v1/traces/")
-                .unwrap()
-                .as_deref(),
-            Some("https://otel.example/v1/traces")
-        );
-        for bad in [
-            "collector:4318",
-            "ftp://collector",
-            "http//x",
-            "unix:/tmp/otel",
-        ] {
-            let e = traces_url(bad).unwrap_err();
-            assert!(e.starts_with("telemetry.otlp_endpoint"), "{bad}: {e}");
-        }
-    }
 
     #[test]
     fn only_the_projects_spans_and_info_events_are_exported() {

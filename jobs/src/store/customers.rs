@@ -141,10 +141,7 @@ pub type CustomerRow = (String, Option<String>, Option<String>);
 
 /// A customer's name and email.
 #[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.name = "db customers.get", otel.kind = "client", db.operation.name = "customers.get"))]
-pub async fn get(
-    store: &Store,
-    id: i64,
-) -> Result<Option<CustomerRow>, StoreError> {
+pub async fn get(store: &Store, id: i64) -> Result<Option<CustomerRow>, StoreError> {
     const OP: &str = "customers.get";
     let row = sqlx::query("SELECT phone, name, email FROM customers WHERE id = ?")
         .bind(id)
