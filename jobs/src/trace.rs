@@ -11,7 +11,10 @@
 //! and by the worker around a handler ([`scope`]); [`traceparent`] reads the current span's
 //! context first (OpenTelemetry on) and falls back to the carried one.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -32,6 +35,20 @@ tokio::task_local! {
     static CARRIED: Carried;
 }
 
+/// Whether spans are exported (set once by the runtime when it installs the export).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Record that the runtime exports spans from now on.
+pub fn set_exporting() {
+    EXPORTING.store(true, Ordering::Relaxed);
+}
+
+/// Whether spans are exported: hot paths leave the OpenTelemetry-only span fields out
+/// otherwise, so logs-only processes pay nothing for them.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// Run `work` with `carried` as what enqueues and provider requests inside it carry on.
 pub async fn scope<F: Future>(carried: Carried, work: F) -> F::Output {
     CARRIED.scope(carried, work).await
@@ -50,10 +67,12 @@ pub fn traceparent() -> Option<String> {
 
 /// As [`traceparent`], for `span` rather than the current one.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
-    let cx = span.context();
-    let own = cx.span().span_context().clone();
-    if own.is_valid() {
-        return Some(format(&own));
+    if exporting() {
+        let cx = span.context();
+        let own = cx.span().span_context().clone();
+        if own.is_valid() {
+            return Some(format(&own));
+        }
     }
     CARRIED.try_with(|c| c.traceparent.clone()).ok().flatten()
 }
@@ -109,6 +128,12 @@ pub fn trace_id(traceparent: &str) -> Option<String> {
 /// Make `span` a child of the span `traceparent` names (when OpenTelemetry records spans)
 /// and record the trace id in its `trace_id` field, so every log line inside carries it.
 pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
+    if !exporting() {
+        if let Some(id) = traceparent.and_then(trace_id) {
+            span.record("trace_id", id.as_str());
+        }
+        return;
+    }
     if let Some(parent) = traceparent.and_then(parse) {
         let cx = opentelemetry::Context::new().with_remote_span_context(parent);
         // Refused only when the span is disabled or already started a trace of its own.

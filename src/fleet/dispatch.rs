@@ -202,18 +202,35 @@ async fn report(queues: &Queues, name: &str, gate: Gate, result: &Result<(), Job
 /// part of that trace (a child of the span that enqueued it).
 pub(crate) fn job_span(job: &Job) -> tracing::Span {
     let kind = job.envelope.kind.as_str();
-    let span = tracing::info_span!(
-        "job",
-        otel.name = kind,
-        otel.kind = "consumer",
-        id = %job.id,
-        kind,
-        queue = %job.queue,
-        attempt = job.envelope.attempt + 1,
-        trace_id = tracing::field::Empty,
-        request_id = job.envelope.rid.as_deref(),
-        otel.status_code = tracing::field::Empty,
-    );
+    let (id, queue, attempt) = (&*job.id, &*job.queue, job.envelope.attempt + 1);
+    let request_id = job.envelope.rid.as_deref();
+    let empty = tracing::field::Empty;
+    // The OpenTelemetry-only fields (name, kind, status) only when spans are exported: a
+    // logs-only worker formats no more per job than it needs.
+    let span = if trace::exporting() {
+        tracing::info_span!(
+            "job",
+            otel.name = kind,
+            otel.kind = "consumer",
+            id,
+            kind,
+            queue,
+            attempt,
+            trace_id = empty,
+            request_id,
+            otel.status_code = empty
+        )
+    } else {
+        tracing::info_span!(
+            "job",
+            id,
+            kind,
+            queue,
+            attempt,
+            trace_id = empty,
+            request_id
+        )
+    };
     trace::adopt(&span, job.envelope.tp.as_deref());
     span
 }

@@ -58,7 +58,12 @@ pub fn init_logging(settings: &TelemetrySettings) -> Result<Traces, String> {
     };
     // A second init (tests, embedded use) keeps the first subscriber, and its traces.
     Ok(match result {
-        Ok(()) => Traces::new(provider),
+        Ok(()) => {
+            if provider.is_some() {
+                switchboard_jobs::trace::set_exporting();
+            }
+            Traces::new(provider)
+        }
         Err(_) => Traces::default(),
     })
 }
