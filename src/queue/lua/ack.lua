@@ -33,6 +33,9 @@ local now = ARGV[1]
 B, NOW = ARGV[4], now
 local index = B .. 'index'
 local done, meta, freed, failed, retried, died, expired, settled, skipped = {}, {}, {}, 0, 0, 0, 0, 0, 0
+-- Settled jobs are counted off their tenants only where that frees something (a cap, a
+-- blocked tenant, a parked token): otherwise no tenant is read.
+local track = tenants_matter()
 
 for i = 5, #ARGV, 4 do
   local op, id, score, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -44,11 +47,14 @@ for i = 5, #ARGV, 4 do
       done[#done + 1] = id
       if item ~= '' then
         meta[#meta + 1] = item
-        -- A tenant ends the entry; without one it ends in the separator.
-        if string.byte(item, -1) ~= 32 then tn = string.match(item, ' (%S+)$') end
+        -- A tenant ends the entry ("<id> <ms> <kind> <tenant>"); without one it ends in the
+        -- separator.
+        if track and string.byte(item, -1) ~= 32 then
+          tn = string.match(item, '^%S+ %S+ %S+ (%S+)$')
+        end
       end
       if score ~= '' then advance(score, id, pending, delayed, stats, now) end
-    else
+    elseif track then
       tn = tenant_of(item)
     end
     if tn then freed[tn] = (freed[tn] or 0) + 1 end

@@ -123,12 +123,18 @@ if tokens > 0 then
           if got then
             -- A full turn may have left work in the lane; a short one emptied it.
             if #got == n and redis.call('LLEN', lane) > 0 then back[#back + 1] = tn end
-            local mine = 0
-            for k = 1, #got do
-              if cancelled(got[k]) then dropped = dropped + 1 else
-                out[#out + 1] = got[k]
-                mine = mine + 1
+            local mine = #got
+            if tombs then
+              mine = 0
+              for k = 1, #got do
+                if cancelled(got[k]) then dropped = dropped + 1 else
+                  out[#out + 1] = got[k]
+                  mine = mine + 1
+                end
               end
+            else
+              local at = #out
+              for k = 1, #got do out[at + k] = got[k] end
             end
             if tn ~= '_' then taken[tn] = (taken[tn] or 0) + mine end
             used = used + #got

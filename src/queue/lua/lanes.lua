@@ -80,14 +80,26 @@ local counted, any_blocked, parked_now
 -- `n` jobs of tenant `tn` stopped holding a lease: count them off, let the tenant back into
 -- the rings it was blocked from, and release one parked token per freed slot while the
 -- tenant has work waiting (its tokens were parked while it was at its cap).
-local function let_go(tn, n)
-  if tn == nil or tn == '' or tn == '_' then return end
-  local running = B .. 'tenant_running'
+local function learn()
   if counted == nil then
-    counted = redis.call('EXISTS', running) == 1
+    counted = redis.call('EXISTS', B .. 'tenant_running') == 1
     any_blocked = redis.call('SCARD', B .. 'blocked') > 0
     parked_now = tonumber(redis.call('HGET', B .. 'stats', 'parked') or '0')
   end
+end
+
+-- Whether `let_go` has anything to do in this script call: leased jobs are counted per
+-- tenant, a tenant is blocked or a token parked. When not, a settling script need not read
+-- the tenant of each job it settles (`let_go` would do nothing with it).
+local function tenants_matter()
+  learn()
+  return counted or any_blocked or parked_now > 0
+end
+
+local function let_go(tn, n)
+  if tn == nil or tn == '' or tn == '_' then return end
+  local running = B .. 'tenant_running'
+  learn()
   if counted and redis.call('HINCRBY', running, tn, -n) <= 0 then
     redis.call('HDEL', running, tn)
   end
