@@ -107,6 +107,24 @@ async fn wait_text(client: &Client, css: &str, want: &str, limit: Duration) {
     }
 }
 
+/// Click the element matching `css`, looked up anew when the page swapped its content
+/// between the lookup and the click (a stale element was never clicked, so trying again
+/// cannot click twice).
+async fn click_fresh(client: &Client, css: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(el) => el.click().await.map(drop),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+}
+
 fn artifacts() -> PathBuf {
     let dir = std::env::var_os("SWITCHBOARD_TEST_ARTIFACTS").map_or_else(
         || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts"),
@@ -203,13 +221,7 @@ pub async fn retry_in_chromium() {
 
     // Fix the cause, press Retry: the job runs again and the page says so by itself.
     app.failing.store(false, Ordering::SeqCst);
-    client
-        .find(Locator::Id("retry"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_fresh(&client, "#retry", Duration::from_secs(10)).await;
     wait_text(&client, "#job-state", "completed", Duration::from_secs(15)).await;
     let notice = text(&client, ".notice").await;
     assert_eq!(notice.as_deref(), Some("Retried 1 job(s)."));
