@@ -7,45 +7,21 @@ mod common;
 #[path = "common/world.rs"]
 mod world;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use hmac::Mac;
+use common::running::{self, Running};
 use serde_json::json;
 use switchboard::{
-    app::{self, Hooks, Roles},
+    app::{Hooks, Roles},
     ingest::{SecretList, WebhookSecrets},
 };
 use switchboard_jobs::store::{appointments, calls};
 use time::{Duration as Span, OffsetDateTime, format_description::well_known::Rfc3339};
-use tokio::sync::oneshot;
 use wiremock::{Mock, ResponseTemplate, matchers};
 use world::{EVENT_TYPE, Options, World};
 
 const RETELL_KEY: &str = "key_e2e_secret";
 const CALL: &str = "call_5b2e9d0c7a4f41e38a1d2c6f90b1e7aa";
-
-fn signed_call_analyzed(preferred: &str) -> (Vec<u8>, String) {
-    let fixture = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/webhooks/retell_call_analyzed.json"
-    ))
-    .unwrap();
-    let body = fixture.replace(
-        r#""appointment_booked": true"#,
-        &format!(
-            r#""appointment_booked": false, "appointment_requested": true, "preferred_start": "{preferred}", "customer_name": "Dana Ruiz", "customer_email": "dana.ruiz@example.com""#
-        ),
-    );
-    assert!(body.contains("appointment_requested"));
-    let ts = OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(RETELL_KEY.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    mac.update(ts.to_string().as_bytes());
-    (
-        body.into_bytes(),
-        format!("v={ts},d={}", hex::encode(mac.finalize().into_bytes())),
-    )
-}
 
 async fn stand_ins(w: &World, slot: &str) {
     let end = (OffsetDateTime::parse(slot, &Rfc3339).unwrap() + Span::minutes(30))
@@ -100,11 +76,7 @@ async fn the_whole_path(dialect: &str) {
         .unwrap();
     stand_ins(&w, &slot).await;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
     let hooks = Hooks {
-        listener: Some(listener),
         services: Some(w.services.clone()),
         secrets: Some(WebhookSecrets {
             retell: Some(SecretList::parse(RETELL_KEY)),
@@ -116,27 +88,18 @@ async fn the_whole_path(dialect: &str) {
         embedded_redis: false,
         ..Roles::serve(&w.h.settings)
     };
-    let serve = tokio::spawn(app::run(w.h.settings.clone(), roles, hooks, async {
-        let _ = stopped.await;
-    }));
+    let serve = Running::start(w.h.settings.clone(), roles, hooks).await;
 
-    let (body, signature) = signed_call_analyzed(&slot);
-    let client = reqwest::Client::new();
-    let mut answer = None;
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .post(format!("http://{addr}/webhooks/retell"))
-            .header("x-retell-signature", &signature)
-            .body(body.clone())
-            .send()
-            .await
-        {
-            answer = Some(r.status());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(answer, Some(reqwest::StatusCode::ACCEPTED));
+    let (body, signature) = running::signed_call_analyzed(RETELL_KEY, &slot);
+    let answer = serve
+        .client
+        .post(format!("{}/webhooks/retell", serve.base))
+        .header("x-retell-signature", &signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED);
 
     let store = w.store.clone();
     let (sms, stripe) = (&w.sms, &w.stripe);
@@ -190,8 +153,7 @@ async fn the_whole_path(dialect: &str) {
         "142 s bill as 3 minutes: {form:?}"
     );
 
-    let _ = stop.send(());
-    serve.await.unwrap().unwrap();
+    serve.stop().await;
     w.stop().await;
 }
 

@@ -13,8 +13,10 @@ use std::{
     time::Duration,
 };
 
-use common::{Harness, at_ms, running::Running};
-use hmac::Mac;
+use common::{
+    Harness, at_ms,
+    running::{self, Running},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard::{
@@ -97,29 +99,6 @@ async fn assert_nothing_personal(h: &Harness, when: &str) -> usize {
         }
     }
     keys.len()
-}
-
-fn signed_call_analyzed(preferred: &str) -> (Vec<u8>, String) {
-    let fixture = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/webhooks/retell_call_analyzed.json"
-    ))
-    .unwrap();
-    let body = fixture.replace(
-        r#""appointment_booked": true"#,
-        &format!(
-            r#""appointment_booked": false, "appointment_requested": true, "preferred_start": "{preferred}", "customer_name": "Dana Ruiz", "customer_email": "dana.ruiz@example.com""#
-        ),
-    );
-    assert!(body.contains("+14155550123") && body.contains("book a cleaning next Tuesday"));
-    let ts = OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(RETELL_KEY.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    mac.update(ts.to_string().as_bytes());
-    (
-        body.into_bytes(),
-        format!("v={ts},d={}", hex::encode(mac.finalize().into_bytes())),
-    )
 }
 
 /// Cal.com (no bookings yet, one free slot, the booking) and Stripe's meter events.
@@ -205,7 +184,11 @@ async fn the_whole_path_leaves_nothing_personal_in_clear_in_redis() {
         hooks(),
     )
     .await;
-    let (body, signature) = signed_call_analyzed(&slot);
+    let (body, signature) = running::signed_call_analyzed(RETELL_KEY, &slot);
+    assert!(
+        std::str::from_utf8(&body)
+            .is_ok_and(|b| b.contains("+14155550123") && b.contains("book a cleaning next Tuesday"))
+    );
     let answer = ingest
         .client
         .post(format!("{}/webhooks/retell", ingest.base))

@@ -20,7 +20,7 @@ use std::{
 };
 
 use axum::{Router, body::Bytes, extract::State, routing::post};
-use hmac::Mac;
+use common::running::{self, Running};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
     common::v1::any_value::Value,
@@ -29,12 +29,11 @@ use opentelemetry_proto::tonic::{
 use prost::Message;
 use serde_json::json;
 use switchboard::{
-    app::{self, Hooks, Roles},
+    app::{Hooks, Roles},
     ingest::{SecretList, WebhookSecrets},
 };
 use switchboard_jobs::store::appointments;
 use time::{Duration as Days, OffsetDateTime};
-use tokio::sync::oneshot;
 use wiremock::{Mock, ResponseTemplate, matchers};
 use world::{Options, World};
 
@@ -88,29 +87,6 @@ async fn receiver() -> (SocketAddr, Received) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, received)
-}
-
-fn signed_call_analyzed(preferred: &str) -> (Vec<u8>, String) {
-    let fixture = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/webhooks/retell_call_analyzed.json"
-    ))
-    .unwrap();
-    let body = fixture.replace(
-        r#""appointment_booked": true"#,
-        &format!(
-            r#""appointment_booked": false, "appointment_requested": true, "preferred_start": "{preferred}", "customer_name": "Dana Ruiz", "customer_email": "dana.ruiz@example.com""#
-        ),
-    );
-    assert!(body.contains("appointment_requested"));
-    let ts = OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(RETELL_KEY.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    mac.update(ts.to_string().as_bytes());
-    (
-        body.into_bytes(),
-        format!("v={ts},d={}", hex::encode(mac.finalize().into_bytes())),
-    )
 }
 
 /// A span's string attribute.
@@ -198,11 +174,7 @@ async fn one_call_analyzed_is_one_trace_from_ingest_to_the_notifications() {
     let day = (OffsetDateTime::now_utc() + Days::days(2)).date();
     let slot = format!("{day}T10:00:00Z");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
     let hooks = Hooks {
-        listener: Some(listener),
         services: Some(w.services.clone()),
         secrets: Some(WebhookSecrets {
             retell: Some(SecretList::parse(RETELL_KEY)),
@@ -214,29 +186,20 @@ async fn one_call_analyzed_is_one_trace_from_ingest_to_the_notifications() {
         embedded_redis: false,
         ..Roles::serve(&w.h.settings)
     };
-    let serve = tokio::spawn(app::run(w.h.settings.clone(), roles, hooks, async {
-        let _ = stopped.await;
-    }));
+    let serve = Running::start(w.h.settings.clone(), roles, hooks).await;
 
-    let (body, signature) = signed_call_analyzed(&slot);
-    let client = reqwest::Client::new();
-    let mut answer = None;
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .post(format!("http://{addr}/webhooks/retell"))
-            .header("x-retell-signature", &signature)
-            .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
-            .header("x-request-id", REQUEST_ID)
-            .body(body.clone())
-            .send()
-            .await
-        {
-            answer = Some(r.status());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(answer, Some(reqwest::StatusCode::ACCEPTED));
+    let (body, signature) = running::signed_call_analyzed(RETELL_KEY, &slot);
+    let answer = serve
+        .client
+        .post(format!("{}/webhooks/retell", serve.base))
+        .header("x-retell-signature", &signature)
+        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
+        .header("x-request-id", REQUEST_ID)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED);
 
     let store = w.store.clone();
     let gateway = w.gateway.clone().unwrap();
@@ -344,7 +307,6 @@ async fn one_call_analyzed_is_one_trace_from_ingest_to_the_notifications() {
         tree.names()
     );
 
-    let _ = stop.send(());
-    serve.await.unwrap().unwrap();
+    serve.stop().await;
     w.stop().await;
 }

@@ -1,5 +1,5 @@
-//! A running Switchboard (`app::run`) on a port-0 listener, and signed Stripe deliveries to
-//! post to it. Used by the metrics and Prometheus tests.
+//! A running Switchboard (`app::run`) on a port-0 listener, and signed Stripe and Retell
+//! deliveries to post to it. Used by the metrics, Prometheus and whole-path tests.
 
 #![allow(dead_code)]
 
@@ -116,4 +116,36 @@ pub fn signed_stripe(event_id: &str) -> (Vec<u8>, String) {
     mac.update(body.as_bytes());
     let header = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
     (body.into_bytes(), header)
+}
+
+/// The Retell `call_analyzed` fixture turned into a request for an appointment at `preferred`
+/// (not booked during the call) for Dana Ruiz, signed now with `key`: the body and its
+/// `X-Retell-Signature` header.
+pub fn signed_call_analyzed(key: &str, preferred: &str) -> (Vec<u8>, String) {
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/webhooks/retell_call_analyzed.json"
+    ))
+    .unwrap();
+    let body = fixture.replace(
+        r#""appointment_booked": true"#,
+        &format!(
+            r#""appointment_booked": false, "appointment_requested": true, "preferred_start": "{preferred}", "customer_name": "Dana Ruiz", "customer_email": "dana.ruiz@example.com""#
+        ),
+    );
+    assert!(
+        body.contains("appointment_requested"),
+        "the fixture changed"
+    );
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    mac.update(ts.to_string().as_bytes());
+    (
+        body.into_bytes(),
+        format!("v={ts},d={}", hex::encode(mac.finalize().into_bytes())),
+    )
 }
