@@ -23,7 +23,7 @@ use prometheus::{Prometheus, promtool, values};
 use serde_json::Value;
 use switchboard::{
     app::{Hooks, Roles},
-    config::{BackoffSettings, CatchUp, ScheduleSettings, Settings, SupervisorSettings},
+    config::{CatchUp, ScheduleSettings, Settings, SupervisorSettings},
     ingest::{SecretList, WebhookSecrets},
     queue::Queues,
 };
@@ -45,24 +45,7 @@ fn repo_file(path: &str) -> PathBuf {
 }
 
 fn supervisor(name: &str, concurrency: usize, max_attempts: u32) -> SupervisorSettings {
-    SupervisorSettings {
-        name: name.into(),
-        queues: vec![name.into()],
-        concurrency,
-        workers: 1,
-        prefetch: Some(concurrency),
-        max_attempts,
-        timeout_secs: 2,
-        backoff: BackoffSettings {
-            base_ms: 5,
-            cap_ms: 20,
-        },
-        balance: switchboard::config::Balance::Off,
-        min_slots: 1,
-        max_slots: None,
-        balance_max_shift: 1,
-        balance_cooldown_secs: 3,
-    }
+    common::supervisor(name, &[name], concurrency, concurrency, max_attempts)
 }
 
 /// Serve every role over three supervisors: `webhooks` (the ingest queue), `maintenance`

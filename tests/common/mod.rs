@@ -35,6 +35,36 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// A supervisor as tests want one: `name` over `queues`, one worker loop of `concurrency`
+/// slots leasing `prefetch` ahead, `max_attempts` with a 5-20 ms backoff, a 2 s timeout and
+/// a fixed split (no balancing).
+pub fn supervisor(
+    name: &str,
+    queues: &[&str],
+    concurrency: usize,
+    prefetch: usize,
+    max_attempts: u32,
+) -> SupervisorSettings {
+    SupervisorSettings {
+        name: name.into(),
+        queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+        concurrency,
+        workers: 1,
+        prefetch: Some(prefetch),
+        max_attempts,
+        timeout_secs: 2,
+        backoff: BackoffSettings {
+            base_ms: 5,
+            cap_ms: 20,
+        },
+        balance: switchboard::config::Balance::Off,
+        min_slots: 1,
+        max_slots: None,
+        balance_max_shift: 1,
+        balance_cooldown_secs: 3,
+    }
+}
+
 /// One test's isolated world: its own key prefix in the shared Redis.
 pub struct Harness {
     pub settings: Settings,
@@ -108,24 +138,13 @@ impl Harness {
     ) -> FleetSettings {
         FleetSettings {
             shutdown_timeout_secs: self.settings.fleet.shutdown_timeout_secs,
-            supervisors: vec![SupervisorSettings {
-                name: "test".into(),
-                queues: vec![queue.into()],
+            supervisors: vec![supervisor(
+                "test",
+                &[queue],
                 concurrency,
-                workers: 1,
-                prefetch: Some(prefetch),
+                prefetch,
                 max_attempts,
-                timeout_secs: 2,
-                backoff: BackoffSettings {
-                    base_ms: 5,
-                    cap_ms: 20,
-                },
-                balance: switchboard::config::Balance::Off,
-                min_slots: 1,
-                max_slots: None,
-                balance_max_shift: 1,
-                balance_cooldown_secs: 3,
-            }],
+            )],
         }
     }
 

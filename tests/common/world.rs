@@ -24,7 +24,7 @@ macro_rules! on_both_databases {
 use std::{process::Command, sync::Arc, time::Duration};
 
 use switchboard::{
-    config::{BackoffSettings, FleetSettings, SupervisorSettings},
+    config::{FleetSettings, SupervisorSettings},
     fleet::{Fleet, inline::drain},
     maintenance::{Promoter, Service as _},
     queue::rate_limit::RedisRateLimiter,
@@ -326,22 +326,8 @@ impl World {
                 .run(promoter.clone()),
         );
         let supervisor = SupervisorSettings {
-            name: "domain".into(),
-            queues: names,
-            concurrency: 4,
             workers,
-            prefetch: Some(4),
-            max_attempts: MAX_ATTEMPTS,
-            timeout_secs: 2,
-            backoff: BackoffSettings {
-                base_ms: 5,
-                cap_ms: 20,
-            },
-            balance: switchboard::config::Balance::Off,
-            min_slots: 1,
-            max_slots: None,
-            balance_max_shift: 1,
-            balance_cooldown_secs: 3,
+            ..crate::common::supervisor("domain", queues, 4, 4, MAX_ATTEMPTS)
         };
         let registry = Arc::new(switchboard_jobs::domain_registry(&services));
         let fleet = FleetSettings {

@@ -15,13 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard::{
     app::{self, Hooks, Roles},
-    config::{BackoffSettings, SupervisorSettings},
     dashboard::Credentials,
 };
 use switchboard_jobs::{EnqueueOptions, JobArgs, JobError};
 use tokio::sync::oneshot;
 
-use crate::common::Harness;
+use crate::common::{Harness, supervisor};
 
 pub const TOKEN: &str = "dash-token-5d1f0c2e9b7a4e36";
 pub const PASSWORD: &str = "dash-password-8c41e07f";
@@ -61,24 +60,7 @@ impl TestApp {
         let h = Harness::with(|s| {
             s.dev.stand_ins = false;
             s.dashboard.refresh_secs = 1;
-            s.fleet.supervisors = vec![SupervisorSettings {
-                name: "dash".into(),
-                queues: vec![WORKED.into()],
-                concurrency: 2,
-                workers: 1,
-                prefetch: Some(2),
-                max_attempts: 2,
-                timeout_secs: 2,
-                backoff: BackoffSettings {
-                    base_ms: 5,
-                    cap_ms: 20,
-                },
-                balance: switchboard::config::Balance::Off,
-                min_slots: 1,
-                max_slots: None,
-                balance_max_shift: 1,
-                balance_cooldown_secs: 3,
-            }];
+            s.fleet.supervisors = vec![supervisor("dash", &[WORKED], 2, 2, 2)];
         })
         .await;
         h.queues.register_queue(BACKLOG).await.unwrap();

@@ -8,13 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard::{
     app::{self, Hooks, Roles},
-    config::{BackoffSettings, SupervisorSettings},
     dashboard::Credentials,
 };
 use switchboard_jobs::{EnqueueOptions, JobArgs};
 use tokio::sync::oneshot;
 
-use crate::common::Harness;
+use crate::common::{Harness, supervisor};
 
 pub const LIMIT: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "metrics-password-3b9e51d2";
@@ -61,24 +60,7 @@ impl MetricsApp {
         let h = Harness::with(|s| {
             s.dev.stand_ins = false;
             s.queue.kind_metrics = kind_metrics;
-            s.fleet.supervisors = vec![SupervisorSettings {
-                name: "metrics".into(),
-                queues: vec!["quick".into(), "slow".into()],
-                concurrency: 4,
-                workers: 1,
-                prefetch: Some(4),
-                max_attempts: 2,
-                timeout_secs: 2,
-                backoff: BackoffSettings {
-                    base_ms: 5,
-                    cap_ms: 20,
-                },
-                balance: switchboard::config::Balance::Off,
-                min_slots: 1,
-                max_slots: None,
-                balance_max_shift: 1,
-                balance_cooldown_secs: 3,
-            }];
+            s.fleet.supervisors = vec![supervisor("metrics", &["quick", "slow"], 4, 4, 2)];
         })
         .await;
         let mut registry = switchboard_jobs::registry();
