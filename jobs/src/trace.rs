@@ -130,7 +130,7 @@ pub fn trace_id(traceparent: &str) -> Option<String> {
 pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
     if !exporting() {
         if let Some(id) = traceparent.and_then(trace_id) {
-            span.record("trace_id", id.as_str());
+            span.record("trace_id", tracing::field::display(&id));
         }
         return;
     }
@@ -146,7 +146,7 @@ pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
         Some(own.to_string())
     };
     if let Some(id) = id {
-        span.record("trace_id", id.as_str());
+        span.record("trace_id", tracing::field::display(&id));
     }
 }
 

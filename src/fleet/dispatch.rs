@@ -28,7 +28,8 @@ pub type Observer = Arc<dyn Fn(&Job) + Send + Sync>;
 pub struct Dispatcher {
     registry: Arc<Registry>,
     enqueuer: Arc<dyn Enqueuer>,
-    queues: Queues,
+    /// Shared, so a job takes one reference count rather than a copy of every handle.
+    queues: Arc<Queues>,
     observer: Option<Observer>,
     slots: WorkerSlots,
     /// Limit on one attempt for kinds that do not set their own.
@@ -50,7 +51,7 @@ impl Dispatcher {
         Self {
             registry,
             enqueuer,
-            queues,
+            queues: Arc::new(queues),
             observer,
             slots,
             default_timeout,
@@ -115,7 +116,7 @@ impl Service<Task<Job>> for Dispatcher {
             request_id: job.envelope.rid.clone(),
         };
         let slots = self.slots.clone();
-        let queues = self.queues.clone();
+        let queues = Arc::clone(&self.queues);
         let run_times = self.run_times.clone();
         slots.take();
         let work = async move {
@@ -201,20 +202,23 @@ async fn report(queues: &Queues, name: &str, gate: Gate, result: &Result<(), Job
 /// attempt, and the trace and ingest request it descends from; exported, it is the job's
 /// part of that trace (a child of the span that enqueued it).
 pub(crate) fn job_span(job: &Job) -> tracing::Span {
+    use tracing::field::display;
     let kind = job.envelope.kind.as_str();
     let (id, queue, attempt) = (&*job.id, &*job.queue, job.envelope.attempt + 1);
-    let request_id = job.envelope.rid.as_deref();
+    let request_id = job.envelope.rid.as_deref().map(display);
     let empty = tracing::field::Empty;
-    // The OpenTelemetry-only fields (name, kind, status) only when spans are exported: a
-    // logs-only worker formats no more per job than it needs.
+    // Text fields by `Display` (`%`): written as they are, not escaped character by character
+    // (a span's fields are formatted when it opens, once per job). The OpenTelemetry-only
+    // fields (name, kind, status) only when spans are exported: a logs-only worker formats
+    // no more per job than it needs.
     let span = if trace::exporting() {
         tracing::info_span!(
             "job",
             otel.name = kind,
             otel.kind = "consumer",
-            id,
-            kind,
-            queue,
+            id = %id,
+            kind = %kind,
+            queue = %queue,
             attempt,
             trace_id = empty,
             request_id,
@@ -223,9 +227,9 @@ pub(crate) fn job_span(job: &Job) -> tracing::Span {
     } else {
         tracing::info_span!(
             "job",
-            id,
-            kind,
-            queue,
+            id = %id,
+            kind = %kind,
+            queue = %queue,
             attempt,
             trace_id = empty,
             request_id

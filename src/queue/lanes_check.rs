@@ -74,6 +74,9 @@ async fn complete(q: &Queues, k: &QueueKeys, id: &str, tenant: &str) {
     assert_eq!(settled, 1);
 }
 
+/// The most jobs one tenant gives per turn (`TURN` in `fetch.lua`).
+const TURN: usize = 32;
+
 fn tenant(t: &str) -> EnqueueOptions {
     EnqueueOptions::default().tenant(t)
 }
@@ -99,17 +102,17 @@ async fn tenants_take_turns_and_a_high_job_jumps_the_line() {
     let q = queues().await;
     let k = q.keys("lanes").unwrap();
     let mut a = Vec::new();
-    for i in 0..12 {
+    for i in 0..TURN + 6 {
         a.push(push(&q, &format!("a{i}"), tenant("a")).await);
     }
     let b = push(&q, "b", tenant("b")).await;
-    assert_eq!(q.stats("lanes").await.unwrap().pending, 13);
-    // The fetch serves a's turn (up to 8 jobs), then b, then a again: b does not wait behind
-    // a's backlog. Its 13 tokens take one whole round of slots, so the next one is high's.
-    let mut expected = a[..8].to_vec();
+    assert_eq!(q.stats("lanes").await.unwrap().pending, TURN as u64 + 7);
+    // The fetch serves a's turn, then b, then a again: b does not wait behind a's backlog.
+    // Its 39 tokens take three whole rounds of slots (13 each), so the next one is high's.
+    let mut expected = a[..TURN].to_vec();
     expected.push(b);
-    expected.extend_from_slice(&a[8..]);
-    assert_eq!(fetch(&q, &k, 13, 0).await, expected);
+    expected.extend_from_slice(&a[TURN..]);
+    assert_eq!(fetch(&q, &k, TURN + 7, 0).await, expected);
     let low: Vec<String> = {
         let mut v = Vec::new();
         for i in 0..3 {
@@ -129,16 +132,16 @@ async fn tenants_take_turns_and_a_high_job_jumps_the_line() {
     cleanup(&q).await;
 }
 
-/// Tenants a, b, c with 10 jobs each, fetched 10 at a time: each fetch takes the ring's next
-/// two tenants (a full turn of 8, then the rest); a tenant with work left goes to the back
-/// of the ring, one whose lane ran empty leaves it.
+/// Tenants a, b, c with a turn and 2 jobs each, fetched as many at a time: each fetch takes
+/// the ring's next two tenants (a full turn, then the rest); a tenant with work left goes to
+/// the back of the ring, one whose lane ran empty leaves it.
 #[tokio::test]
 async fn a_fetch_takes_the_next_tenants_turns_and_sends_them_to_the_back() {
     let q = queues().await;
     let k = q.keys("lanes").unwrap();
     let mut ids = std::collections::HashMap::new();
     for t in ["a", "b", "c"] {
-        for i in 0..10 {
+        for i in 0..TURN + 2 {
             ids.insert(
                 push(&q, &format!("{t}{i}"), tenant(t)).await,
                 format!("{t}{i}"),
@@ -147,19 +150,28 @@ async fn a_fetch_takes_the_next_tenants_turns_and_sends_them_to_the_back() {
     }
     let mut names = Vec::new();
     for _ in 0..3 {
-        let got: Vec<String> = fetch(&q, &k, 10, 0)
+        let got: Vec<String> = fetch(&q, &k, TURN + 2, 0)
             .await
             .iter()
             .map(|id| ids[id].clone())
             .collect();
         names.push(got.join(" "));
     }
+    let run = |t: &str, from: usize, to: usize| -> Vec<String> {
+        (from..to).map(|i| format!("{t}{i}")).collect()
+    };
+    // A full turn of one tenant from job `from`, then the next tenant's two from job `then`.
+    let fetched = |first: &str, from: usize, second: &str, then: usize| {
+        let mut jobs = run(first, from, from + TURN);
+        jobs.extend(run(second, then, then + 2));
+        jobs.join(" ")
+    };
     assert_eq!(
         names,
         [
-            "a0 a1 a2 a3 a4 a5 a6 a7 b0 b1",
-            "c0 c1 c2 c3 c4 c5 c6 c7 a8 a9",
-            "b2 b3 b4 b5 b6 b7 b8 b9 c8 c9"
+            fetched("a", 0, "b", 0),
+            fetched("c", 0, "a", TURN),
+            fetched("b", 2, "c", TURN)
         ]
     );
     let ring: u64 = redis::cmd("LLEN")

@@ -45,7 +45,7 @@
 //! supervisor, schedule, provider, HTTP status, component), never from payloads or ids; the
 //! wait histogram has no `kind` label since waiting is the queue's property.
 
-use std::time::Duration;
+use std::{cell::RefCell, collections::HashMap, time::Duration};
 
 /// Gauge: jobs by queue and state (pending, delayed, running, dead), read from Redis.
 pub const QUEUE_JOBS: &str = "switchboard_queue_jobs";
@@ -280,17 +280,85 @@ pub fn scheduler_fired(schedule: &str, outcome: &'static str, n: u64) {
 
 /// A job of `queue` started after waiting `waited_us`.
 pub fn job_started(queue: &str, waited_us: u64) {
-    metrics::histogram!(JOB_WAIT, "queue" => queue.to_owned()).record(waited_us as f64 / 1e6);
+    job_series(queue, None, |wait, _| wait.record(waited_us as f64 / 1e6));
 }
 
 /// An attempt ended with `outcome` after running `ran`.
 pub fn job_finished(queue: &str, kind: &str, outcome: JobOutcome, ran: Duration) {
-    metrics::histogram!(JOB_RUN, "queue" => queue.to_owned(), "kind" => kind.to_owned())
-        .record(ran.as_secs_f64());
-    for label in outcome.labels() {
-        metrics::counter!(JOBS, "queue" => queue.to_owned(), "kind" => kind.to_owned(), "outcome" => *label)
-            .increment(1);
-    }
+    job_series(queue, Some(kind), |_, k| {
+        let Some(k) = k else { return };
+        k.run.record(ran.as_secs_f64());
+        for label in outcome.labels() {
+            let i = JOB_OUTCOMES.iter().position(|o| o == label).unwrap_or(0);
+            k.outcomes[i]
+                .get_or_insert_with(|| {
+                    metrics::counter!(JOBS, "queue" => queue.to_owned(), "kind" => kind.to_owned(), "outcome" => *label)
+                })
+                .increment(1);
+        }
+    });
+}
+
+/// The handles of one queue's per-job series.
+struct QueueSeries {
+    wait: metrics::Histogram,
+    kinds: HashMap<Box<str>, KindSeries>,
+}
+
+/// The handles of one kind's per-job series; outcome counters by [`JOB_OUTCOMES`] index,
+/// made on first use.
+struct KindSeries {
+    run: metrics::Histogram,
+    outcomes: [Option<metrics::Counter>; JOB_OUTCOMES.len()],
+}
+
+/// Per-thread handles of the per-job series, and the recorder they belong to.
+#[derive(Default)]
+struct JobSeries {
+    recorder: usize,
+    queues: HashMap<Box<str>, QueueSeries>,
+}
+
+thread_local! {
+    static JOB_SERIES: RefCell<JobSeries> = RefCell::new(JobSeries::default());
+}
+
+/// Run `f` with the handles of `queue`'s wait series and, given a kind, its run and outcome
+/// series. Every job records three of them; a handle kept per thread costs a map lookup
+/// instead of building, hashing and registering a labelled key each time. The handles are
+/// dropped when the recorder in force changes (a test's own recorder).
+fn job_series(
+    queue: &str,
+    kind: Option<&str>,
+    f: impl FnOnce(&metrics::Histogram, Option<&mut KindSeries>),
+) {
+    let recorder = metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
+    JOB_SERIES.with_borrow_mut(|series| {
+        if series.recorder != recorder {
+            *series = JobSeries {
+                recorder,
+                queues: HashMap::new(),
+            };
+        }
+        // Looked up by `&str` first: no key is built for a series seen before.
+        if !series.queues.contains_key(queue) {
+            let wait = metrics::histogram!(JOB_WAIT, "queue" => queue.to_owned());
+            let kinds = HashMap::new();
+            series.queues.insert(queue.into(), QueueSeries { wait, kinds });
+        }
+        let Some(QueueSeries { wait, kinds }) = series.queues.get_mut(queue) else {
+            return;
+        };
+        if let Some(kind) = kind
+            && !kinds.contains_key(kind)
+        {
+            let run = metrics::histogram!(JOB_RUN, "queue" => queue.to_owned(), "kind" => kind.to_owned());
+            let outcomes = Default::default();
+            kinds.insert(kind.into(), KindSeries { run, outcomes });
+        }
+        let kind = kind.and_then(|kind| kinds.get_mut(kind));
+        f(wait, kind);
+    });
 }
 
 /// A supervisor now gives `queue` `n` slots (fixed at start, or moved by its balancer).

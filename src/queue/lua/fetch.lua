@@ -18,7 +18,7 @@
 -- Every popped token is served from the rings: the fetch's tokens take the round's next slots
 -- (8 high, 4 normal, 1 low of every 13, kept in `stats.turn`), each priority serves its slots
 -- and what it cannot use falls to the others, high first. Within a priority the ring's next
--- tenants (one RPOP with a count) give up to 8 jobs each (their turn) and go to the back
+-- tenants (one RPOP with a count) give up to 32 jobs each (their turn) and go to the back
 -- (one LPUSH) while their lanes have more. A tenant at its cap or rate leaves the ring
 -- (`blocked`, `throttled`); a token no tenant may use is parked. Items cancelled while they
 -- waited (`tomb`) are dropped.
@@ -29,9 +29,11 @@
 local pending, inbox, leased, stats, paused, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 B = ARGV[4]
 local cap, rate, now = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
--- Most jobs one tenant gives per turn: fewer ring steps per job, and a tenant's wait grows
--- by at most this many jobs per other tenant with work.
-local TURN = 8
+-- Most jobs one tenant gives per turn. A turn's fixed cost (the tenant's lane is cold in
+-- memory: about 3-4 us of Redis time) is shared by its jobs, so a larger turn serves many
+-- tenants cheaper (per job, with 1,000 tenants: 1.07 us at 8, 0.66 us at 32); a tenant's
+-- wait grows by at most this many jobs per other tenant with work.
+local TURN = 32
 
 if redis.call('EXISTS', paused) == 1 then
   while redis.call('LMOVE', inbox, pending, 'RIGHT', 'RIGHT') do end
