@@ -24,7 +24,12 @@ async fn push(q: &Queues, n: &str, options: EnqueueOptions) -> String {
 
 /// One fetch of up to `n` jobs by worker `w`, with a tenant cap; the ids leased, in order.
 async fn fetch(q: &Queues, k: &QueueKeys, n: usize, cap: u32) -> Vec<String> {
-    let items: Vec<String> = scripts::FETCH
+    lease(q, k, n, cap).await.0
+}
+
+/// One fetch as [`fetch`]; the ids leased and the lease's epoch (none when nothing was).
+async fn lease(q: &Queues, k: &QueueKeys, n: usize, cap: u32) -> (Vec<String>, Option<String>) {
+    let mut items: Vec<String> = scripts::FETCH
         .key(&k.pending)
         .key(k.inbox("w"))
         .key(k.leased("w"))
@@ -41,15 +46,29 @@ async fn fetch(q: &Queues, k: &QueueKeys, n: usize, cap: u32) -> Vec<String> {
         .invoke_async(&mut q.conn())
         .await
         .unwrap();
-    items
+    // The lease's epoch follows the jobs.
+    let epoch = items
+        .pop_if(|last| last.starts_with('~'))
+        .map(|e| e[1..].to_owned());
+    let ids = items
         .iter()
         .map(|i| i.split_once(' ').unwrap().0.to_owned())
-        .collect()
+        .collect();
+    (ids, epoch)
 }
 
-/// Settle `id` as completed (kind noop, `tenant`).
-async fn complete(q: &Queues, k: &QueueKeys, id: &str, tenant: &str) {
-    let (settled, _): (u64, u64) = scripts::ACK
+/// Settle worker `w`'s jobs `ids` as completed (kind noop, `tenant`), with `op` `c` (one by
+/// one) or `C` (leased in `epoch`); the script's (settled, skipped).
+async fn ack(
+    q: &Queues,
+    k: &QueueKeys,
+    op: &str,
+    epoch: &str,
+    ids: &[String],
+    tenant: &str,
+) -> (u64, u64) {
+    let mut invocation = scripts::ACK.prepare_invoke();
+    invocation
         .key(k.leased("w"))
         .key(&k.stats)
         .key(&k.completed)
@@ -64,13 +83,20 @@ async fn complete(q: &Queues, k: &QueueKeys, id: &str, tenant: &str) {
         .arg(1000)
         .arg(1000)
         .arg(k.base())
-        .arg("c")
-        .arg(id)
-        .arg("")
-        .arg(format!("{id} {} noop {tenant}", job::now_ms()))
-        .invoke_async(&mut q.conn())
-        .await
-        .unwrap();
+        .arg(epoch);
+    for id in ids {
+        invocation
+            .arg(op)
+            .arg(id)
+            .arg("")
+            .arg(format!("{id} {} noop {tenant}", job::now_ms()));
+    }
+    invocation.invoke_async(&mut q.conn()).await.unwrap()
+}
+
+/// Settle `id` as completed (kind noop, `tenant`).
+async fn complete(q: &Queues, k: &QueueKeys, id: &str, tenant: &str) {
+    let (settled, _) = ack(q, k, "c", "", &[id.to_owned()], tenant).await;
     assert_eq!(settled, 1);
 }
 
@@ -225,5 +251,79 @@ async fn cancelled_jobs_never_come_out_wherever_they_wait() {
     assert_eq!(q.stats("lanes").await.unwrap().pending, 0);
     let found = q.find_job("lanes", &laned).await.unwrap().unwrap();
     assert_eq!(found.state.as_str(), "cancelled");
+    cleanup(&q).await;
+}
+
+/// Jobs leased in the lease's current epoch settle in one step; the same acks written again
+/// (an ack retried after its answer was lost) settle nothing; after a rescue took the jobs
+/// back (the worker was presumed dead), its late acks settle nothing either, and one lost
+/// lease (a failover) keeps `running` exact.
+#[tokio::test]
+async fn a_lease_epochs_jobs_settle_in_one_step_and_never_twice() {
+    let q = queues().await;
+    let k = q.keys("lanes").unwrap();
+    let running = |q: &Queues| {
+        let q = q.clone();
+        async move { q.stats("lanes").await.unwrap().running }
+    };
+    for i in 0..3 {
+        push(&q, &format!("a{i}"), EnqueueOptions::default()).await;
+    }
+    let (ids, epoch) = lease(&q, &k, 3, 0).await;
+    let epoch = epoch.expect("an epoch with the jobs");
+    assert_eq!((ids.len(), running(&q).await), (3, 3));
+    assert_eq!(ack(&q, &k, "C", &epoch, &ids, "").await, (3, 0));
+    assert_eq!(
+        ack(&q, &k, "C", &epoch, &ids, "").await,
+        (0, 3),
+        "written twice"
+    );
+    assert_eq!(running(&q).await, 0);
+    assert_eq!(q.stats("lanes").await.unwrap().processed, 3);
+
+    // Two more leased in the same epoch; the worker is rescued as dead before it settles.
+    for i in 0..2 {
+        push(&q, &format!("b{i}"), EnqueueOptions::default()).await;
+    }
+    let (late, same) = lease(&q, &k, 2, 0).await;
+    assert_eq!(same.as_deref(), Some(epoch.as_str()));
+    let rescued: i64 = scripts::RESCUE
+        .key(&k.workers)
+        .key(k.leased("w"))
+        .key(k.inbox("w"))
+        .key(&k.pending)
+        .key(&k.stats)
+        .key(&k.dead)
+        .key(&k.dead_at)
+        .key(&k.delayed)
+        .arg("w")
+        .arg(u64::MAX / 4)
+        .arg(3)
+        .arg(k.sequence_prefix())
+        .arg(k.base())
+        .invoke_async(&mut q.conn())
+        .await
+        .unwrap();
+    assert_eq!(rescued, 2);
+    assert_eq!(
+        ack(&q, &k, "C", &epoch, &late, "").await,
+        (0, 2),
+        "late acks"
+    );
+    assert_eq!(running(&q).await, 0);
+
+    // Leased again, in a new epoch; one lease is lost (as a failover can lose it).
+    let (again, fresh) = lease(&q, &k, 2, 0).await;
+    let fresh = fresh.unwrap();
+    assert_ne!(fresh, epoch);
+    assert_eq!(again.len(), 2);
+    let () = redis::pipe()
+        .hdel(k.leased("w"), &again[0])
+        .hincr(&k.stats, "running", -1)
+        .query_async(&mut q.conn())
+        .await
+        .unwrap();
+    assert_eq!(ack(&q, &k, "C", &fresh, &again, "").await, (1, 1));
+    assert_eq!(running(&q).await, 0);
     cleanup(&q).await;
 }

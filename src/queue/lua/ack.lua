@@ -12,9 +12,13 @@
 -- KEYS[10] expired_at ZSET id -> expiry time (ms), trimmed to ARGV[3] members
 -- ARGV[1] now (ms)   ARGV[2] completed cap   ARGV[3] dead cap
 -- ARGV[4] the partition's key base `{tag}:` (index, done, tenants; lanes.lua is prepended)
--- ARGV[5..] groups of four: op, id, score, item
+-- ARGV[5] the lease's epoch the 'C' ops were leased in (fetch.lua), or ''
+-- ARGV[6..] groups of four: op, id, score, item
 --   op 'c' completed; the item slot holds "<id> <finish ms> <kind> <tenant>", kept for
 --   browsing in `done`, a LIST newest first, capped like `completed` (within a tenth)
+--   op 'C' completed, leased in epoch ARGV[5] and with no sequence: while that epoch is the
+--   lease's, these jobs are all in the lease hash (only a rescue takes jobs out of it, and it
+--   ends the epoch), so one HDEL settles them; otherwise each is settled like 'c'
 --   op 'r' retry: item (rewritten, attempt counted) goes to delayed at score
 --   op 's' snooze: item goes to delayed at score, no failure counted
 --   op 'f' failed for good: item (with its error) goes to the dead set
@@ -37,9 +41,30 @@ local done, meta, freed, failed, retried, died, expired, settled, skipped = {}, 
 -- blocked tenant, a parked token): otherwise no tenant is read.
 local track = tenants_matter()
 
-for i = 5, #ARGV, 4 do
+-- 'C' ops of the lease's current epoch: one HDEL for all. All there: all settle. None: this
+-- batch was written before (an ack retried after its answer was lost): all are skipped.
+-- Some (a failover lost part of the lease hash): `running` stays exact, and all are recorded
+-- as completed (the lost ones run again, as at-least-once allows).
+local fast, batch = nil, 0
+if ARGV[5] ~= '' and redis.call('GET', leased .. ':epoch') == ARGV[5] then
+  local ids = {}
+  for i = 6, #ARGV, 4 do
+    if ARGV[i] == 'C' then ids[#ids + 1] = ARGV[i + 1] end
+  end
+  batch = #ids
+  if batch > 0 then fast = redis.call('HDEL', leased, unpack(ids)) end
+end
+
+for i = 6, #ARGV, 4 do
   local op, id, score, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('HDEL', leased, id) == 1 then
+  local held
+  if op == 'C' then
+    op = 'c'
+    if fast then held = fast > 0 else held = redis.call('HDEL', leased, id) == 1 end
+  else
+    held = redis.call('HDEL', leased, id) == 1
+  end
+  if held then
     settled = settled + 1
     local tn
     if op == 'c' then
@@ -86,6 +111,9 @@ for i = 5, #ARGV, 4 do
   end
 end
 
+if fast and fast > 0 and fast < batch then
+  settled, skipped = settled - (batch - fast), skipped + (batch - fast)
+end
 if settled > 0 then redis.call('HINCRBY', stats, 'running', -settled) end
 for tn, n in pairs(freed) do let_go(tn, n) end
 if #done > 0 then

@@ -22,7 +22,8 @@
 -- (one LPUSH) while their lanes have more. A tenant at its cap or rate leaves the ring
 -- (`blocked`, `throttled`); a token no tenant may use is parked. Items cancelled while they
 -- waited (`tomb`) are dropped.
--- Returns the leased items, or the integer -1 when the queue is paused (anything in the
+-- Returns the leased items followed by `~<epoch>` (the lease's epoch, see the end), nothing
+-- when nothing was leased, or the integer -1 when the queue is paused (anything in the
 -- inbox is handed back to the head of pending first).
 -- Complexity: O(N) for N returned jobs, plus one step per tenant taken out of a ring;
 -- independent of the backlog.
@@ -209,4 +210,15 @@ end
 redis.call('HSET', leased, unpack(fields))
 redis.call('HDEL', B .. 'index', unpack(ids))
 redis.call('HINCRBY', stats, 'running', #out)
+-- The lease's epoch, made the first time this worker leases after its lease hash was wiped
+-- by a rescue (or ever): a job leased in the current epoch is in the lease hash until it is
+-- settled, so the worker settles such jobs in one HDEL (ack.lua). Unique across failovers:
+-- the worker's clock and a counter of the partition.
+local ek = leased .. ':epoch'
+local epoch = redis.call('GET', ek)
+if not epoch then
+  epoch = ARGV[7] .. ':' .. redis.call('INCR', B .. 'epochs')
+  redis.call('SET', ek, epoch)
+end
+out[#out + 1] = '~' .. epoch
 return out

@@ -19,7 +19,8 @@
 -- to the head of their line (pending or their lane), indexed again: they were next in line
 -- already. Each frees its tenant's slot. A job set aside that heads a
 -- sequence (`"sq"` in its envelope, before `"args"`) lets the sequence's next job in. Jobs
--- still in the inbox had not started and go back uncounted.
+-- still in the inbox had not started and go back uncounted. The lease's epoch (`<leased>:epoch`)
+-- goes with the lease hash.
 -- Returns the number of jobs re-queued or set aside, or -1 when the worker is alive.
 -- Complexity: O(L) for the L jobs the worker held (bounded by its prefetch).
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -68,7 +69,9 @@ for i = 1, #indexed, 1000 do
   redis.call('HSET', B .. 'index', unpack(indexed, i, math.min(i + 999, #indexed)))
 end
 local n = #leased / 2
-redis.call('DEL', KEYS[2])
+-- The lease hash and its epoch go together: jobs leased before this point can no longer be
+-- settled in one step by the worker (fetch.lua, ack.lua), should it be alive after all.
+redis.call('DEL', KEYS[2], KEYS[2] .. ':epoch')
 for tn, count in pairs(freed) do let_go(tn, count) end
 local moved = n
 while redis.call('LMOVE', KEYS[3], KEYS[4], 'RIGHT', 'RIGHT') do moved = moved + 1 end

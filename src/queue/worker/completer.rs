@@ -68,7 +68,15 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
         .arg(settings.completed_max)
         .arg(settings.dead_max)
         .arg(k.base());
-    for op in batch.iter() {
+    // Completions leased in one epoch of the lease (the first one's) and outside a sequence
+    // are settled in one step by the script ('C'); the rest one by one.
+    let epochs = shared.epochs(batch.iter().map(|op| match op {
+        AckOp::Done { id, seq: None, .. } => Some(&**id),
+        _ => None,
+    }));
+    let epoch = epochs.iter().flatten().next().cloned();
+    invocation.arg(epoch.as_deref().unwrap_or(""));
+    for (op, leased_in) in batch.iter().zip(&epochs) {
         match op {
             AckOp::Done {
                 id,
@@ -77,7 +85,11 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
                 tenant,
                 ..
             } => invocation
-                .arg("c")
+                .arg(if leased_in.is_some() && *leased_in == epoch {
+                    "C"
+                } else {
+                    "c"
+                })
                 .arg(id.as_ref())
                 .arg(seq.as_deref().unwrap_or(""))
                 .arg(format!(

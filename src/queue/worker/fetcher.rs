@@ -50,7 +50,6 @@ pub(super) async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::UnboundedSender<
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 shared.credits.add_permits(n - got);
-                shared.hold(&items);
                 for item in items {
                     deliver(&shared, &jobs, item);
                 }
@@ -169,7 +168,12 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
     }
     // The script refreshed the worker's lease.
     shared.renewed(sent);
-    Ok(Fetched::Jobs(redis::from_redis_value(value)?))
+    let mut items: Vec<String> = redis::from_redis_value(value)?;
+    // The lease's epoch follows the jobs (`~<epoch>`).
+    if let Some(epoch) = items.pop_if(|last| last.starts_with('~')) {
+        shared.hold(&items, &Arc::from(&epoch[1..]));
+    }
+    Ok(Fetched::Jobs(items))
 }
 
 fn deliver(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>, item: String) {

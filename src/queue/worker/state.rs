@@ -5,7 +5,7 @@
 //! settlement is committed in Redis, so the leased count never exceeds the credit total.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -69,10 +69,11 @@ pub(crate) struct Shared {
     pub(crate) counters: FetchCounters,
     /// The fetcher task, awaited when the worker retires.
     pub(crate) fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Ids of the jobs this worker leased and has not settled yet (written by the fetcher,
-    /// cleared by the completer once the settlement is committed), to find leases Redis
-    /// holds for it that it does not know of (see `lease`).
-    held: Mutex<HashSet<Arc<str>>>,
+    /// Ids of the jobs this worker leased and has not settled yet, with the lease epoch they
+    /// were leased in (written by the fetcher, cleared by the completer once the settlement
+    /// is committed): to find leases Redis holds for it that it does not know of (see
+    /// `lease`), and to settle a batch of one epoch in one step (`ack.lua`).
+    held: Mutex<HashMap<Arc<str>, Arc<str>>>,
     /// When (ms) the newest successful lease renewal (heartbeat or fetch) was sent.
     renewed_at_ms: AtomicU64,
     /// Set while renewal has failed too long: no leased job is started (see `lease`).
@@ -199,13 +200,23 @@ impl Shared {
         Ok((shared, acks_rx, jobs_tx))
     }
 
-    /// Remember the jobs of `items` (`<id> <envelope>`) as held.
-    pub(crate) fn hold(&self, items: &[String]) {
+    /// Remember the jobs of `items` (`<id> <envelope>`) as held, leased in `epoch`.
+    pub(crate) fn hold(&self, items: &[String], epoch: &Arc<str>) {
         let mut held = self.held.lock().expect("held lock");
         for item in items {
             let id = item.split_once(' ').map_or(item.as_str(), |(id, _)| id);
-            held.insert(Arc::from(id));
+            held.insert(Arc::from(id), Arc::clone(epoch));
         }
+    }
+
+    /// The lease epoch each of `ids` was leased in (`None` for an id not given or not held).
+    pub(crate) fn epochs<'a>(
+        &self,
+        ids: impl Iterator<Item = Option<&'a str>>,
+    ) -> Vec<Option<Arc<str>>> {
+        let held = self.held.lock().expect("held lock");
+        ids.map(|id| id.and_then(|id| held.get(id).cloned()))
+            .collect()
     }
 
     /// Forget `ids`: their settlements are committed.
@@ -218,7 +229,7 @@ impl Shared {
 
     /// Whether job `id` is held (leased, not yet settled) by this worker.
     pub(crate) fn holds(&self, id: &str) -> bool {
-        self.held.lock().expect("held lock").contains(id)
+        self.held.lock().expect("held lock").contains_key(id)
     }
 
     /// When the newest successful renewal was sent (ms since the epoch).
