@@ -49,9 +49,46 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
     if batch.is_empty() {
         return;
     }
+    let now = job::now_ms();
+    let invocation = invocation(shared, batch, now);
+    let mut failures = 0u32;
+    loop {
+        let mut conn = shared.queues.conn();
+        match invocation.invoke_async::<(u64, u64)>(&mut conn).await {
+            Ok((settled, skipped)) => {
+                if skipped > 0 {
+                    tracing::warn!(worker = %shared.worker_id, skipped, "acks for jobs whose lease had expired; they were re-queued");
+                }
+                debug_assert!(settled + skipped == batch.len() as u64);
+                break;
+            }
+            Err(e) => {
+                failures += 1;
+                metric::redis_error("ack");
+                tracing::error!(worker = %shared.worker_id, error = %e, failures, "ack failed; retrying");
+                tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(2_000)))
+                    .await;
+            }
+        }
+    }
+    let done = batch.iter().filter_map(|op| match op {
+        AckOp::Done { kind, ran_us, .. } => Some((kind.as_str(), *ran_us)),
+        _ => None,
+    });
+    kind_metrics::record(&shared.queues, &shared.keys, now, done);
+    shared.let_go(batch.iter().filter_map(AckOp::id));
+    let orphans = batch
+        .iter()
+        .filter(|op| matches!(op, AckOp::Orphan { .. }))
+        .count();
+    shared.credits.add_permits(batch.len() - orphans);
+    batch.clear();
+}
+
+/// The ack script's call for `batch`, settled at `now`.
+fn invocation(shared: &Shared, batch: &[AckOp], now: u64) -> redis::ScriptInvocation<'static> {
     let settings = shared.queues.settings();
     let k = &shared.keys;
-    let now = job::now_ms();
     let mut invocation = scripts::ACK.prepare_invoke();
     invocation
         .key(&shared.leased_key)
@@ -120,36 +157,5 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
             AckOp::Flush(_) | AckOp::Shutdown => unreachable!("control messages are not batched"),
         };
     }
-    let mut failures = 0u32;
-    loop {
-        let mut conn = shared.queues.conn();
-        match invocation.invoke_async::<(u64, u64)>(&mut conn).await {
-            Ok((settled, skipped)) => {
-                if skipped > 0 {
-                    tracing::warn!(worker = %shared.worker_id, skipped, "acks for jobs whose lease had expired; they were re-queued");
-                }
-                debug_assert!(settled + skipped == batch.len() as u64);
-                break;
-            }
-            Err(e) => {
-                failures += 1;
-                metric::redis_error("ack");
-                tracing::error!(worker = %shared.worker_id, error = %e, failures, "ack failed; retrying");
-                tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(2_000)))
-                    .await;
-            }
-        }
-    }
-    let done = batch.iter().filter_map(|op| match op {
-        AckOp::Done { kind, ran_us, .. } => Some((kind.as_str(), *ran_us)),
-        _ => None,
-    });
-    kind_metrics::record(&shared.queues, &shared.keys, now, done);
-    shared.let_go(batch.iter().filter_map(AckOp::id));
-    let orphans = batch
-        .iter()
-        .filter(|op| matches!(op, AckOp::Orphan { .. }))
-        .count();
-    shared.credits.add_permits(batch.len() - orphans);
-    batch.clear();
+    invocation
 }
