@@ -202,7 +202,10 @@ async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
     let h = on_cluster(&cluster, |s| {
         s.queue.partitions.insert("fo".into(), 3);
         s.queue.min_replicas_acked = min_replicas_acked;
-        s.queue.replicas_timeout_ms = 100;
+        // The default wait for a replica: on a loaded machine (the other cluster tests run
+        // beside this one) a healthy replica can lag past 100 ms, and every push it would
+        // have confirmed is refused.
+        s.queue.replicas_timeout_ms = 500;
         s.queue.completed_max = 1_000_000;
     })
     .await;
@@ -349,7 +352,8 @@ async fn failover_during_ingest(min_replicas_acked: u32) -> (Counted, u64) {
     let h = Harness::on(RedisMode::Sentinel, &set.urls(), |s| {
         SentinelSet::master_name().clone_into(&mut s.redis.sentinel_master);
         s.ingest.min_replicas_acked = min_replicas_acked;
-        s.ingest.replicas_timeout_ms = 100;
+        // The default wait, as for the drain above.
+        s.ingest.replicas_timeout_ms = 500;
         s.ingest.queue = "sentinel-webhooks".into();
     })
     .await;
