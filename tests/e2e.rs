@@ -91,15 +91,7 @@ async fn the_whole_path(dialect: &str) {
     let serve = Running::start(w.h.settings.clone(), roles, hooks).await;
 
     let (body, signature) = running::signed_call_analyzed(RETELL_KEY, &slot);
-    let answer = serve
-        .client
-        .post(format!("{}/webhooks/retell", serve.base))
-        .header("x-retell-signature", &signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED);
+    assert_eq!(serve.post_retell(body, &signature, &[]).await, 202);
 
     let store = w.store.clone();
     let (sms, stripe) = (&w.sms, &w.stripe);

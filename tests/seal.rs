@@ -189,15 +189,7 @@ async fn the_whole_path_leaves_nothing_personal_in_clear_in_redis() {
         std::str::from_utf8(&body)
             .is_ok_and(|b| b.contains("+14155550123") && b.contains("book a cleaning next Tuesday"))
     );
-    let answer = ingest
-        .client
-        .post(format!("{}/webhooks/retell", ingest.base))
-        .header("x-retell-signature", &signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED);
+    assert_eq!(ingest.post_retell(body, &signature, &[]).await, 202);
     ingest.stop().await;
     let pending = w.h.pending_items("webhooks").await;
     assert_eq!(pending.len(), 1, "{pending:?}");

@@ -189,17 +189,12 @@ async fn one_call_analyzed_is_one_trace_from_ingest_to_the_notifications() {
     let serve = Running::start(w.h.settings.clone(), roles, hooks).await;
 
     let (body, signature) = running::signed_call_analyzed(RETELL_KEY, &slot);
-    let answer = serve
-        .client
-        .post(format!("{}/webhooks/retell", serve.base))
-        .header("x-retell-signature", &signature)
-        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
-        .header("x-request-id", REQUEST_ID)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED);
+    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let headers = [
+        ("traceparent", traceparent.as_str()),
+        ("x-request-id", REQUEST_ID),
+    ];
+    assert_eq!(serve.post_retell(body, &signature, &headers).await, 202);
 
     let store = w.store.clone();
     let gateway = w.gateway.clone().unwrap();

@@ -86,6 +86,25 @@ impl Running {
         req.send().await.unwrap().status().as_u16()
     }
 
+    /// Post a Retell delivery signed with `signature`, with `headers` besides; returns the
+    /// status.
+    pub async fn post_retell(
+        &self,
+        body: Vec<u8>,
+        signature: &str,
+        headers: &[(&str, &str)],
+    ) -> u16 {
+        let mut req = self
+            .client
+            .post(format!("{}/webhooks/retell", self.base))
+            .header("x-retell-signature", signature)
+            .body(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.unwrap().status().as_u16()
+    }
+
     /// Stop gracefully and wait for `run` to return.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
