@@ -327,3 +327,102 @@ async fn a_lease_epochs_jobs_settle_in_one_step_and_never_twice() {
     assert_eq!(running(&q).await, 0);
     cleanup(&q).await;
 }
+
+/// `ack_fetch.lua` for worker `w`: the ops (op, id, item) settled, then up to `n` jobs
+/// leased; (settled, skipped, the fetch's reply).
+async fn ack_fetch(
+    q: &Queues,
+    k: &QueueKeys,
+    epoch: &str,
+    ops: &[(&str, &str, String)],
+    n: usize,
+) -> (u64, u64, redis::Value) {
+    let now = job::now_ms();
+    let mut invocation = scripts::ACK_FETCH.prepare_invoke();
+    invocation
+        .key(k.leased("w"))
+        .key(&k.stats)
+        .key(&k.completed)
+        .key(&k.delayed)
+        .key(&k.dead)
+        .key(&k.dead_at)
+        .key(&k.pending)
+        .key(&k.throughput)
+        .key(&k.expired)
+        .key(&k.expired_at)
+        .key(&k.pending)
+        .key(k.inbox("w"))
+        .key(k.leased("w"))
+        .key(&k.stats)
+        .key(&k.paused)
+        .key(&k.workers)
+        .arg(n)
+        .arg("w")
+        .arg(now + 60_000)
+        .arg(k.base())
+        .arg(0)
+        .arg(0)
+        .arg(now)
+        .arg(now)
+        .arg(1000)
+        .arg(1000)
+        .arg(k.base())
+        .arg(epoch);
+    for (op, id, item) in ops {
+        invocation.arg(*op).arg(*id).arg("").arg(item);
+    }
+    invocation.invoke_async(&mut q.conn()).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_ack_settles_first_then_leases_for_the_freed_slots_in_the_same_call() {
+    let q = queues().await;
+    let k = q.keys("lanes").unwrap();
+    for i in 0..4 {
+        push(&q, &format!("a{i}"), EnqueueOptions::default()).await;
+    }
+    let (ids, epoch) = lease(&q, &k, 2, 0).await;
+    let epoch = epoch.unwrap();
+    let released: String = redis::cmd("HGET")
+        .arg(k.leased("w"))
+        .arg(&ids[1])
+        .query_async(&mut q.conn())
+        .await
+        .unwrap();
+    // The first completed, the second handed back unstarted: it is at the head of the line
+    // again when the same call leases, so it comes back first.
+    let done = format!("{} {} noop ", ids[0], job::now_ms());
+    let (settled, skipped, leased) = ack_fetch(
+        &q,
+        &k,
+        &epoch,
+        &[("C", &ids[0], done), ("x", &ids[1], released)],
+        3,
+    )
+    .await;
+    assert_eq!((settled, skipped), (2, 0));
+    let mut items: Vec<String> = redis::from_redis_value(leased).unwrap();
+    assert_eq!(items.pop(), Some(format!("~{epoch}")), "the same epoch");
+    let again: Vec<&str> = items.iter().map(|i| i.split_once(' ').unwrap().0).collect();
+    assert_eq!(again.len(), 3);
+    assert_eq!(again[0], ids[1], "the released job first");
+    let stats = q.stats("lanes").await.unwrap();
+    assert_eq!((stats.running, stats.processed), (3, 1));
+
+    // Paused: the settlements are written, nothing is leased.
+    let () = redis::cmd("SET")
+        .arg(&k.paused)
+        .arg(1)
+        .query_async(&mut q.conn())
+        .await
+        .unwrap();
+    let ops: Vec<(&str, &str, String)> = again
+        .iter()
+        .map(|id| ("C", *id, format!("{id} {} noop ", job::now_ms())))
+        .collect();
+    let (settled, skipped, leased) = ack_fetch(&q, &k, &epoch, &ops, 3).await;
+    assert_eq!((settled, skipped, leased), (3, 0, redis::Value::Int(-1)));
+    let stats = q.stats("lanes").await.unwrap();
+    assert_eq!((stats.running, stats.processed, stats.pending), (0, 4, 0));
+    cleanup(&q).await;
+}

@@ -38,6 +38,21 @@ macro_rules! settling_script {
 }
 
 lane_script!(FETCH, "fetch.lua");
+
+/// `ack.lua` and `fetch.lua` in one script (see `ack_fetch.lua`): a worker's completer
+/// settles a batch and leases jobs for the slots it frees in one call.
+pub static ACK_FETCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/lanes.lua"),
+        include_str!("lua/sequence.lua"),
+        "local function settle(KEYS, ARGV)\n",
+        include_str!("lua/ack.lua"),
+        "end\nlocal function lease(KEYS, ARGV)\n",
+        include_str!("lua/fetch.lua"),
+        "end\n",
+        include_str!("lua/ack_fetch.lua")
+    ))
+});
 settling_script!(ACK, "ack.lua");
 lane_script!(PROMOTE, "promote.lua");
 settling_script!(RESCUE, "rescue.lua");

@@ -77,10 +77,15 @@ impl RedisBackend {
         queues: Queues,
         options: WorkerOptions,
     ) -> Result<(Self, WorkerHandle), QueueError> {
+        // Slots shared with the queue's other partitions go back to the pool, for whichever
+        // partition's fetcher is next: only a worker with slots of its own refills them as
+        // it settles.
+        let own_slots = options.credits.is_none();
         let (shared, acks_rx, jobs_tx) = Shared::new(queues, options)?;
+        let refill = own_slots.then(|| jobs_tx.downgrade());
         let fetcher = tokio::spawn(fetcher::fetch_loop(Arc::clone(&shared), jobs_tx));
         *shared.fetcher.lock().expect("fetcher lock") = Some(fetcher);
-        tokio::spawn(completer::ack_loop(Arc::clone(&shared), acks_rx));
+        tokio::spawn(completer::ack_loop(Arc::clone(&shared), acks_rx, refill));
         tokio::spawn(lease::keep(Arc::clone(&shared)));
         let handle = WorkerHandle(Arc::clone(&shared));
         Ok((

@@ -1,14 +1,27 @@
 //! The completer: writes settlements to Redis in batches (one `ack` script call for up to
 //! [`ACK_BATCH`] jobs) and returns their credits only after the write committed. (The lease
 //! is renewed by the lease keeper, which a stalled write cannot hold up.)
+//!
+//! A worker with slots of its own has the same call lease jobs for the slots the batch frees
+//! (`ack_fetch.lua`), so a busy worker settles and refills in one round trip; what the call
+//! does not fill goes back to the fetcher as credits.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 
-use super::state::{AckOp, Shared};
+use super::{
+    fetcher::{self, Fetched},
+    state::{AckOp, Shared},
+};
 use crate::{
-    queue::{job, kind_metrics, scripts},
+    queue::{
+        job::{self, Job},
+        kind_metrics, scripts,
+    },
     telemetry::metric,
 };
 
@@ -16,8 +29,13 @@ use crate::{
 const ACK_BATCH: usize = 500;
 
 /// The acker: batches settlements into one script call each, returns credits after the write
-/// commits.
-pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<AckOp>) {
+/// commits. With `refill` (the worker's jobs channel, held weakly: the stream of jobs ends
+/// when the fetcher stops), the call also leases jobs for the credits it frees.
+pub(super) async fn ack_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<AckOp>,
+    refill: Option<mpsc::WeakUnboundedSender<Job>>,
+) {
     let mut batch = Vec::with_capacity(ACK_BATCH);
     let mut waiters = Vec::new();
     while let Some(op) = rx.recv().await {
@@ -33,7 +51,7 @@ pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                 next = rx.try_recv().ok();
             }
         }
-        write(&shared, &mut batch).await;
+        write(&shared, &mut batch, refill.as_ref()).await;
         for w in waiters.drain(..) {
             let _ = w.send(());
         }
@@ -44,23 +62,52 @@ pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
 }
 
 /// Write one batch, retrying until Redis takes it: an unwritten ack would leave the job
-/// leased until the rescuer re-ran it, so it is worth waiting for.
-async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
+/// leased until the rescuer re-ran it, so it is worth waiting for. The first try also leases
+/// jobs for the freed credits when `refill` is open and the worker is not stopping; a retry
+/// only settles (a lease whose answer was lost is handed back by the lease keeper).
+async fn write(
+    shared: &Shared,
+    batch: &mut Vec<AckOp>,
+    refill: Option<&mpsc::WeakUnboundedSender<Job>>,
+) {
     if batch.is_empty() {
         return;
     }
     let now = job::now_ms();
-    let invocation = invocation(shared, batch, now);
+    let orphans = batch
+        .iter()
+        .filter(|op| matches!(op, AckOp::Orphan { .. }))
+        .count();
+    let freed = batch.len() - orphans;
+    let jobs = refill
+        .filter(|_| freed > 0 && !shared.stop.is_cancelled())
+        .and_then(mpsc::WeakUnboundedSender::upgrade);
+    let want = if jobs.is_some() {
+        freed.min(shared.queues.settings().fetch_batch)
+    } else {
+        0
+    };
     let mut failures = 0u32;
-    loop {
+    let leased = loop {
         let mut conn = shared.queues.conn();
-        match invocation.invoke_async::<(u64, u64)>(&mut conn).await {
-            Ok((settled, skipped)) => {
+        let written = if failures == 0 && want > 0 {
+            invocation(shared, batch, now, want)
+                .invoke_async::<(u64, u64, redis::Value)>(&mut conn)
+                .await
+                .map(|(settled, skipped, leased)| (settled, skipped, Some(leased)))
+        } else {
+            invocation(shared, batch, now, 0)
+                .invoke_async::<(u64, u64)>(&mut conn)
+                .await
+                .map(|(settled, skipped)| (settled, skipped, None))
+        };
+        match written {
+            Ok((settled, skipped, leased)) => {
                 if skipped > 0 {
                     tracing::warn!(worker = %shared.worker_id, skipped, "acks for jobs whose lease had expired; they were re-queued");
                 }
                 debug_assert!(settled + skipped == batch.len() as u64);
-                break;
+                break leased;
             }
             Err(e) => {
                 failures += 1;
@@ -70,26 +117,53 @@ async fn write(shared: &Shared, batch: &mut Vec<AckOp>) {
                     .await;
             }
         }
-    }
+    };
     let done = batch.iter().filter_map(|op| match op {
         AckOp::Done { kind, ran_us, .. } => Some((kind.as_str(), *ran_us)),
         _ => None,
     });
     kind_metrics::record(&shared.queues, &shared.keys, now, done);
+    // Settled jobs are let go before the new ones are held: a job released unstarted may
+    // have been leased again by the same call.
     shared.let_go(batch.iter().filter_map(AckOp::id));
-    let orphans = batch
-        .iter()
-        .filter(|op| matches!(op, AckOp::Orphan { .. }))
-        .count();
-    shared.credits.add_permits(batch.len() - orphans);
+    let items = match leased.map(|value| fetcher::leased(shared, value, now)) {
+        Some(Ok(Fetched::Jobs(items))) => items,
+        Some(Ok(Fetched::Paused)) | None => Vec::new(),
+        Some(Err(e)) => {
+            // The jobs stay leased in Redis, unknown here: the lease keeper hands them back.
+            metric::redis_error("fetch");
+            tracing::error!(queue = %shared.queue_name, error = %e, "reading the jobs leased with an ack failed");
+            Vec::new()
+        }
+    };
+    if !items.is_empty() {
+        shared.counters.leased.fetch_add(1, Ordering::Relaxed);
+    }
+    shared.credits.add_permits(freed - items.len());
+    if let Some(jobs) = jobs {
+        for item in items {
+            fetcher::deliver(shared, &jobs, item);
+        }
+    }
     batch.clear();
 }
 
-/// The ack script's call for `batch`, settled at `now`.
-fn invocation(shared: &Shared, batch: &[AckOp], now: u64) -> redis::ScriptInvocation<'static> {
+/// The ack script's call for `batch`, settled at `now`; with `lease` > 0 the call of
+/// `ack_fetch.lua`, leasing up to that many jobs too.
+fn invocation(
+    shared: &Shared,
+    batch: &[AckOp],
+    now: u64,
+    lease: usize,
+) -> redis::ScriptInvocation<'static> {
     let settings = shared.queues.settings();
     let k = &shared.keys;
-    let mut invocation = scripts::ACK.prepare_invoke();
+    let script = if lease > 0 {
+        &scripts::ACK_FETCH
+    } else {
+        &scripts::ACK
+    };
+    let mut invocation = script.prepare_invoke();
     invocation
         .key(&shared.leased_key)
         .key(&k.stats)
@@ -100,7 +174,11 @@ fn invocation(shared: &Shared, batch: &[AckOp], now: u64) -> redis::ScriptInvoca
         .key(&k.pending)
         .key(&k.throughput)
         .key(&k.expired)
-        .key(&k.expired_at)
+        .key(&k.expired_at);
+    if lease > 0 {
+        fetcher::lease_call(shared, lease, now, &mut invocation);
+    }
+    invocation
         .arg(now)
         .arg(settings.completed_max)
         .arg(settings.dead_max)

@@ -134,6 +134,21 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
     n: usize,
     conn: &mut C,
 ) -> Result<Fetched, QueueError> {
+    let sent = job::now_ms();
+    let mut invocation = scripts::FETCH.prepare_invoke();
+    lease_call(shared, n, sent, &mut invocation);
+    let value: redis::Value = invocation.invoke_async(conn).await?;
+    leased(shared, value, sent)
+}
+
+/// The fetch script's keys and arguments (after any already on `invocation`): lease up to
+/// `n` jobs, asked at `sent` (ms).
+pub(super) fn lease_call(
+    shared: &Shared,
+    n: usize,
+    sent: u64,
+    invocation: &mut redis::ScriptInvocation<'_>,
+) {
     let k = &shared.keys;
     let settings = shared.queues.settings();
     let cap = settings
@@ -146,8 +161,7 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
         .get(&k.name)
         .copied()
         .unwrap_or(0);
-    let sent = job::now_ms();
-    let value: redis::Value = scripts::FETCH
+    invocation
         .key(&k.pending)
         .key(k.inbox(&shared.worker_id))
         .key(&shared.leased_key)
@@ -160,9 +174,16 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
         .arg(k.base())
         .arg(cap)
         .arg(rate)
-        .arg(sent)
-        .invoke_async(conn)
-        .await?;
+        .arg(sent);
+}
+
+/// The fetch script's reply, for a call sent at `sent` (ms): the leased jobs are held from
+/// here on.
+pub(super) fn leased(
+    shared: &Shared,
+    value: redis::Value,
+    sent: u64,
+) -> Result<Fetched, QueueError> {
     if let redis::Value::Int(-1) = value {
         return Ok(Fetched::Paused);
     }
@@ -176,7 +197,7 @@ pub(super) async fn fetch<C: redis::aio::ConnectionLike + Send>(
     Ok(Fetched::Jobs(items))
 }
 
-fn deliver(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>, item: String) {
+pub(super) fn deliver(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>, item: String) {
     match job::decode(&item) {
         Ok((id, envelope)) => {
             let job = Job {

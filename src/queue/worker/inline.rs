@@ -68,7 +68,11 @@ where
         credits: None,
     };
     let (shared, acks_rx, _jobs) = Shared::new(queues.clone(), options)?;
-    let completer = tokio::spawn(completer::ack_loop(std::sync::Arc::clone(&shared), acks_rx));
+    let completer = tokio::spawn(completer::ack_loop(
+        std::sync::Arc::clone(&shared),
+        acks_rx,
+        None,
+    ));
     let mut service = SettleLayer::new(std::sync::Arc::clone(&shared)).layer(service);
     let mut out = Drained::default();
     let result: Result<(), QueueError> = async {

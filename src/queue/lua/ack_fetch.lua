@@ -1,0 +1,17 @@
+-- ack_fetch: settle a batch of one worker's leased jobs and lease jobs for the slots the
+-- batch frees, in one call (one round trip and one script run instead of two). The script
+-- is lanes.lua and sequence.lua, then ack.lua as the function `settle` and fetch.lua as the
+-- function `lease`, then this.
+--
+-- KEYS[1..10]  as ack.lua's          KEYS[11..16]  as fetch.lua's
+-- ARGV[1..7]   as fetch.lua's        ARGV[8..]     as ack.lua's
+--
+-- The settlements are written first: a job released unstarted ('x') may be leased again by
+-- the same call. Returns {settled, skipped, leased}: ack.lua's counts, then fetch.lua's reply
+-- (the leased items and `~<epoch>`, nothing, or -1 when the queue is paused).
+local fetch_keys, fetch_args, ack_args = {}, {}, {}
+for i = 11, 16 do fetch_keys[i - 10] = KEYS[i] end
+for i = 1, 7 do fetch_args[i] = ARGV[i] end
+for i = 8, #ARGV do ack_args[i - 7] = ARGV[i] end
+local counts = settle(KEYS, ack_args)
+return {counts[1], counts[2], lease(fetch_keys, fetch_args)}
