@@ -10,7 +10,7 @@
 mod common;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -201,6 +201,8 @@ struct Counted {
     after_failover: usize,
     /// The last refusal's error, to tell a replica's silence from a lost connection.
     last_refusal: Option<String>,
+    /// How many of the queue's partitions the killed master served.
+    partitions_on_victim: usize,
 }
 
 /// Enqueue one job at a time from 4 producers into queue `fo` (3 partitions) while a fleet
@@ -210,16 +212,34 @@ struct Counted {
 async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
     let _turn = HEAVY.lock().await;
     let mut cluster = start_cluster().await;
-    let h = on_cluster(&cluster, |s| {
-        s.queue.partitions.insert("fo".into(), 3);
-        s.queue.min_replicas_acked = min_replicas_acked;
-        // The default wait for a replica: on a loaded machine (the other cluster tests run
-        // beside this one) a healthy replica can lag past 100 ms, and every push it would
-        // have confirmed is refused.
-        s.queue.replicas_timeout_ms = 500;
-        s.queue.completed_max = 1_000_000;
-    })
-    .await;
+    // The partitions' slots follow the harness's random key prefix, and all three may fall
+    // on the master the test kills: then no partition is left whose master still has a
+    // replica to confirm a push, and nothing is acknowledged after the failover however long
+    // the test waits (CI: 0 in 60 s, every push refused for want of a replica). So the test
+    // takes a prefix that spreads the partitions over two masters or more.
+    let mut tries = 0;
+    let (h, masters) = loop {
+        let h = on_cluster(&cluster, |s| {
+            s.queue.partitions.insert("fo".into(), 3);
+            s.queue.min_replicas_acked = min_replicas_acked;
+            // The default wait for a replica: on a loaded machine a healthy replica can lag
+            // past 100 ms, and every push it would have confirmed is refused.
+            s.queue.replicas_timeout_ms = 500;
+            s.queue.completed_max = 1_000_000;
+        })
+        .await;
+        let masters: Vec<u16> = h
+            .queues
+            .partition_names("fo")
+            .iter()
+            .map(|p| cluster.master_port_for_key(&h.queues.keys(p).unwrap().pending))
+            .collect();
+        if masters.iter().collect::<HashSet<_>>().len() > 1 {
+            break (h, masters);
+        }
+        tries += 1;
+        assert!(tries < 50, "50 prefixes put every partition on one master");
+    };
     let runs = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
     let sink = Arc::clone(&runs);
     let observer: Observer = Arc::new(move |job: &Job| {
@@ -284,7 +304,8 @@ async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
     };
     h.wait_for("3,000 acknowledged", Duration::from_secs(60), count(3_000))
         .await;
-    let victim = cluster.master_port_for_key(&h.queues.keys("fo#1").unwrap().pending);
+    let victim = masters[1];
+    let partitions_on_victim = masters.iter().filter(|&&m| m == victim).count();
     let killed = Instant::now();
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.kill(victim);
@@ -336,6 +357,7 @@ async fn failover_during_a_drain(min_replicas_acked: u32) -> Counted {
         drained_after_producers_secs,
         after_failover: acknowledged.len() - at_failover,
         last_refusal: last_refusal.lock().unwrap().take(),
+        partitions_on_victim,
     }
 }
 

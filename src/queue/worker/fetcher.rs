@@ -1,6 +1,8 @@
 //! The fetcher: leases jobs in batches, never more than the worker has free credits for
 //! (`concurrency + prefetch`), and blocks in `BLMOVE` when the queue is empty, so an idle
-//! worker costs one Redis call per block timeout and a push starts a job at once.
+//! worker costs one Redis call per block timeout and a push starts a job at once. (A busy
+//! worker with slots of its own leases most of its jobs through its completer instead, in
+//! the call that settles the jobs before them: see `completer`.)
 
 use std::{
     sync::{Arc, atomic::Ordering},
