@@ -113,6 +113,22 @@ impl QueueKeys {
         format!("{}:leased:{worker}", self.tag)
     }
 
+    /// The ack script's keys (`ack.lua`), in its order, for the lease hash `leased`.
+    pub fn ack_script_keys<'a>(&'a self, leased: &'a str) -> [&'a str; 10] {
+        [
+            leased,
+            &self.stats,
+            &self.completed,
+            &self.delayed,
+            &self.dead,
+            &self.dead_at,
+            &self.pending,
+            &self.throughput,
+            &self.expired,
+            &self.expired_at,
+        ]
+    }
+
     /// LIST where `worker`'s blocking fetch lands a job before it is leased.
     pub fn inbox(&self, worker: &str) -> String {
         format!("{}:inbox:{worker}", self.tag)

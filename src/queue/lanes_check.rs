@@ -68,17 +68,10 @@ async fn ack(
     tenant: &str,
 ) -> (u64, u64) {
     let mut invocation = scripts::ACK.prepare_invoke();
+    for key in k.ack_script_keys(&k.leased("w")) {
+        invocation.key(key);
+    }
     invocation
-        .key(k.leased("w"))
-        .key(&k.stats)
-        .key(&k.completed)
-        .key(&k.delayed)
-        .key(&k.dead)
-        .key(&k.dead_at)
-        .key(&k.pending)
-        .key(&k.throughput)
-        .key(&k.expired)
-        .key(&k.expired_at)
         .arg(job::now_ms())
         .arg(1000)
         .arg(1000)
@@ -339,17 +332,10 @@ async fn ack_fetch(
 ) -> (u64, u64, redis::Value) {
     let now = job::now_ms();
     let mut invocation = scripts::ACK_FETCH.prepare_invoke();
+    for key in k.ack_script_keys(&k.leased("w")) {
+        invocation.key(key);
+    }
     invocation
-        .key(k.leased("w"))
-        .key(&k.stats)
-        .key(&k.completed)
-        .key(&k.delayed)
-        .key(&k.dead)
-        .key(&k.dead_at)
-        .key(&k.pending)
-        .key(&k.throughput)
-        .key(&k.expired)
-        .key(&k.expired_at)
         .key(&k.pending)
         .key(k.inbox("w"))
         .key(k.leased("w"))

@@ -164,17 +164,9 @@ fn invocation(
         &scripts::ACK
     };
     let mut invocation = script.prepare_invoke();
-    invocation
-        .key(&shared.leased_key)
-        .key(&k.stats)
-        .key(&k.completed)
-        .key(&k.delayed)
-        .key(&k.dead)
-        .key(&k.dead_at)
-        .key(&k.pending)
-        .key(&k.throughput)
-        .key(&k.expired)
-        .key(&k.expired_at);
+    for key in k.ack_script_keys(&shared.leased_key) {
+        invocation.key(key);
+    }
     if lease > 0 {
         fetcher::lease_call(shared, lease, now, &mut invocation);
     }
