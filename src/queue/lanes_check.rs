@@ -342,13 +342,6 @@ async fn ack_fetch(
         .key(&k.stats)
         .key(&k.paused)
         .key(&k.workers)
-        .arg(n)
-        .arg("w")
-        .arg(now + 60_000)
-        .arg(k.base())
-        .arg(0)
-        .arg(0)
-        .arg(now)
         .arg(now)
         .arg(1000)
         .arg(1000)
@@ -357,6 +350,14 @@ async fn ack_fetch(
     for (op, id, item) in ops {
         invocation.arg(*op).arg(*id).arg("").arg(item);
     }
+    invocation
+        .arg(n)
+        .arg("w")
+        .arg(now + 60_000)
+        .arg(k.base())
+        .arg(0)
+        .arg(0)
+        .arg(now);
     invocation.invoke_async(&mut q.conn()).await.unwrap()
 }
 

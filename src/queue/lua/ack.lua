@@ -45,69 +45,103 @@ local track = tenants_matter()
 -- batch was written before (an ack retried after its answer was lost): all are skipped.
 -- Some (a failover lost part of the lease hash): `running` stays exact, and all are recorded
 -- as completed (the lost ones run again, as at-least-once allows).
+local argv, nargs = ARGV, ACK_END or #ARGV
 local fast, batch = nil, 0
-if ARGV[5] ~= '' and redis.call('GET', leased .. ':epoch') == ARGV[5] then
+if argv[5] ~= '' and redis.call('GET', leased .. ':epoch') == argv[5] then
   local ids = {}
-  for i = 6, #ARGV, 4 do
-    if ARGV[i] == 'C' then ids[#ids + 1] = ARGV[i + 1] end
+  for i = 6, nargs, 4 do
+    if argv[i] == 'C' then
+      batch = batch + 1
+      ids[batch] = argv[i + 1]
+    end
   end
-  batch = #ids
   if batch > 0 then fast = redis.call('HDEL', leased, unpack(ids)) end
 end
 
-for i = 6, #ARGV, 4 do
-  local op, id, score, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local held
-  if op == 'C' then
-    op = 'c'
-    if fast then held = fast > 0 else held = redis.call('HDEL', leased, id) == 1 end
-  else
-    held = redis.call('HDEL', leased, id) == 1
+-- Record a completion: `id` into `completed`, its entry (`item`, "<id> <ms> <kind>
+-- <tenant>") into `done`, and, where tenants matter, a freed slot of its tenant (the entry
+-- ends in the separator when it has none).
+local nd, nm = 0, 0
+local function completion(id, item)
+  done[nd + 1] = now
+  done[nd + 2] = id
+  nd = nd + 2
+  if item ~= '' then
+    nm = nm + 1
+    meta[nm] = item
+    if track and string.byte(item, -1) ~= 32 then
+      local tn = string.match(item, '^%S+ %S+ %S+ (%S+)$')
+      if tn then freed[tn] = (freed[tn] or 0) + 1 end
+    end
   end
-  if held then
-    settled = settled + 1
-    local tn
-    if op == 'c' then
-      done[#done + 1] = now
-      done[#done + 1] = id
+end
+
+-- Settle one op that the fast HDEL did not: its lease is taken one by one.
+local function settle_one(op, id, score, item)
+  if redis.call('HDEL', leased, id) ~= 1 then
+    skipped = skipped + 1
+    return
+  end
+  settled = settled + 1
+  if op == 'c' or op == 'C' then
+    completion(id, item)
+    if score ~= '' then advance(score, id, pending, delayed, stats, now) end
+    return
+  end
+  if track then
+    local tn = tenant_of(item)
+    if tn then freed[tn] = (freed[tn] or 0) + 1 end
+  end
+  if op == 'r' then
+    redis.call('ZADD', delayed, score, item)
+    redis.call('HSET', index, id, item)
+    retried = retried + 1
+    failed = failed + 1
+  elseif op == 's' then
+    redis.call('ZADD', delayed, score, item)
+    redis.call('HSET', index, id, item)
+  elseif op == 'f' then
+    redis.call('HSET', dead, id, item)
+    redis.call('ZADD', dead_at, now, id)
+    failed = failed + 1
+    died = died + 1
+    if score ~= '' then advance(score, id, pending, delayed, stats, now) end
+  elseif op == 'x' then
+    ready(pending, item, true, now)
+    redis.call('HSET', index, id, item)
+  elseif op == 'e' then
+    redis.call('HSET', KEYS[9], id, item)
+    redis.call('ZADD', KEYS[10], now, id)
+    expired = expired + 1
+    if score ~= '' then advance(score, id, pending, delayed, stats, now) end
+  end
+end
+
+-- A 'C' op settled by the HDEL above is recorded in place (the common case, kept lean: it
+-- has no sequence); every other op goes through `settle_one`.
+for i = 6, nargs, 4 do
+  local op = argv[i]
+  if op == 'C' and fast then
+    if fast > 0 then
+      -- `completion`, written out: a function call per job costs more than its body.
+      settled = settled + 1
+      done[nd + 1] = now
+      done[nd + 2] = argv[i + 1]
+      nd = nd + 2
+      local item = argv[i + 3]
       if item ~= '' then
-        meta[#meta + 1] = item
-        -- A tenant ends the entry ("<id> <ms> <kind> <tenant>"); without one it ends in the
-        -- separator.
+        nm = nm + 1
+        meta[nm] = item
         if track and string.byte(item, -1) ~= 32 then
-          tn = string.match(item, '^%S+ %S+ %S+ (%S+)$')
+          local tn = string.match(item, '^%S+ %S+ %S+ (%S+)$')
+          if tn then freed[tn] = (freed[tn] or 0) + 1 end
         end
       end
-      if score ~= '' then advance(score, id, pending, delayed, stats, now) end
-    elseif track then
-      tn = tenant_of(item)
-    end
-    if tn then freed[tn] = (freed[tn] or 0) + 1 end
-    if op == 'r' then
-      redis.call('ZADD', delayed, score, item)
-      redis.call('HSET', index, id, item)
-      retried = retried + 1
-      failed = failed + 1
-    elseif op == 's' then
-      redis.call('ZADD', delayed, score, item)
-      redis.call('HSET', index, id, item)
-    elseif op == 'f' then
-      redis.call('HSET', dead, id, item)
-      redis.call('ZADD', dead_at, now, id)
-      failed = failed + 1
-      died = died + 1
-      if score ~= '' then advance(score, id, pending, delayed, stats, now) end
-    elseif op == 'x' then
-      ready(pending, item, true, now)
-      redis.call('HSET', index, id, item)
-    elseif op == 'e' then
-      redis.call('HSET', KEYS[9], id, item)
-      redis.call('ZADD', KEYS[10], now, id)
-      expired = expired + 1
-      if score ~= '' then advance(score, id, pending, delayed, stats, now) end
+    else
+      skipped = skipped + 1
     end
   else
-    skipped = skipped + 1
+    settle_one(op, argv[i + 1], argv[i + 2], argv[i + 3])
   end
 end
 
@@ -116,17 +150,17 @@ if fast and fast > 0 and fast < batch then
 end
 if settled > 0 then redis.call('HINCRBY', stats, 'running', -settled) end
 for tn, n in pairs(freed) do let_go(tn, n) end
-if #done > 0 then
+if nd > 0 then
   redis.call('ZADD', completed, unpack(done))
-  if #meta > 0 then
+  if nm > 0 then
     local cap = tonumber(ARGV[2])
     -- Trimmed in steps of a tenth of the cap, not on every batch.
     if redis.call('LPUSH', B .. 'done', unpack(meta)) > cap + math.ceil(cap / 10) then
       redis.call('LTRIM', B .. 'done', 0, cap - 1)
     end
   end
-  redis.call('HINCRBY', stats, 'processed', #done / 2)
-  redis.call('HINCRBY', KEYS[8], math.floor(tonumber(now) / 60000), #done / 2)
+  redis.call('HINCRBY', stats, 'processed', nd / 2)
+  redis.call('HINCRBY', KEYS[8], math.floor(tonumber(now) / 60000), nd / 2)
   local extra = redis.call('ZCARD', completed) - tonumber(ARGV[2])
   if extra > 0 then redis.call('ZREMRANGEBYRANK', completed, 0, extra - 1) end
 end

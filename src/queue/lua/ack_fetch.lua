@@ -3,15 +3,17 @@
 -- is lanes.lua and sequence.lua, then ack.lua as the function `settle` and fetch.lua as the
 -- function `lease`, then this.
 --
--- KEYS[1..10]  as ack.lua's          KEYS[11..16]  as fetch.lua's
--- ARGV[1..7]   as fetch.lua's        ARGV[8..]     as ack.lua's
+-- KEYS[1..10]  as ack.lua's          KEYS[11..16]   as fetch.lua's
+-- ARGV[1..n-7] as ack.lua's          ARGV[n-6..n]   as fetch.lua's (n = #ARGV)
 --
 -- The settlements are written first: a job released unstarted ('x') may be leased again by
 -- the same call. Returns {settled, skipped, leased}: ack.lua's counts, then fetch.lua's reply
 -- (the leased items and `~<epoch>`, nothing, or -1 when the queue is paused).
-local fetch_keys, fetch_args, ack_args = {}, {}, {}
+-- ack.lua reads its part of ARGV in place (ACK_END, lanes.lua): copying four arguments per
+-- job into a table of its own cost more than the settling of a completion.
+local fetch_keys, fetch_args, n = {}, {}, #ARGV - 7
 for i = 11, 16 do fetch_keys[i - 10] = KEYS[i] end
-for i = 1, 7 do fetch_args[i] = ARGV[i] end
-for i = 8, #ARGV do ack_args[i - 7] = ARGV[i] end
-local counts = settle(KEYS, ack_args)
+for i = 1, 7 do fetch_args[i] = ARGV[n + i] end
+ACK_END = n
+local counts = settle(KEYS, ARGV)
 return {counts[1], counts[2], lease(fetch_keys, fetch_args)}

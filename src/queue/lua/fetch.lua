@@ -42,12 +42,11 @@ if redis.call('EXISTS', paused) == 1 then
 end
 
 local out, tokens = {}, 0
-local function take(x)
-  if string.byte(x, 1) == 126 then tokens = tokens + 1 else out[#out + 1] = x end
-end
+local byte = string.byte
+-- Jobs and tokens are told apart by their first byte (`~`: a token).
 local item = redis.call('RPOP', inbox)
 while item do
-  take(item)
+  if byte(item, 1) == 126 then tokens = tokens + 1 else out[#out + 1] = item end
   item = redis.call('RPOP', inbox)
 end
 
@@ -55,7 +54,14 @@ local want = tonumber(ARGV[1]) - #out - tokens
 if want > 0 then
   local more = redis.call('RPOP', pending, want)
   if more then
-    for i = 1, #more do take(more[i]) end
+    local n = #out
+    for i = 1, #more do
+      local x = more[i]
+      if byte(x, 1) == 126 then tokens = tokens + 1 else
+        n = n + 1
+        out[n] = x
+      end
+    end
   end
 end
 
@@ -199,13 +205,13 @@ if dropped > 0 then redis.call('HINCRBY', stats, 'tomb', -dropped) end
 redis.call('ZADD', workers, ARGV[3], ARGV[2])
 if #out == 0 then return out end
 
-local fields, ids = {}, {}
+local fields, ids, match = {}, {}, string.match
 for i = 1, #out do
-  local sp = string.find(out[i], ' ', 1, true)
-  local id = string.sub(out[i], 1, sp - 1)
+  local x = out[i]
+  local id = match(x, '^[^ ]+')
   ids[i] = id
   fields[2 * i - 1] = id
-  fields[2 * i] = out[i]
+  fields[2 * i] = x
 end
 redis.call('HSET', leased, unpack(fields))
 redis.call('HDEL', B .. 'index', unpack(ids))

@@ -13,6 +13,9 @@
 -- Complexity: O(1) per job.
 local B = '' -- the partition's key base `{tag}:`, set from the script's ARGV
 local NOW = '0' -- now (ms), set from the script's ARGV where tokens are released
+-- Where ack.lua's arguments end in ARGV when a script carries others after them
+-- (ack_fetch.lua); nil: at ARGV's end.
+local ACK_END = nil
 local PRIOS = {'high', 'normal', 'low'}
 
 -- The tenant and priority an item carries (both nil for a plain job). The envelope keeps

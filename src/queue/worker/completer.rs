@@ -148,6 +148,20 @@ async fn write(
     batch.clear();
 }
 
+/// A completion's entry in the queue's recently completed list: "<id> <finish ms> <kind>
+/// <tenant>" (the tenant empty for none). Written by hand: it is made once per job.
+fn done_entry(id: &str, now: &str, kind: &str, tenant: Option<&str>) -> String {
+    let tenant = tenant.unwrap_or("");
+    let mut entry = String::with_capacity(id.len() + now.len() + kind.len() + tenant.len() + 3);
+    for (i, part) in [id, now, kind, tenant].into_iter().enumerate() {
+        if i > 0 {
+            entry.push(' ');
+        }
+        entry.push_str(part);
+    }
+    entry
+}
+
 /// The ack script's call for `batch`, settled at `now`; with `lease` > 0 the call of
 /// `ack_fetch.lua`, leasing up to that many jobs too.
 fn invocation(
@@ -167,9 +181,6 @@ fn invocation(
     for key in k.ack_script_keys(&shared.leased_key) {
         invocation.key(key);
     }
-    if lease > 0 {
-        fetcher::lease_call(shared, lease, now, &mut invocation);
-    }
     invocation
         .arg(now)
         .arg(settings.completed_max)
@@ -183,6 +194,7 @@ fn invocation(
     }));
     let epoch = epochs.iter().flatten().next().cloned();
     invocation.arg(epoch.as_deref().unwrap_or(""));
+    let now_text = now.to_string();
     for (op, leased_in) in batch.iter().zip(&epochs) {
         match op {
             AckOp::Done {
@@ -199,10 +211,7 @@ fn invocation(
                 })
                 .arg(id.as_ref())
                 .arg(seq.as_deref().unwrap_or(""))
-                .arg(format!(
-                    "{id} {now} {kind} {}",
-                    tenant.as_deref().unwrap_or("")
-                )),
+                .arg(done_entry(id, &now_text, kind, tenant.as_deref())),
             AckOp::Retry { id, due_ms, item } => {
                 invocation.arg("r").arg(id.as_ref()).arg(*due_ms).arg(item)
             }
@@ -226,6 +235,10 @@ fn invocation(
                 .arg(item.as_ref()),
             AckOp::Flush(_) | AckOp::Shutdown => unreachable!("control messages are not batched"),
         };
+    }
+    // The fetch's keys after the ack's ten, its arguments after the ack's (ack_fetch.lua).
+    if lease > 0 {
+        fetcher::lease_call(shared, lease, now, &mut invocation);
     }
     invocation
 }
