@@ -53,6 +53,7 @@ pub mod clients;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod job;
+pub mod names;
 pub mod noop;
 pub mod notify;
 pub mod secret;

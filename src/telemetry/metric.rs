@@ -45,7 +45,9 @@
 //! supervisor, schedule, provider, HTTP status, component), never from payloads or ids; the
 //! wait histogram has no `kind` label since waiting is the queue's property.
 
-use std::{cell::RefCell, collections::HashMap, time::Duration};
+use std::{cell::RefCell, time::Duration};
+
+use switchboard_jobs::names::NameMap;
 
 /// Gauge: jobs by queue and state (pending, delayed, running, dead), read from Redis.
 pub const QUEUE_JOBS: &str = "switchboard_queue_jobs";
@@ -302,7 +304,7 @@ pub fn job_finished(queue: &str, kind: &str, outcome: JobOutcome, ran: Duration)
 /// The handles of one queue's per-job series.
 struct QueueSeries {
     wait: metrics::Histogram,
-    kinds: HashMap<Box<str>, KindSeries>,
+    kinds: NameMap<Box<str>, KindSeries>,
 }
 
 /// The handles of one kind's per-job series; outcome counters by [`JOB_OUTCOMES`] index,
@@ -316,7 +318,7 @@ struct KindSeries {
 #[derive(Default)]
 struct JobSeries {
     recorder: usize,
-    queues: HashMap<Box<str>, QueueSeries>,
+    queues: NameMap<Box<str>, QueueSeries>,
 }
 
 thread_local! {
@@ -337,27 +339,28 @@ fn job_series(
         if series.recorder != recorder {
             *series = JobSeries {
                 recorder,
-                queues: HashMap::new(),
+                queues: NameMap::default(),
             };
         }
-        // Looked up by `&str` first: no key is built for a series seen before.
+        // Looked up by `&str`, once for a series seen before: no key is built for it.
         if !series.queues.contains_key(queue) {
             let wait = metrics::histogram!(JOB_WAIT, "queue" => queue.to_owned());
-            let kinds = HashMap::new();
+            let kinds = NameMap::default();
             series.queues.insert(queue.into(), QueueSeries { wait, kinds });
         }
         let Some(QueueSeries { wait, kinds }) = series.queues.get_mut(queue) else {
             return;
         };
-        if let Some(kind) = kind
-            && !kinds.contains_key(kind)
-        {
+        let Some(kind) = kind else {
+            f(wait, None);
+            return;
+        };
+        if !kinds.contains_key(kind) {
             let run = metrics::histogram!(JOB_RUN, "queue" => queue.to_owned(), "kind" => kind.to_owned());
             let outcomes = Default::default();
             kinds.insert(kind.into(), KindSeries { run, outcomes });
         }
-        let kind = kind.and_then(|kind| kinds.get_mut(kind));
-        f(wait, kind);
+        f(wait, kinds.get_mut(kind));
     });
 }
 

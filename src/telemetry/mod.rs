@@ -45,16 +45,28 @@ pub fn init_logging(settings: &TelemetrySettings) -> Result<Traces, String> {
             )
             .try_init()
     } else {
-        // Colour only for a person at a terminal: a file or a log shipper gets plain text.
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        registry
-            .with(
-                fmt::layer()
-                    .with_ansi(ansi)
-                    .with_writer(std::io::stderr)
-                    .with_filter(filter),
-            )
-            .try_init()
+        // Colour only for a person at a terminal: a file or a log shipper gets plain text,
+        // its fields written as the default format writes them uncoloured, but in one step
+        // each (a job's span formats its fields when it opens, once per job).
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            registry
+                .with(
+                    fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_filter(filter),
+                )
+                .try_init()
+        } else {
+            registry
+                .with(
+                    fmt::layer()
+                        .with_ansi(false)
+                        .fmt_fields(plain_fields())
+                        .with_writer(std::io::stderr)
+                        .with_filter(filter),
+                )
+                .try_init()
+        }
     };
     // A second init (tests, embedded use) keeps the first subscriber, and its traces.
     Ok(match result {
@@ -66,6 +78,20 @@ pub fn init_logging(settings: &TelemetrySettings) -> Result<Traces, String> {
         }
         Err(_) => Traces::default(),
     })
+}
+
+/// Fields as `name=value` separated by spaces, the message bare: what the default text
+/// format writes without colour, one `write!` per field.
+fn plain_fields() -> impl for<'w> fmt::FormatFields<'w> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt;
+    fmt::format::debug_fn(|writer, field, value| {
+        if field.name() == "message" {
+            write!(writer, "{value:?}")
+        } else {
+            write!(writer, "{field}={value:?}")
+        }
+    })
+    .delimited(" ")
 }
 
 /// Buckets of the job wait and run histograms (seconds): sub-millisecond pickup up to

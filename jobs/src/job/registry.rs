@@ -1,10 +1,11 @@
 //! Kind name -> handler and policy. The fleet dispatches each fetched job through it.
 
-use std::{collections::HashMap, future::Future, sync::Arc};
+use std::{future::Future, sync::Arc};
 
 use futures::{FutureExt, future::BoxFuture};
 
 use super::{JobArgs, JobContext, JobError, Policy};
+use crate::names::NameMap;
 
 /// A type-erased handler: decodes its arguments and runs.
 pub type Handler =
@@ -23,7 +24,7 @@ struct Entry {
 /// Every known job kind, its handler and its policy.
 #[derive(Clone, Default)]
 pub struct Registry {
-    kinds: HashMap<&'static str, Entry>,
+    kinds: NameMap<&'static str, Entry>,
 }
 
 impl Registry {
