@@ -145,7 +145,14 @@ fn main() -> ExitCode {
     if let Some(url) = cli.redis_url {
         settings.redis.url = url;
     }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = settings.runtime.worker_threads(
+        cores,
+        std::env::var("TOKIO_WORKER_THREADS").ok().as_deref(),
+        &settings.redis.urls(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
         .expect("building the tokio runtime");

@@ -170,6 +170,8 @@ pub async fn run(settings: &Settings, which: BenchCommand) -> anyhow::Result<()>
     result["sealed"] = json!(queues.key_ring().is_some());
     result["redis_mode"] = json!(settings.redis.mode);
     result["partitions"] = json!(queues.partition_count(QUEUE));
+    // The async runtime's threads (`[runtime]`): the drain figures depend on them.
+    result["runtime_threads"] = json!(tokio::runtime::Handle::current().metrics().num_workers());
     println!("{result}");
     Ok(())
 }

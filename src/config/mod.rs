@@ -13,12 +13,14 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod runtime;
 pub mod schedule;
 pub mod secrets;
 pub mod timetable;
 pub mod waits;
 
 pub use self::{
+    runtime::RuntimeSettings,
     schedule::{CatchUp, ScheduleSettings, SchedulerSettings},
     secrets::{PayloadKey, Secrets},
     waits::AlertSettings,
@@ -60,6 +62,9 @@ pub struct Settings {
     /// Where and how often long-wait notices go.
     #[serde(default)]
     pub alerts: AlertSettings,
+    /// The async runtime's threads.
+    #[serde(default)]
+    pub runtime: RuntimeSettings,
     /// Credentials, from the environment only (never a file): filled by [`Settings::load`],
     /// empty in [`Settings::defaults`].
     #[serde(skip)]
