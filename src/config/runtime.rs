@@ -2,8 +2,8 @@
 //!
 //! A Redis server runs its commands on one thread. When it shares this machine's cores with
 //! the workers, a runtime thread on every core competes with it for its core, and both wait:
-//! on a 2-core machine a drain of 1,000 tenants' jobs took 121,000–158,000 jobs/s with two
-//! runtime threads and 149,000–237,000 with one (README, Benchmarks). So by default a process
+//! on a 2-core machine a drain of 1,000 tenants' jobs took 111,639–160,785 jobs/s with two
+//! runtime threads and 203,512–241,021 with one (README, Benchmarks). So by default a process
 //! whose every Redis address is on this machine leaves Redis a core.
 
 use serde::{Deserialize, Serialize};
