@@ -276,6 +276,10 @@ fn announce(settings: &Settings, roles: Roles, http: Option<std::net::SocketAddr
             ingest: roles.ingest && roles.http,
             fleet: roles.fleet,
             stand_ins: settings.dev.stand_ins && roles.fleet && roles.http,
+            threads: (
+                tokio::runtime::Handle::current().metrics().num_workers(),
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
         },
     );
     tracing::info!(target: "startup", "{text}");

@@ -23,14 +23,19 @@ pub struct Startup<'a> {
     pub fleet: bool,
     /// Whether the development stand-ins are served under `/dev/`.
     pub stand_ins: bool,
+    /// The async runtime's threads and the machine's cores (`[runtime]`).
+    pub threads: (usize, usize),
 }
 
 /// The block, one fact per line, without trailing newline.
 pub fn render(settings: &Settings, s: &Startup<'_>) -> String {
+    let (threads, cores) = s.threads;
     let mut out = format!(
-        "switchboard {} running: {}",
+        "switchboard {} running: {} ({threads} runtime thread{} on {cores} core{})",
         env!("CARGO_PKG_VERSION"),
-        s.roles.join(", ")
+        s.roles.join(", "),
+        if threads == 1 { "" } else { "s" },
+        if cores == 1 { "" } else { "s" },
     );
     let mut line = |label: &str, value: &str| {
         let _ = write!(out, "\n  {label:<10} {value}");
@@ -159,10 +164,11 @@ mod tests {
                 ingest: true,
                 fleet: true,
                 stand_ins: true,
+                threads: (1, 2),
             },
         );
         for want in [
-            "running: fleet, maintenance, scheduler, http, ingest",
+            "running: fleet, maintenance, scheduler, http, ingest (1 runtime thread on 2 cores)",
             "dashboard  http://127.0.0.1:8080/dashboard",
             "metrics    http://127.0.0.1:8080/metrics",
             "webhooks   http://127.0.0.1:8080/webhooks/retell",
@@ -191,6 +197,7 @@ mod tests {
                 ingest: false,
                 fleet: true,
                 stand_ins: false,
+                threads: (4, 4),
             },
         );
         assert!(

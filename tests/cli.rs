@@ -466,8 +466,15 @@ fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
         "says so: {log}"
     );
     // One block says what runs where; nothing shouts, and a redirected log has no colours.
+    // Its Redis is on this machine, so the runtime leaves it a core.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = cores.saturating_sub(1).max(1);
     for line in [
         "running: fleet, maintenance, scheduler, http, ingest".to_owned(),
+        format!(
+            "({threads} runtime thread{} on {cores} core",
+            if threads == 1 { "" } else { "s" }
+        ),
         format!("  dashboard  http://127.0.0.1:{http_port}/dashboard"),
         format!("  metrics    http://127.0.0.1:{http_port}/metrics"),
         format!("  webhooks   http://127.0.0.1:{http_port}/webhooks/retell"),
