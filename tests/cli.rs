@@ -388,6 +388,26 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, text))
 }
 
+/// Lines of `serve`'s start-up block with a private Redis on `redis_port` and HTTP on
+/// `http_port`. Its Redis is on this machine, so the runtime leaves it a core.
+fn startup_block(http_port: u16, redis_port: u16) -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = cores.saturating_sub(1).max(1);
+    vec![
+        "running: fleet, maintenance, scheduler, http, ingest".to_owned(),
+        format!(
+            "({threads} runtime thread{} on {cores} core",
+            if threads == 1 { "" } else { "s" }
+        ),
+        format!("  dashboard  http://127.0.0.1:{http_port}/dashboard"),
+        format!("  metrics    http://127.0.0.1:{http_port}/metrics"),
+        format!("  webhooks   http://127.0.0.1:{http_port}/webhooks/retell"),
+        format!("  redis      redis://127.0.0.1:{redis_port}"),
+        "  mail       files under var/mail".to_owned(),
+        "  stand-ins  Cal.com, Stripe, SMS".to_owned(),
+    ]
+}
+
 #[test]
 fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -466,22 +486,7 @@ fn serve_starts_a_private_redis_when_none_answers_and_exits_zero_on_sigterm() {
         "says so: {log}"
     );
     // One block says what runs where; nothing shouts, and a redirected log has no colours.
-    // Its Redis is on this machine, so the runtime leaves it a core.
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let threads = cores.saturating_sub(1).max(1);
-    for line in [
-        "running: fleet, maintenance, scheduler, http, ingest".to_owned(),
-        format!(
-            "({threads} runtime thread{} on {cores} core",
-            if threads == 1 { "" } else { "s" }
-        ),
-        format!("  dashboard  http://127.0.0.1:{http_port}/dashboard"),
-        format!("  metrics    http://127.0.0.1:{http_port}/metrics"),
-        format!("  webhooks   http://127.0.0.1:{http_port}/webhooks/retell"),
-        format!("  redis      redis://127.0.0.1:{redis_port}"),
-        "  mail       files under var/mail".to_owned(),
-        "  stand-ins  Cal.com, Stripe, SMS".to_owned(),
-    ] {
+    for line in startup_block(http_port, redis_port) {
         assert!(log.contains(&line), "{line:?} missing:\n{log}");
     }
     assert!(
