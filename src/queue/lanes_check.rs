@@ -27,9 +27,16 @@ async fn fetch(q: &Queues, k: &QueueKeys, n: usize, cap: u32) -> Vec<String> {
     lease(q, k, n, cap).await.0
 }
 
-/// One fetch as [`fetch`]; the ids leased and the lease's epoch (none when nothing was).
-async fn lease(q: &Queues, k: &QueueKeys, n: usize, cap: u32) -> (Vec<String>, Option<String>) {
-    let mut items: Vec<String> = scripts::FETCH
+/// The fetch script's keys and arguments for worker `w`, after any already on `invocation`:
+/// up to `n` jobs, with a tenant cap, at `now`.
+fn lease_call(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    k: &QueueKeys,
+    n: usize,
+    cap: u32,
+    now: u64,
+) {
+    invocation
         .key(&k.pending)
         .key(k.inbox("w"))
         .key(k.leased("w"))
@@ -38,14 +45,18 @@ async fn lease(q: &Queues, k: &QueueKeys, n: usize, cap: u32) -> (Vec<String>, O
         .key(&k.workers)
         .arg(n)
         .arg("w")
-        .arg(job::now_ms() + 60_000)
+        .arg(now + 60_000)
         .arg(k.base())
         .arg(cap)
         .arg(0)
-        .arg(job::now_ms())
-        .invoke_async(&mut q.conn())
-        .await
-        .unwrap();
+        .arg(now);
+}
+
+/// One fetch as [`fetch`]; the ids leased and the lease's epoch (none when nothing was).
+async fn lease(q: &Queues, k: &QueueKeys, n: usize, cap: u32) -> (Vec<String>, Option<String>) {
+    let mut invocation = scripts::FETCH.prepare_invoke();
+    lease_call(&mut invocation, k, n, cap, job::now_ms());
+    let mut items: Vec<String> = invocation.invoke_async(&mut q.conn()).await.unwrap();
     // The lease's epoch follows the jobs.
     let epoch = items
         .pop_if(|last| last.starts_with('~'))
@@ -336,12 +347,6 @@ async fn ack_fetch(
         invocation.key(key);
     }
     invocation
-        .key(&k.pending)
-        .key(k.inbox("w"))
-        .key(k.leased("w"))
-        .key(&k.stats)
-        .key(&k.paused)
-        .key(&k.workers)
         .arg(now)
         .arg(1000)
         .arg(1000)
@@ -350,14 +355,8 @@ async fn ack_fetch(
     for (op, id, item) in ops {
         invocation.arg(*op).arg(*id).arg("").arg(item);
     }
-    invocation
-        .arg(n)
-        .arg("w")
-        .arg(now + 60_000)
-        .arg(k.base())
-        .arg(0)
-        .arg(0)
-        .arg(now);
+    // The fetch's keys after the ack's ten, its arguments after the ack's.
+    lease_call(&mut invocation, k, n, 0, now);
     invocation.invoke_async(&mut q.conn()).await.unwrap()
 }
 

@@ -342,7 +342,7 @@ fn job_series(
                 queues: NameMap::default(),
             };
         }
-        // Looked up by `&str`, once for a series seen before: no key is built for it.
+        // Looked up by `&str` first: no key is built for a series seen before.
         if !series.queues.contains_key(queue) {
             let wait = metrics::histogram!(JOB_WAIT, "queue" => queue.to_owned());
             let kinds = NameMap::default();
